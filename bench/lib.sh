@@ -1,0 +1,37 @@
+# Shared helpers of the bench scripts: build, the Python venv, timing and RESULTS.md.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SHARED="$ROOT/../shared"
+OUT="$ROOT/bench/out"
+RESULTS="$ROOT/bench/RESULTS.md"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+MIXLAB="$TARGET/release/mixlab"
+VENV="${MIXLAB_BENCH_VENV:-$HOME/.cache/mixlab-bench-venv}"
+mkdir -p "$OUT"
+
+build_release() {
+  (cd "$ROOT" && cargo build --release --locked -p mixlab -p mixlab-bench-tokenize)
+}
+
+# Creates the peers' virtual environment with the given pip packages.
+python_env() {
+  if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
+  "$VENV/bin/pip" install -q "$@"
+}
+
+# Runs a command under /usr/bin/time; prints "<wall seconds> <peak RSS MB>" on fd 3 and keeps stdout.
+timed() {
+  local log
+  log="$(mktemp)"
+  /usr/bin/time -f "%e %M" -o "$log" "$@"
+  awk '{ printf "%s %.1f\n", $1, $2 / 1024 }' "$log" >&3
+  rm -f "$log"
+}
+
+machine() {
+  echo "$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+}
+
+append_results() {
+  { echo; cat; } >> "$RESULTS"
+}

@@ -1,0 +1,368 @@
+//! The ingest sections of `datasets.toml`: `[tokenizer]`, `[ingest]` and `[[domain]]`.
+//!
+//! Every struct denies unknown keys, so a typo is a configuration error naming the key instead of a
+//! silently ignored setting. Defaults live in one `Default` impl per struct and cite where they come from.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// `[tokenizer]`: load a Hugging Face `tokenizer.json`, or train a byte-level BPE on the corpus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizerConfig {
+    /// A Hugging Face tokenizer file. Exactly one of `path` and `train` must be set.
+    pub path: Option<PathBuf>,
+    /// Train a byte-level BPE on a sample of the corpus instead.
+    pub train: Option<TrainTokenizerConfig>,
+}
+
+/// `[tokenizer.train]`: settings for training a byte-level BPE.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainTokenizerConfig {
+    /// Target vocabulary size, special tokens included. Must be at least 257 (256 bytes + end of text).
+    pub vocab_size: u32,
+    /// Characters of text to train on, taken in equal shares from each domain in read order.
+    /// Default: 4,000,000 (enough for a stable 8k vocabulary; training takes a few seconds).
+    #[serde(default = "default_sample_bytes")]
+    pub sample_bytes: u64,
+}
+
+fn default_sample_bytes() -> u64 {
+    4_000_000
+}
+
+/// What to do with a malformed record (bad JSON line, invalid UTF-8, missing text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Stop with an error naming the file and line (the default: bad data should be seen).
+    #[default]
+    Fail,
+    /// Skip the record and count it in the summary (`skipped_records`).
+    Skip,
+}
+
+/// `[ingest]`: splits, quality filters, dedup and shard sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Share of documents put in the `valid` split, decided by a hash of `doc_id`. Default: 0.02.
+    pub valid_fraction: f64,
+    /// Share of documents put in the `probe` split (held out for utility estimation). Default: 0.01.
+    pub probe_fraction: f64,
+    /// Documents shorter than this many characters are dropped as `too_short`. Default: 32.
+    pub min_chars: usize,
+    /// Documents longer than this many characters are dropped as `too_long`. Default: 200,000.
+    pub max_chars: usize,
+    /// Documents per shard file. Default: 4,096 (a few MB of tokens per file).
+    pub shard_rows: usize,
+    /// Records per batch read from a source; bounds memory together with `shard_rows`. Default: 1,024.
+    pub batch_rows: usize,
+    /// Malformed records: `fail` (default) or `skip`.
+    pub on_error: OnError,
+    /// Quality filters for every domain; a domain's `filters` table overrides single values.
+    pub filters: FilterConfig,
+    /// Exact and near-duplicate removal.
+    pub dedup: DedupConfig,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            valid_fraction: 0.02,
+            probe_fraction: 0.01,
+            min_chars: 32,
+            max_chars: 200_000,
+            shard_rows: 4096,
+            batch_rows: 1024,
+            on_error: OnError::Fail,
+            filters: FilterConfig::default(),
+            dedup: DedupConfig::default(),
+        }
+    }
+}
+
+/// Gopher-style quality rules (Rae et al. 2021, "Scaling Language Models", appendix A.1.1).
+///
+/// A rule is switched off by its permissive value (`0` for a minimum, `1.0` for a maximum share).
+/// Prose rules (stop words, alphabetic words) drop most code and math, so code domains should set
+/// `min_stop_words = 0` and `min_alpha_word_fraction = 0.0`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// Minimum number of words (`too_few_words`). Gopher: 50; default 0 since short demo documents are valid.
+    pub min_words: usize,
+    /// Minimum share of non-whitespace characters that are alphabetic (`low_alpha_chars`). Default: 0.5.
+    pub min_alpha_char_fraction: f64,
+    /// Minimum share of words containing an alphabetic character (`low_alpha_words`). Gopher: 0.8.
+    pub min_alpha_word_fraction: f64,
+    /// Minimum count of English stop words (the, be, to, of, and, that, have, with) (`few_stop_words`). Gopher: 2.
+    pub min_stop_words: usize,
+    /// Mean word length must lie in `[min, max]` characters (`word_length`). Gopher: 3 to 10.
+    pub mean_word_length: (f64, f64),
+    /// Maximum share of lines that duplicate an earlier line (`repeated_lines`). Gopher: 0.30.
+    pub max_duplicate_line_fraction: f64,
+    /// Maximum share of characters covered by the most frequent word 2-, 3- and 4-gram
+    /// (`repeated_ngrams`). Gopher: 0.20, 0.18, 0.16.
+    pub max_top_ngram_fraction: [f64; 3],
+    /// Maximum share of characters in duplicated word 5- to 10-grams (`repeated_ngrams`).
+    /// Gopher: 0.15, 0.14, 0.13, 0.12, 0.11, 0.10.
+    pub max_duplicate_ngram_fraction: [f64; 6],
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        Self {
+            min_words: 0,
+            min_alpha_char_fraction: 0.5,
+            min_alpha_word_fraction: 0.8,
+            min_stop_words: 2,
+            mean_word_length: (3.0, 10.0),
+            max_duplicate_line_fraction: 0.30,
+            max_top_ngram_fraction: [0.20, 0.18, 0.16],
+            max_duplicate_ngram_fraction: [0.15, 0.14, 0.13, 0.12, 0.11, 0.10],
+        }
+    }
+}
+
+/// A domain's `filters` table: any subset of [`FilterConfig`]'s keys, applied over `[ingest.filters]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterOverrides {
+    /// See [`FilterConfig::min_words`].
+    pub min_words: Option<usize>,
+    /// See [`FilterConfig::min_alpha_char_fraction`].
+    pub min_alpha_char_fraction: Option<f64>,
+    /// See [`FilterConfig::min_alpha_word_fraction`].
+    pub min_alpha_word_fraction: Option<f64>,
+    /// See [`FilterConfig::min_stop_words`].
+    pub min_stop_words: Option<usize>,
+    /// See [`FilterConfig::mean_word_length`].
+    pub mean_word_length: Option<(f64, f64)>,
+    /// See [`FilterConfig::max_duplicate_line_fraction`].
+    pub max_duplicate_line_fraction: Option<f64>,
+    /// See [`FilterConfig::max_top_ngram_fraction`].
+    pub max_top_ngram_fraction: Option<[f64; 3]>,
+    /// See [`FilterConfig::max_duplicate_ngram_fraction`].
+    pub max_duplicate_ngram_fraction: Option<[f64; 6]>,
+}
+
+impl FilterConfig {
+    /// These filters with a domain's overrides applied.
+    pub fn with_overrides(&self, o: &FilterOverrides) -> FilterConfig {
+        FilterConfig {
+            min_words: o.min_words.unwrap_or(self.min_words),
+            min_alpha_char_fraction: o
+                .min_alpha_char_fraction
+                .unwrap_or(self.min_alpha_char_fraction),
+            min_alpha_word_fraction: o
+                .min_alpha_word_fraction
+                .unwrap_or(self.min_alpha_word_fraction),
+            min_stop_words: o.min_stop_words.unwrap_or(self.min_stop_words),
+            mean_word_length: o.mean_word_length.unwrap_or(self.mean_word_length),
+            max_duplicate_line_fraction: o
+                .max_duplicate_line_fraction
+                .unwrap_or(self.max_duplicate_line_fraction),
+            max_top_ngram_fraction: o
+                .max_top_ngram_fraction
+                .unwrap_or(self.max_top_ngram_fraction),
+            max_duplicate_ngram_fraction: o
+                .max_duplicate_ngram_fraction
+                .unwrap_or(self.max_duplicate_ngram_fraction),
+        }
+    }
+}
+
+/// `[ingest.dedup]`: exact and MinHash near-duplicate removal, across all domains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupConfig {
+    /// Drop documents whose normalized text (lower case, collapsed whitespace) was seen before. Default: true.
+    pub exact: bool,
+    /// Near-duplicate removal by MinHash LSH; absent or `false`-like values turn it off.
+    pub minhash: Option<MinHashConfig>,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        Self {
+            exact: true,
+            minhash: Some(MinHashConfig::default()),
+        }
+    }
+}
+
+/// `[ingest.dedup.minhash]`: MinHash signatures over word n-grams, banded for LSH.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MinHashConfig {
+    /// Estimated Jaccard similarity at or above which a document is a near duplicate. Default: 0.8.
+    pub threshold: f64,
+    /// Hash permutations per signature. Default: 128.
+    pub num_perm: usize,
+    /// LSH bands; `num_perm` must be a multiple. Default: 16 bands of 8 rows, whose candidate
+    /// threshold (1/16)^(1/8) ≈ 0.71 lies below `threshold`, so candidates are then verified on the
+    /// full signature (recall high, no false positives beyond the estimate's noise).
+    pub bands: usize,
+    /// Words per shingle. Default: 5 (datatrove's and most web-dedup pipelines' choice).
+    pub ngram: usize,
+}
+
+impl Default for MinHashConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 0.8,
+            num_perm: 128,
+            bands: 16,
+            ngram: 5,
+        }
+    }
+}
+
+/// `[[domain]]`: a named group of sources whose documents share a mixture weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    /// Domain name: lower case letters, digits, `_` and `-` (it names a directory).
+    pub name: String,
+    /// One or more sources.
+    pub source: Vec<SourceConfig>,
+    /// Overrides of `[ingest.filters]` for this domain.
+    #[serde(default)]
+    pub filters: FilterOverrides,
+}
+
+/// The file formats a source can have; each may be gzip-compressed (`.gz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFormat {
+    /// Apache Parquet, read by DataFusion's Parquet scan.
+    Parquet,
+    /// JSON lines: one object per line.
+    Jsonl,
+    /// CSV with a header row.
+    Csv,
+    /// Plain text: each file is one document (columns `text` and `path`).
+    Text,
+}
+
+/// `[[domain.source]]`: files read as one table named `source`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A file or a glob pattern (`data/*.jsonl.gz`), relative to the config file.
+    pub path: String,
+    /// File format.
+    pub format: SourceFormat,
+    /// Column holding the document text. Default: `text`.
+    #[serde(default = "default_text_column")]
+    pub text_column: String,
+    /// Optional SQL over the table `source`, run by DataFusion: a filter or projection that must
+    /// keep `text_column`, e.g. `SELECT text FROM source WHERE lang = 'en'`.
+    pub sql: Option<String>,
+    /// Name recorded in the shards' `source` column. Default: the file name of `path`.
+    pub name: Option<String>,
+}
+
+fn default_text_column() -> String {
+    "text".to_owned()
+}
+
+impl SourceConfig {
+    /// The label stored in the `source` column of every document from this source.
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.path
+                .rsplit(['/', '\\'])
+                .next()
+                .unwrap_or(&self.path)
+                .to_owned()
+        })
+    }
+}
+
+/// Checks values serde cannot: ranges, names, an empty domain list, duplicate domains.
+///
+/// # Errors
+/// [`Error::Config`] naming the offending key and the expected range.
+pub fn validate(
+    tokenizer: &TokenizerConfig,
+    ingest: &IngestConfig,
+    domains: &[DomainConfig],
+) -> Result<()> {
+    let bad = |msg: String| Err(Error::Config(msg));
+    match (&tokenizer.path, &tokenizer.train) {
+        (Some(_), Some(_)) | (None, None) => {
+            return bad("[tokenizer]: set exactly one of `path` and `train`".into());
+        }
+        (None, Some(t)) if t.vocab_size < 257 => {
+            return bad(format!(
+                "tokenizer.train.vocab_size = {}: expected at least 257",
+                t.vocab_size
+            ));
+        }
+        _ => {}
+    }
+    let split = ingest.valid_fraction + ingest.probe_fraction;
+    if !(0.0..1.0).contains(&ingest.valid_fraction)
+        || !(0.0..1.0).contains(&ingest.probe_fraction)
+        || split >= 1.0
+    {
+        return bad(format!(
+            "ingest.valid_fraction + ingest.probe_fraction = {split}: expected each in [0, 1) and their sum below 1"
+        ));
+    }
+    if ingest.shard_rows == 0 || ingest.batch_rows == 0 {
+        return bad("ingest.shard_rows and ingest.batch_rows must be at least 1".into());
+    }
+    if ingest.min_chars > ingest.max_chars {
+        return bad(format!(
+            "ingest.min_chars = {} exceeds ingest.max_chars = {}",
+            ingest.min_chars, ingest.max_chars
+        ));
+    }
+    if let Some(m) = &ingest.dedup.minhash {
+        if m.num_perm == 0 || m.bands == 0 || m.num_perm % m.bands != 0 {
+            return bad(format!(
+                "ingest.dedup.minhash: num_perm = {} must be a positive multiple of bands = {}",
+                m.num_perm, m.bands
+            ));
+        }
+        if !(0.0..=1.0).contains(&m.threshold) || m.ngram == 0 {
+            return bad(
+                "ingest.dedup.minhash: threshold must be in [0, 1] and ngram at least 1".into(),
+            );
+        }
+    }
+    if domains.is_empty() {
+        return bad("no [[domain]] defined: expected at least one".into());
+    }
+    let mut seen = BTreeMap::new();
+    for (i, d) in domains.iter().enumerate() {
+        let valid_name = !d.name.is_empty()
+            && d.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !valid_name {
+            return bad(format!(
+                "domain[{i}].name = {:?}: expected lower-case letters, digits, '_' or '-'",
+                d.name
+            ));
+        }
+        if seen.insert(d.name.as_str(), i).is_some() {
+            return bad(format!("domain {:?} is defined twice", d.name));
+        }
+        if d.source.is_empty() {
+            return bad(format!(
+                "domain {:?} has no [[domain.source]]: expected at least one",
+                d.name
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! Exact and near-duplicate detection across all domains.
+//!
+//! Exact: a 128-bit hash of the normalized text (lower case, whitespace collapsed). Near: MinHash
+//! signatures over word n-grams, indexed by LSH bands; a band collision makes a candidate, which is
+//! confirmed only if the signatures agree on at least `threshold` of their slots (the Jaccard
+//! estimate). Signatures are computed in parallel; [`DedupIndex::insert`] runs sequentially in
+//! document order so the first occurrence is the one kept, on every run.
+//!
+//! MinHash is written by hand: the Rust crates for it either hash shingles through `std`'s
+//! randomized `HashMap` (not reproducible across runs) or pull in a different hash family per
+//! permutation; one xxh3 hash per shingle plus a universal-hash permutation is simpler and faster.
+
+use std::collections::{HashMap, HashSet};
+
+use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
+
+use crate::config::MinHashConfig;
+
+/// Text with case folded and runs of whitespace collapsed to one space.
+pub fn normalize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    out
+}
+
+/// Hash of the normalized text used for exact dedup.
+pub fn exact_hash(normalized: &str) -> u128 {
+    xxh3_128(normalized.as_bytes())
+}
+
+/// The Mersenne prime 2^61 - 1: arithmetic modulo it is a universal hash family.
+const MERSENNE_61: u64 = (1 << 61) - 1;
+
+/// Computes MinHash signatures with fixed, seeded permutations.
+#[derive(Debug, Clone)]
+pub struct MinHasher {
+    ngram: usize,
+    /// Per permutation `(a, b)` of `h ↦ (a·h + b) mod (2^61 - 1)`.
+    coefficients: Vec<(u64, u64)>,
+}
+
+impl MinHasher {
+    /// A hasher for `config.num_perm` permutations over `config.ngram`-word shingles.
+    pub fn new(config: &MinHashConfig) -> Self {
+        // A splitmix64 stream gives the same coefficients on every platform and crate version.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) % MERSENNE_61
+        };
+        let coefficients = (0..config.num_perm)
+            .map(|_| (next().max(1), next()))
+            .collect();
+        Self {
+            ngram: config.ngram,
+            coefficients,
+        }
+    }
+
+    /// The signature of a normalized text; texts shorter than one shingle use the whole text.
+    pub fn signature(&self, normalized: &str) -> Vec<u32> {
+        let words: Vec<&str> = normalized.split(' ').collect();
+        let mut shingles: Vec<u64> = if words.len() <= self.ngram {
+            vec![xxh3_64(normalized.as_bytes())]
+        } else {
+            words
+                .windows(self.ngram)
+                .map(|w| {
+                    let start = w[0].as_ptr() as usize - normalized.as_ptr() as usize;
+                    let last = w[self.ngram - 1];
+                    let end = last.as_ptr() as usize - normalized.as_ptr() as usize + last.len();
+                    xxh3_64(&normalized.as_bytes()[start..end])
+                })
+                .collect()
+        };
+        shingles.sort_unstable();
+        shingles.dedup();
+        self.coefficients
+            .iter()
+            .map(|&(a, b)| {
+                shingles
+                    .iter()
+                    .map(|&h| permute(a, b, h % MERSENNE_61))
+                    .min()
+                    .unwrap_or(u64::MAX) as u32
+            })
+            .collect()
+    }
+}
+
+/// `(a·x + b) mod (2^61 - 1)` without overflow.
+fn permute(a: u64, b: u64, x: u64) -> u64 {
+    let product = u128::from(a) * u128::from(x) + u128::from(b);
+    let folded = (product & u128::from(MERSENNE_61)) + (product >> 61);
+    let folded = folded as u64;
+    if folded >= MERSENNE_61 {
+        folded - MERSENNE_61
+    } else {
+        folded
+    }
+}
+
+/// Why [`DedupIndex::insert`] rejected a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duplicate {
+    /// Same normalized text as an earlier document.
+    Exact,
+    /// Estimated Jaccard similarity with an earlier document at or above the threshold.
+    Near,
+}
+
+/// Everything seen so far: exact hashes, and LSH buckets pointing at kept signatures.
+///
+/// Memory: 16 bytes per kept document for exact dedup, plus `4 · num_perm` bytes of signature and
+/// about `24 · bands` bytes of bucket entries for near dedup (about 0.9 KB a document at defaults).
+#[derive(Debug, Default)]
+pub struct DedupIndex {
+    exact: HashSet<u128>,
+    near: Option<NearIndex>,
+}
+
+#[derive(Debug)]
+struct NearIndex {
+    threshold: f64,
+    bands: usize,
+    signatures: Vec<u32>,
+    num_perm: usize,
+    buckets: HashMap<u64, Vec<u32>>,
+}
+
+impl DedupIndex {
+    /// An empty index; near dedup is on when `minhash` is given.
+    pub fn new(minhash: Option<&MinHashConfig>) -> Self {
+        Self {
+            exact: HashSet::new(),
+            near: minhash.map(|m| NearIndex {
+                threshold: m.threshold,
+                bands: m.bands,
+                signatures: Vec::new(),
+                num_perm: m.num_perm,
+                buckets: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Records a document unless it duplicates an earlier one.
+    ///
+    /// `hash` is checked when given (exact dedup on); `signature` when near dedup is on.
+    pub fn insert(
+        &mut self,
+        hash: Option<u128>,
+        signature: Option<&[u32]>,
+    ) -> Result<(), Duplicate> {
+        if let Some(h) = hash
+            && self.exact.contains(&h)
+        {
+            return Err(Duplicate::Exact);
+        }
+        if let (Some(near), Some(sig)) = (&mut self.near, signature) {
+            near.insert(sig)?;
+        }
+        if let Some(h) = hash {
+            self.exact.insert(h);
+        }
+        Ok(())
+    }
+}
+
+impl NearIndex {
+    fn insert(&mut self, sig: &[u32]) -> Result<(), Duplicate> {
+        let rows = self.num_perm / self.bands;
+        let keys: Vec<u64> = sig
+            .chunks(rows)
+            .enumerate()
+            .map(|(band, chunk)| {
+                let mut bytes = Vec::with_capacity(4 * rows + 8);
+                bytes.extend_from_slice(&(band as u64).to_le_bytes());
+                chunk
+                    .iter()
+                    .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+                xxh3_64(&bytes)
+            })
+            .collect();
+        let mut checked = HashSet::new();
+        for key in &keys {
+            for &candidate in self.buckets.get(key).into_iter().flatten() {
+                if checked.insert(candidate) && self.similarity(candidate, sig) >= self.threshold {
+                    return Err(Duplicate::Near);
+                }
+            }
+        }
+        let id = (self.signatures.len() / self.num_perm) as u32;
+        self.signatures.extend_from_slice(sig);
+        for key in keys {
+            self.buckets.entry(key).or_default().push(id);
+        }
+        Ok(())
+    }
+
+    fn similarity(&self, id: u32, sig: &[u32]) -> f64 {
+        let start = id as usize * self.num_perm;
+        let other = &self.signatures[start..start + self.num_perm];
+        let equal = other.iter().zip(sig).filter(|(a, b)| a == b).count();
+        equal as f64 / self.num_perm as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(words: usize, seed: usize) -> String {
+        (0..words)
+            .map(|i| format!("w{}", (i * 7 + seed * 13) % 997))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn normalize_folds_case_and_whitespace() {
+        assert_eq!(normalize("  Hello\t\tWORLD \n again "), "hello world again");
+    }
+
+    #[test]
+    fn exact_duplicates_differ_only_in_case_and_spacing() {
+        let mut index = DedupIndex::new(None);
+        let a = exact_hash(&normalize("The  same text"));
+        let b = exact_hash(&normalize("the same\ntext"));
+        assert_eq!(index.insert(Some(a), None), Ok(()));
+        assert_eq!(index.insert(Some(b), None), Err(Duplicate::Exact));
+    }
+
+    #[test]
+    fn minhash_estimate_tracks_true_jaccard() {
+        let config = MinHashConfig {
+            num_perm: 256,
+            ..MinHashConfig::default()
+        };
+        let hasher = MinHasher::new(&config);
+        let a = text(400, 1);
+        // Replace every 10th word: about 0.6 Jaccard over 5-gram shingles.
+        let b: Vec<String> = a
+            .split(' ')
+            .enumerate()
+            .map(|(i, w)| {
+                if i % 10 == 0 {
+                    format!("x{i}")
+                } else {
+                    w.to_owned()
+                }
+            })
+            .collect();
+        let b = b.join(" ");
+        let shingles = |t: &str| -> HashSet<String> {
+            let w: Vec<&str> = t.split(' ').collect();
+            w.windows(5).map(|g| g.join(" ")).collect()
+        };
+        let (sa, sb) = (shingles(&a), shingles(&b));
+        let truth = sa.intersection(&sb).count() as f64 / sa.union(&sb).count() as f64;
+        let (ga, gb) = (hasher.signature(&a), hasher.signature(&b));
+        let estimate = ga.iter().zip(&gb).filter(|(x, y)| x == y).count() as f64 / 256.0;
+        assert!(
+            (estimate - truth).abs() < 0.1,
+            "estimate {estimate} vs true Jaccard {truth}"
+        );
+    }
+
+    #[test]
+    fn near_duplicates_are_caught_and_distinct_texts_kept() {
+        let config = MinHashConfig::default();
+        let hasher = MinHasher::new(&config);
+        let mut index = DedupIndex::new(Some(&config));
+        let a = text(300, 1);
+        let near = a.replacen("w7 ", "changed ", 1);
+        let other = text(300, 2).replace('w', "v");
+        assert_eq!(index.insert(None, Some(&hasher.signature(&a))), Ok(()));
+        assert_eq!(
+            index.insert(None, Some(&hasher.signature(&near))),
+            Err(Duplicate::Near)
+        );
+        assert_eq!(index.insert(None, Some(&hasher.signature(&other))), Ok(()));
+    }
+}

@@ -1,0 +1,581 @@
+//! Readers for line-oriented sources (JSON lines, CSV, plain text), plain or gzip-compressed.
+//!
+//! They turn files into Arrow record batches that DataFusion scans as a streaming table, so the
+//! optional SQL runs over them like over Parquet. They exist, instead of DataFusion's own JSON and
+//! CSV scans, to report the file and line of a malformed record and to skip such records under
+//! `on_error = "skip"` (the engine's readers fail a whole batch without a line number).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::json::reader::{
+    Decoder, ReaderBuilder as JsonReaderBuilder, infer_json_schema_from_iterator,
+};
+use flate2::read::MultiGzDecoder;
+use serde_json::Value;
+
+use crate::config::{OnError, SourceFormat};
+use crate::error::{Error, Result};
+
+/// Lines read to infer a JSON-lines or CSV schema.
+const SCHEMA_SAMPLE_LINES: usize = 1000;
+
+/// Counters shared between a reader running inside the query engine and the pipeline.
+#[derive(Debug, Default)]
+pub struct ReadCounters {
+    /// Bytes of the raw (possibly compressed) files consumed so far.
+    pub raw_bytes: AtomicU64,
+    /// Records skipped under `on_error = "skip"`.
+    pub skipped: AtomicU64,
+    /// The first error, kept whole so the pipeline can report it with its file and line.
+    pub error: Mutex<Option<Error>>,
+}
+
+impl ReadCounters {
+    /// Takes the recorded error, if any.
+    pub fn take_error(&self) -> Option<Error> {
+        self.error.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+/// A line-oriented source: its files, format, inferred schema and error policy.
+#[derive(Debug, Clone)]
+pub struct LineSource {
+    files: Vec<PathBuf>,
+    format: SourceFormat,
+    schema: SchemaRef,
+    /// Checked on every record when there is no SQL to derive it: `Some(column)`.
+    required_text: Option<String>,
+    batch_rows: usize,
+    on_error: OnError,
+    counters: Arc<ReadCounters>,
+}
+
+impl LineSource {
+    /// Opens a source, inferring its schema from the first file.
+    ///
+    /// `required_text` names a column every record must hold as a string (checked per line for JSON).
+    ///
+    /// # Errors
+    /// [`Error::BadSource`] or [`Error::BadRecord`] naming the file when the schema cannot be inferred.
+    pub fn open(
+        files: Vec<PathBuf>,
+        format: SourceFormat,
+        required_text: Option<String>,
+        batch_rows: usize,
+        on_error: OnError,
+    ) -> Result<Self> {
+        let first = files
+            .first()
+            .ok_or_else(|| Error::Internal("LineSource::open with no files".into()))?;
+        let schema = match format {
+            SourceFormat::Jsonl => infer_jsonl_schema(first)?,
+            SourceFormat::Csv => infer_csv_schema(first)?,
+            SourceFormat::Text => Arc::new(Schema::new(vec![
+                Field::new("text", DataType::Utf8, false),
+                Field::new("path", DataType::Utf8, false),
+            ])),
+            SourceFormat::Parquet => {
+                return Err(Error::Internal("Parquet is not line-oriented".into()));
+            }
+        };
+        Ok(Self {
+            files,
+            format,
+            schema,
+            required_text,
+            batch_rows,
+            on_error,
+            counters: Arc::default(),
+        })
+    }
+
+    /// The inferred Arrow schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Counters shared with every stream this source produces.
+    pub fn counters(&self) -> Arc<ReadCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Record batches of all files in order. On error the iterator records it in the counters
+    /// and yields it once.
+    pub fn batches(&self) -> Box<dyn Iterator<Item = Result<RecordBatch>> + Send> {
+        let this = self.clone();
+        let iter = self.files.clone().into_iter().flat_map(move |path| {
+            let result: Box<dyn Iterator<Item = Result<RecordBatch>> + Send> = match this.format {
+                SourceFormat::Jsonl => Box::new(JsonlBatches::open(&this, &path)),
+                SourceFormat::Csv => csv_batches(&this, &path),
+                _ => Box::new(std::iter::once(text_batch(&this, &path))),
+            };
+            result
+        });
+        let counters = self.counters();
+        Box::new(FuseOnError {
+            inner: Box::new(iter),
+            counters,
+            failed: false,
+        })
+    }
+}
+
+/// Stops after the first error and records a copy of it for the pipeline.
+struct FuseOnError {
+    inner: Box<dyn Iterator<Item = Result<RecordBatch>> + Send>,
+    counters: Arc<ReadCounters>,
+    failed: bool,
+}
+
+impl Iterator for FuseOnError {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.inner.next()? {
+            Ok(batch) => Some(Ok(batch)),
+            Err(e) => {
+                self.failed = true;
+                let summary = Error::Internal(e.to_string());
+                if let Ok(mut slot) = self.counters.error.lock() {
+                    slot.get_or_insert(e);
+                }
+                Some(Err(summary))
+            }
+        }
+    }
+}
+
+/// Opens a file, transparently decompressing `.gz`, counting raw bytes read.
+fn open_reader(path: &Path, counters: &Arc<ReadCounters>) -> Result<Box<dyn BufRead + Send>> {
+    let file = fs_err::File::open(path).map_err(|e| Error::BadSource {
+        path: path.to_owned(),
+        message: format!("cannot open: {}", std::io::Error::from(e).kind()),
+    })?;
+    let counting = CountingReader {
+        inner: file,
+        counters: Arc::clone(counters),
+    };
+    let gz = path.extension().is_some_and(|e| e == "gz");
+    Ok(if gz {
+        Box::new(BufReader::with_capacity(
+            1 << 16,
+            MultiGzDecoder::new(BufReader::new(counting)),
+        ))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 16, counting))
+    })
+}
+
+struct CountingReader<R> {
+    inner: R,
+    counters: Arc<ReadCounters>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counters
+            .raw_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Parses one JSON line into an object, or says what is wrong with it.
+fn parse_json_line(
+    bytes: &[u8],
+    required_text: Option<&str>,
+) -> std::result::Result<Value, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        format!(
+            "invalid UTF-8 at byte {} of the line; expected UTF-8 text",
+            e.valid_up_to()
+        )
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
+    let Value::Object(fields) = &value else {
+        return Err("expected a JSON object per line".into());
+    };
+    if let Some(column) = required_text {
+        match fields.get(column) {
+            Some(Value::String(_)) => {}
+            Some(other) => return Err(format!("field {column:?} is {other}, expected a string")),
+            None => {
+                let mut keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+                keys.sort_unstable();
+                return Err(format!(
+                    "field {column:?} is missing (fields: {}); set text_column",
+                    keys.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(value)
+}
+
+fn infer_jsonl_schema(path: &Path) -> Result<SchemaRef> {
+    let counters = Arc::new(ReadCounters::default());
+    let mut reader = open_reader(path, &counters)?;
+    let mut sample = Vec::new();
+    let mut line = Vec::new();
+    let mut line_no = 0u64;
+    while sample.len() < SCHEMA_SAMPLE_LINES {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        // Malformed lines are reported (or skipped) with their line number by the batch reader.
+        if let Ok(value) = parse_json_line(&line, None) {
+            sample.push(value);
+        }
+    }
+    if sample.is_empty() {
+        return Err(Error::BadSource {
+            path: path.to_owned(),
+            message: format!("no JSON object in the first {line_no} lines; expected JSON lines"),
+        });
+    }
+    let schema =
+        infer_json_schema_from_iterator(sample.iter().map(|v| Ok(v.clone()))).map_err(|e| {
+            Error::BadSource {
+                path: path.to_owned(),
+                message: format!("cannot infer a schema: {e}"),
+            }
+        })?;
+    Ok(Arc::new(schema))
+}
+
+/// JSON lines of one file, decoded into batches of `batch_rows` records.
+struct JsonlBatches {
+    path: PathBuf,
+    reader: Option<Box<dyn BufRead + Send>>,
+    decoder: Option<Decoder>,
+    required_text: Option<String>,
+    batch_rows: usize,
+    on_error: OnError,
+    counters: Arc<ReadCounters>,
+    line_no: u64,
+    pending_error: Option<Error>,
+}
+
+impl JsonlBatches {
+    fn open(source: &LineSource, path: &Path) -> Self {
+        let mut this = Self {
+            path: path.to_owned(),
+            reader: None,
+            decoder: None,
+            required_text: source.required_text.clone(),
+            batch_rows: source.batch_rows,
+            on_error: source.on_error,
+            counters: source.counters(),
+            line_no: 0,
+            pending_error: None,
+        };
+        let decoder = JsonReaderBuilder::new(Arc::clone(&source.schema))
+            .with_batch_size(source.batch_rows)
+            .build_decoder();
+        match (open_reader(path, &this.counters), decoder) {
+            (Ok(r), Ok(d)) => {
+                this.reader = Some(r);
+                this.decoder = Some(d);
+            }
+            (Err(e), _) => this.pending_error = Some(e),
+            (_, Err(e)) => this.pending_error = Some(Error::Internal(format!("JSON decoder: {e}"))),
+        }
+        this
+    }
+
+    fn read_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let (Some(reader), Some(decoder)) = (&mut self.reader, &mut self.decoder) else {
+            return Ok(None);
+        };
+        let mut rows = Vec::with_capacity(self.batch_rows);
+        let mut line = Vec::new();
+        while rows.len() < self.batch_rows {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| Error::BadSource {
+                    path: self.path.clone(),
+                    message: format!(
+                        "read failed after line {}: {e} (truncated or corrupt gzip?)",
+                        self.line_no
+                    ),
+                })?;
+            if n == 0 {
+                self.reader = None;
+                break;
+            }
+            self.line_no += 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match parse_json_line(&line, self.required_text.as_deref()) {
+                Ok(value) => rows.push(value),
+                Err(_) if self.on_error == OnError::Skip => {
+                    self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(message) => {
+                    return Err(Error::BadRecord {
+                        path: self.path.clone(),
+                        line: self.line_no,
+                        message,
+                    });
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let first_line = self.line_no;
+        let decode_err = |e: arrow::error::ArrowError| Error::BadSource {
+            path: self.path.clone(),
+            message: format!(
+                "records before line {first_line} do not match the schema inferred from the first lines: {e}"
+            ),
+        };
+        decoder.serialize(&rows).map_err(decode_err)?;
+        decoder.flush().map_err(decode_err)
+    }
+}
+
+impl Iterator for JsonlBatches {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.pending_error.take() {
+            return Some(Err(e));
+        }
+        self.read_batch().transpose()
+    }
+}
+
+fn infer_csv_schema(path: &Path) -> Result<SchemaRef> {
+    let counters = Arc::new(ReadCounters::default());
+    let reader = open_reader(path, &counters)?;
+    let (schema, _) = arrow::csv::reader::Format::default()
+        .with_header(true)
+        .infer_schema(reader, Some(SCHEMA_SAMPLE_LINES))
+        .map_err(|e| Error::BadSource {
+            path: path.to_owned(),
+            message: format!("not a CSV file with a header: {e}"),
+        })?;
+    Ok(Arc::new(schema))
+}
+
+fn csv_batches(
+    source: &LineSource,
+    path: &Path,
+) -> Box<dyn Iterator<Item = Result<RecordBatch>> + Send> {
+    let reader = match open_reader(path, &source.counters) {
+        Ok(r) => r,
+        Err(e) => return Box::new(std::iter::once(Err(e))),
+    };
+    let built = arrow::csv::ReaderBuilder::new(Arc::clone(&source.schema))
+        .with_header(true)
+        .with_batch_size(source.batch_rows)
+        .build_buffered(reader);
+    let path = path.to_owned();
+    match built {
+        Ok(reader) => Box::new(reader.map(move |batch| {
+            batch.map_err(|e| Error::BadSource {
+                path: path.clone(),
+                message: format!("CSV: {e}"),
+            })
+        })),
+        Err(e) => Box::new(std::iter::once(Err(Error::BadSource {
+            path,
+            message: format!("CSV: {e}"),
+        }))),
+    }
+}
+
+/// A whole file as one document, with its path.
+fn text_batch(source: &LineSource, path: &Path) -> Result<RecordBatch> {
+    let mut bytes = Vec::new();
+    open_reader(path, &source.counters)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let line = 1 + e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() as u64;
+            let err = Error::BadRecord {
+                path: path.to_owned(),
+                line,
+                message: "invalid UTF-8; expected UTF-8 text".into(),
+            };
+            if source.on_error == OnError::Fail {
+                return Err(err);
+            }
+            source.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(RecordBatch::new_empty(Arc::clone(&source.schema)));
+        }
+    };
+    let columns = vec![
+        Arc::new(StringArray::from(vec![text])) as _,
+        Arc::new(StringArray::from(vec![path.display().to_string()])) as _,
+    ];
+    RecordBatch::try_new(Arc::clone(&source.schema), columns)
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+
+    fn write(dir: &Path, name: &str, body: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        path
+    }
+
+    fn texts(source: &LineSource) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for batch in source.batches() {
+            let batch = batch?;
+            let col = batch
+                .column_by_name("text")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            out.extend(col.iter().map(|t| t.unwrap().to_owned()));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn jsonl_reads_in_order_across_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let body: String = (0..5)
+            .map(|i| format!("{{\"text\": \"doc {i}\", \"n\": {i}}}\n"))
+            .collect();
+        let path = write(dir.path(), "a.jsonl", body.as_bytes());
+        let source = LineSource::open(
+            vec![path],
+            SourceFormat::Jsonl,
+            Some("text".into()),
+            2,
+            OnError::Fail,
+        )
+        .unwrap();
+        assert_eq!(
+            texts(&source).unwrap(),
+            ["doc 0", "doc 1", "doc 2", "doc 3", "doc 4"]
+        );
+        assert!(source.schema().field_with_name("n").is_ok());
+    }
+
+    #[test]
+    fn bad_json_line_names_file_and_line_or_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "b.jsonl",
+            b"{\"text\": \"ok\"}\n{not json\n{\"text\": \"fine\"}\n",
+        );
+        let source = LineSource::open(
+            vec![path.clone()],
+            SourceFormat::Jsonl,
+            Some("text".into()),
+            10,
+            OnError::Fail,
+        )
+        .unwrap();
+        let _ = texts(&source);
+        let err = source
+            .counters()
+            .take_error()
+            .expect("an error")
+            .to_string();
+        assert!(err.contains("b.jsonl:2: not valid JSON"), "{err}");
+        let skip = LineSource::open(
+            vec![path],
+            SourceFormat::Jsonl,
+            Some("text".into()),
+            10,
+            OnError::Skip,
+        )
+        .unwrap();
+        assert_eq!(texts(&skip).unwrap(), ["ok", "fine"]);
+        assert_eq!(skip.counters().skipped.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn non_utf8_and_missing_field_are_reported_with_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "c.jsonl",
+            b"{\"text\": \"ok\"}\n{\"text\": \"bad \xff byte\"}\n",
+        );
+        let source = LineSource::open(
+            vec![path],
+            SourceFormat::Jsonl,
+            Some("text".into()),
+            10,
+            OnError::Fail,
+        )
+        .unwrap();
+        let _ = texts(&source);
+        let err = source.counters().take_error().unwrap().to_string();
+        assert!(err.contains("c.jsonl:2: invalid UTF-8"), "{err}");
+
+        let path = write(dir.path(), "d.jsonl", b"{\"body\": \"ok\"}\n");
+        let source = LineSource::open(
+            vec![path],
+            SourceFormat::Jsonl,
+            Some("text".into()),
+            10,
+            OnError::Fail,
+        )
+        .unwrap();
+        let _ = texts(&source);
+        let err = source.counters().take_error().unwrap().to_string();
+        assert!(
+            err.contains("d.jsonl:1: field \"text\" is missing (fields: body)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn gzip_and_csv_and_text_sources() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"{\"text\": \"zipped\"}\n").unwrap();
+        let path = write(dir.path(), "e.jsonl.gz", &gz.finish().unwrap());
+        let source =
+            LineSource::open(vec![path], SourceFormat::Jsonl, None, 10, OnError::Fail).unwrap();
+        assert_eq!(texts(&source).unwrap(), ["zipped"]);
+
+        let path = write(
+            dir.path(),
+            "f.csv",
+            b"id,text\n1,hello there\n2,\"quoted, text\"\n",
+        );
+        let source =
+            LineSource::open(vec![path], SourceFormat::Csv, None, 10, OnError::Fail).unwrap();
+        assert_eq!(texts(&source).unwrap(), ["hello there", "quoted, text"]);
+
+        let path = write(dir.path(), "g.txt", b"line one\nline two\n");
+        let source =
+            LineSource::open(vec![path], SourceFormat::Text, None, 10, OnError::Fail).unwrap();
+        assert_eq!(texts(&source).unwrap(), ["line one\nline two\n"]);
+    }
+}

@@ -1,0 +1,453 @@
+//! The ingest pipeline: sources → clean → filter → dedup → tokenize → shards + manifest.
+//!
+//! Per batch of records: filtering and signatures run in parallel (rayon), dedup runs sequentially
+//! in record order (so the first occurrence wins, across domains in configuration order), and the
+//! survivors are tokenized in parallel. Output bytes depend only on the configuration and inputs.
+//!
+//! Everything is written into `<shards>.partial/` and moved into place only when the manifest is
+//! complete, so a killed run leaves no shard directory a reader would accept; the next run starts
+//! over. A run whose inputs hash equals the existing manifest's does nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, StringArray};
+use rayon::prelude::*;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::checksum::{sha256_file, sha256_hex};
+use crate::config::{DomainConfig, IngestConfig, SourceConfig, TokenizerConfig};
+use crate::dedup::{DedupIndex, Duplicate, MinHasher, exact_hash, normalize};
+use crate::error::{Error, Result};
+use crate::filter::QualityFilter;
+use crate::manifest::{
+    DomainManifest, DomainStats, FORMAT_VERSION, Manifest, ShardSet, SplitCounts, TOKENIZER_FILE,
+    TokenizerInfo,
+};
+use crate::shard::{ShardDocument, ShardWriter, Split};
+use crate::source::{ReadOptions, SourceReader, resolve_files};
+use crate::tokenize::{TextTokenizer, train_byte_level_bpe};
+
+/// What an ingest run needs: the parsed configuration and where things are.
+#[derive(Debug, Clone)]
+pub struct IngestRequest<'a> {
+    /// `[tokenizer]`.
+    pub tokenizer: &'a TokenizerConfig,
+    /// `[ingest]`.
+    pub ingest: &'a IngestConfig,
+    /// `[[domain]]`, in order (earlier domains win duplicates).
+    pub domains: &'a [DomainConfig],
+    /// Directory that relative source and tokenizer paths are resolved against (the config's).
+    pub base_dir: &'a Path,
+    /// The shard directory to produce (`<out>/shards`).
+    pub shards_dir: &'a Path,
+    /// Hex hash of the resolved configuration, recorded in the manifest.
+    pub config_hash: &'a str,
+}
+
+/// Receives progress from a running ingest (the CLI draws progress bars from it).
+pub trait Progress: Sync {
+    /// A domain starts; `input_bytes` is the size of its source files on disk.
+    fn domain_started(&self, _domain: &str, _input_bytes: u64) {}
+    /// Work on the current domain advanced to `input_bytes_done` of its files.
+    fn domain_advanced(&self, _domain: &str, _input_bytes_done: u64, _documents: u64) {}
+    /// A domain is complete.
+    fn domain_finished(&self, _domain: &str, _stats: &DomainStats) {}
+    /// A step outside the per-domain loop (tokenizer training, verification).
+    fn message(&self, _message: &str) {}
+}
+
+/// A [`Progress`] that reports nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+/// How an ingest run ended.
+#[derive(Debug, Clone)]
+pub enum IngestOutcome {
+    /// Shards with the same inputs hash already existed and verified; nothing was done.
+    UpToDate(Manifest),
+    /// New shards were written.
+    Written(Manifest),
+}
+
+impl IngestOutcome {
+    /// The manifest of the shards now in place.
+    pub fn manifest(&self) -> &Manifest {
+        match self {
+            IngestOutcome::UpToDate(m) | IngestOutcome::Written(m) => m,
+        }
+    }
+}
+
+/// Runs the ingest stage.
+///
+/// # Errors
+/// Any [`Error`] from reading, filtering or writing; nothing is left in `shards_dir` on failure
+/// except the previous complete shards, if there were any.
+pub fn ingest(req: &IngestRequest<'_>, progress: &dyn Progress) -> Result<IngestOutcome> {
+    crate::config::validate(req.tokenizer, req.ingest, req.domains)?;
+    let sources = resolve_all(req)?;
+    let inputs_hash = inputs_hash(req, &sources)?;
+    if let Ok(manifest) = Manifest::read(req.shards_dir)
+        && manifest.inputs_hash == inputs_hash
+        && ShardSet::open(req.shards_dir).is_ok()
+    {
+        return Ok(IngestOutcome::UpToDate(manifest));
+    }
+
+    let staging = sibling(req.shards_dir, "partial");
+    if staging.exists() {
+        fs_err::remove_dir_all(&staging)?;
+    }
+    fs_err::create_dir_all(&staging)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| Error::Internal(format!("starting the query runtime: {e}")))?;
+
+    let tok_path = staging.join(TOKENIZER_FILE);
+    let origin = prepare_tokenizer(req, &sources, &runtime, &tok_path, progress)?;
+    let tokenizer = TextTokenizer::load(&tok_path)?;
+    let tokenizer_info = TokenizerInfo {
+        file: TOKENIZER_FILE.to_owned(),
+        sha256: sha256_file(&tok_path)?,
+        vocab_size: tokenizer.vocab_size(),
+        eos_id: tokenizer.eos_id(),
+        origin,
+    };
+
+    let minhash = req.ingest.dedup.minhash.as_ref();
+    let mut stage = DomainStage {
+        req,
+        runtime: &runtime,
+        tokenizer: &tokenizer,
+        hasher: minhash.map(MinHasher::new),
+        index: DedupIndex::new(minhash),
+        staging: &staging,
+    };
+    let mut domains = Vec::with_capacity(req.domains.len());
+    for (domain, files) in req.domains.iter().zip(&sources) {
+        domains.push(stage.run(domain, files, progress)?);
+    }
+
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        created_by: format!("mixlab-ingest {}", env!("CARGO_PKG_VERSION")),
+        config_hash: req.config_hash.to_owned(),
+        inputs_hash,
+        tokenizer: tokenizer_info,
+        domains,
+    };
+    manifest.write(&staging)?;
+    replace_dir(&staging, req.shards_dir)?;
+    Ok(IngestOutcome::Written(manifest))
+}
+
+/// Files of every source of every domain, resolved up front so a missing file fails fast.
+fn resolve_all(req: &IngestRequest<'_>) -> Result<Vec<Vec<Vec<PathBuf>>>> {
+    req.domains
+        .iter()
+        .map(|d| {
+            d.source
+                .iter()
+                .map(|s| resolve_files(s, req.base_dir))
+                .collect()
+        })
+        .collect()
+}
+
+/// Hash of the configuration and the contents of every input file (and a loaded tokenizer).
+fn inputs_hash(req: &IngestRequest<'_>, sources: &[Vec<Vec<PathBuf>>]) -> Result<String> {
+    let mut parts = vec![
+        format!("format {FORMAT_VERSION}"),
+        req.config_hash.to_owned(),
+    ];
+    for file in sources.iter().flatten().flatten() {
+        parts.push(format!("{} {}", file.display(), sha256_file(file)?));
+    }
+    if let Some(path) = &req.tokenizer.path {
+        parts.push(format!(
+            "tokenizer {}",
+            sha256_file(&req.base_dir.join(path))?
+        ));
+    }
+    Ok(sha256_hex(parts.join("\n").as_bytes()))
+}
+
+/// `dir` with `.suffix` appended to its file name.
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".{suffix}"));
+    dir.with_file_name(name)
+}
+
+/// Moves the finished staging directory into place, replacing earlier shards.
+fn replace_dir(staging: &Path, target: &Path) -> Result<()> {
+    let old = sibling(target, "old");
+    if old.exists() {
+        fs_err::remove_dir_all(&old)?;
+    }
+    if target.exists() {
+        fs_err::rename(target, &old)?;
+    }
+    fs_err::rename(staging, target)?;
+    if old.exists() {
+        fs_err::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+/// Copies or trains the tokenizer into `out`; returns its origin for the manifest.
+fn prepare_tokenizer(
+    req: &IngestRequest<'_>,
+    sources: &[Vec<Vec<PathBuf>>],
+    runtime: &tokio::runtime::Runtime,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<String> {
+    if let Some(path) = &req.tokenizer.path {
+        let path = req.base_dir.join(path);
+        TextTokenizer::load(&path)?;
+        fs_err::copy(&path, out)?;
+        return Ok(path.display().to_string());
+    }
+    let train = req
+        .tokenizer
+        .train
+        .as_ref()
+        .ok_or_else(|| Error::Config("[tokenizer] is empty".into()))?;
+    progress.message(&format!(
+        "training a byte-level BPE tokenizer (vocabulary {})",
+        train.vocab_size
+    ));
+    let quota = (train.sample_bytes / req.domains.len() as u64).max(1);
+    let mut sample = Vec::new();
+    for (domain, files) in req.domains.iter().zip(sources) {
+        let mut taken = 0u64;
+        'sources: for (source, files) in domain.source.iter().zip(files) {
+            let mut reader =
+                SourceReader::open(runtime, source, files.clone(), read_options(req.ingest))?;
+            while let Some(texts) = reader.next_texts()? {
+                for text in texts.iter().flatten() {
+                    let text = clean(text);
+                    taken += text.len() as u64;
+                    sample.push(text);
+                    if taken >= quota {
+                        break 'sources;
+                    }
+                }
+            }
+        }
+    }
+    train_byte_level_bpe(&sample, train.vocab_size, out)?;
+    Ok("trained".to_owned())
+}
+
+fn read_options(ingest: &IngestConfig) -> ReadOptions {
+    ReadOptions {
+        batch_rows: ingest.batch_rows,
+        on_error: ingest.on_error,
+    }
+}
+
+/// Cleaning applied to every text before anything else: trimmed, Windows line ends made Unix.
+fn clean(text: &str) -> String {
+    text.trim().replace("\r\n", "\n")
+}
+
+/// The verdict on one record after the parallel step.
+enum Verdict {
+    Null,
+    Filtered(&'static str),
+    Candidate {
+        text: String,
+        hash: Option<u128>,
+        signature: Option<Vec<u32>>,
+    },
+}
+
+/// State carried across domains: the dedup index is shared so cross-domain duplicates are caught.
+struct DomainStage<'a> {
+    req: &'a IngestRequest<'a>,
+    runtime: &'a tokio::runtime::Runtime,
+    tokenizer: &'a TextTokenizer,
+    hasher: Option<MinHasher>,
+    index: DedupIndex,
+    staging: &'a Path,
+}
+
+impl DomainStage<'_> {
+    fn run(
+        &mut self,
+        domain: &DomainConfig,
+        files: &[Vec<PathBuf>],
+        progress: &dyn Progress,
+    ) -> Result<DomainManifest> {
+        let input_bytes: u64 = files
+            .iter()
+            .flatten()
+            .map(|f| fs_err::metadata(f).map(|m| m.len()).unwrap_or(0))
+            .sum();
+        progress.domain_started(&domain.name, input_bytes);
+        let filter = QualityFilter {
+            min_chars: self.req.ingest.min_chars,
+            max_chars: self.req.ingest.max_chars,
+            rules: self.req.ingest.filters.with_overrides(&domain.filters),
+        };
+        let mut stats = DomainStats::default();
+        let mut splits: BTreeMap<Split, SplitCounts> = BTreeMap::new();
+        let mut writer = ShardWriter::new(self.staging, &domain.name, self.req.ingest.shard_rows);
+        let mut done_bytes = 0u64;
+        for (source, files) in domain.source.iter().zip(files) {
+            let label = source.label();
+            let mut reader = SourceReader::open(
+                self.runtime,
+                source,
+                files.clone(),
+                read_options(self.req.ingest),
+            )?;
+            while let Some(texts) = reader.next_texts()? {
+                let docs = self.process_batch(&texts, &label, &filter, &mut stats, source)?;
+                for doc in docs {
+                    let counts = splits.entry(doc.split).or_default();
+                    counts.documents += 1;
+                    counts.tokens += doc.tokens.len() as u64;
+                    stats.documents += 1;
+                    stats.tokens += doc.tokens.len() as u64;
+                    writer.push(doc)?;
+                }
+                progress.domain_advanced(
+                    &domain.name,
+                    done_bytes + reader.raw_bytes_read(),
+                    stats.records_read,
+                );
+            }
+            stats.skipped_records += reader.skipped();
+            done_bytes += reader.raw_bytes_read();
+        }
+        if stats.documents == 0 {
+            return Err(Error::BadSource {
+                path: PathBuf::from(&domain.source[0].path),
+                message: format!(
+                    "domain {:?} is empty: {} records read, {} skipped, {} filtered ({:?}), {} exact and {} near duplicates; \
+                     expected at least one document (check the sources, sql and filter overrides)",
+                    domain.name,
+                    stats.records_read,
+                    stats.skipped_records,
+                    stats.filtered_total(),
+                    stats.filtered,
+                    stats.exact_duplicates,
+                    stats.near_duplicates
+                ),
+            });
+        }
+        let files = writer.finish()?;
+        progress.domain_finished(&domain.name, &stats);
+        Ok(DomainManifest {
+            name: domain.name.clone(),
+            files,
+            splits,
+            stats,
+        })
+    }
+
+    /// Filters, dedups and tokenizes one batch; returns the documents to write, in record order.
+    fn process_batch(
+        &mut self,
+        texts: &StringArray,
+        label: &str,
+        filter: &QualityFilter,
+        stats: &mut DomainStats,
+        source: &SourceConfig,
+    ) -> Result<Vec<ShardDocument>> {
+        let exact = self.req.ingest.dedup.exact;
+        let hasher = self.hasher.as_ref();
+        let verdicts: Vec<(usize, Verdict)> = (0..texts.len())
+            .into_par_iter()
+            .map(|i| {
+                if texts.is_null(i) {
+                    return (0, Verdict::Null);
+                }
+                let raw_len = texts.value(i).len();
+                let text = clean(texts.value(i));
+                if let Some(reason) = filter.check(&text) {
+                    return (raw_len, Verdict::Filtered(reason));
+                }
+                let needs_norm = exact || hasher.is_some();
+                let normalized = if needs_norm {
+                    normalize(&text)
+                } else {
+                    String::new()
+                };
+                let verdict = Verdict::Candidate {
+                    hash: exact.then(|| exact_hash(&normalized)),
+                    signature: hasher.map(|h| h.signature(&normalized)),
+                    text,
+                };
+                (raw_len, verdict)
+            })
+            .collect();
+
+        let mut survivors = Vec::new();
+        for (raw_len, verdict) in verdicts {
+            stats.records_read += 1;
+            stats.bytes_read += raw_len as u64;
+            match verdict {
+                Verdict::Null => {
+                    if self.req.ingest.on_error == crate::config::OnError::Fail {
+                        return Err(Error::BadSource {
+                            path: PathBuf::from(&source.path),
+                            message: format!(
+                                "record {} has a null {:?}; expected text",
+                                stats.records_read, source.text_column
+                            ),
+                        });
+                    }
+                    stats.skipped_records += 1;
+                }
+                Verdict::Filtered(reason) => {
+                    *stats.filtered.entry(reason.to_owned()).or_default() += 1
+                }
+                Verdict::Candidate {
+                    text,
+                    hash,
+                    signature,
+                } => match self.index.insert(hash, signature.as_deref()) {
+                    Ok(()) => survivors.push(text),
+                    Err(Duplicate::Exact) => stats.exact_duplicates += 1,
+                    Err(Duplicate::Near) => stats.near_duplicates += 1,
+                },
+            }
+        }
+
+        let (valid, probe) = (
+            self.req.ingest.valid_fraction,
+            self.req.ingest.probe_fraction,
+        );
+        survivors
+            .into_par_iter()
+            .map(|text| {
+                let doc_id = doc_id(label, &text);
+                Ok(ShardDocument {
+                    doc_id,
+                    source: label.to_owned(),
+                    split: Split::of(doc_id, valid, probe),
+                    tokens: self.tokenizer.encode(&text)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Stable id of a document: a hash of its source label and text.
+pub fn doc_id(source_label: &str, text: &str) -> u64 {
+    let mut bytes = Vec::with_capacity(source_label.len() + 1 + text.len());
+    bytes.extend_from_slice(source_label.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(text.as_bytes());
+    xxh3_64(&bytes)
+}

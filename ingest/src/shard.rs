@@ -1,0 +1,328 @@
+//! The token shard format (DESIGN.md, "Formats"): its Arrow schema, writer and reader.
+//!
+//! One Parquet row per document: `doc_id: UInt64`, `source: Dictionary<Int32, Utf8>`, `split: Utf8`,
+//! `tokens: List<UInt32>`, `n_tokens: UInt32`. Files are `shards/<domain>/part-NNNNN.parquet`, written
+//! under a `.tmp` name and renamed when complete, so a reader never sees half a file. Token lists hold
+//! the document only; samplers add the end-of-text token between documents.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, ListArray, RecordBatch, StringArray, StringDictionaryBuilder,
+    UInt32Array, UInt64Array,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, UInt32Type, UInt64Type};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::checksum::sha256_file;
+use crate::error::{Error, Result};
+
+/// Which split a document belongs to, decided by its `doc_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// Training data.
+    Train,
+    /// Held-out validation data (per-domain validation loss).
+    Valid,
+    /// Held-out probe data (utility estimation targets).
+    Probe,
+}
+
+impl Split {
+    /// All splits in a fixed order.
+    pub const ALL: [Split; 3] = [Split::Train, Split::Valid, Split::Probe];
+
+    /// The name stored in the `split` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Valid => "valid",
+            Split::Probe => "probe",
+        }
+    }
+
+    /// Parses a `split` column value.
+    pub fn parse(s: &str) -> Option<Split> {
+        Split::ALL.into_iter().find(|split| split.as_str() == s)
+    }
+
+    /// The split of a document: a deterministic function of its id, so re-ingesting never moves a
+    /// document between splits.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_ingest::shard::Split;
+    /// let n_valid = (0..10_000u64).filter(|id| Split::of(*id, 0.1, 0.0) == Split::Valid).count();
+    /// assert!((900..1100).contains(&n_valid));
+    /// ```
+    pub fn of(doc_id: u64, valid_fraction: f64, probe_fraction: f64) -> Split {
+        // splitmix64 finaliser: doc ids are already hashes, but a mixed value keeps splits
+        // independent of whatever structure the id has.
+        let mut z = doc_id.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+        if u < valid_fraction {
+            Split::Valid
+        } else if u < valid_fraction + probe_fraction {
+            Split::Probe
+        } else {
+            Split::Train
+        }
+    }
+}
+
+/// One document of a shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardDocument {
+    /// Stable hash of source label and text.
+    pub doc_id: u64,
+    /// The source label (see `SourceConfig::label`).
+    pub source: String,
+    /// Train, valid or probe.
+    pub split: Split,
+    /// Token ids, without an end-of-text token.
+    pub tokens: Vec<u32>,
+}
+
+/// The Arrow schema of a token shard.
+pub fn shard_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("doc_id", DataType::UInt64, false),
+        Field::new_dictionary("source", DataType::Int32, DataType::Utf8, false),
+        Field::new("split", DataType::Utf8, false),
+        Field::new(
+            "tokens",
+            DataType::List(Arc::new(Field::new_list_field(DataType::UInt32, false))),
+            false,
+        ),
+        Field::new("n_tokens", DataType::UInt32, false),
+    ]))
+}
+
+/// A file written by [`ShardWriter`], as listed in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardFile {
+    /// Path relative to the shard directory, e.g. `code/part-00000.parquet`.
+    pub path: String,
+    /// Documents in the file.
+    pub rows: u64,
+    /// Tokens in the file.
+    pub tokens: u64,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
+}
+
+/// Writes one domain's documents into `part-NNNNN.parquet` files of at most `rows_per_file` rows.
+#[derive(Debug)]
+pub struct ShardWriter {
+    root: PathBuf,
+    domain: String,
+    rows_per_file: usize,
+    pending: Vec<ShardDocument>,
+    files: Vec<ShardFile>,
+}
+
+impl ShardWriter {
+    /// A writer for `root/<domain>/`; the directory is created on the first file.
+    pub fn new(root: &Path, domain: &str, rows_per_file: usize) -> Self {
+        Self {
+            root: root.to_owned(),
+            domain: domain.to_owned(),
+            rows_per_file: rows_per_file.max(1),
+            pending: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Adds a document, writing a file when `rows_per_file` are pending.
+    ///
+    /// # Errors
+    /// I/O or Parquet errors naming the shard file.
+    pub fn push(&mut self, doc: ShardDocument) -> Result<()> {
+        self.pending.push(doc);
+        if self.pending.len() >= self.rows_per_file {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending and returns every file written, in order.
+    ///
+    /// # Errors
+    /// I/O or Parquet errors naming the shard file.
+    pub fn finish(mut self) -> Result<Vec<ShardFile>> {
+        self.flush()?;
+        Ok(self.files)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let docs = std::mem::take(&mut self.pending);
+        let rel = format!("{}/part-{:05}.parquet", self.domain, self.files.len());
+        let path = self.root.join(&rel);
+        let tokens = write_shard_file(&path, &docs)?;
+        let bytes = fs_err::metadata(&path)?.len();
+        self.files.push(ShardFile {
+            path: rel,
+            rows: docs.len() as u64,
+            tokens,
+            bytes,
+            sha256: sha256_file(&path)?,
+        });
+        Ok(())
+    }
+}
+
+/// Writes documents to one shard file atomically (temporary name, then rename); returns the token count.
+///
+/// # Errors
+/// I/O or Parquet errors naming the file.
+pub fn write_shard_file(path: &Path, docs: &[ShardDocument]) -> Result<u64> {
+    let batch = to_record_batch(docs)?;
+    if let Some(dir) = path.parent() {
+        fs_err::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("parquet.tmp");
+    let file = fs_err::File::create(&tmp)?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_created_by(format!("mixlab-ingest {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    let parquet_err = |source| Error::Parquet {
+        path: path.to_owned(),
+        source,
+    };
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(parquet_err)?;
+    writer.write(&batch).map_err(parquet_err)?;
+    writer.close().map_err(parquet_err)?;
+    fs_err::rename(&tmp, path)?;
+    Ok(docs.iter().map(|d| d.tokens.len() as u64).sum())
+}
+
+fn to_record_batch(docs: &[ShardDocument]) -> Result<RecordBatch> {
+    let ids = UInt64Array::from_iter_values(docs.iter().map(|d| d.doc_id));
+    let mut sources = StringDictionaryBuilder::<Int32Type>::new();
+    docs.iter().for_each(|d| sources.append_value(&d.source));
+    let splits = StringArray::from_iter_values(docs.iter().map(|d| d.split.as_str()));
+    let n_tokens = UInt32Array::from_iter_values(docs.iter().map(|d| d.tokens.len() as u32));
+    let values = UInt32Array::from_iter_values(docs.iter().flat_map(|d| d.tokens.iter().copied()));
+    let offsets = OffsetBuffer::from_lengths(docs.iter().map(|d| d.tokens.len()));
+    let item = Arc::new(Field::new_list_field(DataType::UInt32, false));
+    let tokens = ListArray::try_new(item, offsets, Arc::new(values), None)
+        .map_err(|e| Error::Internal(format!("building token lists: {e}")))?;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(ids),
+        Arc::new(sources.finish()),
+        Arc::new(splits),
+        Arc::new(tokens),
+        Arc::new(n_tokens),
+    ];
+    RecordBatch::try_new(shard_schema(), columns)
+        .map_err(|e| Error::Internal(format!("shard batch: {e}")))
+}
+
+/// Reads every document of a shard file, optionally only those of one split.
+///
+/// # Errors
+/// [`Error::Parquet`] for an unreadable file, [`Error::Manifest`] when columns differ from the format.
+///
+/// # Example
+/// ```
+/// use mixlab_ingest::shard::{read_shard_file, write_shard_file, ShardDocument, Split};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("part-00000.parquet");
+/// let doc = ShardDocument { doc_id: 7, source: "a.jsonl".into(), split: Split::Train, tokens: vec![1, 2, 3] };
+/// write_shard_file(&path, &[doc.clone()])?;
+/// assert_eq!(read_shard_file(&path, None)?, vec![doc]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn read_shard_file(path: &Path, only: Option<Split>) -> Result<Vec<ShardDocument>> {
+    let parquet_err = |source| Error::Parquet {
+        path: path.to_owned(),
+        source,
+    };
+    let file = fs_err::File::open(path)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file.into_parts().0)
+        .map_err(parquet_err)?
+        .with_batch_size(8192)
+        .build()
+        .map_err(parquet_err)?;
+    let mut docs = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::Parquet {
+            path: path.to_owned(),
+            source: e.into(),
+        })?;
+        read_batch(path, &batch, only, &mut docs)?;
+    }
+    Ok(docs)
+}
+
+fn read_batch(
+    path: &Path,
+    batch: &RecordBatch,
+    only: Option<Split>,
+    out: &mut Vec<ShardDocument>,
+) -> Result<()> {
+    let wrong = |what: &str| Error::Manifest {
+        path: path.to_owned(),
+        message: format!(
+            "column {what} is missing or has the wrong type; expected the mixlab shard schema (re-run `mixlab ingest`)"
+        ),
+    };
+    let column = |name: &str| batch.column_by_name(name).ok_or_else(|| wrong(name));
+    let ids = column("doc_id")?
+        .as_primitive_opt::<UInt64Type>()
+        .ok_or_else(|| wrong("doc_id"))?;
+    let sources =
+        arrow::compute::cast(column("source")?, &DataType::Utf8).map_err(|_| wrong("source"))?;
+    let sources = sources
+        .as_string_opt::<i32>()
+        .ok_or_else(|| wrong("source"))?;
+    let splits = column("split")?
+        .as_string_opt::<i32>()
+        .ok_or_else(|| wrong("split"))?;
+    let tokens = column("tokens")?
+        .as_list_opt::<i32>()
+        .ok_or_else(|| wrong("tokens"))?;
+    let values = tokens
+        .values()
+        .as_primitive_opt::<UInt32Type>()
+        .ok_or_else(|| wrong("tokens"))?;
+    for row in 0..batch.num_rows() {
+        let split = Split::parse(splits.value(row)).ok_or_else(|| Error::Manifest {
+            path: path.to_owned(),
+            message: format!(
+                "row {row}: split {:?} is not train, valid or probe",
+                splits.value(row)
+            ),
+        })?;
+        if only.is_some_and(|s| s != split) {
+            continue;
+        }
+        let offsets = tokens.value_offsets();
+        let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+        out.push(ShardDocument {
+            doc_id: ids.value(row),
+            source: sources.value(row).to_owned(),
+            split,
+            tokens: values.values()[start..end].to_vec(),
+        });
+    }
+    debug_assert!(values.null_count() == 0);
+    Ok(())
+}

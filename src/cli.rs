@@ -1,0 +1,296 @@
+//! Command-line interface: one subcommand per stage.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// mixlab: data pipeline and data-mixture optimization for language-model pre-training.
+///
+/// Stages read and write artefacts under --out (default out/): shards/, runs/<name>/, mixture.toml.
+/// Every stage can be re-run: finished work is detected and skipped.
+///
+/// Exit codes: 0 success; 1 a stage failed on its inputs or at run time (bad data, manifest mismatch,
+/// NaN loss); 2 usage or configuration error (unknown key, invalid value), found before work starts.
+#[derive(Debug, Parser)]
+#[command(name = "mixlab", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Root directory of all artefacts [default: out/; for demo-data: data/demo].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print only warnings and errors; no progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Log format on stderr; `json` gives one JSON object per line for batch jobs.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl GlobalArgs {
+    /// The artefact root (`--out`, default `out`).
+    pub fn out_root(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| PathBuf::from("out"))
+    }
+}
+
+/// The stages.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Turn the configured sources into token shards under <out>/shards.
+    ///
+    /// Reads every [[domain.source]] through DataFusion (with its optional SQL), cleans, filters,
+    /// removes exact and near duplicates across domains, tokenizes and writes Parquet shards and a
+    /// manifest. Prints a per-domain summary. A second run with unchanged inputs does nothing.
+    Ingest(ConfigArgs),
+    /// Print the manifest of a shard directory: domains, splits, documents, tokens, tokenizer.
+    Inspect(InspectArgs),
+    /// Write the embedded synthetic demo corpus (arithmetic, code, prose, noise, duplicated).
+    DemoData(DemoArgs),
+    /// Train a model on <out>/shards with a mixture schedule (uniform without --mixture).
+    ///
+    /// The run lives in <out>/<RUN>: config.toml (resolved), metrics.parquet, checkpoints/,
+    /// eval.parquet and a `done` marker. A killed run resumes from its last checkpoint; a finished
+    /// run with the same inputs does nothing.
+    Train(TrainArgs),
+    /// Per-domain validation loss and perplexity of a run's newest checkpoint.
+    Eval(EvalArgs),
+    /// Continue a prompt with a run's model, to see what it learned.
+    Generate(GenerateArgs),
+    /// Fit loss = f(mixture) on a table of runs; print cross-validated Spearman ρ, Pearson r, MSE.
+    Regress(RegressArgs),
+    /// Write a mixture.toml: RegMix search over a fitted regression model, or a baseline.
+    Mix(MixArgs),
+    /// Train many small proxy runs on sampled mixtures and write the run table regress/mix read.
+    Sweep(SweepArgs),
+}
+
+/// `train` arguments.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The pipeline configuration ([model] and [train] sections).
+    #[arg(long, short, default_value = "datasets.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// A mixture schedule (mixture.toml); default: uniform over the shards' domains.
+    #[arg(long, value_name = "FILE")]
+    pub mixture: Option<PathBuf>,
+    /// Run directory, relative to --out.
+    #[arg(long, value_name = "DIR", default_value = "runs/default")]
+    pub run: PathBuf,
+    /// Model preset, overriding [model].preset: tiny, small, base, mobilellm_pro.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Optimizer steps, overriding [train].steps; 0 saves the initialised model.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Seed of initialisation and data order, overriding [train].seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `eval` arguments.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Run directory, relative to --out.
+    #[arg(long, value_name = "DIR", default_value = "runs/default")]
+    pub run: PathBuf,
+    /// Print `{"domains": {name: {"loss": x, "ppl": y}}, "mean_loss": z}` instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `generate` arguments.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Run directory, relative to --out.
+    #[arg(long, value_name = "DIR", default_value = "runs/default")]
+    pub run: PathBuf,
+    /// Text to continue.
+    #[arg(long)]
+    pub prompt: String,
+    /// Tokens to generate at most.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus (top-p) mass when sampling.
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f64,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// The run table: mixtures and losses joined on an index column.
+#[derive(Debug, Args)]
+pub struct RunTableArgs {
+    /// Mixture weights per run (CSV or Parquet): an index column plus one column per domain.
+    #[arg(long, value_name = "FILE")]
+    pub runs: PathBuf,
+    /// Losses per run (CSV or Parquet), with the same index column.
+    #[arg(long, value_name = "FILE")]
+    pub losses: PathBuf,
+    /// The loss column to model, e.g. metric/the_pile_pile_cc_val_loss.
+    #[arg(long)]
+    pub target: String,
+    /// Name of the index column joining the two tables.
+    #[arg(long, default_value = "index")]
+    pub index: String,
+}
+
+/// Regression model families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelArg {
+    /// Least squares on the weights.
+    Linear,
+    /// Least squares on log loss (loss = k·exp(t·r)).
+    Loglinear,
+    /// Data Mixing Law loss = c + k·exp(t·r), L-BFGS on a Huber loss.
+    MixingLaw,
+    /// Gradient-boosted trees with RegMix's LightGBM settings.
+    Gbm,
+    /// Gradient-boosted trees started from a linear fit.
+    GbmLinear,
+}
+
+impl ModelArg {
+    /// The mixer's model kind.
+    pub fn kind(self) -> mixlab_mixer::regress::ModelKind {
+        use mixlab_mixer::regress::ModelKind;
+        match self {
+            ModelArg::Linear => ModelKind::Linear,
+            ModelArg::Loglinear => ModelKind::Loglinear,
+            ModelArg::MixingLaw => ModelKind::MixingLaw,
+            ModelArg::Gbm => ModelKind::Gbm,
+            ModelArg::GbmLinear => ModelKind::GbmLinear,
+        }
+    }
+}
+
+/// `regress` arguments.
+#[derive(Debug, Args)]
+pub struct RegressArgs {
+    #[command(flatten)]
+    pub table: RunTableArgs,
+    /// Models to fit (repeat or comma-separate).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "gbm-linear")]
+    pub model: Vec<ModelArg>,
+    /// Held-out mixtures to report test metrics on.
+    #[arg(long, value_name = "FILE", requires = "test_losses")]
+    pub test_runs: Option<PathBuf>,
+    /// Losses of the held-out mixtures.
+    #[arg(long, value_name = "FILE", requires = "test_runs")]
+    pub test_losses: Option<PathBuf>,
+    /// Where to save the fitted model (JSON) [default: <out>/models/<target>.<model>.json].
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Seed of the cross-validation split.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Mixing methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MixMethod {
+    /// Fit a regression model on a run table, search the simplex, average the top-k (RegMix).
+    Regmix,
+    /// Equal weights over the shards' domains.
+    Uniform,
+    /// Weights proportional to the shards' training tokens.
+    Natural,
+}
+
+/// `mix` arguments.
+#[derive(Debug, Args)]
+pub struct MixArgs {
+    /// The method.
+    #[arg(long, value_enum, default_value_t = MixMethod::Regmix)]
+    pub method: MixMethod,
+    #[command(flatten)]
+    pub table: Option<RunTableArgs>,
+    /// Regression model for --method regmix.
+    #[arg(long, value_enum, default_value_t = ModelArg::GbmLinear)]
+    pub model: ModelArg,
+    /// Centre of the Dirichlet samples: tokens (shard token shares), runs (mean of the run table),
+    /// uniform, or a CSV file with columns domain,weight.
+    #[arg(long, default_value = "runs")]
+    pub prior: String,
+    /// Samples searched [default: [mix].samples or 1,000,000].
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Best samples averaged [default: [mix].top_k or 128].
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Seed of the search [default: [mix].seed or 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Configuration whose [mix] bounds and epoch caps apply.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output file [default: <out>/mixture.toml].
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `sweep` arguments.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Number of proxy runs.
+    #[arg(long, default_value_t = 64)]
+    pub n: usize,
+    /// The pipeline configuration.
+    #[arg(long, short, default_value = "datasets.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Model preset of the proxy runs.
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    /// Steps per proxy run [default: [train].steps].
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Seed of the sampled mixtures.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `--config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The pipeline configuration.
+    #[arg(long, short, default_value = "datasets.toml", value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// `inspect` arguments.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A shard directory (the one holding manifest.json) [default: <out>/shards].
+    pub shards: Option<PathBuf>,
+    /// Print the manifest as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `demo-data` arguments.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seed of the generator; the same seed gives the same bytes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}

@@ -1,0 +1,138 @@
+//! `mixlab ingest`: sources → token shards, with a per-domain summary.
+
+use anyhow::Context;
+use mixlab_ingest::demo::{DEMO_DOMAINS, write_demo_corpus};
+use mixlab_ingest::filter::REASONS;
+use mixlab_ingest::manifest::Manifest;
+use mixlab_ingest::pipeline::{IngestOutcome, IngestRequest, ingest};
+
+use crate::cli::{ConfigArgs, GlobalArgs};
+use crate::config::LoadedConfig;
+use crate::progress::IngestBars;
+use crate::table::{Table, thousands};
+
+/// Runs the ingest stage and prints the summary on stdout.
+pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
+    let loaded = LoadedConfig::load(&args.config)?;
+    ensure_demo_corpus(&loaded)?;
+    let shards_dir = global.out_root().join("shards");
+    let config_hash = loaded.ingest_hash();
+    let request = IngestRequest {
+        tokenizer: &loaded.config.tokenizer,
+        ingest: &loaded.config.ingest,
+        domains: &loaded.config.domain,
+        base_dir: &loaded.base_dir,
+        shards_dir: &shards_dir,
+        config_hash: &config_hash,
+    };
+    let bars = IngestBars::new(global.quiet);
+    let outcome =
+        ingest(&request, &bars).with_context(|| format!("ingest of {}", loaded.path.display()))?;
+    match &outcome {
+        IngestOutcome::UpToDate(_) => {
+            println!(
+                "{}: up to date (inputs and configuration unchanged); nothing to do",
+                shards_dir.display()
+            );
+        }
+        IngestOutcome::Written(_) => println!("wrote {}", shards_dir.display()),
+    }
+    print!("{}", summary(outcome.manifest()));
+    Ok(())
+}
+
+/// Writes the demo corpus first when `[demo]` is configured and a file is missing.
+fn ensure_demo_corpus(loaded: &LoadedConfig) -> anyhow::Result<()> {
+    let Some(demo) = &loaded.config.demo else {
+        return Ok(());
+    };
+    let dir = loaded.base_dir.join(&demo.dir);
+    let complete = dir.is_dir()
+        && DEMO_DOMAINS.iter().all(|d| {
+            std::fs::read_dir(&dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with(d))
+                })
+                .unwrap_or(false)
+        });
+    if !complete {
+        tracing::info!("writing the demo corpus to {}", dir.display());
+        write_demo_corpus(&dir, demo.seed)
+            .with_context(|| format!("writing the demo corpus to {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The per-domain summary: counts in and out, then what each filter rule dropped.
+pub fn summary(manifest: &Manifest) -> String {
+    let mut t = Table::new(&[
+        "domain",
+        "read",
+        "skipped",
+        "filtered",
+        "exact dup",
+        "near dup",
+        "documents",
+        "tokens",
+        "shards",
+    ]);
+    for d in &manifest.domains {
+        let s = &d.stats;
+        t.row(vec![
+            d.name.clone(),
+            thousands(s.records_read),
+            thousands(s.skipped_records),
+            thousands(s.filtered_total()),
+            format!(
+                "{} ({})",
+                thousands(s.exact_duplicates),
+                percent(s.exact_duplicates, s.records_read)
+            ),
+            format!(
+                "{} ({})",
+                thousands(s.near_duplicates),
+                percent(s.near_duplicates, s.records_read)
+            ),
+            thousands(s.documents),
+            thousands(s.tokens),
+            d.files.len().to_string(),
+        ]);
+    }
+    let mut out = t.render();
+    let used: Vec<&str> = REASONS
+        .iter()
+        .copied()
+        .filter(|r| {
+            manifest
+                .domains
+                .iter()
+                .any(|d| d.stats.filtered.contains_key(*r))
+        })
+        .collect();
+    if !used.is_empty() {
+        let mut header = vec!["filtered by rule"];
+        header.extend(&used);
+        let mut rules = Table::new(&header);
+        for d in &manifest.domains {
+            let mut row = vec![d.name.clone()];
+            row.extend(
+                used.iter()
+                    .map(|r| thousands(d.stats.filtered.get(*r).copied().unwrap_or(0))),
+            );
+            rules.row(row);
+        }
+        out.push('\n');
+        out.push_str(&rules.render());
+    }
+    out
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "0.0%".into()
+    } else {
+        format!("{:.1}%", 100.0 * part as f64 / whole as f64)
+    }
+}

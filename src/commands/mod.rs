@@ -1,0 +1,28 @@
+//! One module per subcommand; each turns parsed arguments into a stage call and prints results.
+
+mod demo;
+mod eval;
+mod generate;
+mod ingest;
+mod inspect;
+mod mix;
+mod regress;
+mod sweep;
+pub mod train;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the chosen subcommand.
+pub fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Ingest(args) => ingest::run(&cli.global, args),
+        Command::Inspect(args) => inspect::run(&cli.global, args),
+        Command::DemoData(args) => demo::run(&cli.global, args),
+        Command::Train(args) => train::run(&cli.global, args),
+        Command::Eval(args) => eval::run(&cli.global, args),
+        Command::Generate(args) => generate::run(&cli.global, args),
+        Command::Regress(args) => regress::run(&cli.global, args),
+        Command::Mix(args) => mix::run(&cli.global, args),
+        Command::Sweep(args) => sweep::run(&cli.global, args),
+    }
+}

@@ -1,0 +1,102 @@
+//! `datasets.toml`: the one configuration file of a mixlab pipeline.
+//!
+//! Each stage owns its section's type (`[ingest]` in `mixlab-ingest`, `[model]` and `[train]` in
+//! `mixlab-trainer`, ...); this module composes them, reads the file and resolves relative paths
+//! against the file's directory. Unknown keys anywhere are errors (exit code 2).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use mixlab_ingest::config::{DomainConfig, IngestConfig, TokenizerConfig};
+use mixlab_trainer::config::{ModelSection, TrainConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::mix_config::MixConfig;
+
+use crate::exit::UsageError;
+
+/// The whole `datasets.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[demo]`: generate the embedded demo corpus when its files are missing.
+    #[serde(default)]
+    pub demo: Option<DemoConfig>,
+    /// `[tokenizer]`.
+    pub tokenizer: TokenizerConfig,
+    /// `[ingest]`.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// `[[domain]]`.
+    #[serde(default)]
+    pub domain: Vec<DomainConfig>,
+    /// `[model]`: the model preset and overrides.
+    #[serde(default)]
+    pub model: ModelSection,
+    /// `[train]`: training hyperparameters.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// `[mix]`: mixture constraints and search settings.
+    #[serde(default)]
+    pub mix: MixConfig,
+}
+
+/// `[demo]`: where the embedded demo corpus lives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Directory of the demo files, relative to the config file.
+    pub dir: PathBuf,
+    /// Generator seed. Default: 0.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// A parsed configuration and the directory its relative paths start from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The parsed file.
+    pub config: Config,
+    /// The config file's path.
+    pub path: PathBuf,
+    /// Its directory.
+    pub base_dir: PathBuf,
+}
+
+impl LoadedConfig {
+    /// Reads and validates a config file.
+    ///
+    /// # Errors
+    /// A [`UsageError`] naming the file, line and key for unreadable or invalid TOML.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = fs_err::read_to_string(path)
+            .map_err(|e| UsageError(format!("cannot read the configuration: {e}")))?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|e| UsageError(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+        mixlab_ingest::config::validate(&config.tokenizer, &config.ingest, &config.domain)
+            .with_context(|| format!("{}", path.display()))?;
+        config
+            .train
+            .validate()
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = if base_dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base_dir
+        };
+        Ok(Self {
+            config,
+            path: path.to_owned(),
+            base_dir,
+        })
+    }
+
+    /// Hex SHA-256 of the sections that determine the shards.
+    pub fn ingest_hash(&self) -> String {
+        let c = &self.config;
+        let json =
+            serde_json::json!({ "tokenizer": c.tokenizer, "ingest": c.ingest, "domain": c.domain });
+        mixlab_ingest::checksum::sha256_hex(json.to_string().as_bytes())
+    }
+}

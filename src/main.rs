@@ -1,0 +1,50 @@
+//! `mixlab`: data pipeline and data-mixture optimization for language-model pre-training.
+//!
+//! | crate | owns |
+//! |---|---|
+//! | `mixlab` (this binary) | CLI, `datasets.toml`, stage orchestration, run directories, progress bars |
+//! | `mixlab-ingest` | sources → cleaned, filtered, deduplicated token shards + manifest |
+//! | `mixlab-simulator` | the SDM simulation run and utility estimation (planned) |
+//! | `mixlab-mixer` | pure math: run tables or utilities → mixture weights; regression mixers |
+//! | `mixlab-trainer` | Llama-style model in burn, mixture sampler, training loop |
+//! | `mixlab-reports` | run artefacts → Markdown and HTML reports (planned) |
+//!
+//! ```text
+//! datasets.toml ─► ingest ─► shards/ ─► trainer ◄── mixture.toml ◄── mixer ◄── runs table (regress / sweep)
+//! ```
+
+mod cli;
+mod commands;
+mod config;
+mod exit;
+mod logging;
+mod mix_config;
+mod progress;
+mod run_dir;
+mod table;
+mod tables;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(cli.global.log_format, cli.global.quiet);
+    match commands::run(&cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            let code = exit::code_for(&err);
+            // The one line a batch scheduler shows: the whole cause chain.
+            tracing::error!("{err:#}");
+            if cli.global.log_format == cli::LogFormat::Json || cli.global.quiet {
+                eprintln_reason(&err);
+            }
+            std::process::ExitCode::from(code)
+        }
+    }
+}
+
+/// `--quiet` and JSON logs still end with a plain one-line reason on stderr.
+#[allow(clippy::print_stderr)] // the final reason is the CLI's contract on failure, not a diagnostic
+fn eprintln_reason(err: &anyhow::Error) {
+    eprintln!("error: {err:#}");
+}

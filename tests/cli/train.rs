@@ -1,0 +1,185 @@
+//! `mixlab train`, `eval` and `generate` on the demo corpus.
+
+use std::collections::HashMap;
+
+use mixlab_ingest::manifest::ShardSet;
+use mixlab_ingest::shard::Split;
+
+use crate::util::Project;
+
+fn ingested() -> Project {
+    let p = Project::with_default_config();
+    p.run(&["ingest", "-q"]).expect_code(0);
+    p
+}
+
+fn eval_json(p: &Project, run: &str) -> serde_json::Value {
+    let out = p.run(&["eval", "--run", run, "--json"]).expect_code(0);
+    serde_json::from_str(&out.stdout).expect("eval --json prints JSON")
+}
+
+/// Entropy (nats) of the unigram distribution of the training tokens.
+fn unigram_entropy(p: &Project) -> f64 {
+    let shards = ShardSet::open(&p.path("out/shards")).unwrap();
+    let mut counts: HashMap<u32, f64> = HashMap::new();
+    for d in &shards.manifest().domains {
+        for doc in shards.read_domain(&d.name, Some(Split::Train)).unwrap() {
+            doc.tokens
+                .iter()
+                .for_each(|t| *counts.entry(*t).or_default() += 1.0);
+        }
+    }
+    let total: f64 = counts.values().sum();
+    counts
+        .values()
+        .map(|c| -(c / total) * (c / total).ln())
+        .sum()
+}
+
+#[test]
+fn tiny_model_learns_far_below_unigram_entropy() {
+    let p = ingested();
+    let out = p
+        .run(&["train", "--run", "runs/tiny", "--steps", "200"])
+        .expect_code(0);
+    assert!(out.stdout.contains("perplexity"), "{}", out.stdout);
+    let eval = eval_json(&p, "runs/tiny");
+    let mean = eval["mean_loss"].as_f64().unwrap();
+    let entropy = unigram_entropy(&p);
+    assert!(
+        mean < 0.75 * entropy,
+        "mean validation loss {mean:.3} vs unigram entropy {entropy:.3}"
+    );
+    for file in [
+        "config.toml",
+        "metrics.parquet",
+        "eval.parquet",
+        "done",
+        "checkpoints/step-200.bpk",
+    ] {
+        assert!(
+            p.path("out/runs/tiny").join(file).exists(),
+            "run directory lacks {file}"
+        );
+    }
+    let again = p
+        .run(&["train", "--run", "runs/tiny", "--steps", "200"])
+        .expect_code(0);
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+    let other = p
+        .run(&["train", "--run", "runs/tiny", "--steps", "201"])
+        .expect_code(2);
+    assert!(other.stderr.contains("other inputs"), "{}", other.stderr);
+    let text = p.run(&[
+        "generate",
+        "--run",
+        "runs/tiny",
+        "--prompt",
+        "Ava has 3 apples.",
+        "--max-tokens",
+        "16",
+    ]);
+    let text = text.expect_code(0);
+    assert!(
+        text.stdout.starts_with("Ava has 3 apples.") && text.stdout.len() > 20,
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn the_sampler_routes_data_by_mixture() {
+    let p = ingested();
+    let only = |domain: &str| {
+        format!(
+            "[[stage]]\nname = \"main\"\nweights = {{ {domain} = 1.0 }}\n[provenance]\nmethod = \"test\"\n"
+        )
+    };
+    p.write("arith.toml", only("arithmetic"));
+    p.write("prose.toml", only("prose"));
+    p.run(&[
+        "train",
+        "-q",
+        "--mixture",
+        "arith.toml",
+        "--run",
+        "runs/arith",
+        "--steps",
+        "80",
+    ])
+    .expect_code(0);
+    p.run(&[
+        "train",
+        "-q",
+        "--mixture",
+        "prose.toml",
+        "--run",
+        "runs/prose",
+        "--steps",
+        "80",
+    ])
+    .expect_code(0);
+    let (a, b) = (eval_json(&p, "runs/arith"), eval_json(&p, "runs/prose"));
+    let loss = |v: &serde_json::Value, d: &str| v["domains"][d]["loss"].as_f64().unwrap();
+    assert!(
+        loss(&a, "arithmetic") + 0.5 < loss(&b, "arithmetic"),
+        "{a} vs {b}"
+    );
+    assert!(loss(&b, "prose") + 0.5 < loss(&a, "prose"), "{a} vs {b}");
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_result() {
+    let p = ingested();
+    let config = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
+    p.write(
+        "datasets.toml",
+        config.replace("checkpoint_every = 100", "checkpoint_every = 10"),
+    );
+    p.run(&["train", "-q", "--run", "runs/straight", "--steps", "60"])
+        .expect_code(0);
+
+    let mut child = p
+        .command(&["train", "-q", "--run", "runs/killed", "--steps", "60"])
+        .spawn()
+        .unwrap();
+    let marker = p.path("out/runs/killed/checkpoints/step-20.json");
+    let started = std::time::Instant::now();
+    while !marker.exists() && started.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !p.path("out/runs/killed/done").exists(),
+        "the run finished before it could be killed"
+    );
+    p.run(&["train", "-q", "--run", "runs/killed", "--steps", "60"])
+        .expect_code(0);
+
+    let read = |run: &str| {
+        mixlab_trainer::metrics::read_metrics(&p.path(&format!("out/{run}/metrics.parquet")))
+            .unwrap()
+    };
+    let (straight, resumed) = (read("runs/straight"), read("runs/killed"));
+    assert_eq!(
+        straight, resumed,
+        "a resumed run must log exactly the same losses"
+    );
+    let eval = |run: &str| {
+        mixlab_trainer::metrics::read_eval(&p.path(&format!("out/{run}/eval.parquet"))).unwrap()
+    };
+    assert_eq!(eval("runs/straight"), eval("runs/killed"));
+}
+
+#[test]
+fn zero_steps_saves_the_initial_model() {
+    let p = ingested();
+    p.run(&["train", "-q", "--run", "runs/init", "--steps", "0"])
+        .expect_code(0);
+    assert!(p.path("out/runs/init/checkpoints/step-0.bpk").exists());
+    let eval = eval_json(&p, "runs/init");
+    // An untrained model is close to uniform over the 1,024-token vocabulary: ln 1024 ≈ 6.93.
+    let mean = eval["mean_loss"].as_f64().unwrap();
+    assert!((mean - 1024f64.ln()).abs() < 0.5, "{mean}");
+}

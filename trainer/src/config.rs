@@ -1,0 +1,358 @@
+//! `[model]` and `[train]`: the model shape (with named presets) and the training hyperparameters.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The shape of a MobileLLM-Pro-style decoder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Vocabulary size (taken from the shards' tokenizer when training).
+    pub vocab_size: usize,
+    /// Hidden size.
+    pub d_model: usize,
+    /// Decoder layers.
+    pub n_layers: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (grouped-query attention); must divide `n_heads`.
+    pub n_kv_heads: usize,
+    /// Inner size of the SwiGLU feed-forward.
+    pub ffn_hidden: usize,
+    /// Sliding-window size of local-attention layers, in tokens (MobileLLM-Pro: 512).
+    pub window: usize,
+    /// About one global layer per this many layers; the first and last layers are always global and
+    /// the rest are spread evenly (MobileLLM-Pro: 30 layers → 8 global, i.e. every 4).
+    pub global_every: usize,
+    /// Explicit global layer indices, overriding `global_every`.
+    #[serde(default)]
+    pub global_layers: Option<Vec<usize>>,
+    /// RoPE base θ. Default 10,000 for small models; MobileLLM-Pro uses 500,000.
+    pub rope_theta: f64,
+    /// RMSNorm ε.
+    pub norm_eps: f64,
+    /// Longest sequence the RoPE tables cover.
+    pub max_seq_len: usize,
+}
+
+/// Named model sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// About 1M parameters at vocabulary 1,024: for tests.
+    Tiny,
+    /// About 10M parameters at vocabulary 8,192: the default proxy model.
+    Small,
+    /// About 40M parameters at vocabulary 8,192.
+    Base,
+    /// The 1.08B MobileLLM-Pro shape (vocabulary 202,048): expressible, not meant to train here.
+    MobilellmPro,
+}
+
+impl Preset {
+    /// Parses a preset name (`tiny`, `small`, `base`, `mobilellm_pro`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] listing the known names.
+    pub fn parse(name: &str) -> Result<Preset> {
+        match name {
+            "tiny" => Ok(Preset::Tiny),
+            "small" => Ok(Preset::Small),
+            "base" => Ok(Preset::Base),
+            "mobilellm_pro" | "mobilellm-pro" => Ok(Preset::MobilellmPro),
+            other => Err(Error::Config(format!(
+                "unknown model preset {other:?}; expected tiny, small, base or mobilellm_pro"
+            ))),
+        }
+    }
+
+    /// The preset's shape for a vocabulary size.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_trainer::config::Preset;
+    /// let cfg = Preset::MobilellmPro.config(202_048);
+    /// assert_eq!(cfg.n_layers, 30);
+    /// assert_eq!(cfg.global_layer_flags().iter().filter(|g| **g).count(), 8);
+    /// ```
+    pub fn config(self, vocab_size: usize) -> ModelConfig {
+        let (d_model, n_layers, n_heads, n_kv_heads, ffn_hidden, window, theta, max_seq_len) =
+            match self {
+                Preset::Tiny => (128, 4, 4, 2, 384, 64, 10_000.0, 1024),
+                Preset::Small => (256, 8, 8, 2, 1024, 128, 10_000.0, 2048),
+                Preset::Base => (512, 12, 8, 2, 1536, 256, 10_000.0, 2048),
+                Preset::MobilellmPro => (1280, 30, 20, 4, 6144, 512, 500_000.0, 8192),
+            };
+        ModelConfig {
+            vocab_size,
+            d_model,
+            n_layers,
+            n_heads,
+            n_kv_heads,
+            ffn_hidden,
+            window,
+            global_every: 4,
+            global_layers: None,
+            rope_theta: theta,
+            norm_eps: 1e-5,
+            max_seq_len,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Head size `d_model / n_heads`.
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+
+    /// Whether each layer is global (`true`) or sliding-window local.
+    pub fn global_layer_flags(&self) -> Vec<bool> {
+        let n = self.n_layers;
+        let mut flags = vec![false; n];
+        if let Some(explicit) = &self.global_layers {
+            explicit
+                .iter()
+                .filter(|&&i| i < n)
+                .for_each(|&i| flags[i] = true);
+            return flags;
+        }
+        let count = n.div_ceil(self.global_every.max(1)).max(n.min(2));
+        if count == 1 {
+            flags[0] = true;
+            return flags;
+        }
+        for j in 0..count {
+            // Evenly spaced from the first to the last layer, rounded to the nearest index.
+            let at = (j * (n - 1) * 2 + (count - 1)) / (2 * (count - 1));
+            flags[at] = true;
+        }
+        flags
+    }
+
+    /// Parameter count from the shapes (tied embeddings, no biases).
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_trainer::config::Preset;
+    /// assert_eq!(Preset::MobilellmPro.config(202_048).parameter_count(), 1_084_453_120);
+    /// ```
+    pub fn parameter_count(&self) -> usize {
+        let (d, hd) = (self.d_model, self.head_dim());
+        let attention = d * self.n_heads * hd * 2 + d * self.n_kv_heads * hd * 2;
+        let ffn = 3 * d * self.ffn_hidden;
+        let norms = 2 * d;
+        self.vocab_size * d + self.n_layers * (attention + ffn + norms) + d
+    }
+
+    /// Checks that the shapes fit together.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the offending field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.vocab_size == 0 || self.d_model == 0 || self.n_layers == 0 || self.n_heads == 0 {
+            return bad("model: vocab_size, d_model, n_layers and n_heads must be positive".into());
+        }
+        if self.d_model % self.n_heads != 0 || self.head_dim() % 2 != 0 {
+            return bad(format!(
+                "model: d_model = {} must be a multiple of n_heads = {} with an even head size",
+                self.d_model, self.n_heads
+            ));
+        }
+        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+            return bad(format!(
+                "model: n_kv_heads = {} must divide n_heads = {}",
+                self.n_kv_heads, self.n_heads
+            ));
+        }
+        if self.window == 0 || self.global_every == 0 {
+            return bad("model: window and global_every must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// `[model]` in `datasets.toml`: a preset plus optional overrides of single fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Preset name. Default: `small`.
+    pub preset: Option<String>,
+    /// Override of [`ModelConfig::d_model`].
+    pub d_model: Option<usize>,
+    /// Override of [`ModelConfig::n_layers`].
+    pub n_layers: Option<usize>,
+    /// Override of [`ModelConfig::n_heads`].
+    pub n_heads: Option<usize>,
+    /// Override of [`ModelConfig::n_kv_heads`].
+    pub n_kv_heads: Option<usize>,
+    /// Override of [`ModelConfig::ffn_hidden`].
+    pub ffn_hidden: Option<usize>,
+    /// Override of [`ModelConfig::window`].
+    pub window: Option<usize>,
+    /// Override of [`ModelConfig::global_every`].
+    pub global_every: Option<usize>,
+    /// Override of [`ModelConfig::global_layers`].
+    pub global_layers: Option<Vec<usize>>,
+    /// Override of [`ModelConfig::rope_theta`].
+    pub rope_theta: Option<f64>,
+}
+
+impl ModelSection {
+    /// The resolved model shape; `preset` (e.g. from `--preset`) wins over the section's own.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unknown preset or inconsistent shapes.
+    pub fn resolve(
+        &self,
+        preset: Option<&str>,
+        vocab_size: usize,
+        seq_len: usize,
+    ) -> Result<ModelConfig> {
+        let preset = Preset::parse(preset.or(self.preset.as_deref()).unwrap_or("small"))?;
+        let mut c = preset.config(vocab_size);
+        c.d_model = self.d_model.unwrap_or(c.d_model);
+        c.n_layers = self.n_layers.unwrap_or(c.n_layers);
+        c.n_heads = self.n_heads.unwrap_or(c.n_heads);
+        c.n_kv_heads = self.n_kv_heads.unwrap_or(c.n_kv_heads);
+        c.ffn_hidden = self.ffn_hidden.unwrap_or(c.ffn_hidden);
+        c.window = self.window.unwrap_or(c.window);
+        c.global_every = self.global_every.unwrap_or(c.global_every);
+        c.global_layers = self.global_layers.clone().or(c.global_layers);
+        c.rope_theta = self.rope_theta.unwrap_or(c.rope_theta);
+        c.max_seq_len = c.max_seq_len.max(seq_len);
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// `[train]`: optimisation, batching, evaluation and checkpointing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Optimizer steps. Default: 300.
+    pub steps: u64,
+    /// Sequences per micro-batch. Default: 16.
+    pub batch_size: usize,
+    /// Tokens per sequence. Default: 256.
+    pub seq_len: usize,
+    /// Micro-batches per optimizer step. Default: 1.
+    pub grad_accum: usize,
+    /// Peak learning rate. Default: 3e-3 (small models tolerate high rates; MobileLLM-Pro used 4e-3 at 1B with a long warmup).
+    pub lr: f64,
+    /// Final learning rate as a fraction of the peak (cosine floor). Default: 0.1.
+    pub min_lr_ratio: f64,
+    /// Linear warmup steps. Default: 30.
+    pub warmup_steps: u64,
+    /// AdamW decoupled weight decay on matrices (not norms or embeddings). Default: 0.1.
+    pub weight_decay: f64,
+    /// AdamW β1. Default: 0.9.
+    pub beta1: f32,
+    /// AdamW β2. Default: 0.95 (the usual LLM setting).
+    pub beta2: f32,
+    /// AdamW ε. Default: 1e-8.
+    pub eps: f32,
+    /// Global gradient-norm clip. Default: 1.0.
+    pub grad_clip: f32,
+    /// Restrict attention to the current document and restart positions at each document.
+    /// Default: false (plain causal packing).
+    pub document_mask: bool,
+    /// Evaluate every this many steps (and at the end). Default: 100.
+    pub eval_every: u64,
+    /// Sequences per domain and split used for evaluation. Default: 8.
+    pub eval_sequences: usize,
+    /// Save a checkpoint every this many steps (and at the end). Default: 100.
+    pub checkpoint_every: u64,
+    /// Checkpoints kept on disk (the newest). Default: 2.
+    pub keep_checkpoints: usize,
+    /// Seed of initialisation and data order. Default: 0.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 300,
+            batch_size: 16,
+            seq_len: 256,
+            grad_accum: 1,
+            lr: 3e-3,
+            min_lr_ratio: 0.1,
+            warmup_steps: 30,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            document_mask: false,
+            eval_every: 100,
+            eval_sequences: 8,
+            checkpoint_every: 100,
+            keep_checkpoints: 2,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 || self.seq_len < 2 || self.grad_accum == 0 {
+            return Err(Error::Config(
+                "train: batch_size, grad_accum ≥ 1 and seq_len ≥ 2 required".into(),
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) || !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return Err(Error::Config(format!(
+                "train: lr = {} must be positive, min_lr_ratio in [0, 1]",
+                self.lr
+            )));
+        }
+        if self.eval_every == 0 || self.checkpoint_every == 0 || self.keep_checkpoints == 0 {
+            return Err(Error::Config(
+                "train: eval_every, checkpoint_every, keep_checkpoints must be ≥ 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Tokens consumed per optimizer step.
+    pub fn tokens_per_step(&self) -> u64 {
+        (self.batch_size * self.seq_len * self.grad_accum) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_have_the_advertised_sizes() {
+        let tiny = Preset::Tiny.config(1024).parameter_count();
+        let small = Preset::Small.config(8192).parameter_count();
+        let base = Preset::Base.config(8192).parameter_count();
+        assert!((700_000..1_500_000).contains(&tiny), "tiny: {tiny}");
+        assert!((8_000_000..12_000_000).contains(&small), "small: {small}");
+        assert!((30_000_000..50_000_000).contains(&base), "base: {base}");
+    }
+
+    #[test]
+    fn global_layers_are_spread_with_first_and_last() {
+        let flags = Preset::MobilellmPro.config(10).global_layer_flags();
+        let global: Vec<usize> = flags
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| **g)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(global.len(), 8);
+        assert_eq!((global[0], global[7]), (0, 29));
+        let tiny = Preset::Tiny.config(10).global_layer_flags();
+        assert_eq!(tiny, vec![true, false, false, true]);
+    }
+}

@@ -1,0 +1,46 @@
+//! The error type of `mixlab-trainer`.
+
+use std::path::PathBuf;
+
+/// Errors from configuring, training, checkpointing and evaluating models.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value is invalid (shapes that do not divide, unknown preset, bad schedule).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The shards could not be read or do not match what the run expects.
+    #[error(transparent)]
+    Shards(#[from] mixlab_ingest::Error),
+    /// A file operation failed; `fs-err` errors name the path.
+    #[error(transparent)]
+    File(#[from] std::io::Error),
+    /// A checkpoint, state file or metrics file is missing, corrupt or from another run.
+    #[error("{path}: {message}")]
+    Checkpoint {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        message: String,
+    },
+    /// The loss became NaN or infinite; the last good checkpoint is kept.
+    #[error("loss is {loss} at step {step}; stopped. The last good checkpoint is {last_good}")]
+    NonFiniteLoss {
+        /// The step whose loss was not finite.
+        step: u64,
+        /// The loss value.
+        loss: f32,
+        /// Which checkpoint remains (`step-N` or `none`).
+        last_good: String,
+    },
+    /// Writing or reading `metrics.parquet` / `eval.parquet` failed.
+    #[error("{path}: parquet: {message}")]
+    Metrics {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        message: String,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

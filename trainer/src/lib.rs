@@ -1,0 +1,52 @@
+//! `mixlab-trainer`: a MobileLLM-Pro-style decoder in burn, a deterministic mixture sampler and a
+//! resumable training loop.
+//!
+//! - [`config`]: model shapes (presets `tiny`, `small`, `base`, and the 1.08B MobileLLM-Pro shape) and
+//!   training hyperparameters.
+//! - [`model`]: the decoder (RMSNorm, RoPE at per-token positions, grouped-query attention with
+//!   local/global layers, SwiGLU, tied embeddings); [`mask`] and [`rope`] its pieces; [`quant`] the
+//!   fake-quantization step its linear layers can take.
+//! - [`sampler`]: packs documents of weighted domains into sequences, exactly resumable.
+//! - [`train`]: the loop; [`eval`], [`generate`]: uses of a trained model without autodiff.
+//! - [`checkpoint`], [`metrics`]: the run's files, whose paths the binary chooses.
+//!
+//! Design decisions: the device is the `flex` CPU backend, chosen at run time (burn 0.22); training
+//! runs on `Device::flex().autodiff()`, evaluation and generation on `model.valid()` so no autograd
+//! graph is built; the trainer reads shards only through `mixlab-ingest`'s format layer, so DataFusion
+//! is not part of its build.
+//!
+//! # Example
+//! ```
+//! use burn::tensor::Device;
+//! use mixlab_trainer::config::Preset;
+//! use mixlab_trainer::input::to_model_input;
+//! use mixlab_trainer::model::Model;
+//! use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+//!
+//! let config = Preset::Tiny.config(64);
+//! let device = Device::flex();
+//! let model = Model::new(&config, &device);
+//! let docs = vec![DomainDocs { name: "a".into(), docs: vec![vec![1, 2, 3, 4, 5]] }];
+//! let mut sampler = MixtureSampler::new(docs, vec![1.0], 8, 0, 0, false)?;
+//! let (input, targets) = to_model_input(&sampler.next_batch(2), &config, false, &device);
+//! let losses = model.token_losses(&input, targets);
+//! assert_eq!(losses.dims(), [16]);
+//! # Ok::<(), mixlab_trainer::error::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod generate;
+pub mod input;
+pub mod mask;
+pub mod metrics;
+pub mod model;
+pub mod quant;
+pub mod rope;
+pub mod sampler;
+pub mod schedule;
+pub mod train;

@@ -1,0 +1,315 @@
+//! A MobileLLM-Pro-style decoder: RMSNorm pre-norm, RoPE, grouped-query attention with interleaved
+//! local (sliding-window) and global layers, SwiGLU feed-forward, no biases, tied embeddings.
+//!
+//! The forward pass is split at the final hidden state ([`Model::hidden`] then [`Model::logits`]) so
+//! the simulator can take per-document gradients of the output layer in closed form, and every
+//! entry point works on a plain (non-autodiff) model from [`burn::module::Module::valid`] for teachers
+//! and evaluation.
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, RmsNorm, RmsNormConfig};
+use burn::tensor::activation::{log_softmax, silu};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::config::ModelConfig;
+use crate::mask::AttentionMasks;
+use crate::quant::FakeQuant;
+use crate::rope::Rope;
+
+/// Standard deviation of the normal initialisation of every weight (GPT-2 / Llama practice).
+const INIT_STD: f64 = 0.02;
+
+/// A bias-free linear map `x · W` whose weight may be fake-quantized in the forward pass.
+#[derive(Module, Debug)]
+pub struct Projection {
+    /// `[d_in, d_out]`.
+    pub weight: Param<Tensor<2>>,
+    #[module(skip)]
+    fake_quant: Option<FakeQuant>,
+}
+
+impl Projection {
+    fn new(d_in: usize, d_out: usize, device: &Device) -> Self {
+        let weight = Initializer::Normal {
+            mean: 0.0,
+            std: INIT_STD,
+        }
+        .init([d_in, d_out], device);
+        Self {
+            weight,
+            fake_quant: None,
+        }
+    }
+
+    /// The layer with fake quantization switched on (`Some`) or off (`None`).
+    pub fn with_fake_quant(mut self, quant: Option<FakeQuant>) -> Self {
+        self.fake_quant = quant;
+        self
+    }
+
+    /// # Shapes
+    /// `x`: `[batch, seq, d_in]` → `[batch, seq, d_out]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, t, d_in] = x.dims();
+        let w = match self.fake_quant {
+            Some(q) => q.apply(self.weight.val()),
+            None => self.weight.val(),
+        };
+        let d_out = w.dims()[1];
+        x.reshape([b * t, d_in]).matmul(w).reshape([b, t, d_out])
+    }
+}
+
+/// Grouped-query self-attention with rotary positions.
+#[derive(Module, Debug)]
+pub struct Attention {
+    wq: Projection,
+    wk: Projection,
+    wv: Projection,
+    wo: Projection,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(c: &ModelConfig, device: &Device) -> Self {
+        let hd = c.head_dim();
+        Self {
+            wq: Projection::new(c.d_model, c.n_heads * hd, device),
+            wk: Projection::new(c.d_model, c.n_kv_heads * hd, device),
+            wv: Projection::new(c.d_model, c.n_kv_heads * hd, device),
+            wo: Projection::new(c.n_heads * hd, c.d_model, device),
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: hd,
+        }
+    }
+
+    /// # Shapes
+    /// - `x`: `[batch, seq, d_model]`, `positions`: `[batch, seq]`, `mask`: `[batch, 1, seq, seq]`
+    /// - output: `[batch, seq, d_model]`
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        positions: &Tensor<2, Int>,
+        mask: &Tensor<4, burn::tensor::Bool>,
+    ) -> Tensor<3> {
+        let [b, t, _] = x.dims();
+        let (h, kv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let q = self
+            .wq
+            .forward(x.clone())
+            .reshape([b, t, h, hd])
+            .swap_dims(1, 2);
+        let k = self
+            .wk
+            .forward(x.clone())
+            .reshape([b, t, kv, hd])
+            .swap_dims(1, 2);
+        let v = self.wv.forward(x).reshape([b, t, kv, hd]).swap_dims(1, 2);
+        let q = rope.apply(q, positions);
+        let k = repeat_kv(rope.apply(k, positions), h / kv);
+        let v = repeat_kv(v, h / kv);
+        let mask = mask.clone().expand([b, h, t, t]);
+        let out = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
+        self.wo.forward(out.swap_dims(1, 2).reshape([b, t, h * hd]))
+    }
+}
+
+/// Repeats each key/value head `n_rep` times in place: `[b, kv, t, hd]` → `[b, kv·n_rep, t, hd]`.
+fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {
+    if n_rep == 1 {
+        return x;
+    }
+    let [b, kv, t, hd] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, kv, n_rep, t, hd])
+        .reshape([b, kv * n_rep, t, hd])
+}
+
+/// SwiGLU feed-forward: `w2(silu(w1 x) ⊙ w3 x)`.
+#[derive(Module, Debug)]
+pub struct FeedForward {
+    w1: Projection,
+    w3: Projection,
+    w2: Projection,
+}
+
+impl FeedForward {
+    fn new(c: &ModelConfig, device: &Device) -> Self {
+        Self {
+            w1: Projection::new(c.d_model, c.ffn_hidden, device),
+            w3: Projection::new(c.d_model, c.ffn_hidden, device),
+            w2: Projection::new(c.ffn_hidden, c.d_model, device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.w2
+            .forward(silu(self.w1.forward(x.clone())) * self.w3.forward(x))
+    }
+}
+
+/// One pre-norm decoder layer.
+#[derive(Module, Debug)]
+pub struct Block {
+    attn_norm: RmsNorm,
+    attention: Attention,
+    ffn_norm: RmsNorm,
+    ffn: FeedForward,
+    /// Global layers attend to the whole context; local ones within the sliding window.
+    pub global: bool,
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        positions: &Tensor<2, Int>,
+        masks: &AttentionMasks,
+    ) -> Tensor<3> {
+        let mask = if self.global {
+            &masks.global
+        } else {
+            &masks.local
+        };
+        let x = x.clone()
+            + self
+                .attention
+                .forward(self.attn_norm.forward(x), rope, positions, mask);
+        x.clone() + self.ffn.forward(self.ffn_norm.forward(x))
+    }
+}
+
+/// The decoder.
+#[derive(Module, Debug)]
+pub struct Model {
+    embedding: Embedding,
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    rope: Rope,
+}
+
+/// Token ids, positions and masks of one batch, on the model's device.
+#[derive(Debug, Clone)]
+pub struct ModelInput {
+    /// `[batch, seq]`.
+    pub tokens: Tensor<2, Int>,
+    /// `[batch, seq]`: running positions (restart per document with document masking).
+    pub positions: Tensor<2, Int>,
+    /// Masks for global and local layers.
+    pub masks: AttentionMasks,
+}
+
+impl Model {
+    /// A freshly initialised model (weights N(0, 0.02), norms 1). Seed the device first for
+    /// reproducible weights.
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        let embedding = EmbeddingConfig::new(config.vocab_size, config.d_model)
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: INIT_STD,
+            })
+            .init(device);
+        let layers = config
+            .global_layer_flags()
+            .into_iter()
+            .map(|global| Block {
+                attn_norm: RmsNormConfig::new(config.d_model)
+                    .with_epsilon(config.norm_eps)
+                    .init(device),
+                attention: Attention::new(config, device),
+                ffn_norm: RmsNormConfig::new(config.d_model)
+                    .with_epsilon(config.norm_eps)
+                    .init(device),
+                ffn: FeedForward::new(config, device),
+                global,
+            })
+            .collect();
+        Self {
+            embedding,
+            layers,
+            norm: RmsNormConfig::new(config.d_model)
+                .with_epsilon(config.norm_eps)
+                .init(device),
+            rope: Rope::new(
+                config.head_dim(),
+                config.max_seq_len,
+                config.rope_theta,
+                device,
+            ),
+        }
+    }
+
+    /// Final hidden states after the last norm.
+    ///
+    /// # Shapes
+    /// `[batch, seq, d_model]`.
+    pub fn hidden(&self, input: &ModelInput) -> Tensor<3> {
+        let mut x = self.embedding.forward(input.tokens.clone());
+        for layer in &self.layers {
+            x = layer.forward(x, &self.rope, &input.positions, &input.masks);
+        }
+        self.norm.forward(x)
+    }
+
+    /// Logits through the tied output embedding.
+    ///
+    /// # Shapes
+    /// `hidden`: `[batch, seq, d_model]` → `[batch · seq, vocab]`.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<2> {
+        let [b, t, d] = hidden.dims();
+        hidden
+            .reshape([b * t, d])
+            .matmul(self.embedding.weight.val().transpose())
+    }
+
+    /// `logits(hidden(input))`, `[batch · seq, vocab]`.
+    pub fn forward(&self, input: &ModelInput) -> Tensor<2> {
+        self.logits(self.hidden(input))
+    }
+
+    /// Cross-entropy of each token against its target.
+    ///
+    /// # Shapes
+    /// `targets`: `[batch · seq]` → `[batch · seq]`.
+    pub fn token_losses(&self, input: &ModelInput, targets: Tensor<1, Int>) -> Tensor<1> {
+        let logits = self.forward(input);
+        let n = targets.dims()[0];
+        log_softmax(logits, 1)
+            .gather(1, targets.reshape([n, 1]))
+            .reshape([n])
+            .neg()
+    }
+
+    /// Turns fake quantization on or off in every linear layer (the embedding stays full precision).
+    pub fn with_fake_quant(self, quant: Option<FakeQuant>) -> Self {
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|mut l| {
+                let a = l.attention;
+                l.attention = Attention {
+                    wq: a.wq.with_fake_quant(quant),
+                    wk: a.wk.with_fake_quant(quant),
+                    wv: a.wv.with_fake_quant(quant),
+                    wo: a.wo.with_fake_quant(quant),
+                    ..a
+                };
+                let f = l.ffn;
+                l.ffn = FeedForward {
+                    w1: f.w1.with_fake_quant(quant),
+                    w3: f.w3.with_fake_quant(quant),
+                    w2: f.w2.with_fake_quant(quant),
+                };
+                l
+            })
+            .collect();
+        Self { layers, ..self }
+    }
+}
