@@ -153,6 +153,10 @@ pub struct RunTableArgs {
     /// Name of the index column joining the two tables.
     #[arg(long, default_value = "index")]
     pub index: String,
+    /// Rescale rows summing to 1 ± 0.01 to sum to exactly 1 (for rounded tables such as RegMix's
+    /// published runs); without it a row must sum to 1 ± 0.001.
+    #[arg(long)]
+    pub normalize: bool,
 }
 
 /// Regression model families.
@@ -190,7 +194,7 @@ pub struct RegressArgs {
     #[command(flatten)]
     pub table: RunTableArgs,
     /// Models to fit (repeat or comma-separate).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "gbm-linear")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "gbm")]
     pub model: Vec<ModelArg>,
     /// Held-out mixtures to report test metrics on.
     #[arg(long, value_name = "FILE", requires = "test_losses")]
@@ -226,7 +230,7 @@ pub struct MixArgs {
     #[command(flatten)]
     pub table: Option<RunTableArgs>,
     /// Regression model for --method regmix.
-    #[arg(long, value_enum, default_value_t = ModelArg::GbmLinear)]
+    #[arg(long, value_enum, default_value_t = ModelArg::Gbm)]
     pub model: ModelArg,
     /// Centre of the Dirichlet samples: tokens (shard token shares), runs (mean of the run table),
     /// uniform, or a CSV file with columns domain,weight.

@@ -9,7 +9,7 @@
 //! | `code` | `code.jsonl.gz` | programs from a small grammar of Python functions | low stop-word share: prose filters must be off |
 //! | `prose` | `prose.csv` | English-like sentences from a grammar | passes the Gopher rules |
 //! | `noise` | `noise.jsonl` | random characters | no structure at all: useless to a language model |
-//! | `duplicated` | `duplicated.jsonl` | a few base texts, copied exactly and with small edits | 3/7 exact and about 3/7 near duplicates |
+//! | `duplicated` | `duplicated.jsonl` | base texts, copied exactly and with one word changed | 3/7 exact and about 3/7 near duplicates |
 //!
 //! Generation is seeded, so the bytes are identical on every machine.
 
@@ -73,7 +73,7 @@ pub fn write_demo_corpus(dir: &Path, seed: u64) -> Result<Vec<PathBuf>> {
 
     let mut prose = String::from("id,title,text\n");
     for i in 0..DOCS_PER_DOMAIN {
-        let sentences = 6 + rng.random_range(0..6);
+        let sentences = 4 + rng.random_range(0..5);
         let text = prose_doc(&mut rng, sentences);
         prose.push_str(&format!(
             "prose-{i},Story {i},\"{}\"\n",
@@ -203,19 +203,29 @@ fn code_doc(rng: &mut ChaCha8Rng) -> String {
     out
 }
 
-const SUBJECTS: [&str; 10] = [
-    "the old miller",
-    "a young teacher",
-    "the village doctor",
-    "my grandmother",
-    "the tired farmer",
-    "a quiet student",
-    "the ship's captain",
-    "the baker",
-    "an honest merchant",
-    "the night guard",
+const ADJECTIVES: [&str; 20] = [
+    "old", "young", "quiet", "tired", "honest", "clever", "careful", "cheerful", "lonely", "proud",
+    "small", "broken", "empty", "distant", "golden", "narrow", "ancient", "muddy", "crowded",
+    "silent",
 ];
-const VERBS: [&str; 10] = [
+const PEOPLE: [&str; 15] = [
+    "miller",
+    "teacher",
+    "doctor",
+    "farmer",
+    "student",
+    "captain",
+    "baker",
+    "merchant",
+    "guard",
+    "weaver",
+    "fisherman",
+    "widow",
+    "priest",
+    "soldier",
+    "gardener",
+];
+const VERBS: [&str; 12] = [
     "walked to",
     "looked at",
     "talked about",
@@ -226,20 +236,14 @@ const VERBS: [&str; 10] = [
     "cleaned",
     "painted",
     "remembered",
+    "sold",
+    "repaired",
 ];
-const OBJECTS: [&str; 10] = [
-    "the river",
-    "the empty market",
-    "the broken wheel",
-    "the long winter",
-    "the small garden",
-    "the stone bridge",
-    "the letter from home",
-    "the harbour",
-    "the school on the hill",
-    "the evening train",
+const THINGS: [&str; 15] = [
+    "river", "market", "wheel", "winter", "garden", "bridge", "letter", "harbour", "school",
+    "train", "chapel", "orchard", "lantern", "fence", "boat",
 ];
-const REASONS: [&str; 8] = [
+const REASONS: [&str; 10] = [
     "because the rain had stopped",
     "while the children were asleep",
     "and that was the end of the day",
@@ -248,20 +252,37 @@ const REASONS: [&str; 8] = [
     "as the bells began to ring",
     "to have some peace",
     "since nobody else would",
+    "after the long harvest",
+    "for the sake of the village",
+];
+const TIMES: [&str; 8] = [
+    "In the morning",
+    "Later that week",
+    "On a cold evening",
+    "Long ago",
+    "At noon",
+    "Every spring",
+    "That summer",
+    "Before dawn",
 ];
 
 /// A paragraph of `sentences` grammatical English sentences.
 fn prose_doc(rng: &mut ChaCha8Rng, sentences: usize) -> String {
+    let pick =
+        |rng: &mut ChaCha8Rng, words: &[&'static str]| words.choose(rng).copied().unwrap_or("old");
     (0..sentences)
         .map(|_| {
-            let s = SUBJECTS.choose(rng).copied().unwrap_or("the baker");
-            let mut sentence = format!(
-                "{} {} {} {}.",
-                s,
-                VERBS.choose(rng).copied().unwrap_or("cleaned"),
-                OBJECTS.choose(rng).copied().unwrap_or("the river"),
-                REASONS.choose(rng).copied().unwrap_or("with a heavy heart")
-            );
+            let subject = format!("the {} {}", pick(rng, &ADJECTIVES), pick(rng, &PEOPLE));
+            let object = format!("the {} {}", pick(rng, &ADJECTIVES), pick(rng, &THINGS));
+            let mut clause = format!("{subject} {} {object}", pick(rng, &VERBS));
+            if rng.random_bool(0.4) {
+                clause = format!("{clause} {}", pick(rng, &REASONS));
+            }
+            let mut sentence = if rng.random_bool(0.3) {
+                format!("{}, {clause}.", pick(rng, &TIMES))
+            } else {
+                format!("{clause}.")
+            };
             sentence[..1].make_ascii_uppercase();
             sentence
         })
@@ -285,7 +306,7 @@ fn noise_doc(rng: &mut ChaCha8Rng) -> String {
 }
 
 /// Base texts each written once, three times exactly (case and spacing varied) and three times with
-/// one sentence changed: 3/7 exact and about 3/7 near duplicates.
+/// one word changed: 3/7 exact and about 3/7 near duplicates.
 fn duplicated_docs(rng: &mut ChaCha8Rng) -> Vec<String> {
     let mut lines = Vec::new();
     for base in 0..DOCS_PER_DOMAIN / 7 {
@@ -295,13 +316,10 @@ fn duplicated_docs(rng: &mut ChaCha8Rng) -> Vec<String> {
         copies.push(text.replace(". ", ".  "));
         copies.push(format!("  {text}\n"));
         for _ in 0..3 {
-            let mut sentences: Vec<String> = text.split(". ").map(str::to_owned).collect();
-            let at = rng.random_range(1..sentences.len());
-            sentences[at] = format!(
-                "Then {} came back",
-                SUBJECTS.choose(rng).copied().unwrap_or("the baker")
-            );
-            copies.push(sentences.join(". "));
+            let mut words: Vec<String> = text.split(' ').map(str::to_owned).collect();
+            let at = rng.random_range(2..words.len());
+            words[at] = ADJECTIVES.choose(rng).copied().unwrap_or("old").to_owned();
+            copies.push(words.join(" "));
         }
         for (k, copy) in copies.into_iter().enumerate() {
             lines.push(json_line(

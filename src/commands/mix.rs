@@ -82,7 +82,7 @@ fn regmix(
         .table
         .as_ref()
         .ok_or_else(|| UsageError("--method regmix needs --runs, --losses and --target".into()))?;
-    let table = load_run_table(&t.runs, &t.losses, &t.target, &t.index)?;
+    let table = load_run_table(t, &t.runs, &t.losses)?;
     let kind = args.model.kind();
     let cv = cross_validate(kind, &table, CV_FOLDS, mix.seed)?;
     let model = fit(kind, &table)?;

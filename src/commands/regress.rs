@@ -8,7 +8,7 @@ use mixlab_mixer::metrics::FitMetrics;
 use mixlab_mixer::regress::{FittedModel, ModelKind, cross_validate, fit};
 use mixlab_mixer::runs::RunTable;
 
-use crate::cli::{GlobalArgs, RegressArgs};
+use crate::cli::{GlobalArgs, RegressArgs, RunTableArgs};
 use crate::run_dir::write_atomic;
 use crate::table::Table;
 use crate::tables::NumericTable;
@@ -18,14 +18,9 @@ pub const CV_FOLDS: usize = 5;
 
 /// Fits each requested model, prints cross-validated (and test) ρ, r and MSE, saves the models.
 pub fn run(global: &GlobalArgs, args: &RegressArgs) -> anyhow::Result<()> {
-    let train = load_run_table(
-        &args.table.runs,
-        &args.table.losses,
-        &args.table.target,
-        &args.table.index,
-    )?;
+    let train = load_run_table(&args.table, &args.table.runs, &args.table.losses)?;
     let test = match (&args.test_runs, &args.test_losses) {
-        (Some(r), Some(l)) => Some(load_run_table(r, l, &args.table.target, &args.table.index)?),
+        (Some(r), Some(l)) => Some(load_run_table(&args.table, r, l)?),
         (None, None) => None,
         _ => anyhow::bail!(crate::exit::UsageError(
             "--test-runs and --test-losses go together".into()
@@ -96,27 +91,36 @@ fn save_model(path: &Path, model: &FittedModel) -> anyhow::Result<()> {
     write_atomic(path, json.as_bytes())
 }
 
-/// Joins a mixtures table and a losses table on the index column into a validated run table.
+/// Tolerance on row sums under `--normalize`.
+const NORMALIZE_TOLERANCE: f64 = 0.01;
+
+/// Joins a mixtures table and a losses table on the index column into a validated run table
+/// (`args` gives the target, index and `--normalize`; the paths may be the test tables).
 pub fn load_run_table(
+    args: &RunTableArgs,
     runs_path: &Path,
     losses_path: &Path,
-    target: &str,
-    index: &str,
 ) -> anyhow::Result<RunTable> {
-    let runs_table = NumericTable::read(runs_path, index)?;
-    let losses_table = NumericTable::read(losses_path, index)?;
-    let loss_column = losses_table.column(target)?;
+    let runs_table = NumericTable::read(runs_path, &args.index)?;
+    let losses_table = NumericTable::read(losses_path, &args.index)?;
+    let loss_column = losses_table.column(&args.target)?;
     let rows = losses_table.align_to(&runs_table.ids)?;
     let weights: Vec<Vec<f64>> = (0..runs_table.ids.len())
         .map(|r| runs_table.values.iter().map(|col| col[r]).collect())
         .collect();
     let losses: Vec<f64> = rows.iter().map(|&r| loss_column[r]).collect();
-    RunTable::new(
-        runs_table.columns.clone(),
-        runs_table.ids.clone(),
-        weights,
-        losses,
-        target,
-    )
-    .with_context(|| format!("{} + {}", runs_path.display(), losses_path.display()))
+    let (domains, ids) = (runs_table.columns.clone(), runs_table.ids.clone());
+    let table = if args.normalize {
+        RunTable::new_normalized(
+            domains,
+            ids,
+            weights,
+            losses,
+            &args.target,
+            NORMALIZE_TOLERANCE,
+        )
+    } else {
+        RunTable::new(domains, ids, weights, losses, &args.target)
+    };
+    table.with_context(|| format!("{} + {}", runs_path.display(), losses_path.display()))
 }

@@ -42,7 +42,7 @@ fn demo_corpus_ingests_with_known_properties_and_reruns_as_a_no_op() {
     );
     assert!(near > 0.3, "near duplicate rate {near}");
     // Prose passes the Gopher rules; noise is kept on purpose; code needs its overrides.
-    assert!(stats("prose").filtered_total() < 20, "{:?}", stats("prose"));
+    assert!(stats("prose").filtered_total() < 60, "{:?}", stats("prose"));
     assert!(stats("noise").documents > 900);
     assert!(stats("code").documents > 900, "{:?}", stats("code"));
     // Every split is present and the tokenizer was trained to the configured size.
@@ -171,7 +171,7 @@ fn bad_input_gives_one_clear_error_each() {
                 "",
             ),
             1,
-            "field \"body\" is missing",
+            "a.jsonl: no column \"body\" (columns: lang, text)",
         ),
         (
             "sql column",

@@ -44,8 +44,9 @@ fn regmix_rank_correlation_at_1m_and_60m() {
                 &f("train_pile_loss_1m.csv"),
                 "--target",
                 TARGET,
+                "--normalize",
                 "--model",
-                "linear,gbm,gbm-linear",
+                "linear,gbm",
                 "--test-runs",
                 &f(&format!("test_mixture_{scale}.csv")),
                 "--test-losses",
@@ -74,6 +75,7 @@ fn mix_writes_a_regmix_mixture_favouring_pile_cc() {
             &f("train_pile_loss_1m.csv"),
             "--target",
             TARGET,
+            "--normalize",
             "--samples",
             "20000",
             "--output",
@@ -111,6 +113,18 @@ fn malformed_run_tables_name_row_and_column() {
         "{}",
         out.stderr
     );
+    let args = [
+        "regress",
+        "--runs",
+        "runs.csv",
+        "--losses",
+        "losses.csv",
+        "--target",
+        "loss",
+        "--normalize",
+    ];
+    let out = p.run(&args).expect_code(1);
+    assert!(out.stderr.contains("expected 1 ± 0.01"), "{}", out.stderr);
     p.write("runs.csv", "index,a,b\n1,0.5,0.5\n2,0.3,0.7\n");
     p.write("losses.csv", "index,loss\n1,3.0\n2,\n");
     let out = p
