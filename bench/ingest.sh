@@ -20,7 +20,7 @@ run_mixlab() { # config out_dir
 exec 3> "$OUT/ingest.times"
 run_mixlab "$ROOT/bench/real-corpus.toml" "$OUT/ingest-x1"
 run_mixlab "$ROOT/bench/real-corpus-x2.toml" "$OUT/ingest-x2"
-"$TARGET/release/tokenize-only" "$SHARED/tokenizers/bpe-8k.json" "${CORPUS[@]}" > "$OUT/tokenize-only.json"
+"$TARGET/$PROFILE_DIR/tokenize-only" "$SHARED/tokenizers/bpe-8k.json" "${CORPUS[@]}" > "$OUT/tokenize-only.json"
 rm -rf "$OUT/peer"
 timed "$VENV/bin/python" "$ROOT/bench/peers/python_ingest.py" "$ROOT/bench/real-corpus.toml" "$OUT/peer" > "$OUT/peer.json"
 exec 3>&-

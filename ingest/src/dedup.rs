@@ -8,7 +8,7 @@
 //!
 //! MinHash is written by hand: the Rust crates for it either hash shingles through `std`'s
 //! randomized `HashMap` (not reproducible across runs) or pull in a different hash family per
-//! permutation; one xxh3 hash per shingle plus a universal-hash permutation is simpler and faster.
+//! permutation; one xxh3 hash per shingle plus a multiply-shift permutation is simpler and faster.
 
 use std::collections::{HashMap, HashSet};
 
@@ -33,15 +33,16 @@ pub fn exact_hash(normalized: &str) -> u128 {
     xxh3_128(normalized.as_bytes())
 }
 
-/// The Mersenne prime 2^61 - 1: arithmetic modulo it is a universal hash family.
-const MERSENNE_61: u64 = (1 << 61) - 1;
-
 /// Computes MinHash signatures with fixed, seeded permutations.
+///
+/// Permutation `i` maps a 64-bit shingle hash `h` to the high 32 bits of `a_i·h + b_i` (mod 2^64)
+/// with odd `a_i`: Dietzfelbinger's multiply-shift family, which needs no modular reduction, so the
+/// inner loop over permutations vectorizes.
 #[derive(Debug, Clone)]
 pub struct MinHasher {
     ngram: usize,
-    /// Per permutation `(a, b)` of `h ↦ (a·h + b) mod (2^61 - 1)`.
-    coefficients: Vec<(u64, u64)>,
+    multipliers: Vec<u64>,
+    offsets: Vec<u64>,
 }
 
 impl MinHasher {
@@ -54,14 +55,14 @@ impl MinHasher {
             let mut z = state;
             z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            (z ^ (z >> 31)) % MERSENNE_61
+            z ^ (z >> 31)
         };
-        let coefficients = (0..config.num_perm)
-            .map(|_| (next().max(1), next()))
-            .collect();
+        let multipliers = (0..config.num_perm).map(|_| next() | 1).collect();
+        let offsets = (0..config.num_perm).map(|_| next()).collect();
         Self {
             ngram: config.ngram,
-            coefficients,
+            multipliers,
+            offsets,
         }
     }
 
@@ -83,28 +84,13 @@ impl MinHasher {
         };
         shingles.sort_unstable();
         shingles.dedup();
-        self.coefficients
-            .iter()
-            .map(|&(a, b)| {
-                shingles
-                    .iter()
-                    .map(|&h| permute(a, b, h % MERSENNE_61))
-                    .min()
-                    .unwrap_or(u64::MAX) as u32
-            })
-            .collect()
-    }
-}
-
-/// `(a·x + b) mod (2^61 - 1)` without overflow.
-fn permute(a: u64, b: u64, x: u64) -> u64 {
-    let product = u128::from(a) * u128::from(x) + u128::from(b);
-    let folded = (product & u128::from(MERSENNE_61)) + (product >> 61);
-    let folded = folded as u64;
-    if folded >= MERSENNE_61 {
-        folded - MERSENNE_61
-    } else {
-        folded
+        let mut mins = vec![u32::MAX; self.multipliers.len()];
+        for &h in &shingles {
+            for ((m, a), b) in mins.iter_mut().zip(&self.multipliers).zip(&self.offsets) {
+                *m = (*m).min((a.wrapping_mul(h).wrapping_add(*b) >> 32) as u32);
+            }
+        }
+        mins
     }
 }
 

@@ -4,8 +4,9 @@
 //! which rule dropped what. The rules and their default thresholds follow Gopher (Rae et al. 2021,
 //! appendix A.1.1); code and math domains switch the prose rules off through per-domain overrides.
 
-use std::collections::HashMap;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::FilterConfig;
 
@@ -145,27 +146,35 @@ fn duplicate_line_fraction(text: &str) -> f64 {
 ///
 /// For n = 2..=4 the most frequent n-gram may cover at most `top[n-2]` of all word characters; for
 /// n = 5..=10 the characters inside n-grams seen more than once may be at most `dup[n-5]`.
+/// N-grams are keyed by a 64-bit hash combined from per-word hashes, so each word is hashed once.
 fn repeated_ngrams(words: &[&str], top: &[f64; 3], dup: &[f64; 6]) -> bool {
     let lens: Vec<usize> = words.iter().map(|w| w.chars().count()).collect();
     let total_chars: usize = lens.iter().sum();
     if total_chars == 0 {
         return false;
     }
+    let word_hashes: Vec<u64> = words.iter().map(|w| xxh3_64(w.as_bytes())).collect();
+    let gram_hash = |start: usize, n: usize| {
+        word_hashes[start..start + n].iter().fold(0u64, |h, w| {
+            h.rotate_left(23).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ w
+        })
+    };
     for (i, &limit) in top.iter().enumerate() {
         let n = i + 2;
         if limit >= 1.0 || words.len() < n {
             continue;
         }
-        let mut counts: HashMap<&[&str], usize> = HashMap::new();
-        for gram in words.windows(n) {
-            *counts.entry(gram).or_default() += 1;
+        // Per n-gram: occurrences and the first start (to measure its characters).
+        let mut counts: HashMap<u64, (usize, usize), BuildPassThrough> = HashMap::default();
+        for start in 0..=words.len() - n {
+            counts.entry(gram_hash(start, n)).or_insert((0, start)).0 += 1;
         }
-        if let Some((gram, count)) = counts
-            .iter()
-            .max_by_key(|(g, c)| (**c, std::cmp::Reverse(**g)))
-        {
-            let gram_chars: usize = gram.iter().map(|w| w.chars().count()).sum();
-            if *count > 1 && (gram_chars * count) as f64 > limit * total_chars as f64 {
+        let top_gram = counts
+            .values()
+            .max_by_key(|(count, start)| (*count, std::cmp::Reverse(*start)));
+        if let Some(&(count, start)) = top_gram {
+            let gram_chars: usize = lens[start..start + n].iter().sum();
+            if count > 1 && (gram_chars * count) as f64 > limit * total_chars as f64 {
                 return true;
             }
         }
@@ -175,10 +184,10 @@ fn repeated_ngrams(words: &[&str], top: &[f64; 3], dup: &[f64; 6]) -> bool {
         if limit >= 1.0 || words.len() < n {
             continue;
         }
-        let mut first_seen: HashSet<&[&str]> = HashSet::new();
+        let mut first_seen: HashSet<u64, BuildPassThrough> = HashSet::default();
         let mut covered = vec![false; words.len()];
-        for (start, gram) in words.windows(n).enumerate() {
-            if !first_seen.insert(gram) {
+        for start in 0..=words.len() - n {
+            if !first_seen.insert(gram_hash(start, n)) {
                 covered[start..start + n].iter_mut().for_each(|c| *c = true);
             }
         }
@@ -193,6 +202,35 @@ fn repeated_ngrams(words: &[&str], top: &[f64; 3], dup: &[f64; 6]) -> bool {
         }
     }
     false
+}
+
+/// Keys here are already xxh3 hashes: hashing them again (SipHash) would only cost time.
+#[derive(Default, Clone, Copy)]
+struct BuildPassThrough;
+
+impl std::hash::BuildHasher for BuildPassThrough {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+/// A hasher that returns the `u64` it is given.
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by the maps above; fold anything else for completeness.
+        self.0 = bytes
+            .iter()
+            .fold(self.0, |h, b| h.rotate_left(8) ^ u64::from(*b));
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }
 
 #[cfg(test)]

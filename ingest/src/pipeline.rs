@@ -28,6 +28,9 @@ use crate::shard::{ShardDocument, ShardWriter, Split};
 use crate::source::{ReadOptions, SourceReader, resolve_files};
 use crate::tokenize::{TextTokenizer, train_byte_level_bpe};
 
+/// Batches read ahead of processing (each at most `batch_rows` records).
+const READ_AHEAD_BATCHES: usize = 2;
+
 /// What an ingest run needs: the parsed configuration and where things are.
 #[derive(Debug, Clone)]
 pub struct IngestRequest<'a> {
@@ -304,30 +307,58 @@ impl DomainStage<'_> {
         let mut done_bytes = 0u64;
         for (source, files) in domain.source.iter().zip(files) {
             let label = source.label();
-            let mut reader = SourceReader::open(
+            let reader = SourceReader::open(
                 self.runtime,
                 source,
                 files.clone(),
                 read_options(self.req.ingest),
             )?;
-            while let Some(texts) = reader.next_texts()? {
-                let docs = self.process_batch(&texts, &label, &filter, &mut stats, source)?;
-                for doc in docs {
-                    let counts = splits.entry(doc.split).or_default();
-                    counts.documents += 1;
-                    counts.tokens += doc.tokens.len() as u64;
-                    stats.documents += 1;
-                    stats.tokens += doc.tokens.len() as u64;
-                    writer.push(doc)?;
+            // Reading (decompression, JSON, the query) runs on its own thread, a few batches ahead
+            // of filtering, dedup and tokenization, so the two overlap.
+            let (skipped, raw_bytes) = std::thread::scope(|scope| -> Result<(u64, u64)> {
+                let (tx, rx) =
+                    std::sync::mpsc::sync_channel::<Result<(StringArray, u64)>>(READ_AHEAD_BATCHES);
+                let producer = scope.spawn(move || {
+                    let mut reader = reader;
+                    loop {
+                        let next = reader
+                            .next_texts()
+                            .map(|t| t.map(|texts| (texts, reader.raw_bytes_read())));
+                        let item = match next {
+                            Ok(Some(batch)) => Ok(batch),
+                            Ok(None) => break,
+                            Err(e) => Err(e),
+                        };
+                        let failed = item.is_err();
+                        if tx.send(item).is_err() || failed {
+                            break;
+                        }
+                    }
+                    (reader.skipped(), reader.raw_bytes_read())
+                });
+                for item in rx {
+                    let (texts, raw_bytes) = item?;
+                    let docs = self.process_batch(&texts, &label, &filter, &mut stats, source)?;
+                    for doc in docs {
+                        let counts = splits.entry(doc.split).or_default();
+                        counts.documents += 1;
+                        counts.tokens += doc.tokens.len() as u64;
+                        stats.documents += 1;
+                        stats.tokens += doc.tokens.len() as u64;
+                        writer.push(doc)?;
+                    }
+                    progress.domain_advanced(
+                        &domain.name,
+                        done_bytes + raw_bytes,
+                        stats.records_read,
+                    );
                 }
-                progress.domain_advanced(
-                    &domain.name,
-                    done_bytes + reader.raw_bytes_read(),
-                    stats.records_read,
-                );
-            }
-            stats.skipped_records += reader.skipped();
-            done_bytes += reader.raw_bytes_read();
+                producer
+                    .join()
+                    .map_err(|_| Error::Internal("the source reader thread panicked".into()))
+            })?;
+            stats.skipped_records += skipped;
+            done_bytes += raw_bytes;
         }
         if stats.documents == 0 {
             return Err(Error::BadSource {

@@ -46,6 +46,11 @@ impl Bounds {
         Ok(Self { lower, upper })
     }
 
+    /// Whether these are the trivial bounds `[0, 1]` for every domain (then any mixture fits).
+    pub fn is_unbounded(&self) -> bool {
+        self.lower.iter().all(|l| *l <= 0.0) && self.upper.iter().all(|u| *u >= 1.0)
+    }
+
     /// The Euclidean projection of `w` onto `{x : Σx = 1, lower ≤ x ≤ upper}`:
     /// `x_i = clamp(w_i − τ, lower_i, upper_i)` with τ found by bisection.
     ///
@@ -69,7 +74,8 @@ impl Bounds {
             w.iter().copied().fold(f64::INFINITY, f64::min) - 1.0,
             w.iter().copied().fold(f64::NEG_INFINITY, f64::max) + 1.0,
         );
-        for _ in 0..100 {
+        // 64 halvings shrink the bracket below f64 resolution.
+        for _ in 0..64 {
             let mid = 0.5 * (lo + hi);
             if total(mid) > 1.0 { lo = mid } else { hi = mid }
         }

@@ -26,7 +26,7 @@
 //! let table = RunTable::new(vec!["a".into(), "b".into(), "c".into()], ids, rows, losses, "loss")?;
 //! let model = fit(ModelKind::Linear, &table)?;
 //! let params = SearchParams { samples: 10_000, top_k: 8, ..SearchParams::default() };
-//! let best = search(&[0.4, 0.3, 0.3], &Bounds::unbounded(3), &params, |w| model.predict(w))?;
+//! let best = search(&[0.4, 0.3, 0.3], &Bounds::unbounded(3), &params, |w| model.predict_rows(w))?;
 //! assert!(best.weights[2] > 0.9);
 //! # Ok::<(), mixlab_mixer::Error>(())
 //! ```

@@ -5,6 +5,7 @@
 //! Sampling is split into fixed chunks, each with its own seeded generator, so the result is the same
 //! for any number of threads.
 
+use ndarray::{Array2, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Gamma};
@@ -52,7 +53,8 @@ pub struct SearchResult {
     pub best_loss: f64,
 }
 
-/// Samples the simplex around `prior`, scores each sample with `predict` and averages the best.
+/// Samples the simplex around `prior`, scores the samples with `predict` (a batch `[samples, domains]`
+/// at a time) and averages the best.
 ///
 /// # Errors
 /// [`Error::Invalid`] for a prior that is not a distribution, `top_k` of 0 or above `samples`.
@@ -63,7 +65,8 @@ pub struct SearchResult {
 /// use mixlab_mixer::search::{search, SearchParams};
 /// // Loss falls with the weight of domain 0: the search should put most weight there.
 /// let params = SearchParams { samples: 20_000, top_k: 16, ..SearchParams::default() };
-/// let result = search(&[0.3, 0.3, 0.4], &Bounds::unbounded(3), &params, |w| 3.0 - w[0])?;
+/// let loss = |w: ndarray::ArrayView2<f64>| w.rows().into_iter().map(|r| 3.0 - r[0]).collect();
+/// let result = search(&[0.3, 0.3, 0.4], &Bounds::unbounded(3), &params, loss)?;
 /// assert!(result.weights[0] > 0.8);
 /// assert!((result.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
 /// # Ok::<(), mixlab_mixer::Error>(())
@@ -72,7 +75,7 @@ pub fn search(
     prior: &[f64],
     bounds: &Bounds,
     params: &SearchParams,
-    predict: impl Fn(&[f64]) -> f64 + Sync,
+    predict: impl Fn(ArrayView2<f64>) -> Vec<f64> + Sync,
 ) -> Result<SearchResult> {
     let sum: f64 = prior.iter().sum();
     if prior.iter().any(|p| !p.is_finite() || *p <= 0.0) || (sum - 1.0).abs() > 1e-6 {
@@ -86,6 +89,7 @@ pub fn search(
             params.top_k, params.samples
         )));
     }
+    let d = prior.len();
     let alphas: Vec<f64> = prior.iter().map(|p| p * params.strength).collect();
     let gammas = alphas
         .iter()
@@ -102,22 +106,34 @@ pub fn search(
                 params.seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             );
             let count = CHUNK.min(params.samples - chunk * CHUNK);
-            let mut scored: Vec<(f64, Vec<f64>)> = (0..count)
-                .map(|_| {
-                    let w = bounds.project(&sample_dirichlet(&mut rng, &alphas, &gammas));
-                    (predict(&w), w)
-                })
-                .collect();
-            scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-            scored.truncate(params.top_k);
-            scored
+            let mut samples = Array2::<f64>::zeros((count, d));
+            for mut row in samples.rows_mut() {
+                let w = sample_dirichlet(&mut rng, &alphas, &gammas);
+                let w = if bounds.is_unbounded() {
+                    w
+                } else {
+                    bounds.project(&w)
+                };
+                row.iter_mut().zip(w).for_each(|(cell, v)| *cell = v);
+            }
+            let losses = predict(samples.view());
+            let mut order: Vec<usize> = (0..count).collect();
+            let k = params.top_k.min(count);
+            order.select_nth_unstable_by(k - 1, |&a, &b| {
+                losses[a].total_cmp(&losses[b]).then(a.cmp(&b))
+            });
+            order.truncate(k);
+            order
+                .into_iter()
+                .map(|i| (losses[i], samples.row(i).to_vec()))
+                .collect()
         })
         .collect();
     let mut best: Vec<(f64, Vec<f64>)> = best_per_chunk.into_iter().flatten().collect();
     best.sort_by(|a, b| a.0.total_cmp(&b.0));
     best.truncate(params.top_k);
     let k = best.len() as f64;
-    let mut mean = vec![0.0; prior.len()];
+    let mut mean = vec![0.0; d];
     for (_, w) in &best {
         mean.iter_mut().zip(w).for_each(|(m, v)| *m += v / k);
     }
@@ -180,7 +196,12 @@ mod tests {
             top_k: 32,
             ..SearchParams::default()
         };
-        let predict = |w: &[f64]| 2.0 - w[0] + 0.1 * w[1];
+        let predict = |w: ArrayView2<f64>| {
+            w.rows()
+                .into_iter()
+                .map(|r| 2.0 - r[0] + 0.1 * r[1])
+                .collect()
+        };
         let a = search(&[0.2, 0.3, 0.5], &bounds, &params, predict).unwrap();
         let b = search(&[0.2, 0.3, 0.5], &bounds, &params, predict).unwrap();
         assert_eq!(a, b);

@@ -95,7 +95,7 @@ fn regmix(
         seed: args.seed.unwrap_or(mix.seed),
     };
     let started = Instant::now();
-    let result = search(&prior, &bounds, &params, |w| model.predict(w))?;
+    let result = search(&prior, &bounds, &params, |w| model.predict_rows(w))?;
     tracing::info!(
         samples = params.samples,
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),

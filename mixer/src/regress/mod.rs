@@ -78,14 +78,21 @@ impl FittedModel {
         }
     }
 
+    /// Predicted losses for every row of `weights` (`[rows, domains]`).
+    pub fn predict_rows(&self, weights: ndarray::ArrayView2<f64>) -> Vec<f64> {
+        match self {
+            FittedModel::Gbm(g) => g.predict_rows(weights),
+            _ => weights
+                .rows()
+                .into_iter()
+                .map(|r| self.predict(&r.to_vec()))
+                .collect(),
+        }
+    }
+
     /// Predicted losses for every run of a table.
     pub fn predict_table(&self, table: &RunTable) -> Vec<f64> {
-        table
-            .weights
-            .rows()
-            .into_iter()
-            .map(|r| self.predict(&r.to_vec()))
-            .collect()
+        self.predict_rows(table.weights.view())
     }
 }
 
