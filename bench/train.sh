@@ -23,8 +23,11 @@ model_json=$("$VENV/bin/python" -c "import json,sys,tomllib; print(json.dumps(to
 "$VENV/bin/python" "$ROOT/bench/peers/torch_train.py" --config "$model_json" --batch 16 --seq 256 \
   --steps "$STEPS" --threads 2 > "$OUT/train-torch.json"
 
-# Memory over 1,000 steps: tiny preset, evaluation (and an RSS reading) every 100 steps.
-sed -e 's/^steps = .*/steps = 1000\neval_every = 100\ncheckpoint_every = 500/' "$ROOT/bench/real-corpus.toml" > "$OUT/train-memory.toml"
+# Memory over 1,000 steps: tiny preset, batch 4 × 128 tokens (so 1,000 steps take minutes), an
+# evaluation and an RSS reading every 100 steps.
+sed -e 's/^steps = .*/steps = 1000\neval_every = 100\ncheckpoint_every = 500/' \
+  -e 's/^batch_size = .*/batch_size = 4/' -e 's/^seq_len = .*/seq_len = 128/' \
+  "$ROOT/bench/real-corpus.toml" > "$OUT/train-memory.toml"
 sed -i "s|\.\./\.\./shared|$SHARED|g" "$OUT/train-memory.toml"
 "$MIXLAB" --log-format json --out "$SHARDS_ROOT" train --config "$OUT/train-memory.toml" \
   --run runs/bench-memory --preset tiny > /dev/null 2> "$OUT/train-memory.log"
@@ -46,7 +49,7 @@ print(f"| mixlab (burn 0.22 flex) | {small['train_tokens_per_second']:,.0f} | {s
 print(f"| PyTorch {torch['torch']} eager | {torch['train_tokens_per_second']:,.0f} | {torch['eval_tokens_per_second']:,.0f} | {torch['peak_rss_mb']:.0f} |")
 print(f"\nmixlab / PyTorch: training **{small['train_tokens_per_second'] / torch['train_tokens_per_second']:.2f}×**, "
       f"eval **{small['eval_tokens_per_second'] / torch['eval_tokens_per_second']:.2f}×**.")
-print("\nMemory over 1,000 steps (`tiny`, RSS MB at each evaluation): " + ", ".join(f"{s}: {r:.0f}" for s, r in mem)
+print("\nMemory over 1,000 steps (`tiny`, batch 4 × 128, RSS MB at each evaluation): " + ", ".join(f"{s}: {r:.0f}" for s, r in mem)
       + (f". Growth from step 200 to 1,000: {mem[-1][1] - mem[1][1]:+.0f} MB." if len(mem) > 2 else "."))
 PY
 tail -n 12 "$RESULTS"
