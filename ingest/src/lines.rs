@@ -154,9 +154,10 @@ impl Iterator for FuseOnError {
 
 /// Opens a file, transparently decompressing `.gz`, counting raw bytes read.
 fn open_reader(path: &Path, counters: &Arc<ReadCounters>) -> Result<Box<dyn BufRead + Send>> {
-    let file = fs_err::File::open(path).map_err(|e| Error::BadSource {
+    // The error names the path itself, so std::fs (whose messages do not) is used here.
+    let file = std::fs::File::open(path).map_err(|e| Error::BadSource {
         path: path.to_owned(),
-        message: format!("cannot open: {}", std::io::Error::from(e).kind()),
+        message: format!("cannot open: {e}"),
     })?;
     let counting = CountingReader {
         inner: file,

@@ -183,3 +183,51 @@ fn zero_steps_saves_the_initial_model() {
     let mean = eval["mean_loss"].as_f64().unwrap();
     assert!((mean - 1024f64.ln()).abs() < 0.5, "{mean}");
 }
+
+#[test]
+fn sweep_writes_a_run_table_that_regress_reads() {
+    let p = ingested();
+    let out = p
+        .run(&["sweep", "-q", "--n", "4", "--steps", "3"])
+        .expect_code(0);
+    assert!(out.stdout.contains("runs.csv"), "{}", out.stdout);
+    let runs = std::fs::read_to_string(p.path("out/sweep/runs.csv")).unwrap();
+    let losses = std::fs::read_to_string(p.path("out/sweep/losses.csv")).unwrap();
+    assert_eq!(runs.lines().count(), 5, "{runs}");
+    assert!(
+        runs.starts_with("index,arithmetic,code,prose,noise,duplicated"),
+        "{runs}"
+    );
+    assert!(
+        losses
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .all(|c| c.parse::<f64>().is_ok_and(f64::is_finite)),
+        "{losses}"
+    );
+    // A second sweep finds every run finished and only rewrites the tables.
+    p.run(&["sweep", "-q", "--n", "4", "--steps", "3"])
+        .expect_code(0);
+    let out = p
+        .run(&[
+            "regress",
+            "--runs",
+            "out/sweep/runs.csv",
+            "--losses",
+            "out/sweep/losses.csv",
+            "--target",
+            "mean",
+            "--model",
+            "linear",
+        ])
+        .expect_code(1);
+    // Four runs cannot fill five cross-validation folds: the error says so.
+    assert!(
+        out.stderr
+            .contains("5-fold cross-validation needs at least 5 runs"),
+        "{}",
+        out.stderr
+    );
+}

@@ -155,13 +155,13 @@ impl ModelConfig {
         if self.vocab_size == 0 || self.d_model == 0 || self.n_layers == 0 || self.n_heads == 0 {
             return bad("model: vocab_size, d_model, n_layers and n_heads must be positive".into());
         }
-        if self.d_model % self.n_heads != 0 || self.head_dim() % 2 != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) || !self.head_dim().is_multiple_of(2) {
             return bad(format!(
                 "model: d_model = {} must be a multiple of n_heads = {} with an even head size",
                 self.d_model, self.n_heads
             ));
         }
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!(
                 "model: n_kv_heads = {} must divide n_heads = {}",
                 self.n_kv_heads, self.n_heads
@@ -307,7 +307,7 @@ impl TrainConfig {
                 "train: batch_size, grad_accum ≥ 1 and seq_len ≥ 2 required".into(),
             ));
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) || !(0.0..=1.0).contains(&self.min_lr_ratio) {
+        if !(self.lr > 0.0 && self.lr.is_finite() && (0.0..=1.0).contains(&self.min_lr_ratio)) {
             return Err(Error::Config(format!(
                 "train: lr = {} must be positive, min_lr_ratio in [0, 1]",
                 self.lr
