@@ -290,11 +290,10 @@ impl DomainStage<'_> {
         files: &[Vec<PathBuf>],
         progress: &dyn Progress,
     ) -> Result<DomainManifest> {
-        let input_bytes: u64 = files
-            .iter()
-            .flatten()
-            .map(|f| fs_err::metadata(f).map(|m| m.len()).unwrap_or(0))
-            .sum();
+        let mut input_bytes = 0;
+        for file in files.iter().flatten() {
+            input_bytes += fs_err::metadata(file)?.len();
+        }
         progress.domain_started(&domain.name, input_bytes);
         let filter = QualityFilter {
             min_chars: self.req.ingest.min_chars,

@@ -92,67 +92,42 @@ fn mix_writes_a_regmix_mixture_favouring_pile_cc() {
     assert_eq!(schedule["provenance"]["method"].as_str(), Some("regmix"));
 }
 
-#[test]
-fn malformed_run_tables_name_row_and_column() {
-    let p = Project::new();
-    p.write("runs.csv", "index,a,b\n1,0.5,0.5\n2,0.7,0.7\n");
-    p.write("losses.csv", "index,loss\n1,3.0\n2,2.5\n");
-    let out = p
-        .run(&[
-            "regress",
-            "--runs",
-            "runs.csv",
-            "--losses",
-            "losses.csv",
-            "--target",
-            "loss",
-        ])
-        .expect_code(1);
-    assert!(
-        out.stderr.contains("row 2") && out.stderr.contains("sum to 1.4"),
-        "{}",
-        out.stderr
-    );
-    let args = [
+/// `regress` on `runs.csv` and `losses.csv` of the project with `extra` arguments.
+fn regress_local(p: &Project, target: &str, extra: &[&str]) -> crate::util::Run {
+    let mut args = vec![
         "regress",
         "--runs",
         "runs.csv",
         "--losses",
         "losses.csv",
         "--target",
-        "loss",
-        "--normalize",
+        target,
     ];
-    let out = p.run(&args).expect_code(1);
+    args.extend_from_slice(extra);
+    p.run(&args)
+}
+
+#[test]
+fn malformed_run_tables_name_row_and_column() {
+    let p = Project::new();
+    p.write("runs.csv", "index,a,b\n1,0.5,0.5\n2,0.7,0.7\n");
+    p.write("losses.csv", "index,loss\n1,3.0\n2,2.5\n");
+    let out = regress_local(&p, "loss", &[]).expect_code(1);
+    assert!(
+        out.stderr.contains("row 2") && out.stderr.contains("sum to 1.4"),
+        "{}",
+        out.stderr
+    );
+    let out = regress_local(&p, "loss", &["--normalize"]).expect_code(1);
     assert!(out.stderr.contains("expected 1 ± 0.01"), "{}", out.stderr);
     p.write("runs.csv", "index,a,b\n1,0.5,0.5\n2,0.3,0.7\n");
     p.write("losses.csv", "index,loss\n1,3.0\n2,\n");
-    let out = p
-        .run(&[
-            "regress",
-            "--runs",
-            "runs.csv",
-            "--losses",
-            "losses.csv",
-            "--target",
-            "loss",
-        ])
-        .expect_code(1);
+    let out = regress_local(&p, "loss", &[]).expect_code(1);
     assert!(
         out.stderr.contains("row 2, column \"loss\": loss is NaN"),
         "{}",
         out.stderr
     );
-    let out = p
-        .run(&[
-            "regress",
-            "--runs",
-            "runs.csv",
-            "--losses",
-            "losses.csv",
-            "--target",
-            "nope",
-        ])
-        .expect_code(2);
+    let out = regress_local(&p, "nope", &[]).expect_code(2);
     assert!(out.stderr.contains("no column \"nope\""), "{}", out.stderr);
 }

@@ -57,7 +57,7 @@ pub fn generate(
             masks: AttentionMasks::new(1, t, config.window, None, device),
         };
         let logits = model.forward(&input).narrow(0, t - 1, 1);
-        let logits: Vec<f32> = logits.into_data().try_to_vec().unwrap_or_default();
+        let logits: Vec<f32> = logits.into_data().try_to_vec().expect("logits are f32");
         let next = pick(&logits, sampling, &mut rng);
         if next == eos {
             break;

@@ -288,14 +288,19 @@ fn save_checkpoint(
 /// Scales all gradients so their global L2 norm is at most `max_norm` (burn's own clipping is per
 /// tensor, which changes the update direction).
 fn clip_global_norm(model: &Model, mut grads: GradientsParams, max_norm: f32) -> GradientsParams {
+    // Sums stay on the device; one read of the total per step instead of one per parameter.
     struct SquaredNorm<'a> {
         grads: &'a GradientsParams,
-        total: f64,
+        total: Option<Tensor<1>>,
     }
     impl ModuleVisitor for SquaredNorm<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.grads.get::<D>(param.id) {
-                self.total += f64::from(g.square().sum().into_scalar::<f32>());
+                let squares = g.square().sum();
+                self.total = Some(match self.total.take() {
+                    Some(total) => total + squares,
+                    None => squares,
+                });
             }
         }
     }
@@ -313,10 +318,10 @@ fn clip_global_norm(model: &Model, mut grads: GradientsParams, max_norm: f32) ->
     }
     let mut norm = SquaredNorm {
         grads: &grads,
-        total: 0.0,
+        total: None,
     };
     model.visit(&mut norm);
-    let total = norm.total.sqrt() as f32;
+    let total = norm.total.map_or(0.0, |t| t.into_scalar::<f32>().sqrt());
     if total > max_norm {
         model.visit(&mut Scale {
             grads: &mut grads,
