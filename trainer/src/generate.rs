@@ -5,6 +5,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::ModelConfig;
+use crate::kernels::Positions;
 use crate::mask::AttentionMasks;
 use crate::model::{Model, ModelInput};
 
@@ -44,17 +45,13 @@ pub fn generate(
         let window = &context[context.len().saturating_sub(config.max_seq_len)..];
         let t = window.len();
         let ids: Vec<i64> = window.iter().map(|&x| i64::from(x)).collect();
-        let positions: Vec<i64> = (0..t as i64).collect();
         let input = ModelInput {
             tokens: burn::tensor::Tensor::from_data(
                 burn::tensor::TensorData::new(ids, [1, t]),
                 device,
             ),
-            positions: burn::tensor::Tensor::from_data(
-                burn::tensor::TensorData::new(positions, [1, t]),
-                device,
-            ),
-            masks: AttentionMasks::new(1, t, config.window, None, device),
+            positions: Positions::new((0..t as u32).collect()),
+            masks: AttentionMasks::new(1, t, config.window, None),
         };
         let logits = model.forward(&input).narrow(0, t - 1, 1);
         let logits: Vec<f32> = logits.into_data().try_to_vec().expect("logits are f32");

@@ -3,6 +3,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::ModelConfig;
+use crate::kernels::Positions;
 use crate::mask::AttentionMasks;
 use crate::model::ModelInput;
 use crate::sampler::Batch;
@@ -20,12 +21,11 @@ pub fn to_model_input(
     let (b, t) = (batch.batch_size, batch.seq_len);
     let ids = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<i64>>();
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids(&batch.inputs), [b, t]), device);
-    let positions =
-        Tensor::<2, Int>::from_data(TensorData::new(ids(&batch.positions), [b, t]), device);
+    let positions = Positions::new(batch.positions.clone());
     let targets =
         Tensor::<1, Int>::from_data(TensorData::new(ids(&batch.targets), [b * t]), device);
     let segments = document_mask.then_some(batch.segments.as_slice());
-    let masks = AttentionMasks::new(b, t, config.window, segments, device);
+    let masks = AttentionMasks::new(b, t, config.window, segments);
     (
         ModelInput {
             tokens,

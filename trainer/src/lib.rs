@@ -4,7 +4,8 @@
 //! - [`config`]: model shapes (presets `tiny`, `small`, `base`, and the 1.08B MobileLLM-Pro shape) and
 //!   training hyperparameters.
 //! - [`model`]: the decoder (RMSNorm, RoPE at per-token positions, grouped-query attention with
-//!   local/global layers, SwiGLU, tied embeddings); [`mask`] and [`rope`] its pieces; [`quant`] the
+//!   local/global layers, SwiGLU, tied embeddings); [`mask`] and [`rope`] its pieces; [`kernels`] its
+//!   fused attention and cross-entropy with hand-written backward passes; [`quant`] the
 //!   fake-quantization step its linear layers can take.
 //! - [`sampler`]: packs documents of weighted domains into sequences, exactly resumable.
 //! - [`train`]: the loop; [`eval`], [`generate`]: uses of a trained model without autodiff.
@@ -42,6 +43,7 @@ pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod input;
+pub mod kernels;
 pub mod mask;
 pub mod metrics;
 pub mod model;

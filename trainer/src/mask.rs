@@ -1,51 +1,46 @@
 //! Attention masks: causal, sliding-window and document-causal, built once per batch.
 //!
-//! A mask entry is `true` where attention is *blocked* (burn's convention). Query `q` may attend to
-//! key `k` when `k ≤ q`, and, for local layers, `q − k < window`, and, with document masking, when
-//! both tokens belong to the same packed document.
+//! Every mask here lets query `q` see one contiguous range of keys ending at `q` itself: from the
+//! start of its document (with document masking, else the sequence start), and for local layers
+//! no further back than `window − 1` tokens. So a mask is stored as the first visible key per
+//! token ([`KeyStarts`]), which the fused attention kernel reads directly.
 
-use burn::tensor::{Bool, Device, Tensor, TensorData};
+use crate::kernels::KeyStarts;
 
 /// The masks one forward pass needs: one for global layers, one for local (sliding-window) layers.
 #[derive(Debug, Clone)]
 pub struct AttentionMasks {
-    /// `[batch, 1, seq, seq]`, blocked = `true`.
-    pub global: Tensor<4, Bool>,
-    /// `[batch, 1, seq, seq]`, blocked = `true`.
-    pub local: Tensor<4, Bool>,
+    /// Global layers: first visible key per token, `[batch, seq]`.
+    pub global: KeyStarts,
+    /// Local layers: first visible key per token, `[batch, seq]`.
+    pub local: KeyStarts,
 }
 
 impl AttentionMasks {
-    /// Builds both masks. `segments` (`[batch * seq]`, document index per token) restricts attention
-    /// to the same document when given.
-    pub fn new(
-        batch: usize,
-        seq: usize,
-        window: usize,
-        segments: Option<&[u32]>,
-        device: &Device,
-    ) -> Self {
-        let global = blocked(batch, seq, usize::MAX, segments);
-        let local = blocked(batch, seq, window, segments);
-        let shape = [batch, 1, seq, seq];
+    /// Builds both masks. `segments` (`[batch * seq]`, document index per token; documents are
+    /// contiguous) restricts attention to the same document when given.
+    pub fn new(batch: usize, seq: usize, window: usize, segments: Option<&[u32]>) -> Self {
         Self {
-            global: Tensor::from_data(TensorData::new(global, shape), device),
-            local: Tensor::from_data(TensorData::new(local, shape), device),
+            global: KeyStarts::new(key_starts(batch, seq, usize::MAX, segments)),
+            local: KeyStarts::new(key_starts(batch, seq, window, segments)),
         }
     }
 }
 
-/// Row-major `[batch, seq, seq]` blocked flags.
-fn blocked(batch: usize, seq: usize, window: usize, segments: Option<&[u32]>) -> Vec<bool> {
-    let mut out = vec![true; batch * seq * seq];
+/// Row-major `[batch, seq]` first visible keys.
+fn key_starts(batch: usize, seq: usize, window: usize, segments: Option<&[u32]>) -> Vec<u32> {
+    let mut out = Vec::with_capacity(batch * seq);
     for b in 0..batch {
+        let mut doc_start = 0;
         for q in 0..seq {
-            let row = &mut out[(b * seq + q) * seq..(b * seq + q + 1) * seq];
-            let first = q.saturating_sub(window.saturating_sub(1));
-            for (k, cell) in row.iter_mut().enumerate().take(q + 1).skip(first) {
-                let same_doc = segments.is_none_or(|s| s[b * seq + k] == s[b * seq + q]);
-                *cell = !same_doc;
+            if let Some(s) = segments
+                && q > 0
+                && s[b * seq + q] != s[b * seq + q - 1]
+            {
+                doc_start = q;
             }
+            let window_start = q.saturating_sub(window.saturating_sub(1));
+            out.push(doc_start.max(window_start) as u32);
         }
     }
     out
@@ -56,15 +51,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn window_and_documents_restrict_the_causal_mask() {
-        // One sequence of 5 tokens: documents [0, 0, 1, 1, 1]; window 2.
-        let segments = [0, 0, 1, 1, 1];
-        let m = blocked(1, 5, 2, Some(&segments));
-        let allowed = |q: usize, k: usize| !m[q * 5 + k];
-        assert!(allowed(1, 0) && allowed(1, 1) && !allowed(1, 2));
-        assert!(!allowed(2, 1), "another document");
-        assert!(allowed(4, 3) && !allowed(4, 2), "outside the window");
-        let g = blocked(1, 5, usize::MAX, None);
-        assert!((0..5).all(|q| (0..5).all(|k| g[q * 5 + k] == (k > q))));
+    fn window_and_documents_restrict_the_causal_range() {
+        // Two sequences of 5 tokens; the first holds documents [0, 0, 1, 1, 1]; window 2.
+        let segments = [0, 0, 1, 1, 1, 7, 7, 7, 7, 7];
+        assert_eq!(
+            key_starts(2, 5, 2, Some(&segments)),
+            [0, 0, 2, 2, 3, 0, 0, 1, 2, 3]
+        );
+        assert_eq!(
+            key_starts(2, 5, usize::MAX, Some(&segments)),
+            [0, 0, 2, 2, 2, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(key_starts(1, 4, usize::MAX, None), [0, 0, 0, 0]);
+        assert_eq!(key_starts(1, 4, 1, None), [0, 1, 2, 3]);
     }
 }

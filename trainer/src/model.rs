@@ -8,12 +8,10 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::{log_softmax, silu};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::ModelConfig;
+use crate::kernels::{self, KeyStarts, Positions};
 use crate::mask::AttentionMasks;
 use crate::quant::FakeQuant;
 use crate::rope::Rope;
@@ -89,46 +87,26 @@ impl Attention {
     }
 
     /// # Shapes
-    /// - `x`: `[batch, seq, d_model]`, `positions`: `[batch, seq]`, `mask`: `[batch, 1, seq, seq]`
+    /// - `x`: `[batch, seq, d_model]`, `positions`: `[batch, seq]`, `keys`: `batch · seq` starts
     /// - output: `[batch, seq, d_model]`
     pub fn forward(
         &self,
         x: Tensor<3>,
         rope: &Rope,
-        positions: &Tensor<2, Int>,
-        mask: &Tensor<4, burn::tensor::Bool>,
+        positions: &Positions,
+        keys: &KeyStarts,
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let (h, kv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let q = self
-            .wq
-            .forward(x.clone())
-            .reshape([b, t, h, hd])
-            .swap_dims(1, 2);
-        let k = self
-            .wk
-            .forward(x.clone())
-            .reshape([b, t, kv, hd])
-            .swap_dims(1, 2);
-        let v = self.wv.forward(x).reshape([b, t, kv, hd]).swap_dims(1, 2);
+        // Heads stay in the projections' `[batch, seq, heads, dim]` layout: no transposes.
+        let q = self.wq.forward(x.clone()).reshape([b, t, h, hd]);
+        let k = self.wk.forward(x.clone()).reshape([b, t, kv, hd]);
+        let v = self.wv.forward(x).reshape([b, t, kv, hd]);
         let q = rope.apply(q, positions);
-        let k = repeat_kv(rope.apply(k, positions), h / kv);
-        let v = repeat_kv(v, h / kv);
-        let mask = mask.clone().expand([b, h, t, t]);
-        let out = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
-        self.wo.forward(out.swap_dims(1, 2).reshape([b, t, h * hd]))
+        let k = rope.apply(k, positions);
+        let out = kernels::attention(q, k, v, keys);
+        self.wo.forward(out.reshape([b, t, h * hd]))
     }
-}
-
-/// Repeats each key/value head `n_rep` times in place: `[b, kv, t, hd]` → `[b, kv·n_rep, t, hd]`.
-fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {
-    if n_rep == 1 {
-        return x;
-    }
-    let [b, kv, t, hd] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([b, kv, n_rep, t, hd])
-        .reshape([b, kv * n_rep, t, hd])
 }
 
 /// SwiGLU feed-forward: `w2(silu(w1 x) ⊙ w3 x)`.
@@ -149,8 +127,10 @@ impl FeedForward {
     }
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.w2
-            .forward(silu(self.w1.forward(x.clone())) * self.w3.forward(x))
+        self.w2.forward(kernels::swiglu(
+            self.w1.forward(x.clone()),
+            self.w3.forward(x),
+        ))
     }
 }
 
@@ -170,10 +150,10 @@ impl Block {
         &self,
         x: Tensor<3>,
         rope: &Rope,
-        positions: &Tensor<2, Int>,
+        positions: &Positions,
         masks: &AttentionMasks,
     ) -> Tensor<3> {
-        let mask = if self.global {
+        let keys = if self.global {
             &masks.global
         } else {
             &masks.local
@@ -181,8 +161,8 @@ impl Block {
         let x = x.clone()
             + self
                 .attention
-                .forward(self.attn_norm.forward(x), rope, positions, mask);
-        x.clone() + self.ffn.forward(self.ffn_norm.forward(x))
+                .forward(kernels::rms_norm(x, &self.attn_norm), rope, positions, keys);
+        x.clone() + self.ffn.forward(kernels::rms_norm(x, &self.ffn_norm))
     }
 }
 
@@ -201,7 +181,7 @@ pub struct ModelInput {
     /// `[batch, seq]`.
     pub tokens: Tensor<2, Int>,
     /// `[batch, seq]`: running positions (restart per document with document masking).
-    pub positions: Tensor<2, Int>,
+    pub positions: Positions,
     /// Masks for global and local layers.
     pub masks: AttentionMasks,
 }
@@ -237,12 +217,7 @@ impl Model {
             norm: RmsNormConfig::new(config.d_model)
                 .with_epsilon(config.norm_eps)
                 .init(device),
-            rope: Rope::new(
-                config.head_dim(),
-                config.max_seq_len,
-                config.rope_theta,
-                device,
-            ),
+            rope: Rope::new(config.head_dim(), config.max_seq_len, config.rope_theta),
         }
     }
 
@@ -255,7 +230,7 @@ impl Model {
         for layer in &self.layers {
             x = layer.forward(x, &self.rope, &input.positions, &input.masks);
         }
-        self.norm.forward(x)
+        kernels::rms_norm(x, &self.norm)
     }
 
     /// Logits through the tied output embedding.
@@ -279,12 +254,7 @@ impl Model {
     /// # Shapes
     /// `targets`: `[batch · seq]` → `[batch · seq]`.
     pub fn token_losses(&self, input: &ModelInput, targets: Tensor<1, Int>) -> Tensor<1> {
-        let logits = self.forward(input);
-        let n = targets.dims()[0];
-        log_softmax(logits, 1)
-            .gather(1, targets.reshape([n, 1]))
-            .reshape([n])
-            .neg()
+        kernels::cross_entropy(self.forward(input), targets)
     }
 
     /// Turns fake quantization on or off in every linear layer (the embedding stays full precision).

@@ -5,19 +5,24 @@
 //! tables are gathered by position here. Convention: `rotate_half` (first and second halves of the
 //! head dimension form the pairs), as in Llama's Hugging Face implementation.
 
-use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use std::sync::Arc;
 
-/// Cosine and sine tables `[max_positions, head_dim / 2]`, stored as constants (not parameters).
+use burn::module::Module;
+use burn::tensor::Tensor;
+
+use crate::kernels::{self, Positions, RopeTables};
+
+/// Cosine and sine tables for positions `0..max_positions`, host-side constants (not parameters,
+/// not saved in checkpoints: they are rebuilt from the config).
 #[derive(Module, Debug)]
 pub struct Rope {
-    cos: Tensor<2>,
-    sin: Tensor<2>,
+    #[module(skip)]
+    tables: RopeTables,
 }
 
 impl Rope {
     /// Tables for positions `0..max_positions` with base `theta`: angle `p · θ^(-2i/head_dim)`.
-    pub fn new(head_dim: usize, max_positions: usize, theta: f64, device: &Device) -> Self {
+    pub fn new(head_dim: usize, max_positions: usize, theta: f64) -> Self {
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(max_positions * half);
         let mut sin = Vec::with_capacity(max_positions * half);
@@ -29,75 +34,50 @@ impl Rope {
                 sin.push(angle.sin() as f32);
             }
         }
-        let shape = [max_positions, half];
         Self {
-            cos: Tensor::from_data(burn::tensor::TensorData::new(cos, shape), device),
-            sin: Tensor::from_data(burn::tensor::TensorData::new(sin, shape), device),
+            tables: RopeTables {
+                half,
+                cos: Arc::from(cos),
+                sin: Arc::from(sin),
+            },
         }
     }
 
     /// Rotates `x` by the angles of `positions`.
     ///
     /// # Shapes
-    /// - `x`: `[batch, heads, seq, head_dim]`
-    /// - `positions`: `[batch, seq]`, each below `max_positions`
+    /// - `x`: `[batch, seq, heads, head_dim]`
+    /// - `positions`: `batch · seq` positions, each below `max_positions`
     /// - output: like `x`
-    pub fn apply(&self, x: Tensor<4>, positions: &Tensor<2, Int>) -> Tensor<4> {
-        let [b, _, t, hd] = x.dims();
-        let half = hd / 2;
-        let flat = positions.clone().reshape([b * t]);
-        let cos = self
-            .cos
-            .clone()
-            .select(0, flat.clone())
-            .reshape([b, 1, t, half]);
-        let sin = self.sin.clone().select(0, flat).reshape([b, 1, t, half]);
-        let x1 = x.clone().narrow(3, 0, half);
-        let x2 = x.narrow(3, half, half);
-        let rotated_1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
-        let rotated_2 = x2 * cos + x1 * sin;
-        Tensor::cat(vec![rotated_1, rotated_2], 3)
+    pub fn apply(&self, x: Tensor<4>, positions: &Positions) -> Tensor<4> {
+        kernels::rope(x, positions, &self.tables)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::TensorData;
+    use burn::tensor::{Device, TensorData};
 
     #[test]
     fn rotation_preserves_norm_and_position_zero_is_identity() {
         let device = Device::flex();
-        let rope = Rope::new(8, 16, 10_000.0, &device);
+        let rope = Rope::new(8, 16, 10_000.0);
         let x = Tensor::<4>::from_data(
             TensorData::new(
                 (0..32).map(|v| v as f32 * 0.1).collect::<Vec<_>>(),
-                [1, 1, 4, 8],
+                [1, 4, 1, 8],
             ),
             &device,
         );
-        let positions =
-            Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 1, 5, 15], [1, 4]), &device);
-        let y = rope.apply(x.clone(), &positions);
-        let nx: Vec<f32> = x
-            .clone()
-            .square()
-            .sum_dim(3)
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        let ny: Vec<f32> = y
-            .clone()
-            .square()
-            .sum_dim(3)
-            .into_data()
-            .try_to_vec()
-            .unwrap();
-        for (a, b) in nx.iter().zip(&ny) {
+        let y = rope.apply(x.clone(), &Positions::new(vec![0, 1, 5, 15]));
+        let norms =
+            |t: Tensor<4>| -> Vec<f32> { t.square().sum_dim(3).into_data().try_to_vec().unwrap() };
+        for (a, b) in norms(x.clone()).iter().zip(&norms(y.clone())) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }
-        let x0: Vec<f32> = x.narrow(2, 0, 1).into_data().try_to_vec().unwrap();
-        let y0: Vec<f32> = y.narrow(2, 0, 1).into_data().try_to_vec().unwrap();
+        let x0: Vec<f32> = x.narrow(1, 0, 1).into_data().try_to_vec().unwrap();
+        let y0: Vec<f32> = y.narrow(1, 0, 1).into_data().try_to_vec().unwrap();
         assert_eq!(x0, y0);
     }
 }

@@ -1,10 +1,14 @@
-//! Properties of the decoder: masking, sliding windows, grouped-query attention, parameter counts
-//! and checkpoint round trips.
+//! Properties of the decoder: masking, sliding windows, grouped-query attention, the fused kernels'
+//! gradients, parameter counts and checkpoint round trips.
 
-use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::module::{Module, Param};
+use burn::nn::{RmsNorm, RmsNormConfig};
+use burn::tensor::activation::{log_softmax, silu};
+use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
 use mixlab_trainer::config::{ModelConfig, Preset};
 use mixlab_trainer::input::to_model_input;
+use mixlab_trainer::kernels;
+use mixlab_trainer::mask::AttentionMasks;
 use mixlab_trainer::model::Model;
 use mixlab_trainer::sampler::Batch;
 
@@ -143,49 +147,207 @@ fn reference_attention(
     out
 }
 
+fn normal(shape: [usize; 4], device: &Device) -> Tensor<4> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+}
+
+fn flat<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    x.into_data().try_to_vec().unwrap()
+}
+
 #[test]
 fn gqa_with_as_many_kv_heads_as_heads_is_plain_multi_head_attention() {
     let device = Device::flex();
     device.seed(3);
     let (t, heads, hd) = (6, 4, 8);
-    let q = Tensor::<4>::random(
-        [1, heads, t, hd],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        &device,
+    let (q, k, v) = (
+        normal([1, t, heads, hd], &device),
+        normal([1, t, heads, hd], &device),
+        normal([1, t, heads, hd], &device),
     );
-    let k = Tensor::<4>::random(
-        [1, heads, t, hd],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    let v = Tensor::<4>::random(
-        [1, heads, t, hd],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    let masks = mixlab_trainer::mask::AttentionMasks::new(1, t, usize::MAX, None, &device);
-    let ours = burn::tensor::module::attention(
+    let masks = AttentionMasks::new(1, t, usize::MAX, None);
+    let ours = flat(kernels::attention(
         q.clone(),
         k.clone(),
         v.clone(),
-        Some(masks.global.expand([1, heads, t, t])),
+        &masks.global,
+    ));
+    let expected = reference_attention(
+        &flat(q.clone()),
+        &flat(k.clone()),
+        &flat(v.clone()),
+        t,
+        heads,
+        hd,
+    );
+    assert!(
+        max_diff(&ours, &expected) < 1e-5,
+        "max difference {}",
+        max_diff(&ours, &expected)
+    );
+
+    // Two key/value heads shared by pairs of query heads = four heads with each pair's keys repeated.
+    let (k2, v2) = (k.narrow(2, 0, 2), v.narrow(2, 0, 2));
+    let repeat = |x: Tensor<4>| {
+        x.unsqueeze_dim::<5>(3)
+            .expand([1, t, 2, 2, hd])
+            .reshape([1, t, heads, hd])
+    };
+    let grouped = flat(kernels::attention(
+        q.clone(),
+        k2.clone(),
+        v2.clone(),
+        &masks.global,
+    ));
+    let repeated = flat(kernels::attention(q, repeat(k2), repeat(v2), &masks.global));
+    assert!(max_diff(&grouped, &repeated) < 1e-6);
+}
+
+/// burn's composed attention (the autodiff fallback) with the same key ranges, `[b, t, h, hd]` in
+/// and out, key/value heads repeated per group.
+fn composed_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, starts: &[u32]) -> Tensor<4> {
+    let [b, t, h, hd] = q.dims();
+    let kv = k.dims()[2];
+    let repeat = |x: Tensor<4>| {
+        x.swap_dims(1, 2)
+            .unsqueeze_dim::<5>(2)
+            .expand([b, kv, h / kv, t, hd])
+            .reshape([b, h, t, hd])
+    };
+    let blocked: Vec<bool> = (0..b * t * t)
+        .map(|i| {
+            let (row, key) = (i / t, i % t);
+            key > row % t || key < starts[row] as usize
+        })
+        .collect();
+    let mask = Tensor::<4, Bool>::from_data(TensorData::new(blocked, [b, 1, t, t]), &q.device())
+        .expand([b, h, t, t]);
+    burn::tensor::module::attention(
+        q.swap_dims(1, 2),
+        repeat(k),
+        repeat(v),
+        Some(mask),
         None,
         Default::default(),
+    )
+    .swap_dims(1, 2)
+}
+
+#[test]
+fn fused_kernels_have_the_gradients_of_burns_composed_operations() {
+    let device = Device::flex().autodiff();
+    device.seed(4);
+    let (b, t, heads, kv, hd) = (2, 70, 4, 2, 8);
+    let segments: Vec<u32> = (0..b * t).map(|i| u32::from(i % t >= 30)).collect();
+    let masks = AttentionMasks::new(b, t, 20, Some(&segments));
+    let weights = normal([b, t, heads, hd], &Device::flex());
+    let leaf = |shape| normal(shape, &device).require_grad();
+    let (q, k, v) = (
+        leaf([b, t, heads, hd]),
+        leaf([b, t, kv, hd]),
+        leaf([b, t, kv, hd]),
     );
-    let flat = |x: Tensor<4>| -> Vec<f32> {
-        x.swap_dims(1, 2)
-            .reshape([t * heads * hd])
-            .into_data()
-            .try_to_vec()
-            .unwrap()
+    let grads_of = |out: Tensor<4>| {
+        let grads = (out * weights.clone()).sum().backward();
+        [&q, &k, &v].map(|x| flat(x.grad(&grads).unwrap()))
     };
-    let expected = reference_attention(&flat(q), &flat(k), &flat(v), t, heads, hd);
-    let got = flat(ours);
-    assert!(
-        max_diff(&got, &expected) < 1e-5,
-        "max difference {}",
-        max_diff(&got, &expected)
+    let fused = grads_of(kernels::attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        &masks.local,
+    ));
+    let composed = grads_of(composed_attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        masks.local.as_slice(),
+    ));
+    for (name, (a, c)) in ["q", "k", "v"].iter().zip(fused.iter().zip(&composed)) {
+        assert!(
+            max_diff(a, c) < 1e-4,
+            "d{name}: max difference {}",
+            max_diff(a, c)
+        );
+        assert!(c.iter().any(|x| x.abs() > 1e-3), "d{name} must not vanish");
+    }
+
+    let (tokens, vocab) = (37, 29);
+    let logits = Tensor::<2>::random([tokens, vocab], Distribution::Normal(0.0, 3.0), &device)
+        .require_grad();
+    let targets = Tensor::<1, Int>::from_data(
+        TensorData::new(
+            (0..tokens as i64)
+                .map(|i| i * 7 % vocab as i64)
+                .collect::<Vec<_>>(),
+            [tokens],
+        ),
+        &device,
     );
+    let token_weights = Tensor::<1>::random([tokens], Distribution::Default, &Device::flex());
+    let fused_losses = kernels::cross_entropy(logits.clone(), targets.clone());
+    let composed_losses = log_softmax(logits.clone(), 1)
+        .gather(1, targets.reshape([tokens, 1]))
+        .reshape([tokens])
+        .neg();
+    assert!(max_diff(&flat(fused_losses.clone()), &flat(composed_losses.clone())) < 1e-5);
+    let grad = |losses: Tensor<1>| {
+        flat(
+            logits
+                .grad(&(losses * token_weights.clone()).sum().backward())
+                .unwrap(),
+        )
+    };
+    let (a, c) = (grad(fused_losses), grad(composed_losses));
+    assert!(
+        max_diff(&a, &c) < 1e-5,
+        "dlogits: max difference {}",
+        max_diff(&a, &c)
+    );
+
+    // RMSNorm (input and gamma) and the SwiGLU gate.
+    let norm = RmsNormConfig::new(hd).init(&device);
+    let norm = RmsNorm {
+        gamma: Param::from_tensor(Tensor::random(
+            [hd],
+            Distribution::Normal(1.0, 0.3),
+            &device,
+        )),
+        ..norm
+    };
+    let x = leaf([b, t, heads, hd]);
+    let grads_of = |out: Tensor<4>| {
+        let grads = (out * weights.clone()).sum().backward();
+        [
+            flat(x.grad(&grads).unwrap()),
+            flat(norm.gamma.val().grad(&grads).unwrap()),
+        ]
+    };
+    let (fused, composed) = (
+        grads_of(kernels::rms_norm(x.clone(), &norm)),
+        grads_of(norm.forward(x.clone())),
+    );
+    for (name, (a, c)) in ["x", "gamma"].iter().zip(fused.iter().zip(&composed)) {
+        assert!(
+            max_diff(a, c) < 1e-3,
+            "rms norm d{name}: max difference {}",
+            max_diff(a, c)
+        );
+    }
+    let (a, g) = (leaf([b, t, heads, hd]), leaf([b, t, heads, hd]));
+    let grads_of = |out: Tensor<4>| {
+        let grads = (out * weights.clone()).sum().backward();
+        [flat(a.grad(&grads).unwrap()), flat(g.grad(&grads).unwrap())]
+    };
+    let fused = grads_of(kernels::swiglu(a.clone(), g.clone()));
+    let composed = grads_of(silu(a.clone()) * g.clone());
+    for (name, (x, y)) in ["a", "b"].iter().zip(fused.iter().zip(&composed)) {
+        assert!(
+            max_diff(x, y) < 1e-4,
+            "swiglu d{name}: max difference {}",
+            max_diff(x, y)
+        );
+    }
 }
 
 #[test]

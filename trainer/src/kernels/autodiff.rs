@@ -1,0 +1,324 @@
+//! The fused operations under autodiff: forward on flex, the hand-written backward passes of
+//! [`super::attention`], [`super::cross_entropy`], [`super::norm`] and [`super::swiglu`]
+//! registered as graph steps.
+
+use std::sync::Arc;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::Shape;
+
+use super::attention::{self, Saved};
+use super::{
+    AttentionDims, FusedOps, KeyStarts, Positions, RopeTables, attention_dims, cross_entropy,
+    f32_contiguous, from_vec, indices, matrix_dims, norm, rope, same_shape, slice, swiglu,
+    values_mut,
+};
+
+/// What the attention backward pass needs: the operands, the output and its log-normalisers.
+#[derive(Debug, Clone)]
+struct AttentionState {
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    out: FlexTensor,
+    lse: Arc<Vec<f32>>,
+    starts: KeyStarts,
+    dims: AttentionDims,
+    scale: f32,
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 3> for AttentionBackward {
+    type State = AttentionState;
+
+    fn backward(self, ops: Ops<AttentionState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_out = f32_contiguous(grads.consume::<Flex>(&ops.node));
+        let s = ops.state;
+        let saved = Saved {
+            q: slice(&s.q),
+            k: slice(&s.k),
+            v: slice(&s.v),
+            starts: s.starts.as_slice(),
+            out: slice(&s.out),
+            lse: &s.lse,
+        };
+        let g = attention::backward(s.dims, saved, slice(&d_out), s.scale);
+        let AttentionDims {
+            batch,
+            seq,
+            heads,
+            kv_heads,
+            head_dim,
+        } = s.dims;
+        let [q_node, k_node, v_node] = ops.parents;
+        for (node, values, heads) in [
+            (q_node, g.q, heads),
+            (k_node, g.k, kv_heads),
+            (v_node, g.v, kv_heads),
+        ] {
+            if let Some(node) = node {
+                grads.register::<Flex>(
+                    node.id,
+                    from_vec(values, Shape::new([batch, seq, heads, head_dim])),
+                );
+            }
+        }
+    }
+}
+
+/// What the cross-entropy backward pass needs: the logits (turned into their gradient in place),
+/// the targets and the log-normalisers.
+#[derive(Debug, Clone)]
+struct CrossEntropyState {
+    logits: FlexTensor,
+    targets: Arc<Vec<usize>>,
+    lse: Arc<Vec<f32>>,
+}
+
+#[derive(Debug)]
+struct CrossEntropyBackward;
+
+impl Backward<Flex, 1> for CrossEntropyBackward {
+    type State = CrossEntropyState;
+
+    fn backward(self, ops: Ops<CrossEntropyState, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = f32_contiguous(grads.consume::<Flex>(&ops.node));
+        let [Some(node)] = ops.parents else {
+            return;
+        };
+        let CrossEntropyState {
+            mut logits,
+            targets,
+            lse,
+        } = ops.state;
+        let (_, vocab) = matrix_dims(&logits);
+        cross_entropy::backward_in_place(
+            values_mut(&mut logits),
+            vocab,
+            &targets,
+            &lse,
+            slice(&grad),
+        );
+        grads.register::<Flex>(node.id, logits);
+    }
+}
+
+/// What the RMSNorm backward pass needs.
+#[derive(Debug, Clone)]
+struct RmsNormState {
+    x: FlexTensor,
+    gamma: FlexTensor,
+    rstd: Arc<Vec<f32>>,
+}
+
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl Backward<Flex, 2> for RmsNormBackward {
+    type State = RmsNormState;
+
+    fn backward(self, ops: Ops<RmsNormState, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let mut d = f32_contiguous(grads.consume::<Flex>(&ops.node));
+        let s = ops.state;
+        let d_gamma =
+            norm::backward_in_place(slice(&s.x), slice(&s.gamma), &s.rstd, values_mut(&mut d));
+        let [x_node, gamma_node] = ops.parents;
+        if let Some(node) = gamma_node {
+            grads.register::<Flex>(node.id, from_vec(d_gamma, s.gamma.layout().shape().clone()));
+        }
+        if let Some(node) = x_node {
+            grads.register::<Flex>(node.id, d);
+        }
+    }
+}
+
+/// What the SwiGLU backward pass needs: its inputs, overwritten by their gradients.
+#[derive(Debug, Clone)]
+struct SwigluState {
+    a: FlexTensor,
+    b: FlexTensor,
+}
+
+#[derive(Debug)]
+struct SwigluBackward;
+
+impl Backward<Flex, 2> for SwigluBackward {
+    type State = SwigluState;
+
+    fn backward(self, ops: Ops<SwigluState, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = f32_contiguous(grads.consume::<Flex>(&ops.node));
+        let SwigluState { mut a, mut b } = ops.state;
+        swiglu::backward_in_place(values_mut(&mut a), values_mut(&mut b), slice(&grad));
+        let [a_node, b_node] = ops.parents;
+        for (node, grad) in [(a_node, a), (b_node, b)] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
+/// What the rotary-embedding backward pass needs: the positions and tables (the rotation is
+/// linear, so not its input).
+#[derive(Debug, Clone)]
+struct RopeState {
+    positions: Positions,
+    tables: RopeTables,
+}
+
+#[derive(Debug)]
+struct RopeBackward;
+
+impl Backward<Flex, 1> for RopeBackward {
+    type State = RopeState;
+
+    fn backward(self, ops: Ops<RopeState, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let mut grad = f32_contiguous(grads.consume::<Flex>(&ops.node));
+        let [Some(node)] = ops.parents else {
+            return;
+        };
+        let s = ops.state;
+        rope::rotate(
+            values_mut(&mut grad),
+            s.positions.as_slice(),
+            &s.tables,
+            true,
+        );
+        grads.register::<Flex>(node.id, grad);
+    }
+}
+
+impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        starts: KeyStarts,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let dims = attention_dims(q.primitive(), k.primitive());
+        let (q, q_node) = q.into_parts();
+        let (k, k_node) = k.into_parts();
+        let (v, v_node) = v.into_parts();
+        let (q, k, v) = (f32_contiguous(q), f32_contiguous(k), f32_contiguous(v));
+        let fwd = attention::forward(
+            dims,
+            slice(&q),
+            slice(&k),
+            slice(&v),
+            starts.as_slice(),
+            scale,
+        );
+        let shape = Shape::new([dims.batch, dims.seq, dims.heads, dims.head_dim]);
+        let out = from_vec(fwd.out, shape);
+        match AttentionBackward
+            .prepare::<C>([q_node, k_node, v_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = AttentionState {
+                    q,
+                    k,
+                    v,
+                    out: out.clone(),
+                    lse: Arc::new(fwd.lse),
+                    starts,
+                    dims,
+                    scale,
+                };
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_cross_entropy(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (rows, vocab) = matrix_dims(logits.primitive());
+        let targets = indices(&targets);
+        let (logits, node) = logits.into_parts();
+        let logits = f32_contiguous(logits);
+        let (losses, lse) = cross_entropy::forward(slice(&logits), vocab, &targets);
+        let losses = from_vec(losses, Shape::new([rows]));
+        match CrossEntropyBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = CrossEntropyState {
+                    logits,
+                    targets: Arc::new(targets),
+                    lse: Arc::new(lse),
+                };
+                prep.finish(state, losses)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(losses),
+        }
+    }
+
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        let shape = x.primitive().layout().shape().clone();
+        let (x, x_node) = x.into_parts();
+        let (gamma, gamma_node) = gamma.into_parts();
+        let (x, gamma) = (f32_contiguous(x), f32_contiguous(gamma));
+        let (y, rstd) = norm::forward(slice(&x), slice(&gamma), eps);
+        let y = from_vec(y, shape);
+        match RmsNormBackward
+            .prepare::<C>([x_node, gamma_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let rstd = Arc::new(rstd);
+                prep.finish(RmsNormState { x, gamma, rstd }, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_swiglu(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        let shape = same_shape(a.primitive(), b.primitive());
+        let (a, a_node) = a.into_parts();
+        let (b, b_node) = b.into_parts();
+        let (a, b) = (f32_contiguous(a), f32_contiguous(b));
+        let out = from_vec(swiglu::forward(slice(&a), slice(&b)), shape);
+        match SwigluBackward
+            .prepare::<C>([a_node, b_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(SwigluState { a, b }, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_rope(
+        x: FloatTensor<Self>,
+        positions: Positions,
+        tables: RopeTables,
+    ) -> FloatTensor<Self> {
+        let (x, node) = x.into_parts();
+        let mut out = f32_contiguous(x);
+        rope::rotate(values_mut(&mut out), positions.as_slice(), &tables, false);
+        match RopeBackward.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(RopeState { positions, tables }, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}

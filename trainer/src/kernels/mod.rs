@@ -1,0 +1,312 @@
+//! Fused CPU kernels with hand-written backward passes, plugged into burn as a backend extension.
+//!
+//! burn composes attention and cross-entropy from elementary differentiable operations; on the CPU
+//! that builds `[batch, heads, seq, seq]` and `[tokens, vocab]` intermediates many times over and
+//! spends much of a training step in scalar `exp`. The two operations here do the same arithmetic
+//! in one pass each way: [`attention`] (grouped-query, any per-query key range: causal, sliding
+//! window, document-causal), [`cross_entropy`] (per-token loss from logits), [`rms_norm`] and
+//! [`swiglu`]. All run on the flex backend with or without autodiff; without it (evaluation,
+//! teachers, generation) only the forward kernels run.
+
+mod attention;
+mod autodiff;
+mod cross_entropy;
+mod matmul;
+mod norm;
+mod rope;
+mod swiglu;
+mod vecmath;
+
+use std::sync::Arc;
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
+use burn::nn::RmsNorm;
+use burn::tensor::{DType, Int, Shape, Tensor, TensorData};
+
+pub use attention::Dims as AttentionDims;
+pub use rope::RopeTables;
+
+/// The first key each query may attend to, per token of a `[batch, seq]` batch; the last is the
+/// query itself. Built by [`crate::mask::AttentionMasks`].
+#[derive(Debug, Clone)]
+pub struct KeyStarts {
+    starts: Arc<[u32]>,
+}
+
+impl KeyStarts {
+    /// Wraps per-token key starts (row-major `[batch, seq]`).
+    pub fn new(starts: Vec<u32>) -> Self {
+        Self {
+            starts: starts.into(),
+        }
+    }
+
+    /// The starts, row-major `[batch, seq]`.
+    pub fn as_slice(&self) -> &[u32] {
+        &self.starts
+    }
+}
+
+/// Token positions of a `[batch, seq]` batch (running positions restart per document with
+/// document masking), row-major.
+#[derive(Debug, Clone)]
+pub struct Positions {
+    positions: Arc<[u32]>,
+}
+
+impl Positions {
+    /// Wraps per-token positions (row-major `[batch, seq]`).
+    pub fn new(positions: Vec<u32>) -> Self {
+        Self {
+            positions: positions.into(),
+        }
+    }
+
+    /// The positions, row-major `[batch, seq]`.
+    pub fn as_slice(&self) -> &[u32] {
+        &self.positions
+    }
+}
+
+/// The fused operations as a burn backend extension: implemented for flex, and for autodiff over
+/// flex with the backward passes of [`autodiff`].
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// Attention of `[batch, seq, heads, dim]` queries over `[batch, seq, kv_heads, dim]` keys and
+    /// values; output like the queries.
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        starts: KeyStarts,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+
+    /// `−log softmax(logits)[target]` per row of `[tokens, vocab]` logits.
+    fn fused_cross_entropy(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// RMSNorm over the last dimension, scaled by `gamma`.
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self>;
+
+    /// `silu(a) ⊙ b`.
+    fn fused_swiglu(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Rotary embeddings of `[batch, seq, heads, dim]` at per-token positions.
+    fn fused_rope(
+        x: FloatTensor<Self>,
+        positions: Positions,
+        tables: RopeTables,
+    ) -> FloatTensor<Self>;
+}
+
+impl FusedOps for Flex {
+    fn fused_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        starts: KeyStarts,
+        scale: f32,
+    ) -> FlexTensor {
+        let shape = q.layout().shape().clone();
+        let dims = attention_dims(&q, &k);
+        let (q, k, v) = (f32_contiguous(q), f32_contiguous(k), f32_contiguous(v));
+        let out = attention::forward(
+            dims,
+            slice(&q),
+            slice(&k),
+            slice(&v),
+            starts.as_slice(),
+            scale,
+        )
+        .out;
+        from_vec(out, shape)
+    }
+
+    fn fused_cross_entropy(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {
+        let (rows, vocab) = matrix_dims(&logits);
+        let targets = indices(&targets);
+        let logits = f32_contiguous(logits);
+        let (losses, _) = cross_entropy::forward(slice(&logits), vocab, &targets);
+        from_vec(losses, Shape::new([rows]))
+    }
+
+    fn fused_rms_norm(x: FlexTensor, gamma: FlexTensor, eps: f32) -> FlexTensor {
+        let shape = x.layout().shape().clone();
+        let (x, gamma) = (f32_contiguous(x), f32_contiguous(gamma));
+        from_vec(norm::forward(slice(&x), slice(&gamma), eps).0, shape)
+    }
+
+    fn fused_swiglu(a: FlexTensor, b: FlexTensor) -> FlexTensor {
+        let shape = same_shape(&a, &b);
+        let (a, b) = (f32_contiguous(a), f32_contiguous(b));
+        from_vec(swiglu::forward(slice(&a), slice(&b)), shape)
+    }
+
+    fn fused_rope(x: FlexTensor, positions: Positions, tables: RopeTables) -> FlexTensor {
+        let mut x = f32_contiguous(x);
+        rope::rotate(values_mut(&mut x), positions.as_slice(), &tables, false);
+        x
+    }
+}
+
+/// Fused grouped-query attention with rotary-free inputs already in place.
+///
+/// # Shapes
+/// - `q`: `[batch, seq, heads, dim]`; `k`, `v`: `[batch, seq, kv_heads, dim]`, `heads` a multiple
+///   of `kv_heads` (query head `h` uses key/value head `h / (heads / kv_heads)`)
+/// - `starts`: `batch · seq` key starts, each at most its query's position
+/// - output: `[batch, seq, heads, dim]`; scores are scaled by `1 / √dim`
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, starts: &KeyStarts) -> Tensor<4> {
+    let scale = 1.0 / (q.dims()[3] as f32).sqrt();
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        starts.clone(),
+        scale,
+    ))
+}
+
+/// Per-token cross-entropy `−log softmax(logits)[target]`.
+///
+/// # Shapes
+/// `logits`: `[tokens, vocab]`, `targets`: `[tokens]` → `[tokens]`.
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_cross_entropy(
+        logits.into_dispatch(),
+        targets.into_dispatch(),
+    ))
+}
+
+/// RMSNorm over the last dimension: `x / √(mean(x²) + eps) ⊙ gamma`, the parameters of `norm`.
+///
+/// # Shapes
+/// `x`: `[..., d]` → `[..., d]`.
+pub fn rms_norm<const D: usize>(x: Tensor<D>, norm: &RmsNorm) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rms_norm(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        norm.epsilon as f32,
+    ))
+}
+
+/// The SwiGLU gate `silu(a) ⊙ b` of two tensors of the same shape.
+pub fn swiglu<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_swiglu(
+        a.into_dispatch(),
+        b.into_dispatch(),
+    ))
+}
+
+/// Rotary position embeddings, `rotate_half` convention.
+///
+/// # Shapes
+/// `x`: `[batch, seq, heads, head_dim]` with `batch · seq` positions → like `x`.
+pub fn rope(x: Tensor<4>, positions: &Positions, tables: &RopeTables) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rope(
+        x.into_dispatch(),
+        positions.clone(),
+        tables.clone(),
+    ))
+}
+
+/// The tensor as contiguous f32 storage (copied only when it is a strided view).
+fn f32_contiguous(t: FlexTensor) -> FlexTensor {
+    assert_eq!(
+        t.dtype(),
+        DType::F32,
+        "fused kernels compute in f32, got {:?}",
+        t.dtype()
+    );
+    if t.is_contiguous() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The contiguous f32 values of a tensor, to overwrite: in place when it holds the only reference
+/// to its storage, else on a copy.
+fn values_mut(t: &mut FlexTensor) -> &mut [f32] {
+    let (start, end) = t.layout().contiguous_offsets().expect("contiguous tensor");
+    &mut t.storage_mut::<f32>()[start..end]
+}
+
+fn slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32 tensor")
+}
+
+fn from_vec(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+fn attention_dims(q: &FlexTensor, k: &FlexTensor) -> AttentionDims {
+    let (qs, ks) = (q.layout().shape(), k.layout().shape());
+    assert!(
+        qs.num_dims() == 4
+            && ks.num_dims() == 4
+            && qs[0] == ks[0]
+            && qs[1] == ks[1]
+            && qs[3] == ks[3],
+        "attention: queries {qs:?} and keys {ks:?} must be [batch, seq, heads, dim] alike"
+    );
+    AttentionDims {
+        batch: qs[0],
+        seq: qs[1],
+        heads: qs[2],
+        kv_heads: ks[2],
+        head_dim: qs[3],
+    }
+}
+
+fn same_shape(a: &FlexTensor, b: &FlexTensor) -> Shape {
+    let (sa, sb) = (a.layout().shape(), b.layout().shape());
+    assert_eq!(sa, sb, "swiglu: operand shapes differ");
+    sa.clone()
+}
+
+fn matrix_dims(t: &FlexTensor) -> (usize, usize) {
+    let s = t.layout().shape();
+    assert_eq!(
+        s.num_dims(),
+        2,
+        "cross-entropy: logits must be [tokens, vocab], got {s:?}"
+    );
+    (s[0], s[1])
+}
+
+/// Integer targets as indices.
+fn indices(t: &FlexTensor) -> Vec<usize> {
+    let t = if t.is_contiguous() {
+        t.clone()
+    } else {
+        t.to_contiguous()
+    };
+    let to_index = |v: i64| {
+        usize::try_from(v).unwrap_or_else(|_| panic!("cross-entropy: negative target {v}"))
+    };
+    match t.dtype() {
+        DType::I32 => t
+            .as_slice::<i32>()
+            .expect("contiguous")
+            .iter()
+            .map(|&v| to_index(v.into()))
+            .collect(),
+        DType::I64 => t
+            .as_slice::<i64>()
+            .expect("contiguous")
+            .iter()
+            .map(|&v| to_index(v))
+            .collect(),
+        other => panic!("cross-entropy: targets must be i32 or i64, got {other:?}"),
+    }
+}
