@@ -74,13 +74,12 @@ impl Backward<Flex, 3> for AttentionBackward {
     }
 }
 
-/// What the cross-entropy backward pass needs: the logits (turned into their gradient in place),
-/// the targets and the log-normalisers.
+/// What the cross-entropy backward pass needs: the probabilities (turned into the gradient in
+/// place) and the targets.
 #[derive(Debug, Clone)]
 struct CrossEntropyState {
-    logits: FlexTensor,
+    probabilities: FlexTensor,
     targets: Arc<Vec<usize>>,
-    lse: Arc<Vec<f32>>,
 }
 
 #[derive(Debug)]
@@ -95,19 +94,13 @@ impl Backward<Flex, 1> for CrossEntropyBackward {
             return;
         };
         let CrossEntropyState {
-            mut logits,
+            mut probabilities,
             targets,
-            lse,
         } = ops.state;
-        let (_, vocab) = matrix_dims(&logits);
-        cross_entropy::backward_in_place(
-            values_mut(&mut logits),
-            vocab,
-            &targets,
-            &lse,
-            slice(&grad),
-        );
-        grads.register::<Flex>(node.id, logits);
+        let (_, vocab) = matrix_dims(&probabilities);
+        let values = values_mut(&mut probabilities);
+        cross_entropy::backward_in_place(values, vocab, &targets, slice(&grad));
+        grads.register::<Flex>(node.id, probabilities);
     }
 }
 
@@ -248,23 +241,27 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let (rows, vocab) = matrix_dims(logits.primitive());
         let targets = indices(&targets);
         let (logits, node) = logits.into_parts();
-        let logits = f32_contiguous(logits);
-        let (losses, lse) = cross_entropy::forward(slice(&logits), vocab, &targets);
-        let losses = from_vec(losses, Shape::new([rows]));
+        let mut logits = f32_contiguous(logits);
         match CrossEntropyBackward
             .prepare::<C>([node])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
+                // The logits become the probabilities the backward pass needs (in place when this
+                // is their only reference), so each logit is exponentiated once.
+                let losses =
+                    cross_entropy::forward_in_place(values_mut(&mut logits), vocab, &targets);
                 let state = CrossEntropyState {
-                    logits,
+                    probabilities: logits,
                     targets: Arc::new(targets),
-                    lse: Arc::new(lse),
                 };
-                prep.finish(state, losses)
+                prep.finish(state, from_vec(losses, Shape::new([rows])))
             }
-            OpsKind::UnTracked(prep) => prep.finish(losses),
+            OpsKind::UnTracked(prep) => {
+                let (losses, _) = cross_entropy::forward(slice(&logits), vocab, &targets);
+                prep.finish(from_vec(losses, Shape::new([rows])))
+            }
         }
     }
 

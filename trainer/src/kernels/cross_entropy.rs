@@ -1,9 +1,9 @@
 //! Per-token cross-entropy straight from logits: forward and backward in one pass over each row.
 //!
 //! The composed version (log-softmax, gather, negate) makes five passes over the `[tokens, vocab]`
-//! logits and keeps a second buffer of that size for the backward pass. Here the forward pass reads
-//! each row twice (maximum, then `Σ exp`) and keeps only one log-normaliser per token; the backward
-//! pass turns the saved logits into their gradient in place.
+//! logits and keeps a second buffer of that size for the backward pass. Here evaluation reads each
+//! row twice (maximum, then `Σ exp`); training turns the logits into probabilities in place (one
+//! `exp` per logit in all) and the backward pass turns those into the gradient in place.
 
 use rayon::prelude::*;
 
@@ -36,30 +36,46 @@ pub fn forward(logits: &[f32], vocab: usize, targets: &[usize]) -> (Vec<f32>, Ve
     (losses, lse)
 }
 
-/// Turns `logits` into `∂ Σ grad ⊙ loss / ∂ logits = grad · (softmax(row) − onehot(target))`.
+/// Like [`forward`], but for training: replaces `logits` by `softmax(row)` in place, ready for
+/// [`backward_in_place`], and returns only the losses.
 ///
 /// # Panics
 /// When the sizes disagree, as in [`forward`].
-pub fn backward_in_place(
-    logits: &mut [f32],
-    vocab: usize,
-    targets: &[usize],
-    lse: &[f32],
-    grad: &[f32],
-) {
+pub fn forward_in_place(logits: &mut [f32], vocab: usize, targets: &[usize]) -> Vec<f32> {
     check(logits.len(), vocab, targets);
-    assert!(
-        lse.len() == targets.len() && grad.len() == targets.len(),
-        "cross-entropy backward: sizes"
-    );
+    let mut losses = vec![0.0f32; targets.len()];
     logits
+        .par_chunks_mut(vocab * ROWS_PER_TASK)
+        .zip(losses.par_chunks_mut(ROWS_PER_TASK))
+        .enumerate()
+        .for_each(|(chunk, (rows, losses))| {
+            for (i, (row, loss)) in rows.chunks_exact_mut(vocab).zip(losses).enumerate() {
+                let target_logit = row[targets[chunk * ROWS_PER_TASK + i]];
+                *loss = vecmath::softmax(row, 1.0) - target_logit;
+            }
+        });
+    losses
+}
+
+/// Turns the probabilities of [`forward_in_place`] into
+/// `∂ Σ grad ⊙ loss / ∂ logits = grad · (softmax(row) − onehot(target))`, in place.
+///
+/// # Panics
+/// When the sizes disagree, as in [`forward`].
+pub fn backward_in_place(probabilities: &mut [f32], vocab: usize, targets: &[usize], grad: &[f32]) {
+    check(probabilities.len(), vocab, targets);
+    assert_eq!(
+        grad.len(),
+        targets.len(),
+        "cross-entropy backward: gradient size"
+    );
+    probabilities
         .par_chunks_mut(vocab * ROWS_PER_TASK)
         .enumerate()
         .for_each(|(chunk, rows)| {
             for (i, row) in rows.chunks_exact_mut(vocab).enumerate() {
                 let n = chunk * ROWS_PER_TASK + i;
-                vecmath::exp_affine(row, 1.0, lse[n]);
-                row.iter_mut().for_each(|x| *x *= grad[n]);
+                row.iter_mut().for_each(|p| *p *= grad[n]);
                 row[targets[n]] -= grad[n];
             }
         });
@@ -91,7 +107,8 @@ mod tests {
         let (losses, lse) = forward(&logits, vocab, &targets);
         let grad = [1.0f32, 0.5, -2.0, 0.0, 3.0];
         let mut g = logits.clone();
-        backward_in_place(&mut g, vocab, &targets, &lse, &grad);
+        let training_losses = forward_in_place(&mut g, vocab, &targets);
+        backward_in_place(&mut g, vocab, &targets, &grad);
         for (n, &t) in targets.iter().enumerate() {
             let row: Vec<f64> = logits[n * vocab..(n + 1) * vocab]
                 .iter()
@@ -99,6 +116,8 @@ mod tests {
                 .collect();
             let z: f64 = row.iter().map(|x| x.exp()).sum();
             assert!((losses[n] as f64 - (z.ln() - row[t])).abs() < 1e-5);
+            assert!((training_losses[n] - losses[n]).abs() < 1e-5);
+            assert!((lse[n] as f64 - z.ln()).abs() < 1e-5);
             for j in 0..vocab {
                 let softmax = row[j].exp() / z;
                 let expected = grad[n] as f64 * (softmax - f64::from(u8::from(j == t)));
