@@ -50,7 +50,8 @@ pub fn backward_in_place(x: &[f32], gamma: &[f32], rstd: &[f32], dy: &mut [f32])
         x.len() == dy.len() && x.len() == rstd.len() * d,
         "rms norm backward: sizes"
     );
-    dy.par_chunks_mut(d * ROWS_PER_TASK)
+    let partials: Vec<Vec<f32>> = dy
+        .par_chunks_mut(d * ROWS_PER_TASK)
         .enumerate()
         .map(|(chunk, dy)| {
             let mut d_gamma = vec![0.0f32; d];
@@ -61,13 +62,14 @@ pub fn backward_in_place(x: &[f32], gamma: &[f32], rstd: &[f32], dy: &mut [f32])
             }
             d_gamma
         })
-        .reduce(
-            || vec![0.0f32; d],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        )
+        .collect();
+    // Summed in chunk order, so the result does not depend on how rayon split the work.
+    partials
+        .into_iter()
+        .fold(vec![0.0f32; d], |mut total, part| {
+            total.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
+            total
+        })
 }
 
 #[cfg(test)]
@@ -116,5 +118,22 @@ mod tests {
                 d_gamma[j]
             );
         }
+    }
+
+    #[test]
+    fn gamma_gradients_do_not_depend_on_the_thread_count() {
+        let d = 16;
+        let x: Vec<f32> = (0..1_000 * d).map(|i| (i as f32 * 0.013).sin()).collect();
+        let gamma = vec![1.0f32; d];
+        let (_, rstd) = forward(&x, &gamma, 1e-5);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut dy: Vec<f32> = (0..1_000 * d).map(|i| (i as f32 * 0.7).cos()).collect();
+            pool.install(|| backward_in_place(&x, &gamma, &rstd, &mut dy))
+        };
+        assert_eq!(run(1), run(3));
     }
 }
