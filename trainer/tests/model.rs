@@ -114,6 +114,35 @@ fn a_token_outside_the_window_never_changes_a_local_layer() {
     assert!(max_diff(&row(&ga, 9), &row(&gb, 9)) > 1e-5);
 }
 
+#[test]
+fn with_document_masking_an_earlier_document_never_changes_a_later_one() {
+    let cfg = config(2, 4, 2, 16, None);
+    let device = Device::flex();
+    device.seed(6);
+    let model = Model::new(&cfg, &device);
+    // Two packed documents of 5 and 7 tokens; positions restart at the second.
+    let packed = |first: u32| Batch {
+        segments: [vec![0; 5], vec![1; 7]].concat(),
+        positions: (0..5).chain(0..7).collect(),
+        ..batch(&[first, 3, 9, 27, 1, 8, 6, 4, 2, 7, 5, 11])
+    };
+    let run = |first: u32, document_mask: bool| -> Vec<f32> {
+        let (input, _) = to_model_input(&packed(first), &cfg, document_mask, &device);
+        model.forward(&input).into_data().try_to_vec().unwrap()
+    };
+    let second = 5 * cfg.vocab_size..;
+    let masked = max_diff(
+        &run(10, true)[second.clone()],
+        &run(20, true)[second.clone()],
+    );
+    let unmasked = max_diff(&run(10, false)[second.clone()], &run(20, false)[second]);
+    assert!(masked < 1e-6, "the second document moved by {masked}");
+    assert!(
+        unmasked > 1e-4,
+        "without the document mask the change must reach it ({unmasked})"
+    );
+}
+
 /// Plain multi-head attention over `[t, heads·hd]` projections, head by head, on the CPU.
 fn reference_attention(
     q: &[f32],
