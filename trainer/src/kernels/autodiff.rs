@@ -1,6 +1,7 @@
 //! The fused operations under autodiff: forward on flex, the hand-written backward passes of
-//! [`super::attention`], [`super::cross_entropy`], [`super::norm`] and [`super::swiglu`]
-//! registered as graph steps.
+//! [`super::attention`], [`super::cross_entropy`], [`super::norm`], [`super::swiglu`] and
+//! [`super::rope`] registered as graph steps. Backward passes overwrite buffers they own (saved
+//! inputs, incoming gradients) in place; a buffer still shared elsewhere is copied first.
 
 use std::sync::Arc;
 
