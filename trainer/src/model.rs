@@ -16,6 +16,9 @@ use crate::mask::AttentionMasks;
 use crate::quant::FakeQuant;
 use crate::rope::Rope;
 
+/// Tokens per block of logits when losses are computed without autodiff.
+const EVAL_LOGIT_ROWS: usize = 512;
+
 /// Standard deviation of the normal initialisation of every weight (GPT-2 / Llama practice).
 const INIT_STD: f64 = 0.02;
 
@@ -254,7 +257,25 @@ impl Model {
     /// # Shapes
     /// `targets`: `[batch · seq]` → `[batch · seq]`.
     pub fn token_losses(&self, input: &ModelInput, targets: Tensor<1, Int>) -> Tensor<1> {
-        kernels::cross_entropy(self.forward(input), targets)
+        let hidden = self.hidden(input);
+        if hidden.is_require_grad() {
+            return kernels::cross_entropy(self.logits(hidden), targets);
+        }
+        // Without autodiff the logits are made and consumed a block of tokens at a time: a
+        // `[block, vocab]` buffer is reused by the allocator, where a `[tokens, vocab]` one would
+        // be mapped and unmapped by the kernel for every batch.
+        let [b, t, d] = hidden.dims();
+        let (n, hidden) = (b * t, hidden.reshape([b * t, d]));
+        let embedding = self.embedding.weight.val().transpose();
+        let losses = (0..n)
+            .step_by(EVAL_LOGIT_ROWS)
+            .map(|r0| {
+                let rows = EVAL_LOGIT_ROWS.min(n - r0);
+                let logits = hidden.clone().narrow(0, r0, rows).matmul(embedding.clone());
+                kernels::cross_entropy(logits, targets.clone().narrow(0, r0, rows))
+            })
+            .collect();
+        Tensor::cat(losses, 0)
     }
 
     /// Turns fake quantization on or off in every linear layer (the embedding stays full precision).

@@ -143,6 +143,38 @@ fn with_document_masking_an_earlier_document_never_changes_a_later_one() {
     );
 }
 
+#[test]
+fn losses_without_autodiff_match_the_training_path() {
+    // 600 tokens: evaluation computes logits in blocks of 512 rows, training all at once.
+    let cfg = config(2, 4, 2, 8, None);
+    let device = Device::flex().autodiff();
+    device.seed(7);
+    let model = Model::new(&cfg, &device);
+    let (b, t) = (10, 60);
+    let tokens: Vec<u32> = (0..b * t).map(|i| (i * 13 % 50) as u32).collect();
+    let batch = Batch {
+        batch_size: b,
+        seq_len: t,
+        inputs: tokens.clone(),
+        targets: tokens.iter().map(|x| (x + 1) % 50).collect(),
+        positions: (0..b * t).map(|i| (i % t) as u32).collect(),
+        segments: vec![0; b * t],
+        domains: vec![0; b],
+    };
+    let losses = |model: &Model, device: &Device| -> Vec<f32> {
+        let (input, targets) = to_model_input(&batch, &cfg, false, device);
+        flat(model.token_losses(&input, targets))
+    };
+    let training = losses(&model, &device);
+    let evaluation = losses(&model.valid(), &Device::flex());
+    assert_eq!(training.len(), b * t);
+    assert!(
+        max_diff(&training, &evaluation) < 1e-5,
+        "max difference {}",
+        max_diff(&training, &evaluation)
+    );
+}
+
 /// Plain multi-head attention over `[t, heads·hd]` projections, head by head, on the CPU.
 fn reference_attention(
     q: &[f32],
