@@ -4,9 +4,10 @@
 //! window and document-causal masks (packed documents are contiguous). Work is split into one task
 //! per (sequence, key/value head); a task walks the query heads that share its key/value head and
 //! the queries in blocks of [`ROW_BLOCK`] rows, multiplying only the band of keys the block can
-//! see. Score tiles stay in cache, no `[batch, heads, seq, seq]` tensor is built, key/value heads
-//! are never copied per query head, and the backward pass recomputes probabilities from the saved
-//! log-normalisers (as FlashAttention does) instead of keeping them.
+//! see. Score tiles stay in cache, no `[batch, heads, seq, seq]` tensor is built and key/value heads
+//! are never copied per query head. The forward pass can keep the probability tiles of that band
+//! for the backward pass; when they would not fit a budget (long sequences), the backward pass
+//! recomputes them from the saved log-normalisers instead, as FlashAttention does.
 //!
 //! Layouts are those of the projections, so no transposes are needed around the kernel:
 //! queries and outputs `[batch, seq, heads, dim]`, keys and values `[batch, seq, kv_heads, dim]`,
@@ -125,6 +126,14 @@ impl Task<'_> {
             .map_or(r0, |&s| s as usize)
     }
 
+    /// Floats in the probability tiles of all of this task's query heads.
+    fn tile_floats(&self) -> usize {
+        let per_head: usize = blocks(self.dims.seq)
+            .map(|(r0, r1)| (r1 - r0) * (r1 - self.band_start(r0, r1)))
+            .sum();
+        per_head * self.dims.group()
+    }
+
     /// The visible keys of query `t` as a range inside a tile row starting at key `k0`.
     fn visible(&self, t: usize, k0: usize) -> (usize, usize) {
         (
@@ -163,20 +172,47 @@ fn blocks(seq: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |r0| (r0, (r0 + ROW_BLOCK).min(seq)))
 }
 
-/// Output and log-normalisers of the forward pass.
+/// Output and log-normalisers of the forward pass, and the probability tiles when kept.
 #[derive(Debug)]
 pub struct Forward {
     /// `[batch, seq, heads, dim]`.
     pub out: Vec<f32>,
     /// `[batch, heads, seq]`: `log Σ exp(scale · q·k)` over each query's visible keys.
     pub lse: Vec<f32>,
+    /// Per (sequence, key/value head) task, its probability tiles in the order the backward pass
+    /// visits them; `None` when not kept (the backward pass then recomputes them).
+    pub probabilities: Option<Vec<Vec<f32>>>,
 }
 
-/// `softmax(scale · q kᵀ over visible keys) · v` for every query.
+/// Floats [`forward`] keeps when asked to keep the probabilities: the tiles of the visible band.
+pub fn probability_floats(dims: Dims, starts: &[u32]) -> usize {
+    (0..dims.batch * dims.kv_heads)
+        .map(|task| {
+            let task = Task {
+                dims,
+                b: task / dims.kv_heads,
+                g: task % dims.kv_heads,
+                starts,
+            };
+            task.tile_floats()
+        })
+        .sum()
+}
+
+/// `softmax(scale · q kᵀ over visible keys) · v` for every query; with `keep_probabilities`, also
+/// the probability tiles, which spares the backward pass one product and one `exp` per score.
 ///
 /// # Panics
 /// When slice lengths disagree with `dims` or a key range starts after its query.
-pub fn forward(dims: Dims, q: &[f32], k: &[f32], v: &[f32], starts: &[u32], scale: f32) -> Forward {
+pub fn forward(
+    dims: Dims,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    starts: &[u32],
+    scale: f32,
+    keep_probabilities: bool,
+) -> Forward {
     dims.check(q, k, v, starts);
     let Dims {
         batch,
@@ -186,7 +222,7 @@ pub fn forward(dims: Dims, q: &[f32], k: &[f32], v: &[f32], starts: &[u32], scal
         head_dim,
     } = dims;
     let group = dims.group();
-    let parts: Vec<(Vec<f32>, Vec<f32>)> = (0..batch * kv_heads)
+    let parts: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..batch * kv_heads)
         .into_par_iter()
         .map(|task| {
             let task = Task {
@@ -199,6 +235,11 @@ pub fn forward(dims: Dims, q: &[f32], k: &[f32], v: &[f32], starts: &[u32], scal
             let mut out = vec![0.0f32; seq * group * head_dim];
             let mut lse = vec![0.0f32; group * seq];
             let mut tile = vec![0.0f32; ROW_BLOCK * seq];
+            let mut kept = Vec::with_capacity(if keep_probabilities {
+                task.tile_floats()
+            } else {
+                0
+            });
             for r in 0..group {
                 let h = task.g * group + r;
                 for (r0, r1) in blocks(seq) {
@@ -211,6 +252,9 @@ pub fn forward(dims: Dims, q: &[f32], k: &[f32], v: &[f32], starts: &[u32], scal
                         row[..lo].fill(0.0);
                         row[hi..].fill(0.0);
                         lse[r * seq + t] = vecmath::softmax(&mut row[lo..hi], scale);
+                    }
+                    if keep_probabilities {
+                        kept.extend_from_slice(&tile[..(r1 - r0) * width]);
                     }
                     gemm(
                         &mut out,
@@ -229,14 +273,14 @@ pub fn forward(dims: Dims, q: &[f32], k: &[f32], v: &[f32], starts: &[u32], scal
                     );
                 }
             }
-            (out, lse)
+            (out, lse, kept)
         })
         .collect();
 
     let mut out = vec![0.0f32; dims.q_len()];
     let mut lse = vec![0.0f32; batch * heads * seq];
     let row = group * head_dim;
-    for (task, (part_out, part_lse)) in parts.iter().enumerate() {
+    for (task, (part_out, part_lse, _)) in parts.iter().enumerate() {
         let (b, g) = (task / kv_heads, task % kv_heads);
         for t in 0..seq {
             let at = (b * seq + t) * heads * head_dim + g * row;
@@ -245,7 +289,12 @@ pub fn forward(dims: Dims, q: &[f32], k: &[f32], v: &[f32], starts: &[u32], scal
         let at = (b * heads + g * group) * seq;
         lse[at..at + group * seq].copy_from_slice(part_lse);
     }
-    Forward { out, lse }
+    let probabilities = keep_probabilities.then(|| parts.into_iter().map(|p| p.2).collect());
+    Forward {
+        out,
+        lse,
+        probabilities,
+    }
 }
 
 /// Gradients of the forward pass's inputs.
@@ -274,6 +323,8 @@ pub struct Saved<'a> {
     pub out: &'a [f32],
     /// Forward log-normalisers, `[batch, heads, seq]`.
     pub lse: &'a [f32],
+    /// The forward pass's probability tiles, when it kept them.
+    pub probabilities: Option<&'a [Vec<f32>]>,
 }
 
 /// Gradients of `forward` with respect to queries, keys and values, given `d_out`.
@@ -288,6 +339,7 @@ pub fn backward(dims: Dims, saved: Saved<'_>, d_out: &[f32], scale: f32) -> Grad
         starts,
         out,
         lse,
+        probabilities,
     } = saved;
     dims.check(q, k, v, starts);
     assert_eq!(out.len(), dims.q_len(), "attention backward: output size");
@@ -306,25 +358,48 @@ pub fn backward(dims: Dims, saved: Saved<'_>, d_out: &[f32], scale: f32) -> Grad
     let group = dims.group();
     let parts: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..batch * kv_heads)
         .into_par_iter()
-        .map(|task| {
+        .map(|task_index| {
             let task = Task {
                 dims,
-                b: task / kv_heads,
-                g: task % kv_heads,
+                b: task_index / kv_heads,
+                g: task_index % kv_heads,
                 starts,
             };
             let mut dq = vec![0.0f32; seq * group * head_dim];
             let mut dk = vec![0.0f32; seq * head_dim];
             let mut dv = vec![0.0f32; seq * head_dim];
-            let mut p = vec![0.0f32; ROW_BLOCK * seq];
+            let kept = probabilities.map(|tiles| tiles[task_index].as_slice());
+            let mut recomputed = if kept.is_some() {
+                Vec::new()
+            } else {
+                vec![0.0f32; ROW_BLOCK * seq]
+            };
             let mut ds = vec![0.0f32; ROW_BLOCK * seq];
+            let mut kept_offset = 0;
             for r in 0..group {
                 let h = task.g * group + r;
                 for (r0, r1) in blocks(seq) {
                     let k0 = task.band_start(r0, r1);
                     let width = r1 - k0;
                     let tile = View::rows(0, r1 - r0, width, width);
-                    task.scores(q, k, h, (r0, r1, k0), &mut p);
+                    let p: &[f32] = match kept {
+                        Some(tiles) => {
+                            kept_offset += (r1 - r0) * width;
+                            &tiles[kept_offset - (r1 - r0) * width..kept_offset]
+                        }
+                        None => {
+                            task.scores(q, k, h, (r0, r1, k0), &mut recomputed);
+                            for t in r0..r1 {
+                                let row = &mut recomputed[(t - r0) * width..(t - r0 + 1) * width];
+                                let (lo, hi) = task.visible(t, k0);
+                                row[..lo].fill(0.0);
+                                row[hi..].fill(0.0);
+                                let lse = lse[(task.b * heads + h) * seq + t];
+                                vecmath::exp_affine(&mut row[lo..hi], scale, lse);
+                            }
+                            &recomputed
+                        }
+                    };
                     // dP = dO · vᵀ
                     gemm(
                         &mut ds,
@@ -339,26 +414,20 @@ pub fn backward(dims: Dims, saved: Saved<'_>, d_out: &[f32], scale: f32) -> Grad
                     for t in r0..r1 {
                         let at = (t - r0) * width;
                         let (lo, hi) = task.visible(t, k0);
-                        let (p_row, ds_row) = (&mut p[at..at + width], &mut ds[at..at + width]);
-                        p_row[..lo].fill(0.0);
-                        p_row[hi..].fill(0.0);
+                        let ds_row = &mut ds[at..at + width];
                         ds_row[..lo].fill(0.0);
                         ds_row[hi..].fill(0.0);
                         let o = ((task.b * seq + t) * heads + h) * head_dim;
                         let centre = vecmath::dot(&out[o..o + head_dim], &d_out[o..o + head_dim]);
-                        vecmath::exp_affine(
-                            &mut p_row[lo..hi],
-                            scale,
-                            lse[(task.b * heads + h) * seq + t],
-                        );
-                        vecmath::softmax_backward(&p_row[lo..hi], &mut ds_row[lo..hi], centre);
+                        let p_row = &p[at + lo..at + hi];
+                        vecmath::softmax_backward(p_row, &mut ds_row[lo..hi], centre);
                     }
                     let band = View::rows(k0 * head_dim, width, head_dim, head_dim);
                     // dV += Pᵀ · dO ; dQ = scale · dS · k ; dK += scale · dSᵀ · q
                     gemm(
                         &mut dv,
                         band,
-                        &p,
+                        p,
                         tile.t(),
                         d_out,
                         task.q_rows(h, r0, r1),
@@ -501,7 +570,7 @@ mod tests {
     #[test]
     fn forward_matches_reference_attention() {
         let (dims, q, k, v, starts) = case();
-        let fwd = forward(dims, &q, &k, &v, &starts, 0.35);
+        let fwd = forward(dims, &q, &k, &v, &starts, 0.35, false);
         let expected = reference(dims, &q, &k, &v, &starts, 0.35);
         let worst = fwd
             .out
@@ -525,7 +594,7 @@ mod tests {
                 .map(|(o, w)| o * *w as f64)
                 .sum()
         };
-        let fwd = forward(dims, &q, &k, &v, &starts, scale);
+        let fwd = forward(dims, &q, &k, &v, &starts, scale, false);
         let saved = Saved {
             q: &q,
             k: &k,
@@ -533,8 +602,40 @@ mod tests {
             starts: &starts,
             out: &fwd.out,
             lse: &fwd.lse,
+            probabilities: None,
         };
         let grads = backward(dims, saved, &w, scale);
+
+        // Keeping the probability tiles gives the same gradients without recomputing them.
+        let kept = forward(dims, &q, &k, &v, &starts, scale, true);
+        let tiles = kept.probabilities.as_deref().expect("kept");
+        let floats: usize = tiles.iter().map(Vec::len).sum();
+        assert_eq!(floats, probability_floats(dims, &starts));
+        assert_eq!(kept.out, fwd.out);
+        let from_kept = backward(
+            dims,
+            Saved {
+                probabilities: Some(tiles),
+                ..saved
+            },
+            &w,
+            scale,
+        );
+        for (a, b) in [
+            (&grads.q, &from_kept.q),
+            (&grads.k, &from_kept.k),
+            (&grads.v, &from_kept.v),
+        ] {
+            let worst = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                worst < 1e-5,
+                "kept and recomputed probabilities differ by {worst}"
+            );
+        }
         let eps = 1e-2f32;
         for (which, index) in [
             (0, 5),
@@ -567,6 +668,6 @@ mod tests {
     fn a_key_range_after_its_query_is_refused() {
         let (dims, q, k, v, mut starts) = case();
         starts[3] = 4;
-        forward(dims, &q, &k, &v, &starts, 1.0);
+        forward(dims, &q, &k, &v, &starts, 1.0, false);
     }
 }

@@ -29,10 +29,15 @@ struct AttentionState {
     v: FlexTensor,
     out: FlexTensor,
     lse: Arc<Vec<f32>>,
+    probabilities: Option<Arc<Vec<Vec<f32>>>>,
     starts: KeyStarts,
     dims: AttentionDims,
     scale: f32,
 }
+
+/// Most floats one attention call keeps as probability tiles for its backward pass (64 MB);
+/// larger calls (long sequences) recompute them instead.
+const KEPT_PROBABILITIES_BUDGET: usize = 16 << 20;
 
 #[derive(Debug)]
 struct AttentionBackward;
@@ -50,6 +55,7 @@ impl Backward<Flex, 3> for AttentionBackward {
             starts: s.starts.as_slice(),
             out: slice(&s.out),
             lse: &s.lse,
+            probabilities: s.probabilities.as_deref().map(Vec::as_slice),
         };
         let g = attention::backward(s.dims, saved, slice(&d_out), s.scale);
         let AttentionDims {
@@ -203,35 +209,35 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let (k, k_node) = k.into_parts();
         let (v, v_node) = v.into_parts();
         let (q, k, v) = (f32_contiguous(q), f32_contiguous(k), f32_contiguous(v));
-        let fwd = attention::forward(
-            dims,
-            slice(&q),
-            slice(&k),
-            slice(&v),
-            starts.as_slice(),
-            scale,
-        );
         let shape = Shape::new([dims.batch, dims.seq, dims.heads, dims.head_dim]);
-        let out = from_vec(fwd.out, shape);
+        let forward = |keep| {
+            let (qs, ks, vs) = (slice(&q), slice(&k), slice(&v));
+            attention::forward(dims, qs, ks, vs, starts.as_slice(), scale, keep)
+        };
         match AttentionBackward
             .prepare::<C>([q_node, k_node, v_node])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
+                let keep = attention::probability_floats(dims, starts.as_slice())
+                    <= KEPT_PROBABILITIES_BUDGET;
+                let fwd = forward(keep);
+                let out = from_vec(fwd.out, shape);
                 let state = AttentionState {
                     q,
                     k,
                     v,
                     out: out.clone(),
                     lse: Arc::new(fwd.lse),
+                    probabilities: fwd.probabilities.map(Arc::new),
                     starts,
                     dims,
                     scale,
                 };
                 prep.finish(state, out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(out),
+            OpsKind::UnTracked(prep) => prep.finish(from_vec(forward(false).out, shape)),
         }
     }
 

@@ -128,6 +128,7 @@ impl FusedOps for Flex {
             slice(&v),
             starts.as_slice(),
             scale,
+            false,
         )
         .out;
         from_vec(out, shape)
