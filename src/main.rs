@@ -13,6 +13,7 @@
 //! datasets.toml ─► ingest ─► shards/ ─► trainer ◄── mixture.toml ◄── mixer ◄── runs table (regress / sweep)
 //! ```
 
+mod allocator;
 mod cli;
 mod commands;
 mod config;
@@ -27,6 +28,7 @@ mod tables;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    allocator::tune();
     let cli = cli::Cli::parse();
     logging::init(cli.global.log_format, cli.global.quiet);
     match commands::run(&cli) {

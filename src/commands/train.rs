@@ -189,6 +189,7 @@ impl TrainProgress for TrainBar {
     }
 
     fn step(&self, step: u64, loss: f32, tokens_per_second: f64) {
+        tracing::debug!(step, loss, tokens_per_second, "step");
         self.bar.set_position(step);
         self.bar
             .set_message(format!("loss {loss:.4}, {tokens_per_second:.0} tok/s"));
