@@ -128,11 +128,13 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
     seconds = time.perf_counter() - start
-    # Eval throughput: forward only, no autograd.
+    # Eval throughput: forward and per-token losses (what mixlab's evaluation computes), no autograd.
     with torch.no_grad():
         t0 = time.perf_counter()
         for step in range(args.steps):
-            model(data[step][:, :-1])
+            batch = data[step]
+            logits = model(batch[:, :-1])
+            F.cross_entropy(logits.reshape(-1, c["vocab_size"]), batch[:, 1:].reshape(-1), reduction="none")
         eval_seconds = time.perf_counter() - t0
     print(json.dumps({
         "peer": "pytorch-eager",

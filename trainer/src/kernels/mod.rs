@@ -149,9 +149,11 @@ impl FusedOps for Flex {
     }
 
     fn fused_swiglu(a: FlexTensor, b: FlexTensor) -> FlexTensor {
-        let shape = same_shape(&a, &b);
-        let (a, b) = (f32_contiguous(a), f32_contiguous(b));
-        from_vec(swiglu::forward(slice(&a), slice(&b)), shape)
+        same_shape(&a, &b);
+        // No backward pass: the gate is written over `b` (in place when it is not shared).
+        let (a, mut b) = (f32_contiguous(a), f32_contiguous(b));
+        swiglu::forward_in_place(slice(&a), values_mut(&mut b));
+        b
     }
 
     fn fused_rope(x: FlexTensor, positions: Positions, tables: RopeTables) -> FlexTensor {

@@ -24,6 +24,17 @@ pub fn forward(a: &[f32], b: &[f32]) -> Vec<f32> {
     out
 }
 
+/// `b ← silu(a) ⊙ b`, for when `b` is not needed afterwards (no backward pass).
+///
+/// # Panics
+/// When the lengths differ.
+pub fn forward_in_place(a: &[f32], b: &mut [f32]) {
+    assert_eq!(a.len(), b.len(), "swiglu: operand sizes");
+    b.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK))
+        .for_each(|(b, a)| vecmath::swiglu_in_place(a, b));
+}
+
 /// Replaces `a` and `b` by the gradients of `Σ grad ⊙ silu(a) ⊙ b` with respect to them.
 ///
 /// # Panics
@@ -49,6 +60,9 @@ mod tests {
         let g: Vec<f32> = (0..50).map(|i| (i as f32 * 0.7).sin()).collect();
         let silu = |x: f64| x / (1.0 + (-x).exp());
         let out = forward(&a, &b);
+        let mut gated = b.clone();
+        forward_in_place(&a, &mut gated);
+        assert_eq!(gated, out);
         let (mut da, mut db) = (a.clone(), b.clone());
         backward_in_place(&mut da, &mut db, &g);
         for i in 0..50 {

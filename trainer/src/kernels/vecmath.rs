@@ -146,6 +146,13 @@ fn swiglu_of(a: &[f32], b: &[f32], out: &mut [f32]) {
 }
 
 #[inline(always)]
+fn swiglu_in_place_of(a: &[f32], b: &mut [f32]) {
+    for (b, a) in b.iter_mut().zip(a) {
+        *b *= a * sigmoid1(*a);
+    }
+}
+
+#[inline(always)]
 fn swiglu_backward_of(a: &mut [f32], b: &mut [f32], grad: &[f32]) {
     for ((a, b), g) in a.iter_mut().zip(b.iter_mut()).zip(grad) {
         let s = sigmoid1(*a);
@@ -226,6 +233,11 @@ dispatch! {
 dispatch! {
     /// `out = silu(a) ⊙ b` with `silu(a) = a · σ(a)`.
     pub fn swiglu(a: &[f32], b: &[f32], out: &mut [f32]) = swiglu_of;
+}
+
+dispatch! {
+    /// `b ← silu(a) ⊙ b`.
+    pub fn swiglu_in_place(a: &[f32], b: &mut [f32]) = swiglu_in_place_of;
 }
 
 dispatch! {
