@@ -84,7 +84,18 @@ struct Task<'a> {
     starts: &'a [u32],
 }
 
-impl Task<'_> {
+impl<'a> Task<'a> {
+    /// Task `index` of `batch · kv_heads`: sequence `index / kv_heads`, key/value head
+    /// `index % kv_heads`.
+    fn new(dims: Dims, index: usize, starts: &'a [u32]) -> Self {
+        Task {
+            dims,
+            b: index / dims.kv_heads,
+            g: index % dims.kv_heads,
+            starts,
+        }
+    }
+
     /// Rows `r0..r1` of query head `h` (or of any `[batch, seq, heads, dim]` tensor).
     fn q_rows(&self, h: usize, r0: usize, r1: usize) -> View {
         let Dims {
@@ -187,15 +198,7 @@ pub struct Forward {
 /// Floats [`forward`] keeps when asked to keep the probabilities: the tiles of the visible band.
 pub fn probability_floats(dims: Dims, starts: &[u32]) -> usize {
     (0..dims.batch * dims.kv_heads)
-        .map(|task| {
-            let task = Task {
-                dims,
-                b: task / dims.kv_heads,
-                g: task % dims.kv_heads,
-                starts,
-            };
-            task.tile_floats()
-        })
+        .map(|index| Task::new(dims, index, starts).tile_floats())
         .sum()
 }
 
@@ -225,12 +228,7 @@ pub fn forward(
     let parts: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..batch * kv_heads)
         .into_par_iter()
         .map(|task| {
-            let task = Task {
-                dims,
-                b: task / kv_heads,
-                g: task % kv_heads,
-                starts,
-            };
+            let task = Task::new(dims, task, starts);
             // Output rows of this task's query heads, `[seq, group, dim]`, and their normalisers.
             let mut out = vec![0.0f32; seq * group * head_dim];
             let mut lse = vec![0.0f32; group * seq];
@@ -359,12 +357,7 @@ pub fn backward(dims: Dims, saved: Saved<'_>, d_out: &[f32], scale: f32) -> Grad
     let parts: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..batch * kv_heads)
         .into_par_iter()
         .map(|task_index| {
-            let task = Task {
-                dims,
-                b: task_index / kv_heads,
-                g: task_index % kv_heads,
-                starts,
-            };
+            let task = Task::new(dims, task_index, starts);
             let mut dq = vec![0.0f32; seq * group * head_dim];
             let mut dk = vec![0.0f32; seq * head_dim];
             let mut dv = vec![0.0f32; seq * head_dim];

@@ -149,7 +149,7 @@ impl FusedOps for Flex {
     }
 
     fn fused_swiglu(a: FlexTensor, b: FlexTensor) -> FlexTensor {
-        same_shape(&a, &b);
+        same_shape(&a, &b); // panics unless the operands have one shape
         // No backward pass: the gate is written over `b` (in place when it is not shared).
         let (a, mut b) = (f32_contiguous(a), f32_contiguous(b));
         swiglu::forward_in_place(slice(&a), values_mut(&mut b));
