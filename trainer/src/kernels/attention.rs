@@ -137,6 +137,17 @@ impl<'a> Task<'a> {
             .map_or(r0, |&s| s as usize)
     }
 
+    /// Copies this task's rows (`[seq, width]`: its query heads, or its key/value head) into its
+    /// columns of a `[batch, seq, row]` tensor, where they start at `g · width`.
+    fn scatter_rows(&self, dst: &mut [f32], part: &[f32]) {
+        let seq = self.dims.seq;
+        let (width, row) = (part.len() / seq, dst.len() / (self.dims.batch * seq));
+        for (t, values) in part.chunks_exact(width).enumerate() {
+            let at = (self.b * seq + t) * row + self.g * width;
+            dst[at..at + width].copy_from_slice(values);
+        }
+    }
+
     /// Floats in the probability tiles of all of this task's query heads.
     fn tile_floats(&self) -> usize {
         let per_head: usize = blocks(self.dims.seq)
@@ -277,14 +288,10 @@ pub fn forward(
 
     let mut out = vec![0.0f32; dims.q_len()];
     let mut lse = vec![0.0f32; batch * heads * seq];
-    let row = group * head_dim;
-    for (task, (part_out, part_lse, _)) in parts.iter().enumerate() {
-        let (b, g) = (task / kv_heads, task % kv_heads);
-        for t in 0..seq {
-            let at = (b * seq + t) * heads * head_dim + g * row;
-            out[at..at + row].copy_from_slice(&part_out[t * row..(t + 1) * row]);
-        }
-        let at = (b * heads + g * group) * seq;
+    for (index, (part_out, part_lse, _)) in parts.iter().enumerate() {
+        let task = Task::new(dims, index, starts);
+        task.scatter_rows(&mut out, part_out);
+        let at = (task.b * heads + task.g * group) * seq;
         lse[at..at + group * seq].copy_from_slice(part_lse);
     }
     let probabilities = keep_probabilities.then(|| parts.into_iter().map(|p| p.2).collect());
@@ -463,16 +470,11 @@ pub fn backward(dims: Dims, saved: Saved<'_>, d_out: &[f32], scale: f32) -> Grad
         k: vec![0.0f32; dims.kv_len()],
         v: vec![0.0f32; dims.kv_len()],
     };
-    let q_row = group * head_dim;
-    for (task, (dq, dk, dv)) in parts.iter().enumerate() {
-        let (b, g) = (task / kv_heads, task % kv_heads);
-        for t in 0..seq {
-            let at = (b * seq + t) * heads * head_dim + g * q_row;
-            grads.q[at..at + q_row].copy_from_slice(&dq[t * q_row..(t + 1) * q_row]);
-            let at = ((b * seq + t) * kv_heads + g) * head_dim;
-            grads.k[at..at + head_dim].copy_from_slice(&dk[t * head_dim..(t + 1) * head_dim]);
-            grads.v[at..at + head_dim].copy_from_slice(&dv[t * head_dim..(t + 1) * head_dim]);
-        }
+    for (index, (dq, dk, dv)) in parts.iter().enumerate() {
+        let task = Task::new(dims, index, starts);
+        task.scatter_rows(&mut grads.q, dq);
+        task.scatter_rows(&mut grads.k, dk);
+        task.scatter_rows(&mut grads.v, dv);
     }
     grads
 }

@@ -170,6 +170,25 @@ impl FusedOps for Flex {
 ///   of `kv_heads` (query head `h` uses key/value head `h / (heads / kv_heads)`)
 /// - `starts`: `batch · seq` key starts, each at most its query's position
 /// - output: `[batch, seq, heads, dim]`; scores are scaled by `1 / √dim`
+///
+/// # Panics
+/// When the shapes disagree or a key range starts after its query.
+///
+/// # Example
+/// ```
+/// # use burn::tensor::{Device, Tensor};
+/// use mixlab_trainer::kernels::{KeyStarts, attention};
+/// let device = Device::flex();
+/// // One sequence of two tokens, one head of size 1; values 10 and 20.
+/// let q = Tensor::<4>::from_floats([[[[1.0]], [[1.0]]]], &device);
+/// let k = Tensor::<4>::from_floats([[[[0.0]], [[0.0]]]], &device);
+/// let v = Tensor::<4>::from_floats([[[[10.0]], [[20.0]]]], &device);
+/// let starts = KeyStarts::new(vec![0, 0]);
+/// let out: Vec<f32> = attention(q, k, v, &starts).into_data().try_to_vec().unwrap();
+/// // Token 0 sees only itself; token 1 weighs both keys equally (equal scores).
+/// assert_eq!(out[0], 10.0);
+/// assert!((out[1] - 15.0).abs() < 1e-5);
+/// ```
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, starts: &KeyStarts) -> Tensor<4> {
     let scale = 1.0 / (q.dims()[3] as f32).sqrt();
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(
@@ -185,6 +204,21 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, starts: &KeyStarts) -
 ///
 /// # Shapes
 /// `logits`: `[tokens, vocab]`, `targets`: `[tokens]` → `[tokens]`.
+///
+/// # Panics
+/// When a target is outside the vocabulary.
+///
+/// # Example
+/// ```
+/// # use burn::tensor::{Device, Int, Tensor};
+/// use mixlab_trainer::kernels::cross_entropy;
+/// let device = Device::flex();
+/// let logits = Tensor::<2>::from_floats([[0.0, 0.0], [5.0, 5.0]], &device);
+/// let targets = Tensor::<1, Int>::from_ints([1, 0], &device);
+/// let losses: Vec<f32> = cross_entropy(logits, targets).into_data().try_to_vec().unwrap();
+/// // Two equally likely tokens: every loss is ln 2.
+/// assert!(losses.iter().all(|l| (l - std::f32::consts::LN_2).abs() < 1e-6));
+/// ```
 pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_cross_entropy(
         logits.into_dispatch(),
@@ -196,6 +230,21 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
 ///
 /// # Shapes
 /// `x`: `[..., d]` → `[..., d]`.
+///
+/// # Example
+/// ```
+/// # use burn::tensor::{Device, Tensor};
+/// use burn::nn::RmsNormConfig;
+/// use mixlab_trainer::kernels::rms_norm;
+/// let device = Device::flex();
+/// let norm = RmsNormConfig::new(2).with_epsilon(1e-9).init(&device);
+/// let y: Vec<f32> = rms_norm(Tensor::<2>::from_floats([[3.0, 4.0]], &device), &norm)
+///     .into_data()
+///     .try_to_vec()
+///     .unwrap();
+/// // √(mean(9, 16)) = √12.5
+/// assert!((y[0] - 3.0 / 12.5f32.sqrt()).abs() < 1e-5);
+/// ```
 pub fn rms_norm<const D: usize>(x: Tensor<D>, norm: &RmsNorm) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rms_norm(
         x.into_dispatch(),
@@ -205,6 +254,18 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, norm: &RmsNorm) -> Tensor<D> {
 }
 
 /// The SwiGLU gate `silu(a) ⊙ b` of two tensors of the same shape.
+///
+/// # Example
+/// ```
+/// # use burn::tensor::{Device, Tensor};
+/// use mixlab_trainer::kernels::swiglu;
+/// let device = Device::flex();
+/// let a = Tensor::<1>::from_floats([0.0, 2.0], &device);
+/// let b = Tensor::<1>::from_floats([5.0, 3.0], &device);
+/// let out: Vec<f32> = swiglu(a, b).into_data().try_to_vec().unwrap();
+/// assert_eq!(out[0], 0.0); // silu(0) = 0
+/// assert!((out[1] - 3.0 * 2.0 / (1.0 + (-2.0f32).exp())).abs() < 1e-5);
+/// ```
 pub fn swiglu<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_swiglu(
         a.into_dispatch(),
@@ -216,6 +277,22 @@ pub fn swiglu<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
 ///
 /// # Shapes
 /// `x`: `[batch, seq, heads, head_dim]` with `batch · seq` positions → like `x`.
+///
+/// # Panics
+/// When a position is beyond the tables.
+///
+/// # Example
+/// ```
+/// # use burn::tensor::{Device, Tensor};
+/// use mixlab_trainer::kernels::{Positions, RopeTables, rope};
+/// let device = Device::flex();
+/// // One pair rotated by a quarter turn at position 1.
+/// let tables = RopeTables { half: 1, cos: vec![1.0, 0.0].into(), sin: vec![0.0, 1.0].into() };
+/// let x = Tensor::<4>::from_floats([[[[1.0, 0.0]], [[1.0, 0.0]]]], &device);
+/// let positions = Positions::new(vec![0, 1]);
+/// let y: Vec<f32> = rope(x, &positions, &tables).into_data().try_to_vec().unwrap();
+/// assert_eq!(y, [1.0, 0.0, 0.0, 1.0]);
+/// ```
 pub fn rope(x: Tensor<4>, positions: &Positions, tables: &RopeTables) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rope(
         x.into_dispatch(),

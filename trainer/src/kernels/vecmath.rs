@@ -252,7 +252,13 @@ dispatch! {
 
 dispatch! {
     /// One row of the RMSNorm backward pass: `dy ← ∂/∂x`, and `d_gamma += dy ⊙ x̂`.
-    pub fn rms_norm_backward_row(x: &[f32], dy: &mut [f32], gamma: &[f32], r: f32, d_gamma: &mut [f32]) = rms_norm_backward_row_of;
+    pub fn rms_norm_backward_row(
+        x: &[f32],
+        dy: &mut [f32],
+        gamma: &[f32],
+        r: f32,
+        d_gamma: &mut [f32]
+    ) = rms_norm_backward_row_of;
 }
 
 #[cfg(test)]
