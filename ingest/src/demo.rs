@@ -103,9 +103,7 @@ pub fn write_demo_corpus(dir: &Path, seed: u64) -> Result<Vec<PathBuf>> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
-    let tmp = path.with_extension("tmp");
-    fs_err::write(&tmp, bytes)?;
-    fs_err::rename(&tmp, path)?;
+    mixlab_artefacts::atomic::write_atomic(path, bytes)?;
     Ok(path.to_owned())
 }
 

@@ -84,6 +84,12 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether the error is in the configuration rather than in the data or the machine: the
+    /// binary maps these to its usage exit code.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Error::Config(_))
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use mixlab_artefacts::atomic::write_atomic;
+
 use crate::checksum::sha256_file;
 use crate::error::{Error, Result};
 use crate::shard::{ShardDocument, ShardFile, Split, read_shard_file};
@@ -146,13 +148,18 @@ impl Manifest {
     /// # Errors
     /// An I/O error naming the file.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(MANIFEST_FILE);
-        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
         let json =
             serde_json::to_string_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
-        fs_err::write(&tmp, json + "\n")?;
-        fs_err::rename(&tmp, &path)?;
+        write_atomic(&dir.join(MANIFEST_FILE), (json + "\n").as_bytes())?;
         Ok(())
+    }
+
+    /// Tokens of one split per domain, in manifest order.
+    pub fn split_tokens(&self, split: Split) -> Vec<(String, u64)> {
+        self.domains
+            .iter()
+            .map(|d| (d.name.clone(), d.splits.get(&split).map_or(0, |c| c.tokens)))
+            .collect()
     }
 
     /// The entry of a domain, if present.
@@ -233,6 +240,25 @@ impl ShardSet {
         self.root.join(&self.manifest.tokenizer.file)
     }
 
+    /// Checks that these are the shards a run was made from: the same inputs hash (sources and
+    /// ingest settings) and the same tokenizer.
+    ///
+    /// # Errors
+    /// [`Error::Manifest`] naming the expected and found hashes and the fix.
+    pub fn expect_identity(&self, inputs_hash: &str, tokenizer_sha256: &str) -> Result<()> {
+        let found = &self.manifest;
+        if found.inputs_hash != inputs_hash {
+            return Err(Error::Manifest {
+                path: self.root.join(MANIFEST_FILE),
+                message: format!(
+                    "the shards changed since the run was made: inputs hash {} but the run expects {inputs_hash}; re-ingest the run's inputs, or start a new run",
+                    found.inputs_hash
+                ),
+            });
+        }
+        self.expect_tokenizer(tokenizer_sha256)
+    }
+
     /// Checks that the shards were tokenized with the tokenizer of the given hash.
     ///
     /// # Errors
@@ -244,7 +270,7 @@ impl ShardSet {
         Err(Error::Manifest {
             path: self.root.join(MANIFEST_FILE),
             message: format!(
-                "shards were tokenized with tokenizer {} but {sha256} was expected; re-ingest or use the matching run",
+                "the shards were tokenized with tokenizer {} but the run expects {sha256}; re-ingest with the run's tokenizer, or start a new run",
                 self.manifest.tokenizer.sha256
             ),
         })

@@ -60,12 +60,6 @@ pub trait Progress: Sync {
     fn message(&self, _message: &str) {}
 }
 
-/// A [`Progress`] that reports nothing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {}
-
 /// How an ingest run ended.
 #[derive(Debug, Clone)]
 pub enum IngestOutcome {

@@ -2,7 +2,7 @@
 //!
 //! One Parquet row per document: `doc_id: UInt64`, `source: Dictionary<Int32, Utf8>`, `split: Utf8`,
 //! `tokens: List<UInt32>`, `n_tokens: UInt32`. Files are `shards/<domain>/part-NNNNN.parquet`, written
-//! under a `.tmp` name and renamed when complete, so a reader never sees half a file. Token lists hold
+//! atomically (`mixlab_artefacts::atomic`), so a reader never sees half a file. Token lists hold
 //! the document only; samplers add the end-of-text token between documents.
 
 use std::path::{Path, PathBuf};
@@ -19,6 +19,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
+
+use mixlab_artefacts::atomic::write_atomic_with;
 
 use crate::checksum::sha256_file;
 use crate::error::{Error, Result};
@@ -192,11 +194,6 @@ impl ShardWriter {
 /// I/O or Parquet errors naming the file.
 pub fn write_shard_file(path: &Path, docs: &[ShardDocument]) -> Result<u64> {
     let batch = to_record_batch(docs)?;
-    if let Some(dir) = path.parent() {
-        fs_err::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("parquet.tmp");
-    let file = fs_err::File::create(&tmp)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_created_by(format!("mixlab-ingest {}", env!("CARGO_PKG_VERSION")))
@@ -205,11 +202,21 @@ pub fn write_shard_file(path: &Path, docs: &[ShardDocument]) -> Result<u64> {
         path: path.to_owned(),
         source,
     };
-    let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(parquet_err)?;
-    writer.write(&batch).map_err(parquet_err)?;
-    writer.close().map_err(parquet_err)?;
-    fs_err::rename(&tmp, path)?;
+    let mut failure = None;
+    let written = write_atomic_with(path, |file| {
+        let result = ArrowWriter::try_new(file, batch.schema(), Some(props)).and_then(|mut w| {
+            w.write(&batch)?;
+            w.close()
+        });
+        result.map(drop).map_err(|e| {
+            failure = Some(e);
+            std::io::Error::other("parquet")
+        })
+    });
+    if let Some(e) = failure {
+        return Err(parquet_err(e));
+    }
+    written?;
     Ok(docs.iter().map(|d| d.tokens.len() as u64).sum())
 }
 

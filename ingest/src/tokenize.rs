@@ -135,10 +135,9 @@ pub fn train_byte_level_bpe(texts: &[String], vocab_size: u32, out: &Path) -> Re
     tokenizer
         .train(&mut trainer, texts.iter())
         .map_err(|e| err(format!("training: {e}")))?;
-    let tmp = out.with_extension("json.tmp");
-    tokenizer
-        .save(&tmp, false)
+    let json = tokenizer
+        .to_string(false)
         .map_err(|e| err(format!("saving: {e}")))?;
-    fs_err::rename(&tmp, out)?;
+    mixlab_artefacts::atomic::write_atomic(out, json.as_bytes())?;
     Ok(())
 }

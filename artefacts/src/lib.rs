@@ -1,0 +1,38 @@
+//! `mixlab-artefacts`: the files stages hand to each other, one owner module per format, and the one
+//! way they are written.
+//!
+//! - [`atomic`]: durable atomic writes (temporary file, `fsync`, rename, directory `fsync`), used for
+//!   every artefact mixlab writes.
+//! - [`metrics`]: `metrics.parquet` (training and evaluation losses per step).
+//! - [`eval`]: `eval.parquet` (final per-domain losses) and its row type [`eval::DomainLoss`].
+//! - [`mixture`]: `mixture.toml` (the schedule types live in `mixlab-mixer`).
+//! - [`run_table`]: run tables (`runs.csv`, `losses.csv`, RegMix's published tables).
+//!
+//! Owners elsewhere: token shards and `manifest.json` in `mixlab-ingest` (`shard`, `manifest`),
+//! checkpoints and their JSON state in `mixlab-trainer` (`checkpoint`, which needs burn).
+//!
+//! Design decisions: the crate depends on `arrow`, `parquet` and `mixlab-mixer` only, so the reports
+//! read run directories without compiling burn or DataFusion; every versioned format refuses a file
+//! of another version with a message naming both versions and how to regenerate the file.
+//!
+//! # Example
+//! ```
+//! use mixlab_artefacts::eval::{read_eval, write_eval, DomainLoss};
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("eval.parquet");
+//! let losses = vec![DomainLoss { domain: "math".into(), split: "valid".into(), loss: 1.5, tokens: 100 }];
+//! write_eval(&path, 10, &losses)?;
+//! assert_eq!(read_eval(&path)?, losses);
+//! # Ok::<(), mixlab_artefacts::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod atomic;
+pub mod error;
+pub mod eval;
+pub mod metrics;
+pub mod mixture;
+mod parquet_file;
+pub mod run_table;
+
+pub use error::{Error, Result};
