@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::MixConfig;
 use crate::error::{Error, Result};
+use crate::names::position;
 
 /// Lower and upper bounds per domain; a mixture must also sum to 1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +33,10 @@ impl Bounds {
                 "lower and upper bounds differ in length".into(),
             ));
         }
-        if let Some(i) = (0..lower.len()).find(|&i| lower[i] > upper[i] || lower[i] < 0.0) {
+        let valid = |i: usize| {
+            lower[i].is_finite() && upper[i].is_finite() && 0.0 <= lower[i] && lower[i] <= upper[i]
+        };
+        if let Some(i) = (0..lower.len()).find(|&i| !valid(i)) {
             return Err(Error::Invalid(format!(
                 "domain {i}: bounds [{}, {}] are empty or negative",
                 lower[i], upper[i]
@@ -44,6 +49,40 @@ impl Bounds {
             )));
         }
         Ok(Self { lower, upper })
+    }
+
+    /// The bounds a mixing method applies: `[mix].bounds` by domain name, tightened by per-domain
+    /// upper `caps` (from [`crate::baselines::epoch_caps`]) where given.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bound on an unknown domain (with a suggestion), or bounds and caps
+    /// that admit no mixture.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_mixer::bounds::Bounds;
+    /// use mixlab_mixer::config::MixConfig;
+    /// let mut mix = MixConfig::default();
+    /// mix.bounds.insert("code".into(), (0.1, 0.5));
+    /// let b = Bounds::from_config(&["code".into(), "prose".into()], &mix, Some(&[1.0, 0.6]))?;
+    /// let w = b.project(&[0.0, 1.0]);
+    /// assert!((w[0] - 0.4).abs() < 1e-9 && (w[1] - 0.6).abs() < 1e-9);
+    /// # Ok::<(), mixlab_mixer::Error>(())
+    /// ```
+    pub fn from_config(domains: &[String], mix: &MixConfig, caps: Option<&[f64]>) -> Result<Self> {
+        let names: Vec<&str> = domains.iter().map(String::as_str).collect();
+        let mut lower = vec![0.0; domains.len()];
+        let mut upper = vec![1.0; domains.len()];
+        for (name, &(lo, hi)) in &mix.bounds {
+            let i = position(name, &names, "[mix].bounds")?;
+            (lower[i], upper[i]) = (lo, hi);
+        }
+        if let Some(caps) = caps {
+            for (u, (cap, lo)) in upper.iter_mut().zip(caps.iter().zip(&lower)) {
+                *u = u.min(*cap).max(*lo);
+            }
+        }
+        Self::new(lower, upper)
     }
 
     /// Whether these are the trivial bounds `[0, 1]` for every domain (then any mixture fits).

@@ -19,9 +19,6 @@ pub enum Error {
     /// A numerical fit failed (singular system, optimizer error).
     #[error("fit failed: {0}")]
     Fit(String),
-    /// A saved model could not be decoded.
-    #[error("saved model: {0}")]
-    Model(String),
 }
 
 /// `Result` with [`Error`].

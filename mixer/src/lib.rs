@@ -5,7 +5,13 @@
 //!   gradient-boosted trees), fitted with `ndarray` and `argmin`, and cross-validated.
 //! - [`search`]: RegMix's search: Dirichlet samples around the token prior, projected onto
 //!   [`bounds::Bounds`], scored by a fitted model; the best `top_k` are averaged.
-//! - [`schedule::MixtureSchedule`]: the `mixture.toml` contract read by the trainer.
+//! - [`baselines`]: uniform, natural and UniMax mixtures, and per-domain epoch caps.
+//! - [`config::MixConfig`]: the `[mix]` section (bounds, epoch cap, search settings);
+//!   [`bounds::Bounds::from_config`] turns it into the constraints every method applies.
+//! - [`dirichlet`]: the one Dirichlet sampler (search, and RegMix's proxy-run mixtures).
+//! - [`schedule::MixtureSchedule`]: the `mixture.toml` contract read by the trainer (the file itself
+//!   belongs to `mixlab-artefacts`).
+//! - [`regmix::recommend`]: fit, cross-validate and search in one call.
 //! - [`metrics`]: Spearman ρ, Pearson r, MSE.
 //!
 //! Design decisions: plain vectors and `ndarray` in and out (no file formats, no tensors) so the crate
@@ -32,9 +38,14 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod baselines;
 pub mod bounds;
+pub mod config;
+pub mod dirichlet;
 pub mod error;
 pub mod metrics;
+pub mod names;
+pub mod regmix;
 pub mod regress;
 pub mod runs;
 pub mod schedule;

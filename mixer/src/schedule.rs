@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::names::position;
 
 /// Tolerance on the sum of a stage's weights.
 pub const STAGE_SUM_TOLERANCE: f64 = 1e-6;
@@ -98,16 +99,11 @@ impl MixtureSchedule {
         }
         for stage in &self.stage {
             for (domain, w) in &stage.weights {
-                if !known.contains(&domain.as_str()) {
-                    let hint = closest(domain, known)
-                        .map(|c| format!(" (did you mean {c:?}?)"))
-                        .unwrap_or_default();
-                    return Err(Error::Invalid(format!(
-                        "stage {:?}: weight for unknown domain {domain:?}{hint}; known: {}",
-                        stage.name,
-                        known.join(", ")
-                    )));
-                }
+                position(
+                    domain,
+                    known,
+                    &format!("stage {:?}: weight for", stage.name),
+                )?;
                 if !w.is_finite() || *w < 0.0 {
                     return Err(Error::Invalid(format!(
                         "stage {:?}: weight of {domain:?} is {w}",
@@ -125,33 +121,6 @@ impl MixtureSchedule {
         }
         Ok(())
     }
-}
-
-/// The known name within edit distance 2 of `name`, if any.
-fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for j in 0..b.len() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != b[j]))
-                .min(row[j] + 1)
-                .min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

@@ -6,13 +6,13 @@
 //! for any number of threads.
 
 use ndarray::{Array2, ArrayView2};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Gamma};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::bounds::Bounds;
+use crate::dirichlet::Dirichlet;
 use crate::error::{Error, Result};
 
 /// Samples per independently seeded chunk.
@@ -90,14 +90,7 @@ pub fn search(
         )));
     }
     let d = prior.len();
-    let alphas: Vec<f64> = prior.iter().map(|p| p * params.strength).collect();
-    let gammas = alphas
-        .iter()
-        .map(|a| {
-            Gamma::new(a + 1.0, 1.0)
-                .map_err(|e| Error::Invalid(format!("Dirichlet concentration {a}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let dirichlet = Dirichlet::new(prior.iter().map(|p| p * params.strength).collect())?;
     let n_chunks = params.samples.div_ceil(CHUNK);
     let best_per_chunk: Vec<Vec<(f64, Vec<f64>)>> = (0..n_chunks)
         .into_par_iter()
@@ -108,7 +101,7 @@ pub fn search(
             let count = CHUNK.min(params.samples - chunk * CHUNK);
             let mut samples = Array2::<f64>::zeros((count, d));
             for mut row in samples.rows_mut() {
-                let w = sample_dirichlet(&mut rng, &alphas, &gammas);
+                let w = dirichlet.sample(&mut rng);
                 let w = if bounds.is_unbounded() {
                     w
                 } else {
@@ -144,49 +137,34 @@ pub fn search(
     })
 }
 
-/// One Dirichlet draw, computed in log space so tiny concentrations do not underflow:
-/// `ln G(α) = ln G(α + 1) + ln(U) / α` (Marsaglia and Tsang's boost), then a softmax.
-fn sample_dirichlet(rng: &mut ChaCha8Rng, alphas: &[f64], gammas: &[Gamma<f64>]) -> Vec<f64> {
-    let logs: Vec<f64> = alphas
-        .iter()
-        .zip(gammas)
-        .map(|(a, g)| {
-            let u: f64 = 1.0 - rng.random::<f64>();
-            g.sample(rng).ln() + u.ln() / a
-        })
-        .collect();
-    let max = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exps: Vec<f64> = logs.iter().map(|l| (l - max).exp()).collect();
-    let total: f64 = exps.iter().sum();
-    exps.into_iter().map(|e| e / total).collect()
+/// A search prior from raw non-negative masses (token counts, mean weights, a user's file):
+/// normalized, with every domain given at least 1e-6 so the Dirichlet is defined.
+///
+/// # Errors
+/// [`Error::Invalid`] when the masses are not finite and non-negative with a positive sum.
+///
+/// # Example
+/// ```
+/// let p = mixlab_mixer::search::prior_from_masses(&[3.0, 1.0, 0.0])?;
+/// assert!((p[0] - 0.75).abs() < 1e-5 && p[2] > 0.0);
+/// # Ok::<(), mixlab_mixer::Error>(())
+/// ```
+pub fn prior_from_masses(masses: &[f64]) -> Result<Vec<f64>> {
+    let total: f64 = masses.iter().sum();
+    if masses.iter().any(|m| !(m.is_finite() && *m >= 0.0)) || total <= 0.0 || !total.is_finite() {
+        return Err(Error::Invalid(format!(
+            "the prior gives no positive weight: {masses:?}"
+        )));
+    }
+    let floor = 1e-6;
+    let floored: Vec<f64> = masses.iter().map(|w| (w / total).max(floor)).collect();
+    let sum: f64 = floored.iter().sum();
+    Ok(floored.into_iter().map(|w| w / sum).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dirichlet_means_follow_the_prior() {
-        let prior = [0.6, 0.3, 0.1];
-        let alphas: Vec<f64> = prior.iter().map(|p| p * 5.0).collect();
-        let gammas: Vec<Gamma<f64>> = alphas
-            .iter()
-            .map(|a| Gamma::new(a + 1.0, 1.0).unwrap())
-            .collect();
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let n = 20_000;
-        let mut mean = [0.0; 3];
-        for _ in 0..n {
-            let w = sample_dirichlet(&mut rng, &alphas, &gammas);
-            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9);
-            mean.iter_mut()
-                .zip(&w)
-                .for_each(|(m, v)| *m += v / n as f64);
-        }
-        for (m, p) in mean.iter().zip(prior) {
-            assert!((m - p).abs() < 0.01, "mean {m} vs prior {p}");
-        }
-    }
 
     #[test]
     fn search_is_deterministic_and_respects_bounds() {

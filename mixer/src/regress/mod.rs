@@ -32,15 +32,6 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    /// Every kind, in the order benchmarks report them.
-    pub const ALL: [ModelKind; 5] = [
-        ModelKind::Linear,
-        ModelKind::Loglinear,
-        ModelKind::MixingLaw,
-        ModelKind::Gbm,
-        ModelKind::GbmLinear,
-    ];
-
     /// The name used on the command line and in saved models.
     pub fn name(self) -> &'static str {
         match self {
@@ -139,6 +130,9 @@ pub fn fit(kind: ModelKind, table: &RunTable) -> Result<FittedModel> {
         )?),
     })
 }
+
+/// Folds of the cross-validation `regress` and `mix` report for every fit.
+pub const CV_FOLDS: usize = 5;
 
 /// Out-of-fold metrics of `folds`-fold cross-validation with a seeded shuffle.
 ///
