@@ -1,22 +1,35 @@
 //! Checkpoints in `runs/<name>/checkpoints/`: `step-N.bpk` (model: a burnpack map of named
 //! parameters), `step-N.optim.bpk` (AdamW state) and `step-N.json` (step, tokens, sampler state).
 //!
-//! The JSON file is written last, under a temporary name, so its presence marks a complete
-//! checkpoint: a run killed while saving resumes from the previous one.
+//! The JSON file is written last, atomically, so its presence marks a complete checkpoint: a run
+//! killed while saving resumes from the previous one. It carries a format version; a state of another
+//! version is refused.
 
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
+use mixlab_artefacts::atomic::write_atomic;
 use serde::{Deserialize, Serialize};
 
+use crate::config::KeepCheckpoints;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::sampler::SamplerState;
 
+/// The format version of the checkpoint state file this build writes and reads.
+pub const STATE_VERSION: u32 = 1;
+
+fn legacy_version() -> u32 {
+    1
+}
+
 /// Everything besides weights and optimizer moments needed to resume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
+    /// Format version of this file ([`STATE_VERSION`]; files without one are version 1).
+    #[serde(default = "legacy_version")]
+    pub format_version: u32,
     /// Optimizer steps done.
     pub step: u64,
     /// Training tokens consumed.
@@ -71,7 +84,7 @@ pub fn complete_steps(dir: &Path) -> Vec<u64> {
     steps
 }
 
-/// Saves a checkpoint and removes all but the newest `keep`.
+/// Saves a checkpoint and removes older ones beyond what `keep` retains; returns its files.
 ///
 /// # Errors
 /// [`Error::Checkpoint`] naming the file that could not be written.
@@ -80,8 +93,8 @@ pub fn save(
     model: &Model,
     optimizer: &ModuleOptimizer,
     state: &TrainState,
-    keep: usize,
-) -> Result<()> {
+    keep: KeepCheckpoints,
+) -> Result<CheckpointFiles> {
     fs_err::create_dir_all(dir)?;
     let files = CheckpointFiles::at(dir, state.step);
     let fail = |path: &Path, e: &dyn std::fmt::Display| Error::Checkpoint {
@@ -96,17 +109,17 @@ pub fn save(
         .save(&files.optimizer)
         .map_err(|e| fail(&files.optimizer, &e))?;
     let json = serde_json::to_string_pretty(state).map_err(|e| fail(&files.state, &e))?;
-    let tmp = files.state.with_extension("json.tmp");
-    fs_err::write(&tmp, json)?;
-    fs_err::rename(&tmp, &files.state)?;
-    let steps = complete_steps(dir);
-    for old in steps.iter().take(steps.len().saturating_sub(keep)) {
-        let f = CheckpointFiles::at(dir, *old);
-        for path in [f.state, f.model, f.optimizer] {
-            fs_err::remove_file(path)?;
+    write_atomic(&files.state, json.as_bytes())?;
+    if let KeepCheckpoints::Newest(keep) = keep {
+        let steps = complete_steps(dir);
+        for old in steps.iter().take(steps.len().saturating_sub(keep)) {
+            let f = CheckpointFiles::at(dir, *old);
+            for path in [f.state, f.model, f.optimizer] {
+                fs_err::remove_file(path)?;
+            }
         }
     }
-    Ok(())
+    Ok(files)
 }
 
 /// Reads the train state of the checkpoint at `step`.
@@ -116,10 +129,20 @@ pub fn save(
 pub fn read_state(dir: &Path, step: u64) -> Result<TrainState> {
     let path = CheckpointFiles::at(dir, step).state;
     let text = fs_err::read_to_string(&path)?;
-    serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
-        path,
+    let state: TrainState = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+        path: path.clone(),
         message: format!("malformed train state: {e}"),
-    })
+    })?;
+    if state.format_version != STATE_VERSION {
+        return Err(Error::Checkpoint {
+            path,
+            message: format!(
+                "checkpoint state format version {}, but this mixlab reads version {STATE_VERSION}; retrain the run with this mixlab",
+                state.format_version
+            ),
+        });
+    }
+    Ok(state)
 }
 
 /// Loads model weights saved by [`save`] into `model` (built with the same config).
@@ -142,4 +165,56 @@ pub fn load_optimizer(optimizer: ModuleOptimizer, path: &Path) -> Result<ModuleO
         path: path.to_owned(),
         message: format!("cannot load optimizer state: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Preset, TrainConfig};
+    use crate::optim::optimizer;
+    use crate::sampler::{DomainDocs, MixtureSampler};
+    use burn::tensor::Device;
+
+    fn state(step: u64) -> TrainState {
+        let docs = vec![DomainDocs::from_tokens("a", vec![vec![1, 2, 3]])];
+        let sampler = MixtureSampler::new(docs, vec![1.0], 4, 0, 0, false).unwrap();
+        TrainState {
+            format_version: STATE_VERSION,
+            step,
+            tokens: 4 * step,
+            sampler: sampler.state().clone(),
+            run_hash: "h".into(),
+        }
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_or_all_and_state_round_trips() {
+        let model = Model::new(&Preset::Tiny.config(16), &Device::flex());
+        let optim = optimizer(&TrainConfig::default());
+        for (keep, expected) in [
+            (KeepCheckpoints::Newest(2), vec![3, 4]),
+            (KeepCheckpoints::All, vec![1, 2, 3, 4]),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            for step in 1..=4 {
+                save(dir.path(), &model, &optim, &state(step), keep).unwrap();
+            }
+            assert_eq!(complete_steps(dir.path()), expected, "{keep:?}");
+            assert_eq!(read_state(dir.path(), 4).unwrap(), state(4));
+        }
+    }
+
+    #[test]
+    fn a_state_of_another_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut future = state(1);
+        future.format_version = 2;
+        let path = CheckpointFiles::at(dir.path(), 1).state;
+        std::fs::write(&path, serde_json::to_string(&future).unwrap()).unwrap();
+        let err = read_state(dir.path(), 1).unwrap_err().to_string();
+        assert!(
+            err.contains("format version 2") && err.contains("reads version 1"),
+            "{err}"
+        );
+    }
 }

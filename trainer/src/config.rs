@@ -36,7 +36,7 @@ pub struct ModelConfig {
     pub max_seq_len: usize,
 }
 
-/// Named model sizes.
+/// Named model sizes (`tiny`, `small`, `base`, `mobilellm_pro`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {
@@ -47,26 +47,11 @@ pub enum Preset {
     /// About 40M parameters at vocabulary 8,192.
     Base,
     /// The 1.08B MobileLLM-Pro shape (vocabulary 202,048): expressible, not meant to train here.
+    #[serde(alias = "mobilellm-pro")]
     MobilellmPro,
 }
 
 impl Preset {
-    /// Parses a preset name (`tiny`, `small`, `base`, `mobilellm_pro`).
-    ///
-    /// # Errors
-    /// [`Error::Config`] listing the known names.
-    pub fn parse(name: &str) -> Result<Preset> {
-        match name {
-            "tiny" => Ok(Preset::Tiny),
-            "small" => Ok(Preset::Small),
-            "base" => Ok(Preset::Base),
-            "mobilellm_pro" | "mobilellm-pro" => Ok(Preset::MobilellmPro),
-            other => Err(Error::Config(format!(
-                "unknown model preset {other:?}; expected tiny, small, base or mobilellm_pro"
-            ))),
-        }
-    }
-
     /// The preset's shape for a vocabulary size.
     ///
     /// # Example
@@ -178,8 +163,8 @@ impl ModelConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// Preset name. Default: `small`.
-    pub preset: Option<String>,
+    /// Preset. Default: `small`.
+    pub preset: Option<Preset>,
     /// Override of [`ModelConfig::d_model`].
     pub d_model: Option<usize>,
     /// Override of [`ModelConfig::n_layers`].
@@ -204,14 +189,14 @@ impl ModelSection {
     /// The resolved model shape; `preset` (e.g. from `--preset`) wins over the section's own.
     ///
     /// # Errors
-    /// [`Error::Config`] for an unknown preset or inconsistent shapes.
+    /// [`Error::Config`] for inconsistent shapes.
     pub fn resolve(
         &self,
-        preset: Option<&str>,
+        preset: Option<Preset>,
         vocab_size: usize,
         seq_len: usize,
     ) -> Result<ModelConfig> {
-        let preset = Preset::parse(preset.or(self.preset.as_deref()).unwrap_or("small"))?;
+        let preset = preset.or(self.preset).unwrap_or(Preset::Small);
         let mut c = preset.config(vocab_size);
         c.d_model = self.d_model.unwrap_or(c.d_model);
         c.n_layers = self.n_layers.unwrap_or(c.n_layers);
@@ -265,8 +250,9 @@ pub struct TrainConfig {
     pub eval_sequences: usize,
     /// Save a checkpoint every this many steps (and at the end). Default: 100.
     pub checkpoint_every: u64,
-    /// Checkpoints kept on disk (the newest). Default: 2.
-    pub keep_checkpoints: usize,
+    /// Checkpoints kept on disk: the newest N, or `"all"` (the SDM simulation run computes
+    /// influence at every one). Default: 2.
+    pub keep_checkpoints: KeepCheckpoints,
     /// Seed of initialisation and data order. Default: 0.
     pub seed: u64,
 }
@@ -290,7 +276,7 @@ impl Default for TrainConfig {
             eval_every: 100,
             eval_sequences: 8,
             checkpoint_every: 100,
-            keep_checkpoints: 2,
+            keep_checkpoints: KeepCheckpoints::Newest(2),
             seed: 0,
         }
     }
@@ -313,9 +299,12 @@ impl TrainConfig {
                 self.lr
             )));
         }
-        if self.eval_every == 0 || self.checkpoint_every == 0 || self.keep_checkpoints == 0 {
+        if self.eval_every == 0
+            || self.checkpoint_every == 0
+            || self.keep_checkpoints == KeepCheckpoints::Newest(0)
+        {
             return Err(Error::Config(
-                "train: eval_every, checkpoint_every, keep_checkpoints must be ≥ 1".into(),
+                "train: eval_every, checkpoint_every, keep_checkpoints must be ≥ 1 (or keep_checkpoints = \"all\")".into(),
             ));
         }
         Ok(())
@@ -327,9 +316,71 @@ impl TrainConfig {
     }
 }
 
+/// How many checkpoints a run keeps: `keep_checkpoints = 2` or `keep_checkpoints = "all"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "KeepSetting", into = "KeepSetting")]
+pub enum KeepCheckpoints {
+    /// The newest N complete checkpoints.
+    Newest(usize),
+    /// Every checkpoint.
+    All,
+}
+
+/// The TOML spelling of [`KeepCheckpoints`]: a count or the word `"all"`.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum KeepSetting {
+    Count(usize),
+    Word(String),
+}
+
+impl TryFrom<KeepSetting> for KeepCheckpoints {
+    type Error = String;
+
+    fn try_from(setting: KeepSetting) -> std::result::Result<Self, String> {
+        match setting {
+            KeepSetting::Count(n) => Ok(KeepCheckpoints::Newest(n)),
+            KeepSetting::Word(w) if w == "all" => Ok(KeepCheckpoints::All),
+            KeepSetting::Word(w) => Err(format!(
+                "keep_checkpoints = {w:?}: expected a count or \"all\""
+            )),
+        }
+    }
+}
+
+impl From<KeepCheckpoints> for KeepSetting {
+    fn from(keep: KeepCheckpoints) -> Self {
+        match keep {
+            KeepCheckpoints::Newest(n) => KeepSetting::Count(n),
+            KeepCheckpoints::All => KeepSetting::Word("all".into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keep_checkpoints_reads_a_count_or_all() {
+        let parse = |text: &str| toml::from_str::<TrainConfig>(text).map(|c| c.keep_checkpoints);
+        assert_eq!(
+            parse("keep_checkpoints = 3").unwrap(),
+            KeepCheckpoints::Newest(3)
+        );
+        assert_eq!(
+            parse("keep_checkpoints = \"all\"").unwrap(),
+            KeepCheckpoints::All
+        );
+        assert!(
+            parse("keep_checkpoints = \"some\"")
+                .unwrap_err()
+                .to_string()
+                .contains("expected a count or \"all\"")
+        );
+        let text = toml::to_string(&TrainConfig::default()).unwrap();
+        assert!(text.contains("keep_checkpoints = 2"), "{text}");
+    }
 
     #[test]
     fn presets_have_the_advertised_sizes() {

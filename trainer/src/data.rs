@@ -1,10 +1,13 @@
 //! The run's data: every domain's documents from verified shards, split into train, valid and probe.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_ingest::shard::Split;
 
 use crate::error::Result;
-use crate::sampler::DomainDocs;
+use crate::sampler::{Document, DomainDocs};
 
 /// Documents of every domain by split, and the tokenizer facts the model needs.
 #[derive(Debug, Clone)]
@@ -21,12 +24,11 @@ pub struct Corpus {
     pub eos: u32,
     /// Vocabulary size.
     pub vocab_size: usize,
-    /// Hex SHA-256 of the tokenizer the ids come from.
-    pub tokenizer_sha256: String,
 }
 
 impl Corpus {
-    /// Reads all documents of a verified shard set into memory.
+    /// Reads all documents of a verified shard set into memory, keeping each document's `doc_id`
+    /// and source label.
     ///
     /// # Errors
     /// Shard read errors naming the file.
@@ -39,8 +41,9 @@ impl Corpus {
             probe: Vec::new(),
             eos: manifest.tokenizer.eos_id,
             vocab_size: manifest.tokenizer.vocab_size as usize,
-            tokenizer_sha256: manifest.tokenizer.sha256.clone(),
         };
+        // One shared label per source: documents of a domain usually come from a handful.
+        let mut labels: HashMap<String, Arc<str>> = HashMap::new();
         for domain in &manifest.domains {
             let mut by_split = [Vec::new(), Vec::new(), Vec::new()];
             for doc in shards.read_domain(&domain.name, None)? {
@@ -49,23 +52,29 @@ impl Corpus {
                     Split::Valid => 1,
                     Split::Probe => 2,
                 };
-                by_split[slot].push(doc.tokens);
+                let source = labels
+                    .entry(doc.source)
+                    .or_insert_with_key(|s| Arc::from(s.as_str()));
+                by_split[slot].push(Document {
+                    doc_id: doc.doc_id,
+                    source: Arc::clone(source),
+                    tokens: doc.tokens,
+                });
             }
-            let [train, valid, probe] = by_split;
+            let [train, valid, probe] = by_split.map(|docs| DomainDocs {
+                name: domain.name.clone(),
+                docs,
+            });
             corpus.domains.push(domain.name.clone());
-            corpus.train.push(DomainDocs {
-                name: domain.name.clone(),
-                docs: train,
-            });
-            corpus.valid.push(DomainDocs {
-                name: domain.name.clone(),
-                docs: valid,
-            });
-            corpus.probe.push(DomainDocs {
-                name: domain.name.clone(),
-                docs: probe,
-            });
+            corpus.train.push(train);
+            corpus.valid.push(valid);
+            corpus.probe.push(probe);
         }
         Ok(corpus)
+    }
+
+    /// Training tokens per domain, in domain order.
+    pub fn train_tokens(&self) -> Vec<u64> {
+        self.train.iter().map(DomainDocs::token_count).collect()
     }
 }

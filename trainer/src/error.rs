@@ -33,13 +33,24 @@ pub enum Error {
         last_good: String,
     },
     /// Writing or reading `metrics.parquet` / `eval.parquet` failed.
-    #[error("{path}: parquet: {message}")]
-    Metrics {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        message: String,
-    },
+    #[error(transparent)]
+    Artefact(#[from] mixlab_artefacts::Error),
+    /// A training hook failed; the run stops (its last checkpoint is kept).
+    #[error("a training hook failed")]
+    Hook(#[source] crate::hooks::HookError),
+}
+
+impl Error {
+    /// Whether the error is in the configuration (shapes, schedule, preset) rather than a failure of
+    /// training: the binary maps these to its usage exit code.
+    pub fn is_config(&self) -> bool {
+        match self {
+            Error::Config(_) => true,
+            Error::Shards(e) => e.is_config(),
+            Error::Artefact(e) => e.is_user_input(),
+            _ => false,
+        }
+    }
 }
 
 /// `Result` with [`Error`].

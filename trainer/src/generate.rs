@@ -1,13 +1,9 @@
 //! Text generation from a trained model: greedy or nucleus (top-p) sampling.
 
-use burn::tensor::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::ModelConfig;
-use crate::kernels::Positions;
-use crate::mask::AttentionMasks;
-use crate::model::{Model, ModelInput};
+use crate::inference::Inference;
 
 /// How to pick each next token.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,36 +20,21 @@ pub struct Sampling {
 
 /// Continues `prompt` until `eos` or `max_new_tokens`; returns only the new tokens.
 ///
-/// Each step re-runs the (plain, non-autodiff) model on the last `max_seq_len` tokens: simple, and
-/// fast enough for the short generations used to inspect small models.
-pub fn generate(
-    model: &Model,
-    config: &ModelConfig,
-    prompt: &[u32],
-    sampling: &Sampling,
-    eos: u32,
-    device: &Device,
-) -> Vec<u32> {
+/// Each step re-runs the model without autodiff on the last `max_seq_len` tokens: simple, and fast
+/// enough for the short generations used to inspect small models.
+pub fn generate(inference: &Inference, prompt: &[u32], sampling: &Sampling, eos: u32) -> Vec<u32> {
     let mut rng = ChaCha8Rng::seed_from_u64(sampling.seed);
     let mut context: Vec<u32> = if prompt.is_empty() {
         vec![eos]
     } else {
         prompt.to_vec()
     };
+    let max_seq_len = inference.config().max_seq_len;
     let mut out = Vec::new();
     for _ in 0..sampling.max_new_tokens {
-        let window = &context[context.len().saturating_sub(config.max_seq_len)..];
+        let window = &context[context.len().saturating_sub(max_seq_len)..];
         let t = window.len();
-        let ids: Vec<i64> = window.iter().map(|&x| i64::from(x)).collect();
-        let input = ModelInput {
-            tokens: burn::tensor::Tensor::from_data(
-                burn::tensor::TensorData::new(ids, [1, t]),
-                device,
-            ),
-            positions: Positions::new((0..t as u32).collect()),
-            masks: AttentionMasks::new(1, t, config.window, None),
-        };
-        let logits = model.forward(&input).narrow(0, t - 1, 1);
+        let logits = inference.sequence_logits(window).narrow(0, t - 1, 1);
         let logits: Vec<f32> = logits.into_data().try_to_vec().expect("logits are f32");
         let next = pick(&logits, sampling, &mut rng);
         if next == eos {

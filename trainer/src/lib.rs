@@ -7,9 +7,16 @@
 //!   local/global layers, SwiGLU, tied embeddings); [`mask`] and [`rope`] its pieces; [`kernels`] its
 //!   fused attention and cross-entropy with hand-written backward passes; [`quant`] the
 //!   fake-quantization step its linear layers can take.
-//! - [`sampler`]: packs documents of weighted domains into sequences, exactly resumable.
-//! - [`train`]: the loop; [`eval`], [`generate`]: uses of a trained model without autodiff.
-//! - [`checkpoint`], [`metrics`]: the run's files, whose paths the binary chooses.
+//! - [`sampler`]: packs documents of weighted domains into sequences, exactly resumable; [`data`]
+//!   loads every domain's documents (with `doc_id` and source) from verified shards.
+//! - [`train`]: the one loop skeleton (resume, steps, accumulation, clipping, evaluation,
+//!   checkpoints, metrics), given an [`objective::Objective`] (what a step minimises) and
+//!   [`hooks::Hook`]s (code run after a step, an evaluation, a checkpoint); [`optim`] its AdamW and
+//!   global-norm clipping.
+//! - [`inference`]: the one forward path without autodiff, used by [`eval`], [`generate`] and
+//!   teachers.
+//! - [`checkpoint`]: checkpoints and their versioned state file (`metrics.parquet` and `eval.parquet`
+//!   belong to `mixlab-artefacts`); the binary chooses the paths.
 //!
 //! Design decisions: the device is the `flex` CPU backend, chosen at run time (burn 0.22); training
 //! runs on `Device::flex().autodiff()`, evaluation and generation on `model.valid()` so no autograd
@@ -27,7 +34,7 @@
 //! let config = Preset::Tiny.config(64);
 //! let device = Device::flex();
 //! let model = Model::new(&config, &device);
-//! let docs = vec![DomainDocs { name: "a".into(), docs: vec![vec![1, 2, 3, 4, 5]] }];
+//! let docs = vec![DomainDocs::from_tokens("a", vec![vec![1, 2, 3, 4, 5]])];
 //! let mut sampler = MixtureSampler::new(docs, vec![1.0], 8, 0, 0, false)?;
 //! let (input, targets) = to_model_input(&sampler.next_batch(2), &config, false, &device);
 //! let losses = model.token_losses(&input, targets);
@@ -42,13 +49,16 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod generate;
+pub mod hooks;
+pub mod inference;
 pub mod input;
 pub mod kernels;
 pub mod mask;
-pub mod metrics;
 pub mod model;
-pub mod quant;
+pub mod objective;
+pub mod optim;
 pub mod rope;
 pub mod sampler;
 pub mod schedule;
+mod session;
 pub mod train;

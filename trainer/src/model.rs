@@ -13,7 +13,6 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::config::ModelConfig;
 use crate::kernels::{self, KeyStarts, Positions};
 use crate::mask::AttentionMasks;
-use crate::quant::FakeQuant;
 use crate::rope::Rope;
 
 /// Tokens per block of logits when losses are computed without autodiff.
@@ -22,13 +21,11 @@ const EVAL_LOGIT_ROWS: usize = 512;
 /// Standard deviation of the normal initialisation of every weight (GPT-2 / Llama practice).
 const INIT_STD: f64 = 0.02;
 
-/// A bias-free linear map `x · W` whose weight may be fake-quantized in the forward pass.
+/// A bias-free linear map `x · W`.
 #[derive(Module, Debug)]
 pub struct Projection {
     /// `[d_in, d_out]`.
     pub weight: Param<Tensor<2>>,
-    #[module(skip)]
-    fake_quant: Option<FakeQuant>,
 }
 
 impl Projection {
@@ -38,26 +35,14 @@ impl Projection {
             std: INIT_STD,
         }
         .init([d_in, d_out], device);
-        Self {
-            weight,
-            fake_quant: None,
-        }
-    }
-
-    /// The layer with fake quantization switched on (`Some`) or off (`None`).
-    pub fn with_fake_quant(mut self, quant: Option<FakeQuant>) -> Self {
-        self.fake_quant = quant;
-        self
+        Self { weight }
     }
 
     /// # Shapes
     /// `x`: `[batch, seq, d_in]` → `[batch, seq, d_out]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, t, d_in] = x.dims();
-        let w = match self.fake_quant {
-            Some(q) => q.apply(self.weight.val()),
-            None => self.weight.val(),
-        };
+        let w = self.weight.val();
         let d_out = w.dims()[1];
         x.reshape([b * t, d_in]).matmul(w).reshape([b, t, d_out])
     }
@@ -276,31 +261,5 @@ impl Model {
             })
             .collect();
         Tensor::cat(losses, 0)
-    }
-
-    /// Turns fake quantization on or off in every linear layer (the embedding stays full precision).
-    pub fn with_fake_quant(self, quant: Option<FakeQuant>) -> Self {
-        let layers = self
-            .layers
-            .into_iter()
-            .map(|mut l| {
-                let a = l.attention;
-                l.attention = Attention {
-                    wq: a.wq.with_fake_quant(quant),
-                    wk: a.wk.with_fake_quant(quant),
-                    wv: a.wv.with_fake_quant(quant),
-                    wo: a.wo.with_fake_quant(quant),
-                    ..a
-                };
-                let f = l.ffn;
-                l.ffn = FeedForward {
-                    w1: f.w1.with_fake_quant(quant),
-                    w3: f.w3.with_fake_quant(quant),
-                    w2: f.w2.with_fake_quant(quant),
-                };
-                l
-            })
-            .collect();
-        Self { layers, ..self }
     }
 }

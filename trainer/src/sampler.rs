@@ -9,6 +9,8 @@
 //! shuffle. The whole position in the stream is a small [`SamplerState`], so a resumed run continues
 //! the exact same stream.
 
+use std::sync::Arc;
+
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -16,13 +18,57 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// One domain's training documents.
+/// One domain's documents.
 #[derive(Debug, Clone)]
 pub struct DomainDocs {
     /// Domain name.
     pub name: String,
-    /// Token ids of each document (no end-of-text token).
-    pub docs: Vec<Vec<u32>>,
+    /// The documents, in shard order.
+    pub docs: Vec<Document>,
+}
+
+/// A document with the identity it has in the shards, so later stages can sample documents and
+/// report per-document results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// The shard's `doc_id` (a stable hash of source and text).
+    pub doc_id: u64,
+    /// The shard's `source` label.
+    pub source: Arc<str>,
+    /// Token ids (no end-of-text token).
+    pub tokens: Vec<u32>,
+}
+
+impl DomainDocs {
+    /// A domain from bare token lists: document ids are their indices, the source is the domain name.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_trainer::sampler::DomainDocs;
+    /// let d = DomainDocs::from_tokens("code", vec![vec![1, 2], vec![3]]);
+    /// assert_eq!((d.docs[1].doc_id, &*d.docs[1].source, d.token_count()), (1, "code", 3));
+    /// ```
+    pub fn from_tokens(name: &str, docs: Vec<Vec<u32>>) -> Self {
+        let source: Arc<str> = Arc::from(name);
+        let docs = docs
+            .into_iter()
+            .enumerate()
+            .map(|(i, tokens)| Document {
+                doc_id: i as u64,
+                source: Arc::clone(&source),
+                tokens,
+            })
+            .collect();
+        Self {
+            name: name.to_owned(),
+            docs,
+        }
+    }
+
+    /// Tokens in all documents (without end-of-text tokens).
+    pub fn token_count(&self) -> u64 {
+        self.docs.iter().map(|d| d.tokens.len() as u64).sum()
+    }
 }
 
 /// Where a domain's stream stands.
@@ -139,7 +185,7 @@ impl MixtureSampler {
             ));
         }
         for (d, w) in self.domains.iter().zip(&weights) {
-            if *w > 0.0 && d.docs.iter().all(Vec::is_empty) {
+            if *w > 0.0 && d.docs.iter().all(|doc| doc.tokens.is_empty()) {
                 return Err(Error::Config(format!(
                     "domain {:?} has weight {w} but no training tokens",
                     d.name
@@ -220,7 +266,7 @@ impl MixtureSampler {
         while taken < need {
             let cursor = self.state.cursors[domain].clone();
             let doc_index = self.order(domain)[cursor.next_doc];
-            let doc = &self.domains[domain].docs[doc_index];
+            let doc = &self.domains[domain].docs[doc_index].tokens;
             let len_with_eos = doc.len() + 1;
             let take = (len_with_eos - cursor.offset).min(need - taken);
             for i in cursor.offset..cursor.offset + take {
@@ -285,9 +331,11 @@ mod tests {
 
     fn domains() -> Vec<DomainDocs> {
         (0..3)
-            .map(|d| DomainDocs {
-                name: format!("d{d}"),
-                docs: (0..5).map(|i| vec![100 * d + i; 3 + i as usize]).collect(),
+            .map(|d| {
+                DomainDocs::from_tokens(
+                    &format!("d{d}"),
+                    (0..5).map(|i| vec![100 * d + i; 3 + i as usize]).collect(),
+                )
             })
             .collect()
     }
@@ -328,10 +376,7 @@ mod tests {
 
     #[test]
     fn packing_inserts_eos_and_tracks_documents_and_epochs() {
-        let docs = vec![DomainDocs {
-            name: "a".into(),
-            docs: vec![vec![5, 6], vec![7]],
-        }];
+        let docs = vec![DomainDocs::from_tokens("a", vec![vec![5, 6], vec![7]])];
         let mut s = MixtureSampler::new(docs, vec![1.0], 5, 0, 3, true).unwrap();
         let b = s.next_batch(1);
         // Stream of one epoch: either [5 6 0 7 0] or [7 0 5 6 0], then the next epoch.

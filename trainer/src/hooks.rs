@@ -1,0 +1,75 @@
+//! Hooks: code that runs inside the training loop at fixed points, without changing it.
+//!
+//! The binary's progress bar is a hook; the SDM simulation run computes influence in
+//! [`Hook::after_checkpoint`] at each of its K checkpoints; reports read what hooks log.
+
+use mixlab_artefacts::eval::DomainLoss;
+
+use crate::checkpoint::CheckpointFiles;
+use crate::config::ModelConfig;
+use crate::model::Model;
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// Steps done (1-based).
+    pub step: u64,
+    /// Training tokens consumed so far.
+    pub tokens: u64,
+    /// Learning rate of the step.
+    pub lr: f64,
+    /// Mean objective over the step's micro-batches.
+    pub loss: f32,
+    /// Wall time of the step (forward, backward, update), in seconds.
+    pub seconds: f64,
+}
+
+/// A checkpoint that was just written.
+#[derive(Debug, Clone, Copy)]
+pub struct SavedCheckpoint<'a> {
+    /// Its step.
+    pub step: u64,
+    /// Its files.
+    pub files: &'a CheckpointFiles,
+    /// The model at that step (the training model: use `model.valid()` or
+    /// [`crate::inference::Inference::of_trained`] for forward passes).
+    pub model: &'a Model,
+    /// The model's shape.
+    pub config: &'a ModelConfig,
+}
+
+/// An error a hook returns; the loop stops with [`crate::error::Error::Hook`].
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Called by [`crate::train::train`] at fixed points of the loop. Every method has a default that does
+/// nothing, so a hook implements only what it needs.
+///
+/// Implementors: the binary's progress bar; the SDM influence pass (`mixlab-simulator`).
+pub trait Hook {
+    /// Training starts at `start_step` (0, or the step of the checkpoint it resumed from).
+    fn started(&mut self, _start_step: u64, _total_steps: u64) {}
+
+    /// An optimizer step finished.
+    ///
+    /// # Errors
+    /// Whatever stops the run.
+    fn after_step(&mut self, _report: &StepReport) -> Result<(), HookError> {
+        Ok(())
+    }
+
+    /// A periodic evaluation (validation split) finished.
+    ///
+    /// # Errors
+    /// Whatever stops the run.
+    fn after_eval(&mut self, _step: u64, _losses: &[DomainLoss]) -> Result<(), HookError> {
+        Ok(())
+    }
+
+    /// A checkpoint (and the metrics up to it) is on disk.
+    ///
+    /// # Errors
+    /// Whatever stops the run.
+    fn after_checkpoint(&mut self, _checkpoint: &SavedCheckpoint<'_>) -> Result<(), HookError> {
+        Ok(())
+    }
+}

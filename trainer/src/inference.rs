@@ -1,0 +1,102 @@
+//! The one forward path without autodiff: evaluation, generation and (next) teachers' logits.
+//!
+//! An [`Inference`] holds a plain model (never an autodiff one, so no graph is recorded and memory
+//! stays flat) and turns sampler batches into per-token losses or logits.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+
+use crate::checkpoint::load_model;
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::input::to_model_input;
+use crate::model::Model;
+use crate::sampler::Batch;
+
+/// A model ready for forward passes without autodiff.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    model: Model,
+    config: ModelConfig,
+    device: Device,
+}
+
+impl Inference {
+    /// Wraps a model being trained: its weights on the plain device (`model.valid()`).
+    pub fn of_trained(model: &Model, config: &ModelConfig) -> Self {
+        Self {
+            model: model.valid(),
+            config: config.clone(),
+            device: Device::flex(),
+        }
+    }
+
+    /// Loads a checkpoint's weights into a model of `config` on the plain device.
+    ///
+    /// # Errors
+    /// [`crate::error::Error::Checkpoint`] when the file is missing or does not fit the shape.
+    pub fn load(config: &ModelConfig, weights: &Path) -> Result<Self> {
+        let device = Device::flex();
+        let model = load_model(Model::new(config, &device), weights)?;
+        Ok(Self {
+            model,
+            config: config.clone(),
+            device,
+        })
+    }
+
+    /// The model's shape.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Cross-entropy of every target token of `batch`, row-major `[batch · seq]`.
+    ///
+    /// # Example
+    /// ```
+    /// use burn::tensor::Device;
+    /// use mixlab_trainer::config::Preset;
+    /// use mixlab_trainer::inference::Inference;
+    /// use mixlab_trainer::model::Model;
+    /// use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+    /// let config = Preset::Tiny.config(32);
+    /// let model = Model::new(&config, &Device::flex());
+    /// let inference = Inference::of_trained(&model, &config);
+    /// let docs = vec![DomainDocs::from_tokens("a", vec![vec![1, 2, 3]])];
+    /// let batch = MixtureSampler::new(docs, vec![1.0], 6, 0, 0, false)?.next_batch(2);
+    /// let losses = inference.token_losses(&batch, false);
+    /// assert_eq!(losses.len(), 12);
+    /// // An untrained model is close to uniform over the 32 tokens.
+    /// assert!(losses.iter().all(|l| (l - 32f32.ln()).abs() < 1.0));
+    /// # Ok::<(), mixlab_trainer::error::Error>(())
+    /// ```
+    pub fn token_losses(&self, batch: &Batch, document_mask: bool) -> Vec<f32> {
+        let (input, targets) = to_model_input(batch, &self.config, document_mask, &self.device);
+        self.model
+            .token_losses(&input, targets)
+            .into_data()
+            .try_to_vec()
+            .expect("token losses are f32")
+    }
+
+    /// Logits of every position of a single sequence of token ids (positions 0.., causal with the
+    /// model's local windows).
+    ///
+    /// # Shapes
+    /// Output `[tokens.len(), vocab_size]`.
+    pub fn sequence_logits(&self, tokens: &[u32]) -> Tensor<2> {
+        let batch = Batch {
+            batch_size: 1,
+            seq_len: tokens.len(),
+            inputs: tokens.to_vec(),
+            targets: tokens.to_vec(),
+            positions: (0..tokens.len() as u32).collect(),
+            segments: vec![0; tokens.len()],
+            domains: vec![0],
+        };
+        let (input, _) = to_model_input(&batch, &self.config, false, &self.device);
+        self.model.forward(&input)
+    }
+}

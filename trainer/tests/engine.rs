@@ -1,0 +1,205 @@
+//! The training loop with a custom objective and hooks: what it calls, when, and what it leaves on
+//! disk.
+
+use std::cell::Cell;
+use std::sync::{Mutex, MutexGuard};
+
+use burn::tensor::Tensor;
+use mixlab_artefacts::eval::DomainLoss;
+use mixlab_artefacts::metrics::read_metrics;
+use mixlab_mixer::schedule::MixtureSchedule;
+use mixlab_trainer::checkpoint::complete_steps;
+use mixlab_trainer::config::{KeepCheckpoints, Preset, TrainConfig};
+use mixlab_trainer::data::Corpus;
+use mixlab_trainer::hooks::{Hook, HookError, SavedCheckpoint, StepReport};
+use mixlab_trainer::model::Model;
+use mixlab_trainer::objective::{CrossEntropy, MicroBatch, Objective};
+use mixlab_trainer::sampler::DomainDocs;
+use mixlab_trainer::schedule::StagePlan;
+use mixlab_trainer::train::{RunPaths, RunSpec, train};
+
+/// burn's seeded generator is process-wide: runs in concurrent tests would draw from each other's
+/// stream, so the tests that train take this lock.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn corpus() -> Corpus {
+    let domain = |name: &str, base: u32| {
+        let docs = (0..12u32)
+            .map(|i| (0..20).map(|j| base + (i * 7 + j) % 24).collect())
+            .collect();
+        DomainDocs::from_tokens(name, docs)
+    };
+    let valid = |name: &str, base: u32| {
+        DomainDocs::from_tokens(name, vec![(0..30).map(|j| base + j % 24).collect()])
+    };
+    Corpus {
+        domains: vec!["a".into(), "b".into()],
+        train: vec![domain("a", 1), domain("b", 30)],
+        valid: vec![valid("a", 1), valid("b", 30)],
+        probe: vec![
+            DomainDocs::from_tokens("a", vec![]),
+            DomainDocs::from_tokens("b", vec![]),
+        ],
+        eos: 0,
+        vocab_size: 64,
+    }
+}
+
+fn train_config(steps: u64) -> TrainConfig {
+    TrainConfig {
+        steps,
+        batch_size: 2,
+        seq_len: 16,
+        grad_accum: 2,
+        warmup_steps: 2,
+        eval_every: 2,
+        checkpoint_every: 3,
+        keep_checkpoints: KeepCheckpoints::All,
+        ..TrainConfig::default()
+    }
+}
+
+fn spec<'a>(corpus: &'a Corpus, dir: &std::path::Path, steps: u64) -> RunSpec<'a> {
+    let train = train_config(steps);
+    let mixture = MixtureSchedule::uniform(&["a", "b"]);
+    RunSpec {
+        model: Preset::Tiny.config(corpus.vocab_size),
+        plan: StagePlan::new(&mixture, &corpus.domains, &train).unwrap(),
+        train,
+        corpus,
+        paths: RunPaths {
+            checkpoints: dir.join("checkpoints"),
+            metrics: dir.join("metrics.parquet"),
+            eval: dir.join("eval.parquet"),
+        },
+        run_hash: "test".into(),
+    }
+}
+
+/// Cross-entropy that counts its calls.
+#[derive(Default)]
+struct Counted {
+    calls: Cell<usize>,
+}
+
+impl Objective for Counted {
+    fn loss(&self, model: &Model, micro: MicroBatch<'_>) -> Tensor<1> {
+        self.calls.set(self.calls.get() + 1);
+        CrossEntropy.loss(model, micro)
+    }
+}
+
+/// Records every event as a line.
+#[derive(Default)]
+struct Recorder {
+    events: Vec<String>,
+}
+
+impl Hook for Recorder {
+    fn started(&mut self, start: u64, total: u64) {
+        self.events.push(format!("start {start}/{total}"));
+    }
+    fn after_step(&mut self, r: &StepReport) -> Result<(), HookError> {
+        assert!(r.loss.is_finite() && r.seconds > 0.0);
+        self.events.push(format!("step {}", r.step));
+        Ok(())
+    }
+    fn after_eval(&mut self, step: u64, losses: &[DomainLoss]) -> Result<(), HookError> {
+        assert_eq!(losses.len(), 2);
+        self.events.push(format!("eval {step}"));
+        Ok(())
+    }
+    fn after_checkpoint(&mut self, c: &SavedCheckpoint<'_>) -> Result<(), HookError> {
+        assert!(c.files.state.exists() && c.files.model.exists());
+        self.events.push(format!("checkpoint {}", c.step));
+        Ok(())
+    }
+}
+
+#[test]
+fn the_loop_calls_the_objective_per_micro_batch_and_hooks_in_order() {
+    let _serial = serial();
+    let corpus = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let objective = Counted::default();
+    let mut recorder = Recorder::default();
+    let outcome = train(
+        &spec(&corpus, dir.path(), 4),
+        &objective,
+        &mut [&mut recorder],
+    )
+    .unwrap();
+    assert_eq!(objective.calls.get(), 4 * 2, "4 steps × 2 micro-batches");
+    assert_eq!(
+        recorder.events,
+        [
+            "start 0/4",
+            "step 1",
+            "step 2",
+            "eval 2",
+            "step 3",
+            "checkpoint 3",
+            "step 4",
+            "eval 4",
+            "checkpoint 4"
+        ]
+    );
+    assert_eq!(outcome.steps, 4);
+    assert_eq!(
+        complete_steps(&dir.path().join("checkpoints")),
+        [3, 4],
+        "all kept"
+    );
+    let metrics = read_metrics(&dir.path().join("metrics.parquet")).unwrap();
+    assert_eq!(metrics.iter().filter(|r| r.loss.is_some()).count(), 4);
+    assert_eq!(
+        metrics.iter().filter(|r| r.eval_loss.is_some()).count(),
+        2 * 2
+    );
+}
+
+/// Fails after the given step, like a process killed there.
+struct CrashAfter(u64);
+
+impl Hook for CrashAfter {
+    fn after_step(&mut self, r: &StepReport) -> Result<(), HookError> {
+        if r.step == self.0 {
+            return Err("simulated crash".into());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_hook_stops_the_run_and_a_rerun_resumes_to_the_same_metrics() {
+    let _serial = serial();
+    let corpus = corpus();
+    let (straight, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    train(&spec(&corpus, straight.path(), 6), &CrossEntropy, &mut []).unwrap();
+    let err = train(
+        &spec(&corpus, crashed.path(), 6),
+        &CrossEntropy,
+        &mut [&mut CrashAfter(5)],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, mixlab_trainer::error::Error::Hook(_)),
+        "{err}"
+    );
+    let mut recorder = Recorder::default();
+    let resumed = train(
+        &spec(&corpus, crashed.path(), 6),
+        &CrossEntropy,
+        &mut [&mut recorder],
+    )
+    .unwrap();
+    assert_eq!(
+        (resumed.resumed_from, recorder.events[0].as_str()),
+        (3, "start 3/6")
+    );
+    let metrics = |d: &tempfile::TempDir| read_metrics(&d.path().join("metrics.parquet")).unwrap();
+    assert_eq!(metrics(&crashed), metrics(&straight));
+}
