@@ -14,7 +14,7 @@ for scale in 1m 60m; do
   "$MIXLAB" --quiet --out "$OUT/regmix" regress "${common[@]}" --model linear,loglinear,mixing-law,gbm,gbm-linear \
     --test-runs "$R/test_mixture_$scale.csv" --test-losses "$R/test_pile_loss_$scale.csv" > "$OUT/regmix-$scale.txt"
 done
-"$MIXLAB" --log-format json --out "$OUT/regmix" mix "${common[@]}" --model gbm --prior "$ROOT/bench/regmix-prior.csv" \
+"$MIXLAB" --log-format json --out "$OUT/regmix" mix "${common[@]}" --model gbm --prior-file "$ROOT/bench/regmix-prior.csv" \
   --samples 1000000 --output "$OUT/regmix/mixture.toml" > "$OUT/regmix-mix.txt" 2> "$OUT/regmix-mix.log"
 
 python3 - "$OUT" "$(machine)" <<'PY' | append_results

@@ -93,15 +93,41 @@ pub struct TrainArgs {
     /// Run directory, relative to --out.
     #[arg(long, value_name = "DIR", default_value = "runs/default")]
     pub run: PathBuf,
-    /// Model preset, overriding [model].preset: tiny, small, base, mobilellm_pro.
-    #[arg(long)]
-    pub preset: Option<String>,
+    /// Model preset, overriding [model].preset.
+    #[arg(long, value_enum)]
+    pub preset: Option<PresetArg>,
     /// Optimizer steps, overriding [train].steps; 0 saves the initialised model.
     #[arg(long)]
     pub steps: Option<u64>,
     /// Seed of initialisation and data order, overriding [train].seed.
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+/// Model sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    /// About 1M parameters: tests and proxy runs.
+    Tiny,
+    /// About 10M parameters.
+    Small,
+    /// About 40M parameters.
+    Base,
+    /// The 1.08B MobileLLM-Pro shape (not meant to train on a CPU).
+    MobilellmPro,
+}
+
+impl PresetArg {
+    /// The trainer's preset.
+    pub fn preset(self) -> mixlab_trainer::config::Preset {
+        use mixlab_trainer::config::Preset;
+        match self {
+            PresetArg::Tiny => Preset::Tiny,
+            PresetArg::Small => Preset::Small,
+            PresetArg::Base => Preset::Base,
+            PresetArg::MobilellmPro => Preset::MobilellmPro,
+        }
+    }
 }
 
 /// `eval` arguments.
@@ -159,6 +185,24 @@ pub struct RunTableArgs {
     pub normalize: bool,
 }
 
+impl RunTableArgs {
+    /// The files and columns of a run table (these arguments' index, target and normalization; the
+    /// paths may be the test tables).
+    pub fn files<'a>(
+        &'a self,
+        runs: &'a std::path::Path,
+        losses: &'a std::path::Path,
+    ) -> mixlab_artefacts::run_table::RunTableFiles<'a> {
+        mixlab_artefacts::run_table::RunTableFiles {
+            runs,
+            losses,
+            index: &self.index,
+            target: &self.target,
+            normalize: self.normalize,
+        }
+    }
+}
+
 /// Regression model families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModelArg {
@@ -202,9 +246,6 @@ pub struct RegressArgs {
     /// Losses of the held-out mixtures.
     #[arg(long, value_name = "FILE", requires = "test_runs")]
     pub test_losses: Option<PathBuf>,
-    /// Where to save the fitted model (JSON) [default: <out>/models/<target>.<model>.json].
-    #[arg(long, value_name = "FILE")]
-    pub save: Option<PathBuf>,
     /// Seed of the cross-validation split.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -219,6 +260,20 @@ pub enum MixMethod {
     Uniform,
     /// Weights proportional to the shards' training tokens.
     Natural,
+    /// UniMax: the [train] token budget spread evenly, no domain repeated more than [mix].max_epochs
+    /// times (needs --config).
+    Unimax,
+}
+
+/// Centres of the RegMix search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PriorArg {
+    /// The mean mixture of the run table.
+    Runs,
+    /// The shards' training-token shares (needs shards under --out).
+    Tokens,
+    /// Equal weights.
+    Uniform,
 }
 
 /// `mix` arguments.
@@ -227,15 +282,32 @@ pub struct MixArgs {
     /// The method.
     #[arg(long, value_enum, default_value_t = MixMethod::Regmix)]
     pub method: MixMethod,
-    #[command(flatten)]
-    pub table: Option<RunTableArgs>,
+    /// Mixture weights per run (CSV or Parquet), for --method regmix.
+    #[arg(long, value_name = "FILE", requires_all = ["losses", "target"])]
+    pub runs: Option<PathBuf>,
+    /// Losses per run (CSV or Parquet), with the same index column.
+    #[arg(long, value_name = "FILE", requires = "runs")]
+    pub losses: Option<PathBuf>,
+    /// The loss column to model, e.g. metric/the_pile_pile_cc_val_loss.
+    #[arg(long, requires = "runs")]
+    pub target: Option<String>,
+    /// Name of the index column joining the two tables.
+    #[arg(long, default_value = "index")]
+    pub index: String,
+    /// Rescale rows summing to 1 ± 0.01 to sum to exactly 1 (rounded tables); without it a row must
+    /// sum to 1 ± 0.001.
+    #[arg(long)]
+    pub normalize: bool,
     /// Regression model for --method regmix.
     #[arg(long, value_enum, default_value_t = ModelArg::Gbm)]
     pub model: ModelArg,
-    /// Centre of the Dirichlet samples: tokens (shard token shares), runs (mean of the run table),
-    /// uniform, or a CSV file with columns domain,weight.
-    #[arg(long, default_value = "runs")]
-    pub prior: String,
+    /// Centre of the Dirichlet samples.
+    #[arg(long, value_enum, default_value_t = PriorArg::Runs, conflicts_with = "prior_file")]
+    pub prior: PriorArg,
+    /// Centre of the Dirichlet samples from a CSV file with columns domain,weight (instead of
+    /// --prior).
+    #[arg(long, value_name = "FILE")]
+    pub prior_file: Option<PathBuf>,
     /// Samples searched [default: [mix].samples or 1,000,000].
     #[arg(long)]
     pub samples: Option<usize>,
@@ -245,7 +317,8 @@ pub struct MixArgs {
     /// Seed of the search [default: [mix].seed or 42].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Configuration whose [mix] bounds and epoch caps apply.
+    /// Configuration whose [mix] bounds and epoch caps apply (the caps need the shards under --out
+    /// and the [train] token budget).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Output file [default: <out>/mixture.toml].
@@ -263,8 +336,8 @@ pub struct SweepArgs {
     #[arg(long, short, default_value = "datasets.toml", value_name = "FILE")]
     pub config: PathBuf,
     /// Model preset of the proxy runs.
-    #[arg(long, default_value = "tiny")]
-    pub preset: String,
+    #[arg(long, value_enum, default_value_t = PresetArg::Tiny)]
+    pub preset: PresetArg,
     /// Steps per proxy run [default: [train].steps].
     #[arg(long)]
     pub steps: Option<u64>,

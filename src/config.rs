@@ -8,12 +8,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mixlab_ingest::config::{DomainConfig, IngestConfig, TokenizerConfig};
+use mixlab_mixer::config::MixConfig;
 use mixlab_trainer::config::{ModelSection, TrainConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::mix_config::MixConfig;
-
-use crate::exit::UsageError;
+use crate::exit::Usage;
 
 /// The whole `datasets.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,18 +66,18 @@ impl LoadedConfig {
     /// Reads and validates a config file.
     ///
     /// # Errors
-    /// A [`UsageError`] naming the file, line and key for unreadable or invalid TOML.
+    /// A [`Usage`] error naming the file, line and key for unreadable or invalid TOML and
+    /// out-of-range values.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = fs_err::read_to_string(path)
-            .map_err(|e| UsageError(format!("cannot read the configuration: {e}")))?;
+        let text =
+            fs_err::read_to_string(path).context(Usage("cannot read the configuration".into()))?;
         let config: Config = toml::from_str(&text)
-            .map_err(|e| UsageError(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+            .map_err(|e| Usage(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+        let file = || format!("{}", path.display());
         mixlab_ingest::config::validate(&config.tokenizer, &config.ingest, &config.domain)
-            .with_context(|| format!("{}", path.display()))?;
-        config
-            .train
-            .validate()
-            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+            .with_context(file)?;
+        config.train.validate().with_context(file)?;
+        config.mix.validate().context(Usage(file()))?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_dir = if base_dir.as_os_str().is_empty() {
             PathBuf::from(".")

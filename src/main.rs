@@ -4,10 +4,9 @@
 //! |---|---|
 //! | `mixlab` (this binary) | CLI, `datasets.toml`, stage orchestration, run directories, progress bars |
 //! | `mixlab-ingest` | sources → cleaned, filtered, deduplicated token shards + manifest |
-//! | `mixlab-simulator` | the SDM simulation run and utility estimation (planned) |
-//! | `mixlab-mixer` | pure math: run tables or utilities → mixture weights; regression mixers |
-//! | `mixlab-trainer` | Llama-style model in burn, mixture sampler, training loop |
-//! | `mixlab-reports` | run artefacts → Markdown and HTML reports (planned) |
+//! | `mixlab-artefacts` | the artefact formats between stages (metrics, eval, mixture, run tables), atomic writes |
+//! | `mixlab-mixer` | pure math: run tables → mixture weights; regression mixers; baselines; `[mix]` |
+//! | `mixlab-trainer` | Llama-style model in burn, mixture sampler, the training loop with objectives and hooks |
 //!
 //! ```text
 //! datasets.toml ─► ingest ─► shards/ ─► trainer ◄── mixture.toml ◄── mixer ◄── runs table (regress / sweep)
@@ -19,11 +18,10 @@ mod commands;
 mod config;
 mod exit;
 mod logging;
-mod mix_config;
 mod progress;
 mod run_dir;
 mod table;
-mod tables;
+mod training;
 
 use clap::Parser;
 
@@ -34,9 +32,14 @@ fn main() -> std::process::ExitCode {
     match commands::run(&cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            let code = exit::code_for(&err);
-            // The one line a batch scheduler shows: the whole cause chain.
-            tracing::error!("{err:#}");
+            let code = exit::ExitClass::of(&err).code();
+            if cli.global.log_format == cli::LogFormat::Json {
+                let causes: Vec<String> = err.chain().skip(1).map(ToString::to_string).collect();
+                tracing::error!(exit_code = code, causes = ?causes, "{err}");
+            } else {
+                // The one line a batch scheduler shows: the whole cause chain.
+                tracing::error!("{err:#}");
+            }
             if cli.global.log_format == cli::LogFormat::Json || cli.global.quiet {
                 eprintln_reason(&err);
             }

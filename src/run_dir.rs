@@ -1,15 +1,18 @@
 //! The run directory `runs/<name>/` (DESIGN.md, "Run directory"): resolved `config.toml`,
 //! `metrics.parquet`, `checkpoints/`, `eval.parquet` and the `done` marker with the inputs' hash.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
+use mixlab_artefacts::atomic::write_atomic;
+use mixlab_ingest::manifest::ShardSet;
 use mixlab_mixer::schedule::MixtureSchedule;
+use mixlab_trainer::checkpoint::{CheckpointFiles, complete_steps};
 use mixlab_trainer::config::{ModelConfig, TrainConfig};
 use mixlab_trainer::train::RunPaths;
 use serde::{Deserialize, Serialize};
 
-use crate::exit::UsageError;
+use crate::exit::Usage;
 
 /// The resolved configuration of a run, saved as `config.toml`: enough to evaluate, generate from
 /// or resume the run without the original `datasets.toml`.
@@ -22,6 +25,8 @@ pub struct ResolvedRun {
     pub shards: PathBuf,
     /// The shards' inputs hash (from their manifest).
     pub shards_inputs_hash: String,
+    /// SHA-256 of the shards' tokenizer.
+    pub tokenizer_sha256: String,
     /// Model shape.
     pub model: ModelConfig,
     /// Training hyperparameters.
@@ -31,26 +36,38 @@ pub struct ResolvedRun {
 }
 
 impl ResolvedRun {
-    /// Builds a resolved run and computes its hash.
+    /// Builds a resolved run on verified `shards` and computes its hash.
     pub fn new(
-        shards: PathBuf,
-        shards_inputs_hash: String,
+        shards: &ShardSet,
         model: ModelConfig,
         train: TrainConfig,
         mixture: MixtureSchedule,
     ) -> Self {
+        let manifest = shards.manifest();
+        let (inputs, tokenizer) = (&manifest.inputs_hash, &manifest.tokenizer.sha256);
         let json = serde_json::json!({
-            "shards_inputs_hash": shards_inputs_hash, "model": model, "train": train, "mixture": mixture,
+            "shards_inputs_hash": inputs, "tokenizer_sha256": tokenizer,
+            "model": model, "train": train, "mixture": mixture,
         });
-        let run_hash = mixlab_ingest::checksum::sha256_hex(json.to_string().as_bytes());
         Self {
-            run_hash,
-            shards,
-            shards_inputs_hash,
+            run_hash: mixlab_ingest::checksum::sha256_hex(json.to_string().as_bytes()),
+            shards: shards.root().to_owned(),
+            shards_inputs_hash: inputs.clone(),
+            tokenizer_sha256: tokenizer.clone(),
             model,
             train,
             mixture,
         }
+    }
+
+    /// Opens and verifies the run's shards, refusing shards other than the ones it was made from.
+    ///
+    /// # Errors
+    /// A missing or damaged shard set, or one whose inputs or tokenizer hash differ (both named).
+    pub fn open_shards(&self) -> anyhow::Result<ShardSet> {
+        let shards = ShardSet::open(&self.shards)?;
+        shards.expect_identity(&self.shards_inputs_hash, &self.tokenizer_sha256)?;
+        Ok(shards)
     }
 }
 
@@ -67,13 +84,11 @@ impl RunDir {
         Self { root }
     }
 
-    /// `config.toml`.
-    pub fn config(&self) -> PathBuf {
+    fn config(&self) -> PathBuf {
         self.root.join("config.toml")
     }
 
-    /// The `done` marker.
-    pub fn done(&self) -> PathBuf {
+    fn done(&self) -> PathBuf {
         self.root.join("done")
     }
 
@@ -93,23 +108,26 @@ impl RunDir {
             .map(|s| s.trim().to_owned())
     }
 
+    /// Whether `config.toml` exists (a run was started here).
+    pub fn exists(&self) -> bool {
+        self.config().exists()
+    }
+
     /// Writes `config.toml` atomically.
     pub fn write_config(&self, run: &ResolvedRun) -> anyhow::Result<()> {
-        fs_err::create_dir_all(&self.root)?;
         let text =
             toml::to_string_pretty(run).context("serializing the resolved run configuration")?;
-        write_atomic(&self.config(), text.as_bytes())
+        Ok(write_atomic(&self.config(), text.as_bytes())?)
     }
 
     /// Reads `config.toml` of an existing run.
     pub fn read_config(&self) -> anyhow::Result<ResolvedRun> {
         let path = self.config();
         if !path.exists() {
-            return Err(UsageError(format!(
+            anyhow::bail!(Usage(format!(
                 "{}: no run here (no config.toml); train one with `mixlab train --run ...`",
                 self.root.display()
-            ))
-            .into());
+            )));
         }
         let text = fs_err::read_to_string(&path)?;
         toml::from_str(&text)
@@ -118,35 +136,21 @@ impl RunDir {
 
     /// Marks the run finished with its hash.
     pub fn mark_done(&self, run_hash: &str) -> anyhow::Result<()> {
-        write_atomic(&self.done(), format!("{run_hash}\n").as_bytes())
+        Ok(write_atomic(
+            &self.done(),
+            format!("{run_hash}\n").as_bytes(),
+        )?)
     }
 
-    /// The newest complete checkpoint's model file.
+    /// The newest complete checkpoint's step and model file.
     pub fn latest_model(&self) -> anyhow::Result<(u64, PathBuf)> {
         let dir = self.paths().checkpoints;
-        let step = *mixlab_trainer::checkpoint::complete_steps(&dir)
-            .last()
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{}: no complete checkpoint; train the run first",
-                    dir.display()
-                )
-            })?;
-        Ok((
-            step,
-            mixlab_trainer::checkpoint::CheckpointFiles::at(&dir, step).model,
-        ))
+        let step = *complete_steps(&dir).last().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: no complete checkpoint; train the run first",
+                dir.display()
+            )
+        })?;
+        Ok((step, CheckpointFiles::at(&dir, step).model))
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs_err::create_dir_all(dir)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    fs_err::write(&tmp, bytes)?;
-    fs_err::rename(&tmp, path)?;
-    Ok(())
 }

@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use mixlab_artefacts::eval::DomainLoss;
+
 /// A table with a header row.
 #[derive(Debug, Default)]
 pub struct Table {
@@ -73,6 +75,21 @@ pub fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// A per-domain loss and perplexity table.
+pub fn eval_table(losses: &[DomainLoss]) -> String {
+    let mut t = Table::new(&["domain", "split", "loss", "perplexity", "tokens"]);
+    for l in losses {
+        t.row(vec![
+            l.domain.clone(),
+            l.split.clone(),
+            format!("{:.4}", l.loss),
+            format!("{:.2}", l.perplexity()),
+            thousands(l.tokens),
+        ]);
+    }
+    t.render()
 }
 
 #[cfg(test)]

@@ -3,39 +3,27 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use burn::tensor::Device;
-use mixlab_trainer::checkpoint::load_model;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::eval::evaluate;
-use mixlab_trainer::model::Model;
+use mixlab_trainer::inference::Inference;
 
 use crate::cli::{EvalArgs, GlobalArgs};
-use crate::commands::train::{eval_table, open_shards};
 use crate::run_dir::RunDir;
+use crate::table::eval_table;
 
 /// Evaluates the run on the validation split (and the probe split) and prints a table or JSON.
 pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {
     let run_dir = RunDir::new(global.out_root().join(&args.run));
     let resolved = run_dir.read_config()?;
-    let shards = open_shards(&resolved.shards)?;
-    if shards.manifest().inputs_hash != resolved.shards_inputs_hash {
-        anyhow::bail!(
-            "{}: the shards changed since this run was trained (inputs hash differs); re-ingest the same inputs or retrain",
-            resolved.shards.display()
-        );
-    }
-    let corpus = Corpus::load(&shards).context("reading the shards")?;
+    let corpus = Corpus::load(&resolved.open_shards()?).context("reading the shards")?;
     let (step, model_path) = run_dir.latest_model()?;
-    let device = Device::flex();
-    let model = load_model(Model::new(&resolved.model, &device), &model_path)?;
+    let inference = Inference::load(&resolved.model, &model_path)?;
     let mut losses = evaluate(
-        &model,
-        &resolved.model,
+        &inference,
         &resolved.train,
         "valid",
         &corpus.valid,
         corpus.eos,
-        &device,
     );
     if args.json {
         let domains: BTreeMap<&str, serde_json::Value> = losses
@@ -53,13 +41,11 @@ pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     losses.extend(evaluate(
-        &model,
-        &resolved.model,
+        &inference,
         &resolved.train,
         "probe",
         &corpus.probe,
         corpus.eos,
-        &device,
     ));
     println!("{} at step {step}", run_dir.root.display());
     print!("{}", eval_table(&losses));

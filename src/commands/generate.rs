@@ -1,24 +1,20 @@
 //! `mixlab generate`: continue a prompt with a trained run's model.
 
-use burn::tensor::Device;
 use mixlab_ingest::tokenize::TextTokenizer;
-use mixlab_trainer::checkpoint::load_model;
 use mixlab_trainer::generate::{Sampling, generate};
-use mixlab_trainer::model::Model;
+use mixlab_trainer::inference::Inference;
 
 use crate::cli::{GenerateArgs, GlobalArgs};
-use crate::commands::train::open_shards;
 use crate::run_dir::RunDir;
 
 /// Prints the prompt followed by the model's continuation.
 pub fn run(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Result<()> {
     let run_dir = RunDir::new(global.out_root().join(&args.run));
     let resolved = run_dir.read_config()?;
-    let shards = open_shards(&resolved.shards)?;
+    let shards = resolved.open_shards()?;
     let tokenizer = TextTokenizer::load(&shards.tokenizer_path())?;
     let (_, model_path) = run_dir.latest_model()?;
-    let device = Device::flex();
-    let model = load_model(Model::new(&resolved.model, &device), &model_path)?;
+    let inference = Inference::load(&resolved.model, &model_path)?;
     let prompt = tokenizer.encode(&args.prompt)?;
     let sampling = Sampling {
         max_new_tokens: args.max_tokens,
@@ -26,14 +22,7 @@ pub fn run(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Result<()> {
         top_p: args.top_p,
         seed: args.seed,
     };
-    let new = generate(
-        &model,
-        &resolved.model,
-        &prompt,
-        &sampling,
-        tokenizer.eos_id(),
-        &device,
-    );
+    let new = generate(&inference, &prompt, &sampling, tokenizer.eos_id());
     println!("{}{}", args.prompt, tokenizer.decode(&new)?);
     Ok(())
 }

@@ -4,60 +4,37 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
+use anyhow::Context;
+use clap::ValueEnum;
+use mixlab_artefacts::mixture::write_mixture;
+use mixlab_artefacts::run_table::{NumericTable, RunTableFiles};
 use mixlab_ingest::checksum::sha256_file;
+use mixlab_ingest::manifest::ShardSet;
+use mixlab_ingest::shard::Split;
+use mixlab_mixer::baselines::{epoch_caps, natural, uniform, unimax};
 use mixlab_mixer::bounds::Bounds;
-use mixlab_mixer::regress::{cross_validate, fit};
+use mixlab_mixer::config::MixConfig;
+use mixlab_mixer::regmix::recommend;
+use mixlab_mixer::runs::RunTable;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
-use mixlab_mixer::search::{SearchParams, search};
+use mixlab_mixer::search::{SearchParams, prior_from_masses};
 
-use crate::cli::{GlobalArgs, MixArgs, MixMethod};
-use crate::commands::regress::{CV_FOLDS, load_run_table};
-use crate::commands::train::write_mixture;
+use crate::cli::{GlobalArgs, MixArgs, MixMethod, PriorArg};
 use crate::config::LoadedConfig;
-use crate::exit::UsageError;
-use crate::mix_config::MixConfig;
+use crate::exit::Usage;
 use crate::table::Table;
-use crate::tables::NumericTable;
 
 /// Computes the mixture and writes `mixture.toml`.
 pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {
-    let loaded = match &args.config {
-        Some(path) => Some(LoadedConfig::load(path)?),
-        None => None,
-    };
-    let mix = loaded
-        .as_ref()
-        .map(|l| l.config.mix.clone())
-        .unwrap_or_default();
+    let loaded = args.config.as_deref().map(LoadedConfig::load).transpose()?;
     let output = args
         .output
         .clone()
         .unwrap_or_else(|| global.out_root().join("mixture.toml"));
-    let shard_tokens = shard_train_tokens(&global.out_root().join("shards"));
+    let shards_dir = global.out_root().join("shards");
     let schedule = match args.method {
-        MixMethod::Regmix => regmix(args, &mix, loaded.as_ref(), shard_tokens.as_ref())?,
-        MixMethod::Uniform | MixMethod::Natural => {
-            let tokens = shard_tokens.ok_or_else(|| {
-                anyhow::anyhow!("no shards under --out: run `mixlab ingest` first")
-            })?;
-            let names: Vec<&str> = tokens.keys().map(String::as_str).collect();
-            if args.method == MixMethod::Uniform {
-                MixtureSchedule::uniform(&names)
-            } else {
-                let total: f64 = tokens.values().map(|&t| t as f64).sum();
-                let weights = tokens
-                    .iter()
-                    .map(|(d, &t)| (d.clone(), t as f64 / total))
-                    .collect();
-                MixtureSchedule::single(
-                    weights,
-                    Provenance {
-                        method: "natural".into(),
-                        ..Provenance::default()
-                    },
-                )
-            }
-        }
+        MixMethod::Regmix => regmix(args, loaded.as_ref(), &shards_dir)?,
+        method => baseline(method, loaded.as_ref(), &shards_dir)?,
     };
     write_mixture(&output, &schedule)?;
     let mut t = Table::new(&["domain", "weight"]);
@@ -72,194 +49,190 @@ pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Training tokens per domain of the verified shards, in manifest order.
+fn shard_tokens(dir: &Path) -> anyhow::Result<Vec<(String, u64)>> {
+    let shards = ShardSet::open(dir).context("the mixture needs the shards' token counts")?;
+    Ok(shards.manifest().split_tokens(Split::Train))
+}
+
+/// The token budget of `[train]`: steps × tokens per step, refusing a product that overflows.
+fn train_budget(loaded: &LoadedConfig) -> anyhow::Result<u64> {
+    let train = &loaded.config.train;
+    train
+        .steps
+        .checked_mul(train.tokens_per_step())
+        .ok_or_else(|| {
+            anyhow::anyhow!(Usage(format!(
+                "{}: [train] steps × tokens per step overflows",
+                loaded.path.display()
+            )))
+        })
+}
+
+fn baseline(
+    method: MixMethod,
+    loaded: Option<&LoadedConfig>,
+    shards_dir: &Path,
+) -> anyhow::Result<MixtureSchedule> {
+    let (domains, tokens): (Vec<String>, Vec<u64>) = shard_tokens(shards_dir)?.into_iter().unzip();
+    let (weights, name) = match method {
+        MixMethod::Uniform => (uniform(domains.len()), "uniform"),
+        MixMethod::Natural => (natural(&tokens)?, "natural"),
+        _ => {
+            let loaded = loaded.ok_or_else(|| {
+                Usage(
+                    "--method unimax needs --config (its [train] budget and [mix].max_epochs)"
+                        .into(),
+                )
+            })?;
+            let max_epochs = loaded
+                .config
+                .mix
+                .max_epochs
+                .ok_or_else(|| Usage("--method unimax needs [mix].max_epochs".into()))?;
+            let budget = train_budget(loaded)?;
+            let weights =
+                unimax(&tokens, budget, max_epochs).context(Usage("--method unimax".into()))?;
+            (weights, "unimax")
+        }
+    };
+    let provenance = Provenance {
+        method: name.into(),
+        ..Provenance::default()
+    };
+    Ok(MixtureSchedule::single(
+        domains.into_iter().zip(weights).collect(),
+        provenance,
+    ))
+}
+
 fn regmix(
     args: &MixArgs,
-    mix: &MixConfig,
     loaded: Option<&LoadedConfig>,
-    shard_tokens: Option<&BTreeMap<String, u64>>,
+    shards_dir: &Path,
 ) -> anyhow::Result<MixtureSchedule> {
-    let t = args
-        .table
-        .as_ref()
-        .ok_or_else(|| UsageError("--method regmix needs --runs, --losses and --target".into()))?;
-    let table = load_run_table(t, &t.runs, &t.losses)?;
-    let kind = args.model.kind();
-    let cv = cross_validate(kind, &table, CV_FOLDS, mix.seed)?;
-    let model = fit(kind, &table)?;
-    let prior = prior(&args.prior, &table, shard_tokens)?;
-    let bounds = bounds(&table.domains, mix, loaded, shard_tokens)?;
+    let (Some(runs), Some(losses), Some(target)) = (&args.runs, &args.losses, &args.target) else {
+        anyhow::bail!(Usage(
+            "--method regmix needs --runs, --losses and --target".into()
+        ));
+    };
+    let files = RunTableFiles {
+        runs,
+        losses,
+        index: &args.index,
+        target,
+        normalize: args.normalize,
+    };
+    let table = files.load()?;
+    let mix = loaded.map(|l| l.config.mix.clone()).unwrap_or_default();
     let params = SearchParams {
         samples: args.samples.unwrap_or(mix.samples),
         top_k: args.top_k.unwrap_or(mix.top_k),
         strength: mix.strength,
         seed: args.seed.unwrap_or(mix.seed),
     };
+    let prior = prior(args, &table, shards_dir)?;
+    let bounds = bounds(&table.domains, &mix, loaded, shards_dir)?;
     let started = Instant::now();
-    let result = search(&prior, &bounds, &params, |w| model.predict_rows(w))?;
+    let kind = args.model.kind();
+    let found = recommend(&table, kind, &prior, &bounds, &params)?;
     tracing::info!(
         samples = params.samples,
         seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
         "searched the simplex"
     );
-    let weights: BTreeMap<String, f64> = table
-        .domains
-        .iter()
-        .cloned()
-        .zip(result.weights.iter().copied())
-        .collect();
     let mut inputs = BTreeMap::new();
-    inputs.insert("runs".to_owned(), sha256_file(&t.runs)?);
-    inputs.insert("losses".to_owned(), sha256_file(&t.losses)?);
+    inputs.insert("runs".to_owned(), sha256_file(runs)?);
+    inputs.insert("losses".to_owned(), sha256_file(losses)?);
+    let prior_name = match &args.prior_file {
+        Some(path) => path.display().to_string(),
+        None => args
+            .prior
+            .to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_owned()),
+    };
     let settings = [
         ("model", kind.name().to_owned()),
-        ("target", t.target.clone()),
-        ("prior", args.prior.clone()),
+        ("target", target.clone()),
+        ("prior", prior_name),
         ("samples", params.samples.to_string()),
         ("top_k", params.top_k.to_string()),
         ("strength", params.strength.to_string()),
         ("seed", params.seed.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let fit_metrics = [
-        ("cv_spearman", cv.spearman),
-        ("cv_pearson", cv.pearson),
-        ("cv_mse", cv.mse),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    ];
+    let fit = [
+        ("cv_spearman", found.cv.spearman),
+        ("cv_pearson", found.cv.pearson),
+        ("cv_mse", found.cv.mse),
+    ];
     let provenance = Provenance {
         method: "regmix".into(),
         inputs,
-        settings,
-        predicted_objective: Some(model.predict(&result.weights)),
-        fit: fit_metrics,
+        settings: settings
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        predicted_objective: Some(found.predicted_loss),
+        fit: fit.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
     };
+    let weights = table.domains.iter().cloned().zip(found.weights).collect();
     Ok(MixtureSchedule::single(weights, provenance))
 }
 
-/// Training tokens per domain from `<out>/shards/manifest.json`, if present.
-fn shard_train_tokens(dir: &Path) -> Option<BTreeMap<String, u64>> {
-    let manifest = mixlab_ingest::manifest::Manifest::read(dir).ok()?;
-    Some(
-        manifest
-            .domains
-            .iter()
-            .map(|d| {
-                let train = d
-                    .splits
-                    .get(&mixlab_ingest::shard::Split::Train)
-                    .map_or(0, |c| c.tokens);
-                (d.name.clone(), train)
-            })
-            .collect(),
-    )
-}
-
-/// The Dirichlet centre: `tokens` (shard token shares), `runs` (mean of the run table), `uniform`,
-/// or a CSV file of `domain,weight`.
-fn prior(
-    spec: &str,
-    table: &mixlab_mixer::runs::RunTable,
-    tokens: Option<&BTreeMap<String, u64>>,
-) -> anyhow::Result<Vec<f64>> {
-    let raw: Vec<f64> = match spec {
-        "uniform" => vec![1.0; table.domains.len()],
-        "runs" => table
-            .weights
-            .mean_axis(ndarray::Axis(0))
-            .map(|m| m.to_vec())
-            .unwrap_or_default(),
-        "tokens" => {
-            let tokens = tokens
-                .ok_or_else(|| UsageError("--prior tokens needs shards under --out".into()))?;
-            table
-                .domains
-                .iter()
-                .map(|d| {
-                    tokens.get(d).map(|&t| t as f64).ok_or_else(|| {
-                        UsageError(format!(
-                            "--prior tokens: domain {d:?} of the run table is not in the shards"
-                        ))
-                    })
-                })
-                .collect::<Result<_, _>>()?
-        }
-        path => {
-            let file = NumericTable::read(Path::new(path), "domain")?;
-            let weight = file.column("weight")?;
-            let at = file.align_to(&table.domains)?;
-            at.iter().map(|&i| weight[i]).collect()
+/// The Dirichlet centre, in the run table's domain order.
+fn prior(args: &MixArgs, table: &RunTable, shards_dir: &Path) -> anyhow::Result<Vec<f64>> {
+    let masses: Vec<f64> = if let Some(path) = &args.prior_file {
+        let file = NumericTable::read(path, "domain")?;
+        let weight = file.column("weight", path)?;
+        let rows = file.align_to(&table.domains, path)?;
+        rows.iter().map(|&i| weight[i]).collect()
+    } else {
+        match args.prior {
+            PriorArg::Uniform => vec![1.0; table.domains.len()],
+            PriorArg::Runs => table
+                .weights
+                .mean_axis(ndarray::Axis(0))
+                .map(|m| m.to_vec())
+                .unwrap_or_default(),
+            PriorArg::Tokens => tokens_of(&table.domains, shards_dir, "--prior tokens")?
+                .into_iter()
+                .map(|t| t as f64)
+                .collect(),
         }
     };
-    // Domains absent from the prior still get a little mass so the Dirichlet is defined.
-    let total: f64 = raw.iter().sum();
-    if total <= 0.0 || raw.len() != table.domains.len() {
-        anyhow::bail!(UsageError(format!(
-            "prior {spec:?} gives no positive weight"
-        )));
-    }
-    let floor = 1e-6;
-    let floored: Vec<f64> = raw.iter().map(|w| (w / total).max(floor)).collect();
-    let s: f64 = floored.iter().sum();
-    Ok(floored.into_iter().map(|w| w / s).collect())
+    prior_from_masses(&masses).context(Usage("the search prior".into()))
 }
 
-/// `[mix]` bounds plus epoch caps from the shards' token counts and `[train]`'s token budget.
+/// Training tokens of `domains` in the shards; every domain must be there.
+fn tokens_of(domains: &[String], shards_dir: &Path, what: &str) -> anyhow::Result<Vec<u64>> {
+    let tokens: BTreeMap<String, u64> = shard_tokens(shards_dir)?.into_iter().collect();
+    domains
+        .iter()
+        .map(|d| {
+            tokens.get(d).copied().ok_or_else(|| {
+                anyhow::anyhow!(Usage(format!(
+                    "{what}: domain {d:?} of the run table is not in the shards under {}",
+                    shards_dir.display()
+                )))
+            })
+        })
+        .collect()
+}
+
+/// `[mix]` bounds plus, with `--config`, epoch caps from the shards' token counts and `[train]`'s
+/// budget (the shards must then be present: caps are never dropped silently).
 fn bounds(
     domains: &[String],
     mix: &MixConfig,
     loaded: Option<&LoadedConfig>,
-    tokens: Option<&BTreeMap<String, u64>>,
+    shards_dir: &Path,
 ) -> anyhow::Result<Bounds> {
-    let mut lower = vec![0.0; domains.len()];
-    let mut upper = vec![1.0; domains.len()];
-    for (name, (lo, hi)) in &mix.bounds {
-        let i = domains.iter().position(|d| d == name).ok_or_else(|| {
-            UsageError(format!(
-                "[mix].bounds: unknown domain {name:?}; the run table has: {}",
-                domains.join(", ")
-            ))
-        })?;
-        (lower[i], upper[i]) = (*lo, *hi);
-    }
-    if let (Some(max_epochs), Some(loaded), Some(tokens)) = (mix.max_epochs, loaded, tokens) {
-        let budget = (loaded.config.train.steps * loaded.config.train.tokens_per_step()) as f64;
-        for (i, d) in domains.iter().enumerate() {
-            if let Some(&t) = tokens.get(d)
-                && budget > 0.0
-            {
-                upper[i] = upper[i].min(max_epochs * t as f64 / budget).max(lower[i]);
-            }
+    let caps = match (loaded, mix.max_epochs) {
+        (Some(loaded), Some(max_epochs)) => {
+            let tokens = tokens_of(domains, shards_dir, "[mix].max_epochs")?;
+            Some(epoch_caps(&tokens, train_budget(loaded)?, max_epochs))
         }
-    }
-    Bounds::new(lower, upper).map_err(|e| UsageError(format!("[mix]: {e}")).into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn epoch_caps_bound_small_domains() {
-        let text = "[tokenizer]\ntrain = { vocab_size = 300 }\n[[domain]]\nname = \"a\"\n[[domain.source]]\npath = \"x\"\nformat = \"jsonl\"\n[train]\nsteps = 10\nbatch_size = 1\nseq_len = 100\n";
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, text).unwrap();
-        let loaded = LoadedConfig::load(&path).unwrap();
-        let tokens: BTreeMap<String, u64> =
-            [("a".to_owned(), 100), ("b".to_owned(), 100_000)].into();
-        let b = bounds(
-            &["a".into(), "b".into()],
-            &MixConfig::default(),
-            Some(&loaded),
-            Some(&tokens),
-        )
-        .unwrap();
-        // Budget 1,000 tokens, 4 epochs of 100 tokens: domain a is capped at 0.4.
-        let w = b.project(&[0.9, 0.1]);
-        assert!((w[0] - 0.4).abs() < 1e-9, "{w:?}");
-    }
+        _ => None,
+    };
+    Bounds::from_config(domains, mix, caps.as_deref()).context(Usage("[mix]".into()))
 }

@@ -8,7 +8,7 @@ mod inspect;
 mod mix;
 mod regress;
 mod sweep;
-pub mod train;
+mod train;
 
 use crate::cli::{Cli, Command};
 

@@ -2,7 +2,9 @@
 
 mod util;
 
+mod errors;
 mod help;
 mod ingest;
+mod mix;
 mod regress;
 mod train;

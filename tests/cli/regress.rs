@@ -1,4 +1,4 @@
-//! `mixlab regress` and `mixlab mix` on RegMix's public runs (read from ../shared at run time).
+//! `mixlab regress` and `mixlab mix` on RegMix's public runs (a copy in tests/data/regmix).
 
 use std::path::PathBuf;
 
@@ -7,7 +7,7 @@ use crate::util::Project;
 const TARGET: &str = "metric/the_pile_pile_cc_val_loss";
 
 fn regmix_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/benchmarks/regmix")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/regmix")
 }
 
 /// Test-set Spearman ρ (×100) per model, parsed from the `regress` table.
@@ -26,12 +26,6 @@ fn test_rho(stdout: &str) -> Vec<(String, f64)> {
 #[test]
 fn regmix_rank_correlation_at_1m_and_60m() {
     let dir = regmix_dir();
-    if !dir.exists() {
-        panic!(
-            "{} is missing: the RegMix benchmark data must sit in ../shared",
-            dir.display()
-        );
-    }
     let p = Project::new();
     let f = |name: &str| dir.join(name).display().to_string();
     for scale in ["1m", "60m"] {

@@ -158,7 +158,7 @@ fn a_killed_run_resumes_to_the_same_result() {
         .expect_code(0);
 
     let read = |run: &str| {
-        mixlab_trainer::metrics::read_metrics(&p.path(&format!("out/{run}/metrics.parquet")))
+        mixlab_artefacts::metrics::read_metrics(&p.path(&format!("out/{run}/metrics.parquet")))
             .unwrap()
     };
     let (straight, resumed) = (read("runs/straight"), read("runs/killed"));
@@ -167,7 +167,7 @@ fn a_killed_run_resumes_to_the_same_result() {
         "a resumed run must log exactly the same losses"
     );
     let eval = |run: &str| {
-        mixlab_trainer::metrics::read_eval(&p.path(&format!("out/{run}/eval.parquet"))).unwrap()
+        mixlab_artefacts::eval::read_eval(&p.path(&format!("out/{run}/eval.parquet"))).unwrap()
     };
     assert_eq!(eval("runs/straight"), eval("runs/killed"));
 }

@@ -1,0 +1,171 @@
+//! The training stage as `train` and `sweep` run it: a run directory with its resolved
+//! configuration, the `done` marker, a progress bar (a training hook) and the final figures.
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use mixlab_artefacts::eval::DomainLoss;
+use mixlab_trainer::config::TrainConfig;
+use mixlab_trainer::data::Corpus;
+use mixlab_trainer::hooks::{Hook, HookError, StepReport};
+use mixlab_trainer::objective::CrossEntropy;
+use mixlab_trainer::schedule::StagePlan;
+use mixlab_trainer::train::{RunSpec, train};
+
+use crate::exit::Usage;
+use crate::run_dir::{ResolvedRun, RunDir};
+
+/// Trains `resolved` in `run_dir` (or resumes it); `None` when the run had already finished with the
+/// same inputs.
+///
+/// # Errors
+/// A run directory holding another run (other inputs, or other shards: both hashes named), and
+/// training failures.
+pub fn run_training(
+    run_dir: &RunDir,
+    resolved: &ResolvedRun,
+    plan: StagePlan,
+    corpus: &Corpus,
+    quiet: bool,
+) -> anyhow::Result<Option<Vec<DomainLoss>>> {
+    match run_dir.finished_hash() {
+        Some(hash) if hash == resolved.run_hash => {
+            println!(
+                "{}: already finished with these inputs; nothing to do",
+                run_dir.root.display()
+            );
+            return Ok(None);
+        }
+        Some(_) => anyhow::bail!(Usage(format!(
+            "{}: holds a finished run with other inputs (config, mixture or shards); choose another --run",
+            run_dir.root.display()
+        ))),
+        None => {}
+    }
+    if run_dir.exists() {
+        ensure_same_shards(run_dir, resolved)?;
+    }
+    run_dir.write_config(resolved)?;
+    tracing::info!(
+        run = %run_dir.root.display(),
+        parameters = resolved.model.parameter_count(),
+        steps = resolved.train.steps,
+        "training"
+    );
+    let spec = RunSpec {
+        model: resolved.model.clone(),
+        train: resolved.train.clone(),
+        plan,
+        corpus,
+        paths: run_dir.paths(),
+        run_hash: resolved.run_hash.clone(),
+    };
+    let mut bar = TrainBar::new(&resolved.train, quiet);
+    let outcome = train(&spec, &CrossEntropy, &mut [&mut bar])
+        .with_context(|| format!("training {}", run_dir.root.display()))?;
+    bar.bar.finish_and_clear();
+    if outcome.resumed_from > 0 {
+        tracing::info!("resumed from step {}", outcome.resumed_from);
+    }
+    let steps_run = outcome.steps - outcome.resumed_from;
+    let eval_tokens: u64 = outcome.final_eval.iter().map(|l| l.tokens).sum();
+    tracing::info!(
+        steps = steps_run,
+        train_seconds = outcome.train_seconds,
+        train_tokens_per_second =
+            (steps_run * resolved.train.tokens_per_step()) as f64 / outcome.train_seconds.max(1e-9),
+        eval_tokens_per_second = eval_tokens as f64 / outcome.eval_seconds.max(1e-9),
+        peak_rss_mb = proc_status_mb("VmHWM:"),
+        "trained"
+    );
+    run_dir.mark_done(&resolved.run_hash)?;
+    Ok(Some(outcome.final_eval))
+}
+
+/// Refuses to continue a run on shards other than its own, naming both.
+fn ensure_same_shards(run_dir: &RunDir, resolved: &ResolvedRun) -> anyhow::Result<()> {
+    let existing = run_dir.read_config()?;
+    if (&existing.shards_inputs_hash, &existing.tokenizer_sha256)
+        != (&resolved.shards_inputs_hash, &resolved.tokenizer_sha256)
+    {
+        anyhow::bail!(Usage(format!(
+            "{}: the run was started on shards with inputs hash {} and tokenizer {}, but {} has inputs hash {} and tokenizer {}; re-ingest the run's inputs, or choose another --run",
+            run_dir.root.display(),
+            existing.shards_inputs_hash,
+            existing.tokenizer_sha256,
+            resolved.shards.display(),
+            resolved.shards_inputs_hash,
+            resolved.tokenizer_sha256
+        )));
+    }
+    Ok(())
+}
+
+/// Training progress: a step bar with loss and tokens/s, and a log line per evaluation.
+struct TrainBar {
+    bar: ProgressBar,
+    tokens_per_step: f64,
+}
+
+impl TrainBar {
+    fn new(train: &TrainConfig, quiet: bool) -> Self {
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(train.steps)
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} steps ({eta}) {msg}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix("train");
+        Self {
+            bar,
+            tokens_per_step: train.tokens_per_step() as f64,
+        }
+    }
+}
+
+impl Hook for TrainBar {
+    fn started(&mut self, start_step: u64, _total_steps: u64) {
+        self.bar.set_position(start_step);
+    }
+
+    fn after_step(&mut self, report: &StepReport) -> Result<(), HookError> {
+        let tokens_per_second = self.tokens_per_step / report.seconds.max(1e-9);
+        let (step, loss) = (report.step, report.loss);
+        tracing::debug!(step, loss, tokens_per_second, "step");
+        self.bar.set_position(step);
+        self.bar
+            .set_message(format!("loss {loss:.4}, {tokens_per_second:.0} tok/s"));
+        Ok(())
+    }
+
+    fn after_eval(&mut self, step: u64, losses: &[DomainLoss]) -> Result<(), HookError> {
+        let mean = losses.iter().map(|l| l.loss).sum::<f64>() / losses.len().max(1) as f64;
+        let rss = proc_status_mb("VmRSS:");
+        self.bar.suspend(|| {
+            tracing::info!(
+                step,
+                mean_valid_loss = format!("{mean:.4}"),
+                rss_mb = rss,
+                "evaluated"
+            )
+        });
+        Ok(())
+    }
+}
+
+/// A memory figure of this process in MB from Linux `/proc/self/status` (`VmRSS:` resident,
+/// `VmHWM:` peak resident); 0 elsewhere.
+fn proc_status_mb(key: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}

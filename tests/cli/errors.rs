@@ -1,0 +1,86 @@
+//! Exit classes at the binary's edge (usage or configuration → 2, a stage failing → 1) with the cause
+//! chain kept, and refusal of shards a run was not made from.
+
+use crate::util::Project;
+
+/// The JSON event of the final error on stderr.
+fn error_event(stderr: &str) -> serde_json::Value {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON log line"))
+        .find(|e| e["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no error event in:\n{stderr}"))
+}
+
+#[test]
+fn a_missing_mixture_file_is_a_usage_error_with_its_cause() {
+    let p = Project::with_default_config();
+    p.run(&["ingest", "-q"]).expect_code(0);
+    let out = p
+        .run(&["--log-format", "json", "train", "--mixture", "nope.toml"])
+        .expect_code(2);
+    let event = error_event(&out.stderr);
+    assert_eq!(event["fields"]["exit_code"], 2, "{event}");
+    let causes = event["fields"]["causes"].as_str().unwrap_or_default();
+    assert!(
+        event["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--mixture nope.toml")
+            && causes.contains("nope.toml")
+            && causes.to_lowercase().contains("no such file"),
+        "{event}"
+    );
+}
+
+#[test]
+fn a_bad_configuration_value_is_a_usage_error_naming_the_key() {
+    let p = Project::with_default_config();
+    let config = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
+    let bad = config.replacen("[mix]\n", "[mix]\nbounds = { code = [0.5, 0.2] }\n", 1);
+    assert_ne!(config, bad, "datasets.toml has a [mix] table");
+    p.write("bad.toml", bad);
+    let out = p.run(&["train", "--config", "bad.toml"]).expect_code(2);
+    assert!(
+        out.stderr.contains("bad.toml") && out.stderr.contains("[mix].bounds.code"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_stage_failure_is_exit_1_and_says_how_to_fix_it() {
+    let p = Project::with_default_config();
+    let out = p.run(&["train", "-q"]).expect_code(1);
+    assert!(out.stderr.contains("mixlab ingest"), "{}", out.stderr);
+}
+
+#[test]
+fn eval_refuses_shards_the_run_was_not_made_from() {
+    let p = Project::with_default_config();
+    p.run(&["ingest", "-q"]).expect_code(0);
+    p.run(&["train", "-q", "--run", "runs/a", "--steps", "0"])
+        .expect_code(0);
+    let before = mixlab_ingest::manifest::Manifest::read(&p.path("out/shards")).unwrap();
+    let config = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
+    let changed = config.replacen("valid_fraction = 0.05", "valid_fraction = 0.08", 1);
+    assert_ne!(config, changed, "datasets.toml sets valid_fraction");
+    p.write("datasets.toml", changed);
+    p.run(&["ingest", "-q"]).expect_code(0);
+    let after = mixlab_ingest::manifest::Manifest::read(&p.path("out/shards")).unwrap();
+    let names_both =
+        |stderr: &str| stderr.contains(&before.inputs_hash) && stderr.contains(&after.inputs_hash);
+    let out = p.run(&["eval", "--run", "runs/a"]).expect_code(1);
+    assert!(names_both(&out.stderr), "{}", out.stderr);
+    let out = p
+        .run(&["generate", "--run", "runs/a", "--prompt", "x"])
+        .expect_code(1);
+    assert!(names_both(&out.stderr), "{}", out.stderr);
+    // Continuing an unfinished run on the new shards is refused too, naming both.
+    std::fs::remove_file(p.path("out/runs/a/done")).unwrap();
+    let out = p
+        .run(&["train", "-q", "--run", "runs/a", "--steps", "0"])
+        .expect_code(2);
+    assert!(names_both(&out.stderr), "{}", out.stderr);
+}
