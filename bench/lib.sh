@@ -37,6 +37,13 @@ machine() {
   echo "$(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 }
 
+# The widest x86 vector extension the CPU reports (what gemm's run-time dispatch can pick).
+isa() {
+  if grep -qw avx512f /proc/cpuinfo; then echo "AVX-512 (avx512f)"
+  elif grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then echo "AVX2 + FMA, no AVX-512"
+  else echo "no AVX2"; fi
+}
+
 append_results() {
   { echo; cat; } >> "$RESULTS"
 }

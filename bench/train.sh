@@ -41,7 +41,7 @@ rm -rf "$SHARDS_ROOT/runs/bench-memory"
 "$MIXLAB" --log-format json --out "$SHARDS_ROOT" train --config "$OUT/train-memory.toml" \
   --run runs/bench-memory --preset tiny > /dev/null 2> "$OUT/train-memory.log"
 
-"$VENV/bin/python" - "$OUT" "$(machine)" "$STEPS" "$WARMUP" "$ROUNDS" <<'PY' | append_results
+"$VENV/bin/python" - "$OUT" "$(machine); ISA: $(isa)" "$STEPS" "$WARMUP" "$ROUNDS" <<'PY' | append_results
 import datetime, json, statistics, sys
 out, machine, steps, warmup, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 def events(path):

@@ -59,10 +59,7 @@ pub fn write_atomic_with<T>(
 }
 
 /// Flushes a directory's entries (a rename or a new file in it) to disk.
-///
-/// # Errors
-/// An I/O error naming the directory.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(naming(dir))
