@@ -78,7 +78,8 @@ fn baseline(
     let (weights, name) = match method {
         MixMethod::Uniform => (uniform(domains.len()), "uniform"),
         MixMethod::Natural => (natural(&tokens)?, "natural"),
-        _ => {
+        MixMethod::Regmix => unreachable!("regmix is not a baseline; `run` dispatches it"),
+        MixMethod::Unimax => {
             let loaded = loaded.ok_or_else(|| {
                 Usage(
                     "--method unimax needs --config (its [train] budget and [mix].max_epochs)"

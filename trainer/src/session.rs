@@ -86,8 +86,11 @@ impl<'s, 'c> Session<'s, 'c> {
                 message: "checkpoint of a run with other inputs (config, mixture or shards); use a new run directory".into(),
             });
         }
-        let fresh = Model::new(&self.spec.model, &self.device);
-        self.model = Some(checkpoint::load_model(fresh, &files.model)?);
+        let initial = self
+            .model
+            .take()
+            .expect("the model is present between steps");
+        self.model = Some(checkpoint::load_model(initial, &files.model)?);
         self.optim = checkpoint::load_optimizer(optimizer(&self.spec.train), &files.optimizer)?;
         let stage = state.sampler.stage;
         self.sampler
