@@ -43,6 +43,21 @@ impl RunTableFiles<'_> {
     /// # Errors
     /// [`Error::Table`] for unusable files, a missing target column or a run without a loss row;
     /// [`Error::Runs`] naming the row and column of an invalid weight or loss.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_artefacts::run_table::RunTableFiles;
+    /// let dir = tempfile::tempdir()?;
+    /// let (runs, losses) = (dir.path().join("runs.csv"), dir.path().join("losses.csv"));
+    /// std::fs::write(&runs, "index,a,b\n1,0.25,0.75\n2,0.5,0.5\n")?;
+    /// std::fs::write(&losses, "index,loss\n2,3.5\n1,3.0\n")?;
+    /// let files = RunTableFiles { runs: &runs, losses: &losses, index: "index", target: "loss", normalize: false };
+    /// let table = files.load()?;
+    /// assert_eq!(table.losses.to_vec(), [3.0, 3.5]); // aligned to the runs' order
+    /// std::fs::write(&runs, "index,a,b\n1,0.25,0.25\n2,0.5,0.5\n")?;
+    /// assert!(files.load().unwrap_err().to_string().contains("row 1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load(&self) -> Result<RunTable> {
         let runs = NumericTable::read(self.runs, self.index)?;
         let losses = NumericTable::read(self.losses, self.index)?;

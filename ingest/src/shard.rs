@@ -198,25 +198,14 @@ pub fn write_shard_file(path: &Path, docs: &[ShardDocument]) -> Result<u64> {
         .set_compression(Compression::SNAPPY)
         .set_created_by(format!("mixlab-ingest {}", env!("CARGO_PKG_VERSION")))
         .build();
-    let parquet_err = |source| Error::Parquet {
-        path: path.to_owned(),
-        source,
-    };
-    let mut failure = None;
-    let written = write_atomic_with(path, |file| {
-        let result = ArrowWriter::try_new(file, batch.schema(), Some(props)).and_then(|mut w| {
-            w.write(&batch)?;
-            w.close()
-        });
-        result.map(drop).map_err(|e| {
-            failure = Some(e);
-            std::io::Error::other("parquet")
-        })
-    });
-    if let Some(e) = failure {
-        return Err(parquet_err(e));
-    }
-    written?;
+    // A Parquet failure travels as an I/O error so the atomic write removes its temporary file;
+    // its message then names the shard.
+    write_atomic_with(path, |file| {
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
+            .map_err(std::io::Error::other)?;
+        writer.write(&batch).map_err(std::io::Error::other)?;
+        writer.close().map_err(std::io::Error::other).map(drop)
+    })?;
     Ok(docs.iter().map(|d| d.tokens.len() as u64).sum())
 }
 

@@ -132,8 +132,15 @@ fn regmix(
         strength: mix.strength,
         seed: args.seed.unwrap_or(mix.seed),
     };
-    let prior = prior(args, &table, shards_dir)?;
-    let bounds = bounds(&table.domains, &mix, loaded, shards_dir)?;
+    // The shards are opened (and their checksums verified) once, and only when a token count is
+    // needed: for `--prior tokens` or for epoch caps.
+    let caps_apply = loaded.is_some() && mix.max_epochs.is_some();
+    let prior_needs_tokens = args.prior_file.is_none() && args.prior == PriorArg::Tokens;
+    let tokens = (caps_apply || prior_needs_tokens)
+        .then(|| tokens_of(&table.domains, shards_dir))
+        .transpose()?;
+    let prior = prior(args, &table, tokens.as_deref())?;
+    let bounds = bounds(&table.domains, &mix, loaded, tokens.as_deref())?;
     let started = Instant::now();
     let kind = args.model.kind();
     let found = recommend(&table, kind, &prior, &bounds, &params)?;
@@ -181,7 +188,7 @@ fn regmix(
 }
 
 /// The Dirichlet centre, in the run table's domain order.
-fn prior(args: &MixArgs, table: &RunTable, shards_dir: &Path) -> anyhow::Result<Vec<f64>> {
+fn prior(args: &MixArgs, table: &RunTable, tokens: Option<&[u64]>) -> anyhow::Result<Vec<f64>> {
     let masses: Vec<f64> = if let Some(path) = &args.prior_file {
         let file = NumericTable::read(path, "domain")?;
         let weight = file.column("weight", path)?;
@@ -195,9 +202,10 @@ fn prior(args: &MixArgs, table: &RunTable, shards_dir: &Path) -> anyhow::Result<
                 .mean_axis(ndarray::Axis(0))
                 .map(|m| m.to_vec())
                 .unwrap_or_default(),
-            PriorArg::Tokens => tokens_of(&table.domains, shards_dir, "--prior tokens")?
-                .into_iter()
-                .map(|t| t as f64)
+            PriorArg::Tokens => tokens
+                .expect("token counts are read for --prior tokens")
+                .iter()
+                .map(|&t| t as f64)
                 .collect(),
         }
     };
@@ -205,14 +213,14 @@ fn prior(args: &MixArgs, table: &RunTable, shards_dir: &Path) -> anyhow::Result<
 }
 
 /// Training tokens of `domains` in the shards; every domain must be there.
-fn tokens_of(domains: &[String], shards_dir: &Path, what: &str) -> anyhow::Result<Vec<u64>> {
+fn tokens_of(domains: &[String], shards_dir: &Path) -> anyhow::Result<Vec<u64>> {
     let tokens: BTreeMap<String, u64> = shard_tokens(shards_dir)?.into_iter().collect();
     domains
         .iter()
         .map(|d| {
             tokens.get(d).copied().ok_or_else(|| {
                 anyhow::anyhow!(Usage(format!(
-                    "{what}: domain {d:?} of the run table is not in the shards under {}",
+                    "domain {d:?} of the run table is not in the shards under {} (needed for --prior tokens and [mix].max_epochs)",
                     shards_dir.display()
                 )))
             })
@@ -221,17 +229,17 @@ fn tokens_of(domains: &[String], shards_dir: &Path, what: &str) -> anyhow::Resul
 }
 
 /// `[mix]` bounds plus, with `--config`, epoch caps from the shards' token counts and `[train]`'s
-/// budget (the shards must then be present: caps are never dropped silently).
+/// budget (`tokens` are then always given: caps are never dropped silently).
 fn bounds(
     domains: &[String],
     mix: &MixConfig,
     loaded: Option<&LoadedConfig>,
-    shards_dir: &Path,
+    tokens: Option<&[u64]>,
 ) -> anyhow::Result<Bounds> {
     let caps = match (loaded, mix.max_epochs) {
         (Some(loaded), Some(max_epochs)) => {
-            let tokens = tokens_of(domains, shards_dir, "[mix].max_epochs")?;
-            Some(epoch_caps(&tokens, train_budget(loaded)?, max_epochs))
+            let tokens = tokens.expect("token counts are read when epoch caps apply");
+            Some(epoch_caps(tokens, train_budget(loaded)?, max_epochs))
         }
         _ => None,
     };

@@ -87,6 +87,7 @@ impl Inference {
     /// # Shapes
     /// Output `[tokens.len(), vocab_size]`.
     pub fn sequence_logits(&self, tokens: &[u32]) -> Tensor<2> {
+        // A one-sequence batch; its targets are never read (no loss is computed).
         let batch = Batch {
             batch_size: 1,
             seq_len: tokens.len(),
