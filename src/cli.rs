@@ -11,6 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Exit codes: 0 success; 1 a stage failed on its inputs or at run time (bad data, manifest mismatch,
 /// NaN loss); 2 usage or configuration error (unknown key, invalid value), found before work starts.
+///
+/// Environment: MIXLAB_MATMUL_ISA=auto|avx512|avx2|portable picks the matrix-product kernels
+/// (default auto: AVX-512 where the CPU has it, else AVX2); RAYON_NUM_THREADS sets the threads.
 #[derive(Debug, Parser)]
 #[command(name = "mixlab", version, max_term_width = 100)]
 pub struct Cli {

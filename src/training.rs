@@ -7,6 +7,7 @@ use mixlab_artefacts::eval::DomainLoss;
 use mixlab_trainer::config::TrainConfig;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::hooks::{Hook, HookError, StepReport};
+use mixlab_trainer::kernels::MatmulIsa;
 use mixlab_trainer::objective::CrossEntropy;
 use mixlab_trainer::schedule::StagePlan;
 use mixlab_trainer::train::{RunSpec, train};
@@ -49,6 +50,7 @@ pub fn run_training(
         run = %run_dir.root.display(),
         parameters = resolved.model.parameter_count(),
         steps = resolved.train.steps,
+        matmul = %MatmulIsa::current(),
         "training"
     );
     let spec = RunSpec {

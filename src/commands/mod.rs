@@ -10,10 +10,15 @@ mod regress;
 mod sweep;
 mod train;
 
+use mixlab_trainer::kernels::MatmulIsa;
+
 use crate::cli::{Cli, Command};
+use crate::exit::Usage;
 
 /// Runs the chosen subcommand.
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
+    // A bad kernel override is refused before any work, not silently ignored mid-run.
+    MatmulIsa::from_env().map_err(|err| Usage(err.to_string()))?;
     match &cli.command {
         Command::Ingest(args) => ingest::run(&cli.global, args),
         Command::Inspect(args) => inspect::run(&cli.global, args),

@@ -84,3 +84,32 @@ fn eval_refuses_shards_the_run_was_not_made_from() {
         .expect_code(2);
     assert!(names_both(&out.stderr), "{}", out.stderr);
 }
+
+#[test]
+fn a_bad_matrix_kernel_override_is_a_usage_error_before_any_work() {
+    let p = Project::with_default_config();
+    let run_with = |isa: &str| {
+        let mut cmd = p.command(&["ingest", "-q"]);
+        cmd.env("MIXLAB_MATMUL_ISA", isa);
+        cmd.output().expect("run mixlab")
+    };
+    let out = run_with("avx1024");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("MIXLAB_MATMUL_ISA=\"avx1024\"")
+            && stderr.contains("avx512, avx2 or portable"),
+        "{stderr}"
+    );
+    assert!(
+        !p.path("out/shards").exists(),
+        "nothing is ingested after a usage error"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if !std::arch::is_x86_feature_detected!("avx512f") {
+        let out = run_with("avx512");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("not supported by this CPU"), "{stderr}");
+    }
+}

@@ -231,3 +231,56 @@ fn sweep_writes_a_run_table_that_regress_reads() {
         out.stderr
     );
 }
+
+/// The matrix-product kernels each override names (every one this CPU runs) train the demo model to
+/// the same validation losses within fp32 noise, and the training log names the kernels used.
+#[test]
+fn every_matrix_kernel_this_cpu_runs_trains_to_the_same_losses() {
+    let p = ingested();
+    let isas: Vec<&str> = [("avx512", "avx512f"), ("avx2", "fma"), ("portable", "")]
+        .into_iter()
+        .filter(|(_, feature)| match *feature {
+            "" => true,
+            #[cfg(target_arch = "x86_64")]
+            "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            "fma" => {
+                std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("avx2")
+            }
+            _ => false,
+        })
+        .map(|(isa, _)| isa)
+        .collect();
+    let mut losses = Vec::new();
+    for isa in &isas {
+        let run = format!("runs/{isa}");
+        let mut cmd = p.command(&[
+            "--log-format",
+            "json",
+            "train",
+            "--run",
+            &run,
+            "--steps",
+            "30",
+        ]);
+        cmd.env("MIXLAB_MATMUL_ISA", isa).env("RUST_LOG", "info");
+        let out = cmd.output().expect("run mixlab");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains(&format!("\"matmul\":\"{isa}\"")),
+            "{stderr}"
+        );
+        losses.push(eval_json(&p, &run)["mean_loss"].as_f64().unwrap());
+    }
+    println!("kernels {isas:?}: mean validation losses {losses:?}");
+    for (isa, loss) in isas.iter().zip(&losses) {
+        assert!(
+            (loss - losses[0]).abs() < 2e-3,
+            "{isa}: {loss} vs {}: {}",
+            isas[0],
+            losses[0]
+        );
+    }
+}

@@ -44,7 +44,7 @@ impl Projection {
         let [b, t, d_in] = x.dims();
         let w = self.weight.val();
         let d_out = w.dims()[1];
-        x.reshape([b * t, d_in]).matmul(w).reshape([b, t, d_out])
+        kernels::matmul(x.reshape([b * t, d_in]), w).reshape([b, t, d_out])
     }
 }
 
@@ -227,9 +227,10 @@ impl Model {
     /// `hidden`: `[batch, seq, d_model]` → `[batch · seq, vocab]`.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<2> {
         let [b, t, d] = hidden.dims();
-        hidden
-            .reshape([b * t, d])
-            .matmul(self.embedding.weight.val().transpose())
+        kernels::matmul(
+            hidden.reshape([b * t, d]),
+            self.embedding.weight.val().transpose(),
+        )
     }
 
     /// `logits(hidden(input))`, `[batch · seq, vocab]`.
@@ -256,7 +257,7 @@ impl Model {
             .step_by(EVAL_LOGIT_ROWS)
             .map(|r0| {
                 let rows = EVAL_LOGIT_ROWS.min(n - r0);
-                let logits = hidden.clone().narrow(0, r0, rows).matmul(embedding.clone());
+                let logits = kernels::matmul(hidden.clone().narrow(0, r0, rows), embedding.clone());
                 kernels::cross_entropy(logits, targets.clone().narrow(0, r0, rows))
             })
             .collect();

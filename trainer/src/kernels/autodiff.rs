@@ -16,9 +16,9 @@ use burn::tensor::Shape;
 
 use super::attention::{self, Saved};
 use super::{
-    AttentionDims, FusedOps, KeyStarts, Positions, RopeTables, attention_dims, cross_entropy,
-    f32_contiguous, from_vec, indices, matrix_dims, norm, rope, same_shape, slice, swiglu,
-    values_mut,
+    AttentionDims, FusedOps, KeyStarts, MatrixOperand, Positions, RopeTables, attention_dims,
+    cross_entropy, f32_contiguous, from_vec, indices, matrix_dims, norm, rope, same_shape, slice,
+    swiglu, values_mut,
 };
 
 /// What the attention backward pass needs: the operands, the output and its log-normalisers.
@@ -196,6 +196,32 @@ impl Backward<Flex, 1> for RopeBackward {
     }
 }
 
+/// What the matrix-product backward pass needs: both operands (views, not copies).
+#[derive(Debug, Clone)]
+struct MatmulState {
+    lhs: MatrixOperand,
+    rhs: MatrixOperand,
+}
+
+#[derive(Debug)]
+struct MatmulBackward;
+
+impl Backward<Flex, 2> for MatmulBackward {
+    type State = MatmulState;
+
+    fn backward(self, ops: Ops<MatmulState, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d_out = MatrixOperand::new(grads.consume::<Flex>(&ops.node));
+        let MatmulState { lhs, rhs } = ops.state;
+        let [lhs_node, rhs_node] = ops.parents;
+        if let Some(node) = lhs_node {
+            grads.register::<Flex>(node.id, d_out.times(&rhs.t()));
+        }
+        if let Some(node) = rhs_node {
+            grads.register::<Flex>(node.id, lhs.t().times(&d_out));
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_attention(
         q: FloatTensor<Self>,
@@ -322,6 +348,21 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         rope::rotate(values_mut(&mut out), positions.as_slice(), &tables, false);
         match RopeBackward.prepare::<C>([node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(RopeState { positions, tables }, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (lhs, lhs_node) = lhs.into_parts();
+        let (rhs, rhs_node) = rhs.into_parts();
+        let (lhs, rhs) = (MatrixOperand::new(lhs), MatrixOperand::new(rhs));
+        let out = lhs.times(&rhs);
+        match MatmulBackward
+            .prepare::<C>([lhs_node, rhs_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(MatmulState { lhs, rhs }, out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }

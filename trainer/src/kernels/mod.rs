@@ -6,12 +6,14 @@
 //! at 0.48× PyTorch eager before these kernels, about 1.0–1.1× with them: `bench/RESULTS.md`). The
 //! operations here do the same arithmetic in one pass each way: [`attention`] (grouped-query, any
 //! per-query key range: causal, sliding window, document-causal), [`cross_entropy`] (per-token
-//! loss from logits), [`rms_norm`], [`swiglu`] and [`rope`]. Each has a test against burn's
+//! loss from logits), [`rms_norm`], [`swiglu`] and [`rope`]; [`matmul`] runs the model's matrix
+//! products on kernels chosen per CPU (see [`MatmulIsa`]). Each has a test against burn's
 //! composed version, gradients included. All run on the flex backend with or without autodiff;
 //! without it (evaluation, teachers, generation) only the forward kernels run.
 
 mod attention;
 mod autodiff;
+mod buffer;
 mod cross_entropy;
 mod matmul;
 mod norm;
@@ -28,6 +30,8 @@ use burn::nn::RmsNorm;
 use burn::tensor::{DType, Int, Shape, Tensor, TensorData};
 
 use attention::Dims as AttentionDims;
+pub use matmul::{MATMUL_ISA_VAR, MatmulIsa, MatmulIsaError};
+use matmul::{Threads, View};
 pub use rope::RopeTables;
 
 /// The first key each query may attend to, per token of a `[batch, seq]` batch; the last is the
@@ -108,6 +112,9 @@ pub trait FusedOps: Backend {
         positions: Positions,
         tables: RopeTables,
     ) -> FloatTensor<Self>;
+
+    /// The product of `[m, k]` and `[k, n]` matrices (either may be a transposed view).
+    fn fused_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl FusedOps for Flex {
@@ -160,6 +167,11 @@ impl FusedOps for Flex {
         let mut x = f32_contiguous(x);
         rope::rotate(values_mut(&mut x), positions.as_slice(), &tables, false);
         x
+    }
+
+    fn fused_matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
+        let (lhs, rhs) = (MatrixOperand::new(lhs), MatrixOperand::new(rhs));
+        lhs.times(&rhs)
     }
 }
 
@@ -299,6 +311,96 @@ pub fn rope(x: Tensor<4>, positions: &Positions, tables: &RopeTables) -> Tensor<
         positions.clone(),
         tables.clone(),
     ))
+}
+
+/// The product of two matrices, `[m, k] · [k, n] → [m, n]`, on the kernels [`MatmulIsa::current`]
+/// picks for this CPU, with hand-written backward passes (`∂lhs = ∂out · rhsᵀ`,
+/// `∂rhs = lhsᵀ · ∂out`). Transposed views (the tied output layer's `embeddingᵀ`) are multiplied
+/// in place, without a copy.
+///
+/// # Panics
+/// When the inner dimensions differ.
+///
+/// # Example
+/// ```
+/// # use burn::tensor::{Device, Tensor};
+/// use mixlab_trainer::kernels::matmul;
+/// let device = Device::flex();
+/// let a = Tensor::<2>::from_floats([[1.0, 2.0], [3.0, 4.0]], &device);
+/// let b = Tensor::<2>::from_floats([[1.0, 0.0], [1.0, 1.0]], &device);
+/// let c: Vec<f32> = matmul(a, b.transpose()).into_data().try_to_vec().unwrap();
+/// assert_eq!(c, [1.0, 3.0, 3.0, 7.0]);
+/// ```
+pub fn matmul(lhs: Tensor<2>, rhs: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_matmul(
+        lhs.into_dispatch(),
+        rhs.into_dispatch(),
+    ))
+}
+
+/// A 2-D f32 tensor and the strided view of its storage that it is (copied only when a stride
+/// is negative).
+#[derive(Debug, Clone)]
+struct MatrixOperand {
+    tensor: FlexTensor,
+    view: View,
+}
+
+impl MatrixOperand {
+    fn new(tensor: FlexTensor) -> Self {
+        let view_of = |t: &FlexTensor| {
+            let layout = t.layout();
+            let (rows, cols, row_stride, col_stride) = layout.as_2d_strides()?;
+            Some(View {
+                offset: layout.start_offset(),
+                rows,
+                cols,
+                row_stride: usize::try_from(row_stride).ok()?,
+                col_stride: usize::try_from(col_stride).ok()?,
+            })
+        };
+        assert_eq!(
+            tensor.dtype(),
+            DType::F32,
+            "matmul computes in f32, got {:?}",
+            tensor.dtype()
+        );
+        let shape = tensor.layout().shape();
+        assert_eq!(
+            shape.num_dims(),
+            2,
+            "matmul: operands must be matrices, got {shape:?}"
+        );
+        match view_of(&tensor) {
+            Some(view) => Self { tensor, view },
+            None => Self::new(tensor.to_contiguous()),
+        }
+    }
+
+    /// The operand seen as its transpose (no copy).
+    fn t(&self) -> Self {
+        Self {
+            tensor: self.tensor.clone(),
+            view: self.view.t(),
+        }
+    }
+
+    /// `self · rhs` into a new contiguous tensor.
+    fn times(&self, rhs: &MatrixOperand) -> FlexTensor {
+        let (rows, cols) = (self.view.rows, rhs.view.cols);
+        assert_eq!(
+            self.view.cols, rhs.view.rows,
+            "matmul: [{rows}, {}] · [{}, {cols}]: inner dimensions differ",
+            self.view.cols, rhs.view.rows
+        );
+        let out = matmul::new_product(
+            MatmulIsa::current(),
+            Threads::Pool,
+            (self.tensor.storage::<f32>(), self.view),
+            (rhs.tensor.storage::<f32>(), rhs.view),
+        );
+        from_vec(out, Shape::new([rows, cols]))
+    }
 }
 
 /// The tensor as contiguous f32 storage (copied only when it is a strided view).
