@@ -82,6 +82,15 @@ pub enum Command {
     Mix(MixArgs),
     /// Train many small proxy runs on sampled mixtures and write the run table regress/mix read.
     Sweep(SweepArgs),
+    /// The Scalable Data Mixer's simulation: one proxy run, then each domain's utility per target.
+    ///
+    /// Trains the [simulate] proxy on a uniform mixture in <out>/simulate/proxy with K evenly
+    /// spaced checkpoints; at each, samples every domain's training documents and scores their
+    /// influence on each target's loss (DataInf on projected output-layer gradients). Writes
+    /// <out>/simulate/utilities.parquet (per domain and target, with bootstrap errors) and
+    /// document_utilities.parquet, and prints domain × target utilities (positive: helps). A killed
+    /// run resumes: the proxy from its last checkpoint, the scoring after its last scored checkpoint.
+    Simulate(ConfigArgs),
 }
 
 /// `train` arguments.
@@ -266,6 +275,27 @@ pub enum MixMethod {
     /// UniMax: the [train] token budget spread evenly, no domain repeated more than [mix].max_epochs
     /// times (needs --config).
     Unimax,
+    /// The Scalable Data Mixer: the joint utilities of `mixlab simulate` through --objective.
+    Sdm,
+}
+
+/// How `--method sdm` turns utilities into weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SdmObjective {
+    /// Maximize Σ w·utility + temperature · entropy(w) within the bounds and epoch caps.
+    Utilimax,
+    /// Weights proportional to the positive utilities, plus a floor share for every domain.
+    Proportional,
+}
+
+impl SdmObjective {
+    /// The name in provenance.
+    pub fn name(self) -> &'static str {
+        match self {
+            SdmObjective::Utilimax => "utilimax",
+            SdmObjective::Proportional => "proportional",
+        }
+    }
 }
 
 /// Centres of the RegMix search.
@@ -324,6 +354,19 @@ pub struct MixArgs {
     /// and the [train] token budget).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Utilities for --method sdm [default: <out>/simulate/utilities.parquet].
+    #[arg(long, value_name = "FILE")]
+    pub utilities: Option<PathBuf>,
+    /// How --method sdm turns utilities into weights.
+    #[arg(long, value_enum, default_value_t = SdmObjective::Utilimax)]
+    pub objective: SdmObjective,
+    /// Entropy weight of --objective utilimax (utilities are scaled to a largest magnitude of 1;
+    /// near 0 puts all weight on the best domains, large values tend to uniform).
+    #[arg(long, default_value_t = 0.3)]
+    pub temperature: f64,
+    /// Share every domain keeps under --objective proportional.
+    #[arg(long, default_value_t = 0.02)]
+    pub floor: f64,
     /// Output file [default: <out>/mixture.toml].
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use mixlab_ingest::config::{DomainConfig, IngestConfig, TokenizerConfig};
 use mixlab_mixer::config::MixConfig;
+use mixlab_simulator::config::SimulateConfig;
 use mixlab_trainer::config::{ModelSection, TrainConfig};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,9 @@ pub struct Config {
     /// `[mix]`: mixture constraints and search settings.
     #[serde(default)]
     pub mix: MixConfig,
+    /// `[simulate]`: the Scalable Data Mixer's proxy run and utility estimation.
+    #[serde(default)]
+    pub simulate: SimulateConfig,
 }
 
 /// `[demo]`: where the embedded demo corpus lives.

@@ -7,6 +7,8 @@
 //! - [`eval`]: `eval.parquet` (final per-domain losses) and its row type [`eval::DomainLoss`].
 //! - [`mixture`]: `mixture.toml` (the schedule types live in `mixlab-mixer`).
 //! - [`run_table`]: run tables (`runs.csv`, `losses.csv`, RegMix's published tables).
+//! - [`utilities`]: `utilities.parquet` and `document_utilities.parquet` (the Scalable Data Mixer's
+//!   domain and document utilities).
 //!
 //! Owners elsewhere: token shards and `manifest.json` in `mixlab-ingest` (`shard`, `manifest`),
 //! checkpoints and their JSON state in `mixlab-trainer` (`checkpoint`, which needs burn).
@@ -34,5 +36,6 @@ pub mod metrics;
 pub mod mixture;
 mod parquet_file;
 pub mod run_table;
+pub mod utilities;
 
 pub use error::{Error, Result};

@@ -85,6 +85,16 @@ impl Bounds {
         Self::new(lower, upper)
     }
 
+    /// The lower bound of each domain.
+    pub fn lower(&self) -> &[f64] {
+        &self.lower
+    }
+
+    /// The upper bound of each domain (epoch caps included).
+    pub fn upper(&self) -> &[f64] {
+        &self.upper
+    }
+
     /// Whether these are the trivial bounds `[0, 1]` for every domain (then any mixture fits).
     pub fn is_unbounded(&self) -> bool {
         self.lower.iter().all(|l| *l <= 0.0) && self.upper.iter().all(|u| *u >= 1.0)

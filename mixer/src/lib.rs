@@ -13,6 +13,8 @@
 //!   belongs to `mixlab-artefacts`).
 //! - [`regmix::recommend`]: fit, cross-validate and search in one call.
 //! - [`metrics`]: Spearman ρ, Pearson r, MSE.
+//! - [`utility`]: the Scalable Data Mixer's optimizer: domain utilities → weights (`proportional`,
+//!   entropy-regularized `utilimax` within bounds and epoch caps).
 //!
 //! Design decisions: plain vectors and `ndarray` in and out (no file formats, no tensors) so the crate
 //! builds in seconds and its doc examples run on literal numbers; every random step takes a seed and
@@ -50,5 +52,6 @@ pub mod regress;
 pub mod runs;
 pub mod schedule;
 pub mod search;
+pub mod utility;
 
 pub use error::{Error, Result};

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use mixlab_artefacts::mixture::write_mixture;
 use mixlab_artefacts::run_table::{NumericTable, RunTableFiles};
+use mixlab_artefacts::utilities::{JOINT_TARGET, read_utilities};
 use mixlab_ingest::checksum::sha256_file;
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_ingest::shard::Split;
@@ -18,8 +19,9 @@ use mixlab_mixer::regmix::recommend;
 use mixlab_mixer::runs::RunTable;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
 use mixlab_mixer::search::{SearchParams, prior_from_masses};
+use mixlab_mixer::utility::{proportional, utilimax};
 
-use crate::cli::{GlobalArgs, MixArgs, MixMethod, PriorArg};
+use crate::cli::{GlobalArgs, MixArgs, MixMethod, PriorArg, SdmObjective};
 use crate::config::LoadedConfig;
 use crate::exit::Usage;
 use crate::table::Table;
@@ -34,6 +36,7 @@ pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {
     let shards_dir = global.out_root().join("shards");
     let schedule = match args.method {
         MixMethod::Regmix => regmix(args, loaded.as_ref(), &shards_dir)?,
+        MixMethod::Sdm => sdm(args, loaded.as_ref(), global)?,
         method => baseline(method, loaded.as_ref(), &shards_dir)?,
     };
     write_mixture(&output, &schedule)?;
@@ -42,8 +45,10 @@ pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {
         t.row(vec![d.clone(), format!("{w:.4}")]);
     }
     print!("{}", t.render());
-    if let Some(loss) = schedule.provenance.predicted_objective {
-        println!("predicted loss: {loss:.4}");
+    match (args.method, schedule.provenance.predicted_objective) {
+        (MixMethod::Sdm, Some(u)) => println!("joint utility of the mixture: {u:+.4e}"),
+        (_, Some(loss)) => println!("predicted loss: {loss:.4}"),
+        (_, None) => {}
     }
     println!("wrote {}", output.display());
     Ok(())
@@ -78,7 +83,9 @@ fn baseline(
     let (weights, name) = match method {
         MixMethod::Uniform => (uniform(domains.len()), "uniform"),
         MixMethod::Natural => (natural(&tokens)?, "natural"),
-        MixMethod::Regmix => unreachable!("regmix is not a baseline; `run` dispatches it"),
+        MixMethod::Regmix | MixMethod::Sdm => {
+            unreachable!("regmix and sdm are not baselines; `run` dispatches them")
+        }
         MixMethod::Unimax => {
             let loaded = loaded.ok_or_else(|| {
                 Usage(
@@ -244,4 +251,59 @@ fn bounds(
         _ => None,
     };
     Bounds::from_config(domains, mix, caps.as_deref()).context(Usage("[mix]".into()))
+}
+
+/// `--method sdm`: the joint utilities of `mixlab simulate` turned into weights by the chosen
+/// objective, within the `[mix]` bounds and epoch caps of `--config`.
+fn sdm(
+    args: &MixArgs,
+    loaded: Option<&LoadedConfig>,
+    global: &GlobalArgs,
+) -> anyhow::Result<MixtureSchedule> {
+    let path = args
+        .utilities
+        .clone()
+        .unwrap_or_else(|| global.out_root().join("simulate").join("utilities.parquet"));
+    let rows = read_utilities(&path).context(Usage(format!(
+        "--utilities {} (run `mixlab simulate` first)",
+        path.display()
+    )))?;
+    let joint: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|u| u.target == JOINT_TARGET && u.checkpoint_step.is_none())
+        .map(|u| (u.domain.clone(), u.utility))
+        .collect();
+    if joint.is_empty() {
+        anyhow::bail!(Usage(format!("{}: no joint utilities", path.display())));
+    }
+    let (domains, utilities): (Vec<String>, Vec<f64>) = joint.into_iter().unzip();
+    let mix = loaded.map(|l| l.config.mix.clone()).unwrap_or_default();
+    let tokens = match (loaded, mix.max_epochs) {
+        (Some(_), Some(_)) => Some(tokens_of(&domains, &global.out_root().join("shards"))?),
+        _ => None,
+    };
+    let bounds = bounds(&domains, &mix, loaded, tokens.as_deref())?;
+    let (weights, setting) = match args.objective {
+        SdmObjective::Utilimax => (
+            utilimax(&utilities, args.temperature, &bounds),
+            ("temperature", args.temperature),
+        ),
+        SdmObjective::Proportional => (
+            proportional(&utilities, args.floor, &bounds),
+            ("floor", args.floor),
+        ),
+    };
+    let weights = weights.context(Usage(format!("--method sdm on {}", path.display())))?;
+    let objective: f64 = weights.iter().zip(&utilities).map(|(w, u)| w * u).sum();
+    let provenance = Provenance {
+        method: format!("sdm-{}", args.objective.name()),
+        inputs: [("utilities".to_owned(), sha256_file(&path)?)].into(),
+        settings: [(setting.0.to_owned(), setting.1.to_string())].into(),
+        predicted_objective: Some(objective),
+        ..Provenance::default()
+    };
+    Ok(MixtureSchedule::single(
+        domains.into_iter().zip(weights).collect(),
+        provenance,
+    ))
 }

@@ -7,6 +7,7 @@ mod ingest;
 mod inspect;
 mod mix;
 mod regress;
+mod simulate;
 mod sweep;
 mod train;
 
@@ -29,5 +30,6 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Regress(args) => regress::run(&cli.global, args),
         Command::Mix(args) => mix::run(&cli.global, args),
         Command::Sweep(args) => sweep::run(&cli.global, args),
+        Command::Simulate(args) => simulate::run(&cli.global, args),
     }
 }

@@ -7,4 +7,5 @@ mod help;
 mod ingest;
 mod mix;
 mod regress;
+mod simulate;
 mod train;

@@ -87,6 +87,15 @@ impl Inference {
     /// # Shapes
     /// Output `[tokens.len(), vocab_size]`.
     pub fn sequence_logits(&self, tokens: &[u32]) -> Tensor<2> {
+        self.sequence_hidden_and_logits(tokens).1
+    }
+
+    /// Final hidden states (after the last norm) and logits of every position of one sequence:
+    /// what per-document output-layer gradients are formed from.
+    ///
+    /// # Shapes
+    /// `([tokens.len(), d_model], [tokens.len(), vocab_size])`.
+    pub fn sequence_hidden_and_logits(&self, tokens: &[u32]) -> (Tensor<2>, Tensor<2>) {
         // A one-sequence batch; its targets are never read (no loss is computed).
         let batch = Batch {
             batch_size: 1,
@@ -98,6 +107,8 @@ impl Inference {
             domains: vec![0],
         };
         let (input, _) = to_model_input(&batch, &self.config, false, &self.device);
-        self.model.forward(&input)
+        let hidden = self.model.hidden(&input);
+        let [_, t, d] = hidden.dims();
+        (hidden.clone().reshape([t, d]), self.model.logits(hidden))
     }
 }

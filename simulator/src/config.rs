@@ -1,0 +1,184 @@
+//! `[simulate]` in datasets.toml: the proxy run and the utility estimation.
+
+use mixlab_trainer::config::Preset;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// `[simulate]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulateConfig {
+    /// The proxy model's preset (the `[model]` overrides apply on top).
+    pub preset: Preset,
+    /// Training steps of the proxy run (its token budget is steps × `[train]` batch × sequence).
+    pub steps: u64,
+    /// Evenly spaced checkpoints K at which utilities are estimated.
+    pub checkpoints: u64,
+    /// Training documents sampled per domain.
+    pub docs_per_domain: usize,
+    /// Tokens scored per document (its first ones).
+    pub max_doc_tokens: usize,
+    /// Side of the gradient projection: gradients become `projection²` numbers.
+    pub projection: usize,
+    /// Bootstrap resamples for the standard errors.
+    pub bootstrap: usize,
+    /// Seed of the proxy run, the document sample and the projection.
+    pub seed: u64,
+    /// `[[simulate.target]]`: what the utilities are measured against.
+    pub target: Vec<TargetConfig>,
+}
+
+impl Default for SimulateConfig {
+    fn default() -> Self {
+        Self {
+            preset: Preset::Tiny,
+            steps: 300,
+            checkpoints: 10,
+            docs_per_domain: 64,
+            max_doc_tokens: 128,
+            projection: 32,
+            bootstrap: 200,
+            seed: 0,
+            target: Vec::new(),
+        }
+    }
+}
+
+/// `[[simulate.target]]`: a domain's probe split and its weight in the joint utility.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Name in tables and files.
+    pub name: String,
+    /// The domain whose `probe` split is the target.
+    pub probe: String,
+    /// Weight in the joint utility.
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl SimulateConfig {
+    /// Checks every value's range.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key and what was expected.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_simulator::config::{SimulateConfig, TargetConfig};
+    /// let mut config = SimulateConfig::default();
+    /// assert!(config.validate().is_err()); // no target
+    /// config.target.push(TargetConfig { name: "code".into(), probe: "code".into(), weight: 1.0 });
+    /// config.validate()?;
+    /// # Ok::<(), mixlab_simulator::Error>(())
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let fail = |key: &str, expected: &str| {
+            Err(Error::Config(format!(
+                "[simulate].{key}: expected {expected}"
+            )))
+        };
+        if self.checkpoints == 0 || self.steps < self.checkpoints {
+            return fail("checkpoints", "between 1 and [simulate].steps");
+        }
+        if self.docs_per_domain < 2 {
+            return fail("docs_per_domain", "at least 2 (for a standard error)");
+        }
+        if self.max_doc_tokens < 2 {
+            return fail("max_doc_tokens", "at least 2");
+        }
+        if !(1..=256).contains(&self.projection) {
+            return fail("projection", "between 1 and 256");
+        }
+        if self.target.is_empty() {
+            return fail(
+                "target",
+                "at least one [[simulate.target]] with a name and a probe domain",
+            );
+        }
+        for (i, t) in self.target.iter().enumerate() {
+            if !(t.weight.is_finite() && t.weight > 0.0) {
+                return fail(&format!("target[{i}].weight"), "a finite number above 0");
+            }
+            if t.name.is_empty() || t.name == mixlab_artefacts::utilities::JOINT_TARGET {
+                return fail(
+                    &format!("target[{i}].name"),
+                    "a non-empty name other than \"joint\"",
+                );
+            }
+            if self.target[..i].iter().any(|o| o.name == t.name) {
+                return fail(
+                    &format!("target[{i}].name"),
+                    &format!("a name used once, {:?} repeats", t.name),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The proxy run's checkpoint interval: K evenly spaced checkpoints, the last at the end.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_simulator::config::SimulateConfig;
+    /// let config = SimulateConfig { steps: 300, checkpoints: 10, ..SimulateConfig::default() };
+    /// assert_eq!(config.checkpoint_every(), 30);
+    /// ```
+    pub fn checkpoint_every(&self) -> u64 {
+        self.steps / self.checkpoints.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_target() -> SimulateConfig {
+        SimulateConfig {
+            target: vec![TargetConfig {
+                name: "t".into(),
+                probe: "code".into(),
+                weight: 1.0,
+            }],
+            ..SimulateConfig::default()
+        }
+    }
+
+    #[test]
+    fn impossible_values_name_their_key() {
+        type Break = fn(&mut SimulateConfig);
+        let cases: [(Break, &str); 5] = [
+            (|c| c.checkpoints = 0, "[simulate].checkpoints"),
+            (|c| c.steps = 5, "[simulate].checkpoints"),
+            (|c| c.projection = 0, "[simulate].projection"),
+            (
+                |c| c.target[0].weight = f64::NAN,
+                "[simulate].target[0].weight",
+            ),
+            (
+                |c| c.target.push(c.target[0].clone()),
+                "[simulate].target[1].name",
+            ),
+        ];
+        for (break_it, key) in cases {
+            let mut c = with_target();
+            break_it(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        with_target().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<SimulateConfig>("stepz = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stepz"), "{err}");
+    }
+}

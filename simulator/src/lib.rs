@@ -1,0 +1,30 @@
+//! `mixlab-simulator`: the Scalable Data Mixer's simulation side. One proxy training run (the
+//! trainer's loop, run by the binary) leaves K checkpoints; at each, the sampled training
+//! documents of every domain are scored by their influence on each target's loss.
+//!
+//! - [`config`]: the `[simulate]` section.
+//! - [`estimate`]: document sampling and one checkpoint's utilities.
+//! - [`projection`]: per-document output-layer gradients from activations, randomly projected.
+//! - [`datainf`]: DataInf's inverse-Hessian approximation and the utility `(H⁻¹v)·g`.
+//! - [`aggregate`]: checkpoint weights, token-weighted domain means, bootstrap errors.
+//! - [`score`]: resumable scoring of a run's checkpoints and the per-domain summary written to
+//!   `utilities.parquet` (format owned by `mixlab_artefacts::utilities`).
+//!
+//! # Example
+//! ```
+//! use mixlab_simulator::aggregate::checkpoint_weights;
+//! // Ten evenly spaced checkpoints: the last counts ten times the first.
+//! let alpha = checkpoint_weights(&(1..=10).map(|k| k * 30).collect::<Vec<_>>());
+//! assert!((alpha[9] / alpha[0] - 10.0).abs() < 1e-12);
+//! ```
+#![deny(missing_docs)]
+
+pub mod aggregate;
+pub mod config;
+pub mod datainf;
+mod error;
+pub mod estimate;
+pub mod projection;
+pub mod score;
+
+pub use error::{Error, Result};

@@ -1,0 +1,207 @@
+//! Scoring a proxy run's checkpoints, resumably, and summarizing the scores per domain.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use mixlab_artefacts::utilities::{
+    DocumentUtility, DomainUtility, JOINT_TARGET, read_document_utilities, write_document_utilities,
+};
+use mixlab_trainer::checkpoint::{CheckpointFiles, complete_steps};
+use mixlab_trainer::config::ModelConfig;
+use mixlab_trainer::data::Corpus;
+use mixlab_trainer::inference::Inference;
+
+use crate::aggregate::{Scored, checkpoint_weights, domain_estimate};
+use crate::config::SimulateConfig;
+use crate::error::{Error, Result};
+use crate::estimate::{SampledDoc, TargetSet, checkpoint_utilities};
+use crate::projection::GradientProjection;
+
+/// The targets of `config`, each a domain's probe documents cut to the scored length.
+///
+/// # Errors
+/// [`Error::Config`] for a probe naming no domain (with a suggestion) or a domain without probe
+/// documents.
+pub fn targets_from_probes(config: &SimulateConfig, corpus: &Corpus) -> Result<Vec<TargetSet>> {
+    let known: Vec<&str> = corpus.domains.iter().map(String::as_str).collect();
+    config
+        .target
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let what = format!("[simulate].target[{i}].probe");
+            let d = mixlab_mixer::names::position(&t.probe, &known, &what)
+                .map_err(|e| Error::Config(e.to_string()))?;
+            let docs: Vec<Vec<u32>> = corpus.probe[d]
+                .docs
+                .iter()
+                .filter(|doc| doc.tokens.len() >= 2)
+                .map(|doc| doc.tokens[..doc.tokens.len().min(config.max_doc_tokens + 1)].to_vec())
+                .collect();
+            if docs.is_empty() {
+                return Err(Error::Config(format!(
+                    "{what}: domain {:?} has no probe documents; raise [ingest].probe_fraction",
+                    t.probe
+                )));
+            }
+            Ok(TargetSet {
+                name: t.name.clone(),
+                weight: t.weight,
+                docs,
+            })
+        })
+        .collect()
+}
+
+/// What scoring a proxy run's checkpoints needs.
+#[derive(Debug)]
+pub struct Scoring<'a> {
+    /// The proxy model's shape.
+    pub model: &'a ModelConfig,
+    /// Domain names, in the order of [`SampledDoc::domain`].
+    pub domains: &'a [String],
+    /// The sampled training documents.
+    pub sample: &'a [SampledDoc],
+    /// The targets.
+    pub targets: &'a [TargetSet],
+    /// The gradient projection (fixed for the whole run).
+    pub projection: &'a GradientProjection,
+}
+
+impl Scoring<'_> {
+    /// The utility of every sampled document for every target at one checkpoint.
+    ///
+    /// # Errors
+    /// A checkpoint that cannot be loaded.
+    pub fn score_checkpoint(&self, step: u64, weights: &Path) -> Result<Vec<DocumentUtility>> {
+        let inference = Inference::load(self.model, weights)?;
+        let utilities =
+            checkpoint_utilities(&inference, self.projection, self.sample, self.targets);
+        let mut rows = Vec::with_capacity(self.sample.len() * self.targets.len());
+        for (target, per_doc) in self.targets.iter().zip(utilities) {
+            rows.extend(
+                self.sample
+                    .iter()
+                    .zip(per_doc)
+                    .map(|(doc, utility)| DocumentUtility {
+                        domain: self.domains[doc.domain].clone(),
+                        doc_id: doc.doc_id,
+                        source: doc.source.to_string(),
+                        tokens: doc.scored_tokens(),
+                        target: target.name.clone(),
+                        checkpoint_step: step,
+                        utility,
+                    }),
+            );
+        }
+        Ok(rows)
+    }
+
+    /// Scores every complete checkpoint in `checkpoints` that has no part file in `parts` yet
+    /// (`step-N.parquet`, written atomically, so a killed run resumes after its last finished
+    /// checkpoint) and returns all rows, in step order. `progress` hears of each checkpoint.
+    ///
+    /// # Errors
+    /// As [`Scoring::score_checkpoint`], and part files that cannot be read or written.
+    pub fn score_all(
+        &self,
+        checkpoints: &Path,
+        parts: &Path,
+        progress: &mut dyn FnMut(u64, usize, usize),
+    ) -> Result<Vec<DocumentUtility>> {
+        let steps = complete_steps(checkpoints);
+        if steps.is_empty() {
+            return Err(Error::MissingCheckpoint(checkpoints.to_owned()));
+        }
+        std::fs::create_dir_all(parts).map_err(mixlab_artefacts::Error::from)?;
+        let mut rows = Vec::new();
+        for (i, &step) in steps.iter().enumerate() {
+            let part = parts.join(format!("step-{step}.parquet"));
+            let scored = if part.exists() {
+                read_document_utilities(&part)?
+            } else {
+                let scored =
+                    self.score_checkpoint(step, &CheckpointFiles::at(checkpoints, step).model)?;
+                write_document_utilities(&part, &scored)?;
+                scored
+            };
+            rows.extend(scored);
+            progress(step, i + 1, steps.len());
+        }
+        Ok(rows)
+    }
+}
+
+/// Domain utilities from document utilities: per checkpoint and target, per target over all
+/// checkpoints (`Σ_t α_t u`, `α_t ∝ t`), and joint (`Σ_c w_c Σ_t α_t u`); each the token-weighted
+/// mean over the domain's documents with a bootstrap standard error. Domains in `domains` order.
+pub fn summarize(
+    rows: &[DocumentUtility],
+    targets: &[TargetSet],
+    domains: &[String],
+    resamples: usize,
+    seed: u64,
+) -> Vec<DomainUtility> {
+    let mut steps: Vec<u64> = rows.iter().map(|r| r.checkpoint_step).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let alpha: BTreeMap<u64, f64> = steps
+        .iter()
+        .copied()
+        .zip(checkpoint_weights(&steps))
+        .collect();
+    let weight: BTreeMap<&str, f64> = targets
+        .iter()
+        .map(|t| (t.name.as_str(), t.weight))
+        .collect();
+    // (domain, target, step or None) → doc → (tokens, utility)
+    let mut groups: BTreeMap<(&str, &str, Option<u64>), BTreeMap<u64, Scored>> = BTreeMap::new();
+    let mut add = |key, doc: u64, tokens: u64, utility: f64| {
+        let entry = groups.entry(key).or_default().entry(doc).or_insert(Scored {
+            tokens,
+            utility: 0.0,
+        });
+        entry.utility += utility;
+    };
+    for r in rows {
+        let (d, t) = (r.domain.as_str(), r.target.as_str());
+        let a = alpha[&r.checkpoint_step];
+        add(
+            (d, t, Some(r.checkpoint_step)),
+            r.doc_id,
+            r.tokens,
+            r.utility,
+        );
+        add((d, t, None), r.doc_id, r.tokens, a * r.utility);
+        add(
+            (d, JOINT_TARGET, None),
+            r.doc_id,
+            r.tokens,
+            weight.get(t).copied().unwrap_or(0.0) * a * r.utility,
+        );
+    }
+    let order = |name: &str| domains.iter().position(|d| d == name).unwrap_or(usize::MAX);
+    let mut out: Vec<DomainUtility> = groups
+        .into_iter()
+        .map(|((domain, target, step), docs)| {
+            let scored: Vec<Scored> = docs.into_values().collect();
+            let e = domain_estimate(&scored, resamples, seed);
+            DomainUtility {
+                domain: domain.to_owned(),
+                target: target.to_owned(),
+                checkpoint_step: step,
+                utility: e.mean,
+                stderr: e.stderr,
+                n_samples: scored.len() as u64,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (order(&a.domain), &a.target, a.checkpoint_step).cmp(&(
+            order(&b.domain),
+            &b.target,
+            b.checkpoint_step,
+        ))
+    });
+    out
+}

@@ -1,0 +1,168 @@
+//! `mixlab simulate` and `mixlab mix --method sdm` on the demo corpus.
+
+use std::collections::HashMap;
+
+use mixlab_artefacts::utilities::{JOINT_TARGET, read_document_utilities, read_utilities};
+
+use crate::util::Project;
+
+/// The default configuration with a shorter proxy run (100 steps, 4 checkpoints, 24 documents a
+/// domain), so the test takes seconds.
+fn project() -> Project {
+    let p = Project::with_default_config();
+    let config = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
+    let short = config.replacen(
+        "[simulate]\npreset = \"tiny\"\nsteps = 300\ncheckpoints = 10\ndocs_per_domain = 64",
+        "[simulate]\npreset = \"tiny\"\nsteps = 100\ncheckpoints = 4\ndocs_per_domain = 24",
+        1,
+    );
+    assert_ne!(
+        config, short,
+        "datasets.toml has the expected [simulate] table"
+    );
+    p.write("datasets.toml", short);
+    p.run(&["ingest", "-q"]).expect_code(0);
+    p
+}
+
+/// Joint utility per domain over all checkpoints.
+fn joint(p: &Project) -> HashMap<String, f64> {
+    read_utilities(&p.path("out/simulate/utilities.parquet"))
+        .unwrap()
+        .into_iter()
+        .filter(|u| u.target == JOINT_TARGET && u.checkpoint_step.is_none())
+        .map(|u| (u.domain, u.utility))
+        .collect()
+}
+
+#[test]
+fn simulate_ranks_the_noise_domain_last_and_resumes_without_rescoring() {
+    let p = project();
+    let out = p.run(&["simulate", "-q"]).expect_code(0);
+    assert!(
+        out.stdout.contains("joint") && out.stdout.contains("noise"),
+        "{}",
+        out.stdout
+    );
+    let utilities = joint(&p);
+    println!("joint utilities: {utilities:?}");
+    assert_eq!(utilities.len(), 5, "{utilities:?}");
+    let lowest = utilities
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0;
+    assert_eq!(lowest, "noise", "{utilities:?}");
+    // Each real domain helps its own probe set more than any other domain does.
+    let rows = read_utilities(&p.path("out/simulate/utilities.parquet")).unwrap();
+    for target in ["arithmetic", "code"] {
+        let best = rows
+            .iter()
+            .filter(|u| u.target == target && u.checkpoint_step.is_none())
+            .max_by(|a, b| a.utility.total_cmp(&b.utility))
+            .unwrap();
+        assert_eq!(best.domain, target, "{rows:?}");
+    }
+    let documents =
+        read_document_utilities(&p.path("out/simulate/document_utilities.parquet")).unwrap();
+    assert_eq!(
+        documents.len(),
+        5 * 24 * 3 * 4,
+        "domains × documents × targets × checkpoints"
+    );
+
+    // A rerun skips the finished proxy and reuses every scored checkpoint (parts untouched) ...
+    let parts: Vec<_> = walk(&p.path("out/simulate/scores"));
+    assert_eq!(parts.len(), 4, "{parts:?}");
+    let times = |files: &[std::path::PathBuf]| -> Vec<_> {
+        files
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().modified().unwrap())
+            .collect()
+    };
+    let before = times(&parts);
+    let again = p.run(&["simulate", "-q"]).expect_code(0);
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+    assert_eq!(times(&parts), before);
+    assert_eq!(joint(&p), utilities);
+    // ... and a lost part (a run killed while scoring) is recomputed to the same values.
+    std::fs::remove_file(&parts[2]).unwrap();
+    p.run(&["simulate", "-q"]).expect_code(0);
+    assert_eq!(joint(&p), utilities);
+
+    // The mixer turns the utilities into a mixture that gives noise the least weight.
+    let mix = p
+        .run(&[
+            "mix",
+            "--method",
+            "sdm",
+            "--config",
+            "datasets.toml",
+            "--output",
+            "sdm.toml",
+        ])
+        .expect_code(0);
+    assert!(
+        mix.stdout.contains("joint utility of the mixture"),
+        "{}",
+        mix.stdout
+    );
+    let schedule: toml::Value =
+        toml::from_str(&std::fs::read_to_string(p.path("sdm.toml")).unwrap()).unwrap();
+    let weights = schedule["stage"][0]["weights"].as_table().unwrap();
+    let w = |d: &str| weights[d].as_float().unwrap();
+    assert!((weights.values().map(|v| v.as_float().unwrap()).sum::<f64>() - 1.0).abs() < 1e-6);
+    assert!(
+        ["arithmetic", "code", "prose"]
+            .iter()
+            .all(|d| w(d) > w("noise")),
+        "{weights:?}"
+    );
+    assert_eq!(
+        schedule["provenance"]["method"].as_str(),
+        Some("sdm-utilimax")
+    );
+}
+
+#[test]
+fn simulate_refuses_a_target_naming_no_domain() {
+    let p = Project::with_default_config();
+    let config = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
+    p.write(
+        "bad.toml",
+        config.replacen("probe = \"code\"", "probe = \"cod\"", 1),
+    );
+    p.run(&["ingest", "-q"]).expect_code(0);
+    let out = p.run(&["simulate", "--config", "bad.toml"]).expect_code(2);
+    assert!(
+        out.stderr.contains("[simulate].target[1].probe")
+            && out.stderr.contains("did you mean \"code\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !p.path("out/simulate").exists(),
+        "nothing trained before the check"
+    );
+}
+
+/// Every file under `dir`, sorted.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort_by_key(|f| {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        name.trim_start_matches("step-")
+            .trim_end_matches(".parquet")
+            .parse::<u64>()
+            .unwrap_or(0)
+    });
+    files
+}
