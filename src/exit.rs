@@ -58,6 +58,9 @@ fn is_usage(cause: &(dyn std::error::Error + 'static)) -> bool {
     if let Some(e) = cause.downcast_ref::<mixlab_trainer::error::Error>() {
         return e.is_config();
     }
+    if let Some(e) = cause.downcast_ref::<mixlab_simulator::Error>() {
+        return e.is_config();
+    }
     cause
         .downcast_ref::<mixlab_artefacts::Error>()
         .is_some_and(mixlab_artefacts::Error::is_user_input)

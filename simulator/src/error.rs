@@ -22,7 +22,11 @@ pub enum Error {
 impl Error {
     /// Whether the user's configuration is at fault (exit code 2).
     pub fn is_config(&self) -> bool {
-        matches!(self, Error::Config(_))
+        match self {
+            Error::Config(_) => true,
+            Error::Trainer(e) => e.is_config(),
+            Error::Artefact(_) | Error::MissingCheckpoint(_) => false,
+        }
     }
 }
 

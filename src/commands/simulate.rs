@@ -16,7 +16,6 @@ use mixlab_trainer::schedule::StagePlan;
 
 use crate::cli::{ConfigArgs, GlobalArgs};
 use crate::config::LoadedConfig;
-use crate::exit::Usage;
 use crate::run_dir::{ResolvedRun, RunDir};
 use crate::table::Table;
 use crate::training::run_training;
@@ -26,12 +25,11 @@ use crate::training::run_training;
 pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
     let loaded = LoadedConfig::load(&args.config)?;
     let sim = &loaded.config.simulate;
-    sim.validate()
-        .context(Usage(format!("{}", args.config.display())))?;
+    let config_file = || args.config.display().to_string();
+    sim.validate().with_context(config_file)?;
     let shards = ShardSet::open(&global.out_root().join("shards"))?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
-    let targets =
-        targets_from_probes(sim, &corpus).context(Usage(format!("{}", args.config.display())))?;
+    let targets = targets_from_probes(sim, &corpus).with_context(config_file)?;
 
     let names: Vec<&str> = corpus.domains.iter().map(String::as_str).collect();
     let uniform = MixtureSchedule::uniform(&names);
