@@ -90,7 +90,8 @@ pub enum Command {
     /// <out>/simulate/utilities.parquet (per domain and target, with bootstrap errors) and
     /// document_utilities.parquet, and prints domain × target utilities (positive: helps). A killed
     /// run resumes: the proxy from its last checkpoint, the scoring after its last scored checkpoint.
-    Simulate(ConfigArgs),
+    /// --method loo trains the proxy once more without each domain instead (the ground truth).
+    Simulate(SimulateArgs),
 }
 
 /// `train` arguments.
@@ -277,6 +278,28 @@ pub enum MixMethod {
     Unimax,
     /// The Scalable Data Mixer: the joint utilities of `mixlab simulate` through --objective.
     Sdm,
+}
+
+/// `simulate` arguments.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The pipeline configuration ([simulate], [model], [train]).
+    #[arg(long, short, default_value = "datasets.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// How utilities are estimated.
+    #[arg(long, value_enum, default_value_t = SimulateMethod::Influence)]
+    pub method: SimulateMethod,
+}
+
+/// Utility estimators of `simulate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimulateMethod {
+    /// One proxy run; DataInf influence of sampled documents at each checkpoint
+    /// (utilities.parquet).
+    Influence,
+    /// Leave-one-out: the proxy trained once more without each domain; a domain's utility is the
+    /// rise of each target's loss without it (loo_utilities.parquet; one run per domain).
+    Loo,
 }
 
 /// How `--method sdm` turns utilities into weights.

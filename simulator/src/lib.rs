@@ -7,6 +7,7 @@
 //! - [`projection`]: per-document output-layer gradients from activations, randomly projected.
 //! - [`datainf`]: DataInf's inverse-Hessian approximation and the utility `(H⁻¹v)·g`.
 //! - [`aggregate`]: checkpoint weights, token-weighted domain means, bootstrap errors.
+//! - [`loo`]: leave-one-out utilities (one proxy run without each domain), the ground truth.
 //! - [`score`]: resumable scoring of a run's checkpoints and the per-domain summary written to
 //!   `utilities.parquet` (format owned by `mixlab_artefacts::utilities`).
 //!
@@ -24,6 +25,7 @@ pub mod config;
 pub mod datainf;
 mod error;
 pub mod estimate;
+pub mod loo;
 pub mod projection;
 pub mod score;
 

@@ -1,52 +1,116 @@
 //! `mixlab simulate`: the Scalable Data Mixer's simulation run and utility estimation.
 
+use std::path::PathBuf;
+use std::time::Instant;
+
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use mixlab_artefacts::eval::read_eval;
 use mixlab_artefacts::utilities::{
-    DomainUtility, JOINT_TARGET, write_document_utilities, write_utilities,
+    DomainUtility, JOINT_TARGET, read_utilities, write_document_utilities, write_utilities,
 };
 use mixlab_ingest::manifest::ShardSet;
-use mixlab_mixer::schedule::MixtureSchedule;
-use mixlab_simulator::estimate::sample_documents;
+use mixlab_mixer::metrics::spearman;
+use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
+use mixlab_simulator::config::SimulateConfig;
+use mixlab_simulator::estimate::{TargetSet, sample_documents};
+use mixlab_simulator::loo::loo_utilities;
 use mixlab_simulator::projection::GradientProjection;
 use mixlab_simulator::score::{Scoring, summarize, targets_from_probes};
 use mixlab_trainer::config::KeepCheckpoints;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::schedule::StagePlan;
 
-use crate::cli::{ConfigArgs, GlobalArgs};
+use crate::cli::{GlobalArgs, SimulateArgs, SimulateMethod};
 use crate::config::LoadedConfig;
 use crate::run_dir::{ResolvedRun, RunDir};
 use crate::table::Table;
 use crate::training::run_training;
 
-/// Trains the proxy on a uniform mixture (or finds it trained), scores its checkpoints and writes
-/// `<out>/simulate/utilities.parquet` and `document_utilities.parquet`.
-pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
+/// Estimates every domain's utility for each target with the chosen method.
+pub fn run(global: &GlobalArgs, args: &SimulateArgs) -> anyhow::Result<()> {
     let loaded = LoadedConfig::load(&args.config)?;
-    let sim = &loaded.config.simulate;
     let config_file = || args.config.display().to_string();
-    sim.validate().with_context(config_file)?;
+    loaded
+        .config
+        .simulate
+        .validate()
+        .with_context(config_file)?;
     let shards = ShardSet::open(&global.out_root().join("shards"))?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
-    let targets = targets_from_probes(sim, &corpus).with_context(config_file)?;
+    let targets =
+        targets_from_probes(&loaded.config.simulate, &corpus).with_context(config_file)?;
+    let proxies = Proxies {
+        loaded: &loaded,
+        shards: &shards,
+        corpus: &corpus,
+        root: global.out_root().join("simulate"),
+        quiet: global.quiet,
+    };
+    match args.method {
+        SimulateMethod::Influence => influence(&proxies, &targets),
+        SimulateMethod::Loo => leave_one_out(&proxies, &targets),
+    }
+}
 
-    let names: Vec<&str> = corpus.domains.iter().map(String::as_str).collect();
-    let uniform = MixtureSchedule::uniform(&names);
-    let mut train = loaded.config.train.clone();
-    (train.steps, train.seed) = (sim.steps, sim.seed);
-    train.checkpoint_every = sim.checkpoint_every();
-    train.keep_checkpoints = KeepCheckpoints::All;
-    let model = loaded
-        .config
-        .model
-        .resolve(Some(sim.preset), corpus.vocab_size, train.seq_len)?;
-    let plan = StagePlan::new(&uniform, &corpus.domains, &train)?;
-    let resolved = ResolvedRun::new(&shards, model, train, uniform);
-    let root = global.out_root().join("simulate");
-    let proxy = RunDir::new(root.join("proxy"));
-    run_training(&proxy, &resolved, plan, &corpus, global.quiet)?;
+/// The proxy runs of a simulation: the uniform one, and (for leave-one-out) one without each
+/// domain; all with the `[simulate]` model, steps and seed.
+struct Proxies<'a> {
+    loaded: &'a LoadedConfig,
+    shards: &'a ShardSet,
+    corpus: &'a Corpus,
+    root: PathBuf,
+    quiet: bool,
+}
 
+impl Proxies<'_> {
+    fn sim(&self) -> &SimulateConfig {
+        &self.loaded.config.simulate
+    }
+
+    /// Trains (or finds trained, or resumes) the proxy on a uniform mixture over every domain but
+    /// `left_out`, keeping its K checkpoints.
+    fn train(&self, left_out: Option<&str>) -> anyhow::Result<(RunDir, ResolvedRun)> {
+        let sim = self.sim();
+        let domains: Vec<&str> = self.corpus.domains.iter().map(String::as_str).collect();
+        let mixture = match left_out {
+            None => MixtureSchedule::uniform(&domains),
+            Some(out) => {
+                let kept: Vec<&str> = domains.iter().copied().filter(|d| *d != out).collect();
+                let weights = kept
+                    .iter()
+                    .map(|d| ((*d).to_owned(), 1.0 / kept.len() as f64));
+                let provenance = Provenance {
+                    method: format!("uniform without {out}"),
+                    ..Provenance::default()
+                };
+                MixtureSchedule::single(weights.collect(), provenance)
+            }
+        };
+        let mut train = self.loaded.config.train.clone();
+        (train.steps, train.seed) = (sim.steps, sim.seed);
+        train.checkpoint_every = sim.checkpoint_every();
+        train.keep_checkpoints = KeepCheckpoints::All;
+        let model = self.loaded.config.model.resolve(
+            Some(sim.preset),
+            self.corpus.vocab_size,
+            train.seq_len,
+        )?;
+        let plan = StagePlan::new(&mixture, &self.corpus.domains, &train)?;
+        let resolved = ResolvedRun::new(self.shards, model, train, mixture);
+        let dir = match left_out {
+            None => RunDir::new(self.root.join("proxy")),
+            Some(out) => RunDir::new(self.root.join("loo").join(out)),
+        };
+        run_training(&dir, &resolved, plan, self.corpus, self.quiet)?;
+        Ok((dir, resolved))
+    }
+}
+
+/// One proxy run, its checkpoints scored by influence: `utilities.parquet`.
+fn influence(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()> {
+    let (sim, corpus) = (proxies.sim(), proxies.corpus);
+    let (proxy, resolved) = proxies.train(None)?;
     let sample = sample_documents(
         &corpus.train,
         sim.docs_per_domain,
@@ -64,16 +128,18 @@ pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
         model: &resolved.model,
         domains: &corpus.domains,
         sample: &sample,
-        targets: &targets,
+        targets,
         projection: &projection,
     };
     // Scores of another sample, projection or proxy are never mixed in: their directory is keyed
     // by everything that determines them.
     let key = serde_json::json!({ "run": resolved.run_hash, "simulate": sim }).to_string();
-    let parts = root
+    let parts = proxies
+        .root
         .join("scores")
         .join(&mixlab_ingest::checksum::sha256_hex(key.as_bytes())[..16]);
-    let bar = checkpoint_bar(sim.checkpoints, global.quiet);
+    let bar = checkpoint_bar(sim.checkpoints, proxies.quiet);
+    let started = Instant::now();
     let rows = scoring
         .score_all(&proxy.paths().checkpoints, &parts, &mut |step, done, _| {
             bar.set_position(done as u64);
@@ -81,15 +147,58 @@ pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
         })
         .context("scoring the proxy's checkpoints")?;
     bar.finish_and_clear();
-    let summary = summarize(&rows, &targets, &corpus.domains, sim.bootstrap, sim.seed);
-    write_document_utilities(&root.join("document_utilities.parquet"), &rows)?;
-    write_utilities(&root.join("utilities.parquet"), &summary)?;
-    let target_names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
-    print!(
-        "{}",
-        utility_table(&summary, &corpus.domains, &target_names)
+    tracing::info!(
+        documents = sample.len(),
+        targets = targets.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "scored"
     );
-    println!("wrote {}", root.join("utilities.parquet").display());
+    let summary = summarize(&rows, targets, &corpus.domains, sim.bootstrap, sim.seed);
+    write_document_utilities(&proxies.root.join("document_utilities.parquet"), &rows)?;
+    let path = proxies.root.join("utilities.parquet");
+    write_utilities(&path, &summary)?;
+    print!("{}", utility_table(&summary, &corpus.domains, targets));
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// The proxy once more without each domain: `loo_utilities.parquet`, and the rank agreement with
+/// the influence estimates when they exist.
+fn leave_one_out(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()> {
+    let final_losses = |dir: &RunDir| read_eval(&dir.paths().eval);
+    let (full, _) = proxies.train(None)?;
+    let full = final_losses(&full)?;
+    let mut without = Vec::new();
+    for domain in &proxies.corpus.domains {
+        let (dir, _) = proxies.train(Some(domain))?;
+        without.push((domain.clone(), final_losses(&dir)?));
+    }
+    let rows = loo_utilities(&full, &without, &proxies.sim().target)?;
+    let path = proxies.root.join("loo_utilities.parquet");
+    write_utilities(&path, &rows)?;
+    print!("{}", utility_table(&rows, &proxies.corpus.domains, targets));
+    println!("wrote {}", path.display());
+    let influence_path = proxies.root.join("utilities.parquet");
+    if influence_path.exists() {
+        let joint = |rows: &[DomainUtility]| -> Vec<f64> {
+            proxies
+                .corpus
+                .domains
+                .iter()
+                .map(|d| {
+                    rows.iter()
+                        .find(|u| {
+                            &u.domain == d
+                                && u.target == JOINT_TARGET
+                                && u.checkpoint_step.is_none()
+                        })
+                        .map_or(f64::NAN, |u| u.utility)
+                })
+                .collect()
+        };
+        let rho = spearman(&joint(&read_utilities(&influence_path)?), &joint(&rows));
+        println!("Spearman ρ of the joint utilities, influence vs leave-one-out: {rho:.3}");
+    }
     Ok(())
 }
 
@@ -111,14 +220,14 @@ fn checkpoint_bar(checkpoints: u64, quiet: bool) -> ProgressBar {
 }
 
 /// Domain × target utilities over all checkpoints, `utility ± stderr`, joint last.
-fn utility_table(summary: &[DomainUtility], domains: &[String], targets: &[&str]) -> String {
+fn utility_table(summary: &[DomainUtility], domains: &[String], targets: &[TargetSet]) -> String {
     let mut header = vec!["domain"];
-    header.extend(targets);
+    header.extend(targets.iter().map(|t| t.name.as_str()));
     header.push(JOINT_TARGET);
     let mut table = Table::new(&header);
     for domain in domains {
         let mut row = vec![domain.clone()];
-        for target in targets.iter().chain([&JOINT_TARGET]) {
+        for target in header.iter().skip(1) {
             let cell = summary
                 .iter()
                 .find(|u| &u.domain == domain && u.target == *target && u.checkpoint_step.is_none())

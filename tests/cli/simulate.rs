@@ -166,3 +166,36 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     });
     files
 }
+
+#[test]
+fn leave_one_out_finds_arithmetic_and_code_useful_and_noise_worst() {
+    let p = project();
+    let out = p.run(&["simulate", "-q", "--method", "loo"]).expect_code(0);
+    assert!(
+        out.stdout.contains("loo_utilities.parquet"),
+        "{}",
+        out.stdout
+    );
+    let rows = read_utilities(&p.path("out/simulate/loo_utilities.parquet")).unwrap();
+    let joint: HashMap<String, f64> = rows
+        .into_iter()
+        .filter(|u| u.target == JOINT_TARGET)
+        .map(|u| (u.domain, u.utility))
+        .collect();
+    println!("leave-one-out joint utilities: {joint:?}");
+    assert_eq!(joint.len(), 5, "{joint:?}");
+    // Arithmetic and code have no stand-in among the other domains; prose has one (the
+    // duplicated notices), so its leave-one-out utility is near zero. Noise only hurts.
+    for domain in ["arithmetic", "code"] {
+        assert!(joint[domain] > 0.0, "{joint:?}");
+    }
+    let lowest = joint.iter().min_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+    assert_eq!(lowest, "noise", "{joint:?}");
+    // One proxy without each domain, beside the uniform one.
+    for domain in ["arithmetic", "code", "prose", "noise", "duplicated"] {
+        assert!(
+            p.path(&format!("out/simulate/loo/{domain}/done")).exists(),
+            "{domain}"
+        );
+    }
+}
