@@ -67,22 +67,32 @@ pub fn sample_documents(
     out
 }
 
-/// The projected output-layer gradient of one document's mean next-token loss.
-fn gradient(inference: &Inference, projection: &GradientProjection, tokens: &[u32]) -> Vec<f32> {
-    let (inputs, targets) = (&tokens[..tokens.len() - 1], &tokens[1..]);
-    let (hidden, logits) = inference.sequence_hidden_and_logits(inputs);
-    projection.document_gradient(hidden, logits, targets)
-}
+/// Documents per batched forward pass.
+const BATCH_DOCUMENTS: usize = 16;
 
-/// The projected gradients of `docs`, one row each.
-fn gradients<'a>(
+/// The projected output-layer gradients of `docs` (each predicting its tokens `1..` from `..n-1`),
+/// one row each, from batched forward passes.
+fn gradients(
     inference: &Inference,
     projection: &GradientProjection,
-    docs: impl ExactSizeIterator<Item = &'a [u32]>,
+    docs: &[&[u32]],
 ) -> Array2<f32> {
     let mut rows = Array2::zeros((docs.len(), projection.width()));
-    for (mut row, tokens) in rows.rows_mut().into_iter().zip(docs) {
-        row.assign(&Array1::from(gradient(inference, projection, tokens)));
+    for (chunk, mut out) in docs
+        .chunks(BATCH_DOCUMENTS)
+        .zip(rows.axis_chunks_iter_mut(ndarray::Axis(0), BATCH_DOCUMENTS))
+    {
+        let inputs: Vec<&[u32]> = chunk.iter().map(|d| &d[..d.len() - 1]).collect();
+        let activations = inference.sequences_hidden_and_logits(&inputs);
+        for ((tokens, (hidden, logits)), mut row) in
+            chunk.iter().zip(activations).zip(out.rows_mut())
+        {
+            row.assign(&Array1::from(projection.document_gradient(
+                hidden,
+                logits,
+                &tokens[1..],
+            )));
+        }
     }
     rows
 }
@@ -97,11 +107,8 @@ pub fn checkpoint_utilities(
     train: &[SampledDoc],
     targets: &[TargetSet],
 ) -> Vec<Vec<f64>> {
-    let g = gradients(
-        inference,
-        projection,
-        train.iter().map(|d| d.tokens.as_slice()),
-    );
+    let docs: Vec<&[u32]> = train.iter().map(|d| d.tokens.as_slice()).collect();
+    let g = gradients(inference, projection, &docs);
     targets
         .iter()
         .map(|target| {
@@ -111,7 +118,7 @@ pub fn checkpoint_utilities(
                 .filter(|d| d.len() >= 2)
                 .map(Vec::as_slice)
                 .collect();
-            let per_doc = gradients(inference, projection, usable.iter().copied());
+            let per_doc = gradients(inference, projection, &usable);
             // The mean gradient of the target's token loss: documents weighted by their tokens.
             let weights = Array1::from_iter(usable.iter().map(|d| (d.len() - 1) as f32));
             let v = per_doc.t().dot(&weights) / weights.sum().max(1.0);

@@ -96,19 +96,53 @@ impl Inference {
     /// # Shapes
     /// `([tokens.len(), d_model], [tokens.len(), vocab_size])`.
     pub fn sequence_hidden_and_logits(&self, tokens: &[u32]) -> (Tensor<2>, Tensor<2>) {
-        // A one-sequence batch; its targets are never read (no loss is computed).
+        self.sequences_hidden_and_logits(&[tokens])
+            .pop()
+            .expect("one sequence in, one out")
+    }
+
+    /// [`Inference::sequence_hidden_and_logits`] of several sequences in one batched forward pass
+    /// (shorter ones padded at the end, which causal attention never lets earlier positions see).
+    ///
+    /// # Shapes
+    /// Per sequence `([len, d_model], [len, vocab_size])`, in input order.
+    pub fn sequences_hidden_and_logits(&self, sequences: &[&[u32]]) -> Vec<(Tensor<2>, Tensor<2>)> {
+        let (rows, seq_len) = (
+            sequences.len(),
+            sequences.iter().map(|s| s.len()).max().unwrap_or(0),
+        );
+        if rows == 0 || seq_len == 0 {
+            return Vec::new();
+        }
+        let mut inputs = vec![0u32; rows * seq_len];
+        for (row, tokens) in inputs.chunks_mut(seq_len).zip(sequences) {
+            row[..tokens.len()].copy_from_slice(tokens);
+        }
+        // Its targets are never read (no loss is computed).
         let batch = Batch {
-            batch_size: 1,
-            seq_len: tokens.len(),
-            inputs: tokens.to_vec(),
-            targets: tokens.to_vec(),
-            positions: (0..tokens.len() as u32).collect(),
-            segments: vec![0; tokens.len()],
-            domains: vec![0],
+            batch_size: rows,
+            seq_len,
+            targets: inputs.clone(),
+            inputs,
+            positions: (0..rows).flat_map(|_| 0..seq_len as u32).collect(),
+            segments: vec![0; rows * seq_len],
+            domains: vec![0; rows],
         };
         let (input, _) = to_model_input(&batch, &self.config, false, &self.device);
         let hidden = self.model.hidden(&input);
-        let [_, t, d] = hidden.dims();
-        (hidden.clone().reshape([t, d]), self.model.logits(hidden))
+        let d = hidden.dims()[2];
+        let logits = self.model.logits(hidden.clone());
+        let hidden = hidden.reshape([rows * seq_len, d]);
+        sequences
+            .iter()
+            .enumerate()
+            .map(|(i, tokens)| {
+                let rows = i * seq_len..i * seq_len + tokens.len();
+                (
+                    hidden.clone().slice(rows.clone()),
+                    logits.clone().slice(rows),
+                )
+            })
+            .collect()
     }
 }

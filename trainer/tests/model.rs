@@ -6,6 +6,7 @@ use burn::nn::{RmsNorm, RmsNormConfig};
 use burn::tensor::activation::{log_softmax, silu};
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
 use mixlab_trainer::config::{ModelConfig, Preset};
+use mixlab_trainer::inference::Inference;
 use mixlab_trainer::input::to_model_input;
 use mixlab_trainer::kernels;
 use mixlab_trainer::mask::AttentionMasks;
@@ -440,4 +441,21 @@ fn save_and_load_give_identical_logits() {
     device.seed(99);
     let loaded = mixlab_trainer::checkpoint::load_model(Model::new(&cfg, &device), &path).unwrap();
     assert_eq!(before, logits(&loaded, &cfg, &tokens));
+}
+
+#[test]
+fn batched_activations_of_padded_sequences_match_one_sequence_at_a_time() {
+    let cfg = config(2, 4, 2, 4, Some(vec![1]));
+    let device = Device::flex();
+    device.seed(5);
+    let inference = Inference::of_trained(&Model::new(&cfg, &device), &cfg);
+    let (long, short): (Vec<u32>, Vec<u32>) =
+        ((0..20).map(|i| i * 7 % 50).collect(), vec![3, 9, 27, 31, 8]);
+    let batched = inference.sequences_hidden_and_logits(&[&short, &long]);
+    for ((hidden, logits), tokens) in batched.into_iter().zip([&short, &long]) {
+        let (h, l) = inference.sequence_hidden_and_logits(tokens);
+        assert_eq!(hidden.dims(), [tokens.len(), cfg.d_model]);
+        assert!(max_diff(&flat(hidden), &flat(h)) < 1e-5);
+        assert!(max_diff(&flat(logits), &flat(l)) < 1e-5);
+    }
 }
