@@ -83,15 +83,11 @@ fn gradients(
         .zip(rows.axis_chunks_iter_mut(ndarray::Axis(0), BATCH_DOCUMENTS))
     {
         let inputs: Vec<&[u32]> = chunk.iter().map(|d| &d[..d.len() - 1]).collect();
+        let targets: Vec<&[u32]> = chunk.iter().map(|d| &d[1..]).collect();
         let activations = inference.sequences_hidden_and_logits(&inputs);
-        for ((tokens, (hidden, logits)), mut row) in
-            chunk.iter().zip(activations).zip(out.rows_mut())
-        {
-            row.assign(&Array1::from(projection.document_gradient(
-                hidden,
-                logits,
-                &tokens[1..],
-            )));
+        let gradients = projection.document_gradients(activations, &targets);
+        for (gradient, mut row) in gradients.into_iter().zip(out.rows_mut()) {
+            row.assign(&Array1::from(gradient));
         }
     }
     rows

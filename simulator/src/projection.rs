@@ -11,6 +11,7 @@
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use ndarray::{Array2, s};
 
 /// A fixed random projection of `[vocab, d]` output-layer gradients to `[k_vocab, k_hidden]`.
 #[derive(Debug, Clone)]
@@ -56,21 +57,60 @@ impl GradientProjection {
         logits: Tensor<2>,
         targets: &[u32],
     ) -> Vec<f32> {
-        let [tokens, _] = hidden.dims();
-        assert_eq!(tokens, targets.len(), "one target per position");
-        let device = hidden.device();
-        let ids = Tensor::<1, Int>::from_data(
-            TensorData::new(
-                targets.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(),
-                [tokens],
-            ),
-            &device,
+        self.document_gradients(vec![(hidden, logits)], &[targets])
+            .pop()
+            .expect("one document in, one out")
+    }
+
+    /// [`GradientProjection::document_gradient`] of several documents at once: their positions
+    /// are stacked, so the softmax and both projections are one product each, and only the small
+    /// `[k_vocab, T] · [T, k_hidden]` products are per document.
+    ///
+    /// # Panics
+    /// As [`GradientProjection::document_gradient`], for any document.
+    pub fn document_gradients(
+        &self,
+        activations: Vec<(Tensor<2>, Tensor<2>)>,
+        targets: &[&[u32]],
+    ) -> Vec<Vec<f32>> {
+        assert_eq!(
+            activations.len(),
+            targets.len(),
+            "one target list per document"
         );
-        let delta_projected =
-            softmax(logits, 1).matmul(self.vocab.clone()) - self.vocab.clone().select(0, ids);
-        let hidden_projected = hidden.matmul(self.hidden.clone());
-        let gradient = delta_projected.transpose().matmul(hidden_projected) / tokens as f32;
-        gradient.into_data().try_to_vec().expect("f32 gradient")
+        let Some((first, _)) = activations.first() else {
+            return Vec::new();
+        };
+        let device = first.device();
+        let lengths: Vec<usize> = activations.iter().map(|(h, _)| h.dims()[0]).collect();
+        for (len, t) in lengths.iter().zip(targets) {
+            assert_eq!(*len, t.len(), "one target per position");
+        }
+        let (hidden, logits): (Vec<_>, Vec<_>) = activations.into_iter().unzip();
+        let ids: Vec<i64> = targets
+            .iter()
+            .flat_map(|t| t.iter().map(|&id| i64::from(id)))
+            .collect();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids.clone(), [ids.len()]), &device);
+        let delta = softmax(Tensor::cat(logits, 0), 1).matmul(self.vocab.clone())
+            - self.vocab.clone().select(0, ids);
+        let hidden = Tensor::cat(hidden, 0).matmul(self.hidden.clone());
+        let (k_vocab, k_hidden) = (self.vocab.dims()[1], self.hidden.dims()[1]);
+        let to_array = |t: Tensor<2>, k: usize| {
+            let values: Vec<f32> = t.into_data().try_to_vec().expect("f32 values");
+            Array2::from_shape_vec((values.len() / k, k), values).expect("rows of k values")
+        };
+        let (delta, hidden) = (to_array(delta, k_vocab), to_array(hidden, k_hidden));
+        let mut start = 0;
+        lengths
+            .iter()
+            .map(|&len| {
+                let rows = s![start..start + len, ..];
+                start += len;
+                let gradient = delta.slice(rows).t().dot(&hidden.slice(rows)) / len as f32;
+                gradient.iter().copied().collect()
+            })
+            .collect()
     }
 }
 
@@ -126,5 +166,37 @@ mod tests {
             assert!((a - b).abs() < 1e-5, "{from_activations:?} vs {expected:?}");
         }
         assert!(expected.iter().any(|x| x.abs() > 1e-3));
+    }
+
+    #[test]
+    fn stacked_documents_get_the_gradients_they_get_alone() {
+        let device = Device::flex();
+        let projection = GradientProjection::new(13, 6, 5, 4, 2);
+        let docs: Vec<(Tensor<2>, Tensor<2>, Vec<u32>)> = [3usize, 7]
+            .into_iter()
+            .map(|t| {
+                let hidden = Tensor::<2>::random([t, 6], Distribution::Normal(0.0, 1.0), &device);
+                let logits = Tensor::<2>::random([t, 13], Distribution::Normal(0.0, 1.0), &device);
+                (hidden, logits, (0..t as u32).map(|i| i * 5 % 13).collect())
+            })
+            .collect();
+        let alone: Vec<Vec<f32>> = docs
+            .iter()
+            .map(|(h, l, t)| projection.document_gradient(h.clone(), l.clone(), t))
+            .collect();
+        let targets: Vec<&[u32]> = docs.iter().map(|(_, _, t)| t.as_slice()).collect();
+        let stacked = projection.document_gradients(
+            docs.iter()
+                .map(|(h, l, _)| (h.clone(), l.clone()))
+                .collect(),
+            &targets,
+        );
+        for (a, b) in alone.iter().zip(&stacked) {
+            assert!(
+                a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5),
+                "{a:?} vs {b:?}"
+            );
+        }
+        assert_ne!(alone[0], alone[1]);
     }
 }
