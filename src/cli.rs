@@ -84,8 +84,9 @@ pub enum Command {
     Sweep(SweepArgs),
     /// The Scalable Data Mixer's simulation: one proxy run, then each domain's utility per target.
     ///
-    /// Trains the [simulate] proxy on a uniform mixture in <out>/simulate/proxy with K evenly
-    /// spaced checkpoints; at each, samples every domain's training documents and scores their
+    /// Trains the [simulate] proxy on a uniform mixture in <out>/simulate/proxy/<hash> (one per
+    /// configuration) with K evenly spaced checkpoints; at each, samples every domain's training
+    /// documents and scores their
     /// influence on each target's loss (DataInf on projected output-layer gradients). Writes
     /// <out>/simulate/utilities.parquet (per domain and target, with bootstrap errors) and
     /// document_utilities.parquet, and prints domain × target utilities (positive: helps). A killed

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use mixlab_artefacts::eval::DomainLoss;
+use mixlab_trainer::checkpoint::complete_steps;
 use mixlab_trainer::config::TrainConfig;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::hooks::{Hook, HookError, StepReport};
@@ -43,7 +44,7 @@ pub fn run_training(
         None => {}
     }
     if run_dir.exists() {
-        ensure_same_shards(run_dir, resolved)?;
+        ensure_same_run(run_dir, resolved)?;
     }
     run_dir.write_config(resolved)?;
     tracing::info!(
@@ -83,8 +84,10 @@ pub fn run_training(
     Ok(Some(outcome.final_eval))
 }
 
-/// Refuses to continue a run on shards other than its own, naming both.
-fn ensure_same_shards(run_dir: &RunDir, resolved: &ResolvedRun) -> anyhow::Result<()> {
+/// An unfinished run in `run_dir` is continued only with the same inputs: its shards (both hashes
+/// named otherwise) and, once it has a checkpoint, its whole configuration. Checked before
+/// `config.toml` is written, so a refused run leaves the directory as it was.
+fn ensure_same_run(run_dir: &RunDir, resolved: &ResolvedRun) -> anyhow::Result<()> {
     let existing = run_dir.read_config()?;
     if (&existing.shards_inputs_hash, &existing.tokenizer_sha256)
         != (&resolved.shards_inputs_hash, &resolved.tokenizer_sha256)
@@ -97,6 +100,14 @@ fn ensure_same_shards(run_dir: &RunDir, resolved: &ResolvedRun) -> anyhow::Resul
             resolved.shards.display(),
             resolved.shards_inputs_hash,
             resolved.tokenizer_sha256
+        )));
+    }
+    if existing.run_hash != resolved.run_hash
+        && !complete_steps(&run_dir.paths().checkpoints).is_empty()
+    {
+        anyhow::bail!(Usage(format!(
+            "{}: holds an unfinished run with other inputs (config, mixture or seed); resume it with its own settings, or choose another --run",
+            run_dir.root.display()
         )));
     }
     Ok(())

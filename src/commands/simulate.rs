@@ -69,7 +69,7 @@ impl Proxies<'_> {
     }
 
     /// Trains (or finds trained, or resumes) the proxy on a uniform mixture over every domain but
-    /// `left_out`, keeping its K checkpoints.
+    /// `left_out`, keeping its K checkpoints, in `proxy/<hash>` or `loo/<domain>/<hash>`.
     fn train(&self, left_out: Option<&str>) -> anyhow::Result<(RunDir, ResolvedRun)> {
         let sim = self.sim();
         let domains: Vec<&str> = self.corpus.domains.iter().map(String::as_str).collect();
@@ -98,10 +98,13 @@ impl Proxies<'_> {
         )?;
         let plan = StagePlan::new(&mixture, &self.corpus.domains, &train)?;
         let resolved = ResolvedRun::new(self.shards, model, train, mixture);
+        // One directory per configuration: changing [simulate] trains a new proxy instead of
+        // refusing the old one's directory.
         let dir = match left_out {
-            None => RunDir::new(self.root.join("proxy")),
-            Some(out) => RunDir::new(self.root.join("loo").join(out)),
+            None => self.root.join("proxy"),
+            Some(out) => self.root.join("loo").join(out),
         };
+        let dir = RunDir::new(dir.join(&resolved.run_hash[..12]));
         run_training(&dir, &resolved, plan, self.corpus, self.quiet)?;
         Ok((dir, resolved))
     }

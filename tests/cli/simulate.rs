@@ -122,6 +122,17 @@ fn simulate_ranks_the_noise_domain_last_and_resumes_without_rescoring() {
         schedule["provenance"]["method"].as_str(),
         Some("sdm-utilimax")
     );
+
+    // Another [simulate] configuration trains a proxy of its own beside the first.
+    let config = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
+    let reseeded = config.replacen("projection = 32\nseed = 0", "projection = 32\nseed = 1", 1);
+    assert_ne!(config, reseeded);
+    p.write("datasets.toml", reseeded);
+    p.run(&["simulate", "-q"]).expect_code(0);
+    let proxies = std::fs::read_dir(p.path("out/simulate/proxy"))
+        .unwrap()
+        .count();
+    assert_eq!(proxies, 2);
 }
 
 #[test]
@@ -193,9 +204,10 @@ fn leave_one_out_finds_arithmetic_and_code_useful_and_noise_worst() {
     assert_eq!(lowest, "noise", "{joint:?}");
     // One proxy without each domain, beside the uniform one.
     for domain in ["arithmetic", "code", "prose", "noise", "duplicated"] {
+        let runs = walk(&p.path(&format!("out/simulate/loo/{domain}")));
         assert!(
-            p.path(&format!("out/simulate/loo/{domain}/done")).exists(),
-            "{domain}"
+            runs.iter().any(|f| f.ends_with("done")),
+            "{domain}: {runs:?}"
         );
     }
 }

@@ -284,3 +284,32 @@ fn every_matrix_kernel_this_cpu_runs_trains_to_the_same_losses() {
         );
     }
 }
+
+/// Continuing an unfinished run with other settings is refused before anything is written.
+#[test]
+fn a_refused_resume_leaves_the_run_directory_as_it_was() {
+    let p = ingested();
+    p.run(&["train", "-q", "--run", "runs/a", "--steps", "100"])
+        .expect_code(0);
+    // Unfinished: a run killed after its checkpoint at step 100 of a longer schedule.
+    std::fs::remove_file(p.path("out/runs/a/done")).unwrap();
+    let config = std::fs::read(p.path("out/runs/a/config.toml")).unwrap();
+    let out = p
+        .run(&[
+            "train", "-q", "--run", "runs/a", "--steps", "100", "--seed", "7",
+        ])
+        .expect_code(2);
+    assert!(
+        out.stderr.contains("unfinished run with other inputs"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read(p.path("out/runs/a/config.toml")).unwrap(),
+        config
+    );
+    // The same settings still resume it.
+    p.run(&["train", "-q", "--run", "runs/a", "--steps", "100"])
+        .expect_code(0);
+    assert!(p.path("out/runs/a/done").exists());
+}
