@@ -5,6 +5,9 @@
 use burn::tensor::{Device, Distribution, Tensor};
 use mixlab_trainer::kernels::{self, MatmulIsa};
 
+mod common;
+use common::{flat, max_diff};
+
 fn reference(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
     let mut c = vec![0.0f64; m * n];
     for i in 0..m {
@@ -16,17 +19,6 @@ fn reference(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
         }
     }
     c
-}
-
-fn flat<const D: usize>(x: Tensor<D>) -> Vec<f32> {
-    x.into_data().try_to_vec().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]

@@ -13,6 +13,9 @@ use mixlab_trainer::mask::AttentionMasks;
 use mixlab_trainer::model::Model;
 use mixlab_trainer::sampler::Batch;
 
+mod common;
+use common::{flat, max_diff};
+
 fn config(
     layers: usize,
     heads: usize,
@@ -53,13 +56,6 @@ fn batch(tokens: &[u32]) -> Batch {
 fn logits(model: &Model, cfg: &ModelConfig, tokens: &[u32]) -> Vec<f32> {
     let (input, _) = to_model_input(&batch(tokens), cfg, false, &Device::flex());
     model.forward(&input).into_data().try_to_vec().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -211,10 +207,6 @@ fn reference_attention(
 
 fn normal(shape: [usize; 4], device: &Device) -> Tensor<4> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
-}
-
-fn flat<const D: usize>(x: Tensor<D>) -> Vec<f32> {
-    x.into_data().try_to_vec().unwrap()
 }
 
 #[test]
