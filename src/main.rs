@@ -12,7 +12,6 @@
 //! datasets.toml ─► ingest ─► shards/ ─► trainer ◄── mixture.toml ◄── mixer ◄── runs table (regress / sweep)
 //! ```
 
-mod allocator;
 mod cli;
 mod commands;
 mod config;
@@ -26,7 +25,7 @@ mod training;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    allocator::tune();
+    mixlab_trainer::allocator::tune();
     let cli = cli::Cli::parse();
     logging::init(cli.global.log_format, cli.global.quiet);
     match commands::run(&cli) {

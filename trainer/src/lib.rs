@@ -5,8 +5,8 @@
 //!   training hyperparameters.
 //! - [`model`]: the decoder (RMSNorm, RoPE at per-token positions, grouped-query attention with
 //!   local/global layers, SwiGLU, tied embeddings); [`mask`] and [`rope`] its pieces; [`kernels`] its
-//!   fused attention and cross-entropy with hand-written backward passes; [`quant`] the
-//!   fake-quantization step its linear layers can take.
+//!   fused attention and cross-entropy with hand-written backward passes and its matrix products on
+//!   kernels chosen per CPU; [`allocator`] the allocator settings tensor workloads want.
 //! - [`sampler`]: packs documents of weighted domains into sequences, exactly resumable; [`data`]
 //!   loads every domain's documents (with `doc_id` and source) from verified shards.
 //! - [`train`]: the one loop skeleton (resume, steps, accumulation, clipping, evaluation,
@@ -43,6 +43,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod allocator;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

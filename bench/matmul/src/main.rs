@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
+use mixlab_trainer::allocator;
 use mixlab_trainer::kernels::{self, MatmulIsa};
 
 /// `(m, k, n)`: the square reference, attention/FFN inputs, the tied output layer, the FFN output.
@@ -34,6 +35,8 @@ fn seconds_per_product(product: impl Fn() -> f32) -> (f64, f32) {
 }
 
 fn main() {
+    // The allocator settings of the `mixlab` binary, so products are timed as training runs them.
+    allocator::tune();
     let device = Device::flex();
     let ours = format!("mixlab-{}", MatmulIsa::current());
     for (m, k, n) in SHAPES {

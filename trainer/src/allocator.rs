@@ -12,7 +12,8 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: libc::c_int = 32 << 20;
 
-/// Sets the allocator parameters; call first thing in `main`, before other threads start.
+/// Sets the allocator parameters; call first thing in `main`, before other threads start (the
+/// `mixlab` binary and the benchmark programs do).
 pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only changes allocator parameters; no other thread is running yet.
