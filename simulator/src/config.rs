@@ -45,14 +45,20 @@ impl Default for SimulateConfig {
     }
 }
 
-/// `[[simulate.target]]`: a domain's probe split and its weight in the joint utility.
+/// `[[simulate.target]]`: a domain's probe split, or a JSONL file of probe texts, and its weight in
+/// the joint utility.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// Name in tables and files.
     pub name: String,
-    /// The domain whose `probe` split is the target.
+    /// The domain whose `probe` split is the target (empty when `path` is given).
+    #[serde(default)]
     pub probe: String,
+    /// A JSONL file (optionally `.gz`) whose `text` fields are the target, tokenized with the
+    /// shards' tokenizer; relative to the configuration file.
+    #[serde(default)]
+    pub path: Option<std::path::PathBuf>,
     /// Weight in the joint utility.
     #[serde(default = "one")]
     pub weight: f64,
@@ -73,7 +79,7 @@ impl SimulateConfig {
     /// use mixlab_simulator::config::{SimulateConfig, TargetConfig};
     /// let mut config = SimulateConfig::default();
     /// assert!(config.validate().is_err()); // no target
-    /// config.target.push(TargetConfig { name: "code".into(), probe: "code".into(), weight: 1.0 });
+    /// config.target.push(TargetConfig { name: "code".into(), probe: "code".into(), path: None, weight: 1.0 });
     /// config.validate()?;
     /// # Ok::<(), mixlab_simulator::Error>(())
     /// ```
@@ -111,6 +117,12 @@ impl SimulateConfig {
                     "a non-empty name other than \"joint\"",
                 );
             }
+            if t.probe.is_empty() == t.path.is_none() {
+                return fail(
+                    &format!("target[{i}]"),
+                    "exactly one of probe = \"<domain>\" and path = \"<file.jsonl>\"",
+                );
+            }
             if self.target[..i].iter().any(|o| o.name == t.name) {
                 return fail(
                     &format!("target[{i}].name"),
@@ -143,6 +155,7 @@ mod tests {
             target: vec![TargetConfig {
                 name: "t".into(),
                 probe: "code".into(),
+                path: None,
                 weight: 1.0,
             }],
             ..SimulateConfig::default()
@@ -152,7 +165,7 @@ mod tests {
     #[test]
     fn impossible_values_name_their_key() {
         type Break = fn(&mut SimulateConfig);
-        let cases: [(Break, &str); 5] = [
+        let cases: [(Break, &str); 6] = [
             (|c| c.checkpoints = 0, "[simulate].checkpoints"),
             (|c| c.steps = 5, "[simulate].checkpoints"),
             (|c| c.projection = 0, "[simulate].projection"),
@@ -163,6 +176,10 @@ mod tests {
             (
                 |c| c.target.push(c.target[0].clone()),
                 "[simulate].target[1].name",
+            ),
+            (
+                |c| c.target[0].path = Some("p.jsonl".into()),
+                "[simulate].target[0]: expected exactly one",
             ),
         ];
         for (break_it, key) in cases {

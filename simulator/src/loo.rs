@@ -9,6 +9,12 @@ use crate::error::{Error, Result};
 
 /// A target's loss in a run's final evaluation: the probe split of its domain.
 fn target_loss(losses: &[DomainLoss], target: &TargetConfig) -> Result<f64> {
+    if target.path.is_some() {
+        return Err(Error::Config(format!(
+            "target {:?}: leave-one-out needs probe-split targets (files are not evaluated by training runs)",
+            target.name
+        )));
+    }
     losses
         .iter()
         .find(|l| l.domain == target.probe && l.split == "probe")
@@ -34,7 +40,7 @@ fn target_loss(losses: &[DomainLoss], target: &TargetConfig) -> Result<f64> {
 /// use mixlab_simulator::config::TargetConfig;
 /// use mixlab_simulator::loo::loo_utilities;
 /// let probe = |loss| vec![DomainLoss { domain: "code".into(), split: "probe".into(), loss, tokens: 10 }];
-/// let target = TargetConfig { name: "code".into(), probe: "code".into(), weight: 1.0 };
+/// let target = TargetConfig { name: "code".into(), probe: "code".into(), path: None, weight: 1.0 };
 /// let rows = loo_utilities(&probe(2.0), &[("code".into(), probe(3.0))], &[target])?;
 /// assert_eq!(rows[0].utility, 1.0); // without code, the code target is 1 nat worse
 /// # Ok::<(), mixlab_simulator::Error>(())

@@ -17,31 +17,52 @@ use crate::error::{Error, Result};
 use crate::estimate::{SampledDoc, TargetSet, checkpoint_utilities};
 use crate::projection::GradientProjection;
 
-/// The targets of `config`, each a domain's probe documents cut to the scored length.
+/// The targets of `config`, each a domain's probe documents or the given file's documents
+/// (`files`: token ids per target with a `path`, in target order), cut to the scored length.
 ///
 /// # Errors
-/// [`Error::Config`] for a probe naming no domain (with a suggestion) or a domain without probe
-/// documents.
-pub fn targets_from_probes(config: &SimulateConfig, corpus: &Corpus) -> Result<Vec<TargetSet>> {
+/// [`Error::Config`] for a probe naming no domain (with a suggestion), a domain without probe
+/// documents or a file without documents.
+pub fn resolve_targets(
+    config: &SimulateConfig,
+    corpus: &Corpus,
+    mut files: impl FnMut(&std::path::Path) -> Result<Vec<Vec<u32>>>,
+) -> Result<Vec<TargetSet>> {
     let known: Vec<&str> = corpus.domains.iter().map(String::as_str).collect();
+    let cut = |tokens: &[u32]| tokens[..tokens.len().min(config.max_doc_tokens + 1)].to_vec();
     config
         .target
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let what = format!("[simulate].target[{i}].probe");
-            let d = mixlab_mixer::names::position(&t.probe, &known, &what)
-                .map_err(|e| Error::Config(e.to_string()))?;
-            let docs: Vec<Vec<u32>> = corpus.probe[d]
-                .docs
+            let (docs, origin): (Vec<Vec<u32>>, String) = match &t.path {
+                Some(path) => (files(path)?, path.display().to_string()),
+                None => {
+                    let what = format!("[simulate].target[{i}].probe");
+                    let d = mixlab_mixer::names::position(&t.probe, &known, &what)
+                        .map_err(|e| Error::Config(e.to_string()))?;
+                    let docs = corpus.probe[d]
+                        .docs
+                        .iter()
+                        .map(|doc| doc.tokens.clone())
+                        .collect();
+                    (
+                        docs,
+                        format!(
+                            "the probe split of domain {:?} (raise [ingest].probe_fraction)",
+                            t.probe
+                        ),
+                    )
+                }
+            };
+            let docs: Vec<Vec<u32>> = docs
                 .iter()
-                .filter(|doc| doc.tokens.len() >= 2)
-                .map(|doc| doc.tokens[..doc.tokens.len().min(config.max_doc_tokens + 1)].to_vec())
+                .filter(|d| d.len() >= 2)
+                .map(|d| cut(d))
                 .collect();
             if docs.is_empty() {
                 return Err(Error::Config(format!(
-                    "{what}: domain {:?} has no probe documents; raise [ingest].probe_fraction",
-                    t.probe
+                    "[simulate].target[{i}]: no document of two tokens or more in {origin}"
                 )));
             }
             Ok(TargetSet {

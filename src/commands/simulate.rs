@@ -1,6 +1,7 @@
 //! `mixlab simulate`: the Scalable Data Mixer's simulation run and utility estimation.
 
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -10,13 +11,14 @@ use mixlab_artefacts::utilities::{
     DomainUtility, JOINT_TARGET, read_utilities, write_document_utilities, write_utilities,
 };
 use mixlab_ingest::manifest::ShardSet;
+use mixlab_ingest::tokenize::TextTokenizer;
 use mixlab_mixer::metrics::spearman;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
 use mixlab_simulator::config::SimulateConfig;
 use mixlab_simulator::estimate::{TargetSet, sample_documents};
 use mixlab_simulator::loo::loo_utilities;
 use mixlab_simulator::projection::GradientProjection;
-use mixlab_simulator::score::{Scoring, summarize, targets_from_probes};
+use mixlab_simulator::score::{Scoring, resolve_targets, summarize};
 use mixlab_trainer::config::KeepCheckpoints;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::schedule::StagePlan;
@@ -38,8 +40,16 @@ pub fn run(global: &GlobalArgs, args: &SimulateArgs) -> anyhow::Result<()> {
         .with_context(config_file)?;
     let shards = ShardSet::open(&global.out_root().join("shards"))?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
-    let targets =
-        targets_from_probes(&loaded.config.simulate, &corpus).with_context(config_file)?;
+    let tokenizer = TextTokenizer::load(&shards.tokenizer_path())?;
+    let base = loaded
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let targets = resolve_targets(&loaded.config.simulate, &corpus, |path| {
+        probe_file(&base.join(path), &tokenizer)
+    })
+    .with_context(config_file)?;
     let proxies = Proxies {
         loaded: &loaded,
         shards: &shards,
@@ -203,6 +213,36 @@ fn leave_one_out(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()>
         println!("Spearman ρ of the joint utilities, influence vs leave-one-out: {rho:.3}");
     }
     Ok(())
+}
+
+/// The `text` field of every line of a JSONL file (`.gz` decompressed), tokenized.
+fn probe_file(path: &Path, tokenizer: &TextTokenizer) -> mixlab_simulator::Result<Vec<Vec<u32>>> {
+    let fail =
+        |what: String| mixlab_simulator::Error::Config(format!("{}: {what}", path.display()));
+    let file = fs_err::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut docs = Vec::new();
+    for (i, line) in BufReader::new(reader).lines().enumerate() {
+        let line = line.map_err(|e| fail(format!("line {}: {e}", i + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| fail(format!("line {}: not JSON: {e}", i + 1)))?;
+        let text = record["text"]
+            .as_str()
+            .ok_or_else(|| fail(format!("line {}: expected a string field \"text\"", i + 1)))?;
+        docs.push(
+            tokenizer
+                .encode(text)
+                .map_err(|e| fail(format!("line {}: {e}", i + 1)))?,
+        );
+    }
+    Ok(docs)
 }
 
 fn checkpoint_bar(checkpoints: u64, quiet: bool) -> ProgressBar {

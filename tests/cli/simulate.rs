@@ -211,3 +211,44 @@ fn leave_one_out_finds_arithmetic_and_code_useful_and_noise_worst() {
         );
     }
 }
+
+#[test]
+fn a_target_can_be_a_jsonl_file_whose_bad_lines_are_named() {
+    let p = project();
+    let config = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
+    let with_file = config.replacen(
+        "name = \"arithmetic\"\nprobe = \"arithmetic\"",
+        "name = \"arithmetic\"\npath = \"probes.jsonl\"",
+        1,
+    );
+    assert_ne!(config, with_file);
+    p.write("files.toml", with_file);
+    p.write(
+        "probes.jsonl",
+        "{\"text\": \"Ava has 3 apples and buys 2 more. How many now? 5\"}\n{\"txt\": 1}\n",
+    );
+    let out = p
+        .run(&["simulate", "--config", "files.toml"])
+        .expect_code(2);
+    assert!(
+        out.stderr.contains("probes.jsonl: line 2") && out.stderr.contains("\"text\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !p.path("out/simulate").exists(),
+        "nothing trained before the check"
+    );
+    p.write(
+        "probes.jsonl",
+        "{\"text\": \"Ava has 3 apples and buys 2 more. How many now? 5\"}\n{\"text\": \"Tom had 10 pens and gave away 4. How many are left? 6\"}\n",
+    );
+    p.run(&["simulate", "-q", "--config", "files.toml"])
+        .expect_code(0);
+    let rows = read_utilities(&p.path("out/simulate/utilities.parquet")).unwrap();
+    let scored = rows
+        .iter()
+        .filter(|u| u.target == "arithmetic" && u.checkpoint_step.is_none())
+        .count();
+    assert_eq!(scored, 5, "{rows:?}");
+}
