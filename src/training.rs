@@ -16,19 +16,19 @@ use mixlab_trainer::train::{RunSpec, train};
 use crate::exit::Usage;
 use crate::run_dir::{ResolvedRun, RunDir};
 
-/// Trains `resolved` in `run_dir` (or resumes it); `None` when the run had already finished with the
-/// same inputs.
+/// Trains `resolved` in `run_dir` (or resumes it) on its mixture schedule; `None` when the run had
+/// already finished with the same inputs.
 ///
 /// # Errors
-/// A run directory holding another run (other inputs, or other shards: both hashes named), and
-/// training failures.
+/// A schedule that does not fit the corpus's domains, a run directory holding another run (other
+/// inputs, or other shards: both hashes named), and training failures.
 pub fn run_training(
     run_dir: &RunDir,
     resolved: &ResolvedRun,
-    plan: StagePlan,
     corpus: &Corpus,
     quiet: bool,
 ) -> anyhow::Result<Option<Vec<DomainLoss>>> {
+    let plan = StagePlan::new(&resolved.mixture, &corpus.domains, &resolved.train)?;
     match run_dir.finished_hash() {
         Some(hash) if hash == resolved.run_hash => {
             println!(

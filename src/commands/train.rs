@@ -5,7 +5,6 @@ use mixlab_artefacts::mixture::read_mixture;
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_mixer::schedule::MixtureSchedule;
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::schedule::StagePlan;
 
 use crate::cli::{GlobalArgs, TrainArgs};
 use crate::config::LoadedConfig;
@@ -34,10 +33,9 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
         corpus.vocab_size,
         train_config.seq_len,
     )?;
-    let plan = StagePlan::new(&mixture, &corpus.domains, &train_config)?;
     let resolved = ResolvedRun::new(&shards, model_config, train_config, mixture);
     let run_dir = RunDir::new(global.out_root().join(&args.run));
-    if let Some(losses) = run_training(&run_dir, &resolved, plan, &corpus, global.quiet)? {
+    if let Some(losses) = run_training(&run_dir, &resolved, &corpus, global.quiet)? {
         print!("{}", eval_table(&losses));
     }
     Ok(())
