@@ -71,6 +71,28 @@ pub struct DocumentUtility {
     pub utility: f64,
 }
 
+/// The estimate over all checkpoints of `domain`'s utility for `target` among `rows`, if any.
+///
+/// # Example
+/// ```
+/// use mixlab_artefacts::utilities::{overall, DomainUtility, JOINT_TARGET};
+/// let row = |step| DomainUtility {
+///     domain: "code".into(), target: JOINT_TARGET.into(), checkpoint_step: step,
+///     utility: if step.is_some() { 1.0 } else { 2.0 }, stderr: 0.0, n_samples: 8,
+/// };
+/// let rows = [row(Some(100)), row(None)];
+/// assert_eq!(overall(&rows, "code", JOINT_TARGET).map(|u| u.utility), Some(2.0));
+/// assert!(overall(&rows, "math", JOINT_TARGET).is_none());
+/// ```
+pub fn overall<'a>(
+    rows: &'a [DomainUtility],
+    domain: &str,
+    target: &str,
+) -> Option<&'a DomainUtility> {
+    rows.iter()
+        .find(|u| u.domain == domain && u.target == target && u.checkpoint_step.is_none())
+}
+
 /// The Arrow schema of `utilities.parquet`.
 pub fn utilities_schema() -> SchemaRef {
     DOMAINS.tag(Schema::new(vec![

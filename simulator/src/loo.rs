@@ -9,12 +9,6 @@ use crate::error::{Error, Result};
 
 /// A target's loss in a run's final evaluation: the probe split of its domain.
 fn target_loss(losses: &[DomainLoss], target: &TargetConfig) -> Result<f64> {
-    if target.path.is_some() {
-        return Err(Error::Config(format!(
-            "target {:?}: leave-one-out needs probe-split targets (files are not evaluated by training runs)",
-            target.name
-        )));
-    }
     losses
         .iter()
         .find(|l| l.domain == target.probe && l.split == "probe")
@@ -27,12 +21,35 @@ fn target_loss(losses: &[DomainLoss], target: &TargetConfig) -> Result<f64> {
         })
 }
 
+/// Refuses targets leave-one-out cannot measure: files (training runs evaluate the domains' probe
+/// splits only). Checked before any run is trained.
+///
+/// # Errors
+/// [`Error::Config`] naming the first file target.
+///
+/// # Example
+/// ```
+/// use mixlab_simulator::config::TargetConfig;
+/// use mixlab_simulator::loo::ensure_probe_targets;
+/// let file = TargetConfig { name: "he".into(), probe: String::new(), path: Some("he.jsonl".into()), weight: 1.0 };
+/// assert!(ensure_probe_targets(&[file]).is_err());
+/// ```
+pub fn ensure_probe_targets(targets: &[TargetConfig]) -> Result<()> {
+    match targets.iter().find(|t| t.path.is_some()) {
+        Some(t) => Err(Error::Config(format!(
+            "target {:?}: leave-one-out needs probe-split targets (files are not evaluated by training runs)",
+            t.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `u(d, c) = loss_without_d(c) − loss_full(c)` per left-out domain and target (positive: removing
 /// the domain hurts, so it helps), and the joint `Σ_c w_c u(d, c)`; one row per domain and target,
 /// `checkpoint_step` empty, no standard error (one run each).
 ///
 /// # Errors
-/// [`Error::Config`] when an evaluation lacks a target's probe loss.
+/// [`Error::Config`] for a file target, or when an evaluation lacks a target's probe loss.
 ///
 /// # Example
 /// ```
@@ -50,6 +67,7 @@ pub fn loo_utilities(
     without: &[(String, Vec<DomainLoss>)],
     targets: &[TargetConfig],
 ) -> Result<Vec<DomainUtility>> {
+    ensure_probe_targets(targets)?;
     let mut rows = Vec::new();
     for (domain, losses) in without {
         let mut joint = 0.0;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use mixlab_artefacts::eval::read_eval;
 use mixlab_artefacts::utilities::{
-    DomainUtility, JOINT_TARGET, read_utilities, write_document_utilities, write_utilities,
+    DomainUtility, JOINT_TARGET, overall, read_utilities, write_document_utilities, write_utilities,
 };
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_ingest::tokenize::TextTokenizer;
@@ -16,12 +16,11 @@ use mixlab_mixer::metrics::spearman;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
 use mixlab_simulator::config::SimulateConfig;
 use mixlab_simulator::estimate::{TargetSet, sample_documents};
-use mixlab_simulator::loo::loo_utilities;
+use mixlab_simulator::loo::{ensure_probe_targets, loo_utilities};
 use mixlab_simulator::projection::GradientProjection;
 use mixlab_simulator::score::{Scoring, resolve_targets, summarize};
 use mixlab_trainer::config::KeepCheckpoints;
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::schedule::StagePlan;
 
 use crate::cli::{GlobalArgs, SimulateArgs, SimulateMethod};
 use crate::config::LoadedConfig;
@@ -106,7 +105,6 @@ impl Proxies<'_> {
             self.corpus.vocab_size,
             train.seq_len,
         )?;
-        let plan = StagePlan::new(&mixture, &self.corpus.domains, &train)?;
         let resolved = ResolvedRun::new(self.shards, model, train, mixture);
         // One directory per configuration: changing [simulate] trains a new proxy instead of
         // refusing the old one's directory.
@@ -115,7 +113,7 @@ impl Proxies<'_> {
             Some(out) => self.root.join("loo").join(out),
         };
         let dir = RunDir::new(dir.join(&resolved.run_hash[..12]));
-        run_training(&dir, &resolved, plan, self.corpus, self.quiet)?;
+        run_training(&dir, &resolved, self.corpus, self.quiet)?;
         Ok((dir, resolved))
     }
 }
@@ -178,6 +176,7 @@ fn influence(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()> {
 /// The proxy once more without each domain: `loo_utilities.parquet`, and the rank agreement with
 /// the influence estimates when they exist.
 fn leave_one_out(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()> {
+    ensure_probe_targets(&proxies.sim().target)?;
     let final_losses = |dir: &RunDir| read_eval(&dir.paths().eval);
     let (full, _) = proxies.train(None)?;
     let full = final_losses(&full)?;
@@ -194,19 +193,9 @@ fn leave_one_out(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()>
     let influence_path = proxies.root.join("utilities.parquet");
     if influence_path.exists() {
         let joint = |rows: &[DomainUtility]| -> Vec<f64> {
-            proxies
-                .corpus
-                .domains
-                .iter()
-                .map(|d| {
-                    rows.iter()
-                        .find(|u| {
-                            &u.domain == d
-                                && u.target == JOINT_TARGET
-                                && u.checkpoint_step.is_none()
-                        })
-                        .map_or(f64::NAN, |u| u.utility)
-                })
+            let domains = proxies.corpus.domains.iter();
+            domains
+                .map(|d| overall(rows, d, JOINT_TARGET).map_or(f64::NAN, |u| u.utility))
                 .collect()
         };
         let rho = spearman(&joint(&read_utilities(&influence_path)?), &joint(&rows));
@@ -271,12 +260,9 @@ fn utility_table(summary: &[DomainUtility], domains: &[String], targets: &[Targe
     for domain in domains {
         let mut row = vec![domain.clone()];
         for target in header.iter().skip(1) {
-            let cell = summary
-                .iter()
-                .find(|u| &u.domain == domain && u.target == *target && u.checkpoint_step.is_none())
-                .map_or("-".to_owned(), |u| {
-                    format!("{:+.3e} ± {:.1e}", u.utility, u.stderr)
-                });
+            let cell = overall(summary, domain, target).map_or("-".to_owned(), |u| {
+                format!("{:+.3e} ± {:.1e}", u.utility, u.stderr)
+            });
             row.push(cell);
         }
         table.row(row);
