@@ -45,6 +45,18 @@ pub struct TargetSet {
 
 /// Up to `per_domain` documents of each domain with at least two tokens, drawn without
 /// replacement (seeded), each cut to its first `max_tokens + 1` tokens; in domain order.
+///
+/// # Example
+/// ```
+/// use mixlab_simulator::estimate::sample_documents;
+/// use mixlab_trainer::sampler::DomainDocs;
+/// let code = DomainDocs::from_tokens("code", vec![vec![1, 2, 3, 4], vec![5], vec![6, 7]]);
+/// let sample = sample_documents(&[code], 5, 2, 0);
+/// // The one-token document cannot be scored; the others keep their first 3 tokens.
+/// assert_eq!(sample.len(), 2);
+/// assert_eq!(sample[0].tokens, [1, 2, 3]);
+/// assert_eq!(sample[0].scored_tokens(), 2);
+/// ```
 pub fn sample_documents(
     domains: &[DomainDocs],
     per_domain: usize,

@@ -51,6 +51,20 @@ impl GradientProjection {
     ///
     /// # Panics
     /// When the shapes disagree or a target is outside the vocabulary.
+    ///
+    /// # Example
+    /// ```
+    /// use burn::tensor::{Device, Tensor};
+    /// use mixlab_simulator::projection::GradientProjection;
+    /// let device = Device::flex();
+    /// let projection = GradientProjection::new(3, 2, 4, 4, 0);
+    /// // A model already certain of its targets has nothing to learn: a zero gradient.
+    /// let hidden = Tensor::<2>::from_floats([[1.0, 0.5]], &device);
+    /// let logits = Tensor::<2>::from_floats([[40.0, 0.0, 0.0]], &device);
+    /// let g = projection.document_gradient(hidden, logits, &[0]);
+    /// assert_eq!(g.len(), projection.width());
+    /// assert!(g.iter().all(|x| x.abs() < 1e-6));
+    /// ```
     pub fn document_gradient(
         &self,
         hidden: Tensor<2>,
