@@ -91,7 +91,8 @@ pub enum Command {
     /// <out>/simulate/utilities.parquet (per domain and target, with bootstrap errors) and
     /// document_utilities.parquet, and prints domain × target utilities (positive: helps). A killed
     /// run resumes: the proxy from its last checkpoint, the scoring after its last scored checkpoint.
-    /// --method loo trains the proxy once more without each domain instead (the ground truth).
+    /// --method loo trains the proxy once more without each domain instead (the ground truth);
+    /// --method doremi trains a DoReMi proxy against the uniform one (the baseline's weights).
     Simulate(SimulateArgs),
 }
 
@@ -150,9 +151,24 @@ pub struct EvalArgs {
     /// Run directory, relative to --out.
     #[arg(long, value_name = "DIR", default_value = "runs/default")]
     pub run: PathBuf,
-    /// Print `{"domains": {name: {"loss": x, "ppl": y}}, "mean_loss": z}` instead of a table.
+    /// Print `{"domains": {name: {"loss": x, "ppl": y}}, "mean_loss": z, "probe": {...},
+    /// "texts": {...}}` instead of a table (`mean_loss` over the validation splits).
     #[arg(long)]
     pub json: bool,
+    /// Also evaluate a JSONL file (optionally .gz) of `text` fields, tokenized with the shards'
+    /// tokenizer, e.g. humaneval=../shared/corpora/probes/humaneval.jsonl.gz (repeatable).
+    #[arg(long, value_name = "NAME=FILE", value_parser = named_path)]
+    pub texts: Vec<(String, PathBuf)>,
+}
+
+/// `NAME=FILE` with a non-empty name.
+fn named_path(arg: &str) -> Result<(String, PathBuf), String> {
+    match arg.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected NAME=FILE, got {arg:?}")),
+    }
 }
 
 /// `generate` arguments.
@@ -279,6 +295,8 @@ pub enum MixMethod {
     Unimax,
     /// The Scalable Data Mixer: the joint utilities of `mixlab simulate` through --objective.
     Sdm,
+    /// DoReMi's averaged domain weights from `mixlab simulate --method doremi` (--doremi).
+    Doremi,
 }
 
 /// `simulate` arguments.
@@ -301,6 +319,10 @@ pub enum SimulateMethod {
     /// Leave-one-out: the proxy trained once more without each domain; a domain's utility is the
     /// rise of each target's loss without it (loo_utilities.parquet; one run per domain).
     Loo,
+    /// DoReMi: a second proxy trained with group DRO against the uniform proxy as reference; its
+    /// domain weights follow the excess loss ([simulate.doremi]); their average over the run is
+    /// written to doremi.toml for `mix --method doremi`.
+    Doremi,
 }
 
 /// How `--method sdm` turns utilities into weights.
@@ -381,6 +403,9 @@ pub struct MixArgs {
     /// Utilities for --method sdm [default: <out>/simulate/utilities.parquet].
     #[arg(long, value_name = "FILE")]
     pub utilities: Option<PathBuf>,
+    /// DoReMi's weights for --method doremi [default: <out>/simulate/doremi.toml].
+    #[arg(long, value_name = "FILE")]
+    pub doremi: Option<PathBuf>,
     /// How --method sdm turns utilities into weights.
     #[arg(long, value_enum, default_value_t = SdmObjective::Utilimax)]
     pub objective: SdmObjective,

@@ -20,6 +20,7 @@ mod logging;
 mod progress;
 mod run_dir;
 mod table;
+mod texts;
 mod training;
 
 use clap::Parser;

@@ -9,15 +9,15 @@ use mixlab_trainer::config::TrainConfig;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::hooks::{Hook, HookError, StepReport};
 use mixlab_trainer::kernels::MatmulIsa;
-use mixlab_trainer::objective::CrossEntropy;
+use mixlab_trainer::objective::Objective;
 use mixlab_trainer::schedule::StagePlan;
 use mixlab_trainer::train::{RunSpec, train};
 
 use crate::exit::Usage;
 use crate::run_dir::{ResolvedRun, RunDir};
 
-/// Trains `resolved` in `run_dir` (or resumes it) on its mixture schedule; `None` when the run had
-/// already finished with the same inputs.
+/// Trains `resolved` in `run_dir` (or resumes it) on its mixture schedule with `objective`; `None`
+/// when the run had already finished with the same inputs.
 ///
 /// # Errors
 /// A schedule that does not fit the corpus's domains, a run directory holding another run (other
@@ -26,6 +26,7 @@ pub fn run_training(
     run_dir: &RunDir,
     resolved: &ResolvedRun,
     corpus: &Corpus,
+    objective: &dyn Objective,
     quiet: bool,
 ) -> anyhow::Result<Option<Vec<DomainLoss>>> {
     let plan = StagePlan::new(&resolved.mixture, &corpus.domains, &resolved.train)?;
@@ -63,7 +64,7 @@ pub fn run_training(
         run_hash: resolved.run_hash.clone(),
     };
     let mut bar = TrainBar::new(&resolved.train, quiet);
-    let outcome = train(&spec, &CrossEntropy, &mut [&mut bar])
+    let outcome = train(&spec, objective, &mut [&mut bar])
         .with_context(|| format!("training {}", run_dir.root.display()))?;
     bar.bar.finish_and_clear();
     if outcome.resumed_from > 0 {

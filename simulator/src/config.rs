@@ -27,6 +27,28 @@ pub struct SimulateConfig {
     pub seed: u64,
     /// `[[simulate.target]]`: what the utilities are measured against.
     pub target: Vec<TargetConfig>,
+    /// `[simulate.doremi]`: the DoReMi baseline's domain-weight updates (`simulate --method doremi`).
+    pub doremi: DoremiConfig,
+}
+
+/// `[simulate.doremi]`: DoReMi's exponentiated-gradient updates of the domain weights (Xie et al.
+/// 2023, Algorithm 1; defaults as in the paper).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DoremiConfig {
+    /// Step size η of the update `α ← α·exp(η·λ)`, λ the per-domain excess loss.
+    pub step_size: f64,
+    /// Smoothing c towards uniform: `α ← (1 − c)·α + c/k` after each update.
+    pub smoothing: f64,
+}
+
+impl Default for DoremiConfig {
+    fn default() -> Self {
+        Self {
+            step_size: 1.0,
+            smoothing: 1e-3,
+        }
+    }
 }
 
 impl Default for SimulateConfig {
@@ -41,6 +63,7 @@ impl Default for SimulateConfig {
             bootstrap: 200,
             seed: 0,
             target: Vec::new(),
+            doremi: DoremiConfig::default(),
         }
     }
 }
@@ -100,6 +123,12 @@ impl SimulateConfig {
         }
         if !(1..=256).contains(&self.projection) {
             return fail("projection", "between 1 and 256");
+        }
+        if !(self.doremi.step_size.is_finite() && self.doremi.step_size > 0.0) {
+            return fail("doremi.step_size", "a finite number above 0");
+        }
+        if !(0.0..=1.0).contains(&self.doremi.smoothing) {
+            return fail("doremi.smoothing", "a number between 0 and 1");
         }
         if self.target.is_empty() {
             return fail(
@@ -165,7 +194,15 @@ mod tests {
     #[test]
     fn impossible_values_name_their_key() {
         type Break = fn(&mut SimulateConfig);
-        let cases: [(Break, &str); 6] = [
+        let cases: [(Break, &str); 8] = [
+            (
+                |c| c.doremi.step_size = f64::INFINITY,
+                "[simulate].doremi.step_size",
+            ),
+            (
+                |c| c.doremi.smoothing = f64::NAN,
+                "[simulate].doremi.smoothing",
+            ),
             (|c| c.checkpoints = 0, "[simulate].checkpoints"),
             (|c| c.steps = 5, "[simulate].checkpoints"),
             (|c| c.projection = 0, "[simulate].projection"),

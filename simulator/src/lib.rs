@@ -7,6 +7,7 @@
 //! - [`projection`]: per-document output-layer gradients from activations, randomly projected.
 //! - [`datainf`]: DataInf's inverse-Hessian approximation and the utility `(H⁻¹v)·g`.
 //! - [`aggregate`]: checkpoint weights, token-weighted domain means, bootstrap errors.
+//! - [`doremi`]: the DoReMi baseline's excess-loss objective and domain weights.
 //! - [`loo`]: leave-one-out utilities (one proxy run without each domain), the ground truth.
 //! - [`score`]: resumable scoring of a run's checkpoints and the per-domain summary written to
 //!   `utilities.parquet` (format owned by `mixlab_artefacts::utilities`).
@@ -23,6 +24,7 @@
 pub mod aggregate;
 pub mod config;
 pub mod datainf;
+pub mod doremi;
 mod error;
 pub mod estimate;
 pub mod loo;

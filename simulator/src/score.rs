@@ -193,13 +193,15 @@ pub fn summarize(
             r.tokens,
             r.utility,
         );
+        let weighted = weight.get(t).copied().unwrap_or(0.0) * r.utility;
         add((d, t, None), r.doc_id, r.tokens, a * r.utility);
         add(
-            (d, JOINT_TARGET, None),
+            (d, JOINT_TARGET, Some(r.checkpoint_step)),
             r.doc_id,
             r.tokens,
-            weight.get(t).copied().unwrap_or(0.0) * a * r.utility,
+            weighted,
         );
+        add((d, JOINT_TARGET, None), r.doc_id, r.tokens, a * weighted);
     }
     let order = |name: &str| domains.iter().position(|d| d == name).unwrap_or(usize::MAX);
     let mut out: Vec<DomainUtility> = groups

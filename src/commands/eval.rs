@@ -1,53 +1,70 @@
-//! `mixlab eval`: per-domain loss and perplexity of a run's newest checkpoint.
+//! `mixlab eval`: per-domain loss and perplexity of a run's newest checkpoint, and of probe texts
+//! outside the shards.
 
 use std::collections::BTreeMap;
 
 use anyhow::Context;
+use mixlab_artefacts::eval::DomainLoss;
+use mixlab_ingest::tokenize::TextTokenizer;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::eval::evaluate;
 use mixlab_trainer::inference::Inference;
+use mixlab_trainer::sampler::DomainDocs;
 
 use crate::cli::{EvalArgs, GlobalArgs};
+use crate::exit::Usage;
 use crate::run_dir::RunDir;
 use crate::table::eval_table;
+use crate::texts::read_texts;
 
-/// Evaluates the run on the validation split (and the probe split) and prints a table or JSON.
+/// Evaluates the validation and probe splits, and the `--texts` files, at the newest checkpoint.
 pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {
     let run_dir = RunDir::new(global.out_root().join(&args.run));
     let resolved = run_dir.read_config()?;
-    let corpus = Corpus::load(&resolved.open_shards()?).context("reading the shards")?;
+    let shards = resolved.open_shards()?;
+    let corpus = Corpus::load(&shards).context("reading the shards")?;
+    let texts = if args.texts.is_empty() {
+        Vec::new()
+    } else {
+        let tokenizer = TextTokenizer::load(&shards.tokenizer_path())?;
+        let read = |(name, path): &(String, std::path::PathBuf)| {
+            let docs = read_texts(path, &tokenizer).map_err(|e| Usage(e.to_string()))?;
+            anyhow::Ok(DomainDocs::from_tokens(name, docs))
+        };
+        args.texts.iter().map(read).collect::<anyhow::Result<_>>()?
+    };
     let (step, model_path) = run_dir.latest_model()?;
     let inference = Inference::load(&resolved.model, &model_path)?;
-    let mut losses = evaluate(
-        &inference,
-        &resolved.train,
-        "valid",
-        &corpus.valid,
-        corpus.eos,
-    );
+    let split = |name: &str, docs: &[DomainDocs]| {
+        evaluate(&inference, &resolved.train, name, docs, corpus.eos)
+    };
+    let valid = split("valid", &corpus.valid);
+    let probe = split("probe", &corpus.probe);
+    let texts = split("texts", &texts);
     if args.json {
-        let domains: BTreeMap<&str, serde_json::Value> = losses
-            .iter()
-            .map(|l| {
-                (
-                    l.domain.as_str(),
-                    serde_json::json!({ "loss": l.loss, "ppl": l.perplexity() }),
-                )
-            })
-            .collect();
-        let mean = losses.iter().map(|l| l.loss).sum::<f64>() / losses.len().max(1) as f64;
-        let json = serde_json::json!({ "step": step, "domains": domains, "mean_loss": mean });
+        let mean = valid.iter().map(|l| l.loss).sum::<f64>() / valid.len().max(1) as f64;
+        let json = serde_json::json!({
+            "step": step,
+            "domains": by_name(&valid),
+            "mean_loss": mean,
+            "probe": by_name(&probe),
+            "texts": by_name(&texts),
+        });
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());
     }
-    losses.extend(evaluate(
-        &inference,
-        &resolved.train,
-        "probe",
-        &corpus.probe,
-        corpus.eos,
-    ));
     println!("{} at step {step}", run_dir.root.display());
-    print!("{}", eval_table(&losses));
+    print!("{}", eval_table(&[valid, probe, texts].concat()));
     Ok(())
+}
+
+/// `{name: {"loss": x, "ppl": y}}`.
+fn by_name(losses: &[DomainLoss]) -> BTreeMap<&str, serde_json::Value> {
+    losses
+        .iter()
+        .map(|l| {
+            let value = serde_json::json!({ "loss": l.loss, "ppl": l.perplexity() });
+            (l.domain.as_str(), value)
+        })
+        .collect()
 }

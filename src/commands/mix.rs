@@ -6,20 +6,21 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::ValueEnum;
-use mixlab_artefacts::mixture::write_mixture;
+use mixlab_artefacts::mixture::{read_mixture, write_mixture};
 use mixlab_artefacts::run_table::{NumericTable, RunTableFiles};
-use mixlab_artefacts::utilities::{JOINT_TARGET, read_utilities};
+use mixlab_artefacts::utilities::{DomainUtility, JOINT_TARGET, read_utilities};
 use mixlab_ingest::checksum::sha256_file;
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_ingest::shard::Split;
 use mixlab_mixer::baselines::{epoch_caps, natural, uniform, unimax};
 use mixlab_mixer::bounds::Bounds;
-use mixlab_mixer::config::MixConfig;
+use mixlab_mixer::config::{MixConfig, stage_windows};
 use mixlab_mixer::regmix::recommend;
 use mixlab_mixer::runs::RunTable;
-use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
+use mixlab_mixer::schedule::{MixtureSchedule, Provenance, Stage};
 use mixlab_mixer::search::{SearchParams, prior_from_masses};
 use mixlab_mixer::utility::{proportional, utilimax};
+use mixlab_simulator::aggregate::window_weights;
 
 use crate::cli::{GlobalArgs, MixArgs, MixMethod, PriorArg, SdmObjective};
 use crate::config::LoadedConfig;
@@ -37,12 +38,25 @@ pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {
     let schedule = match args.method {
         MixMethod::Regmix => regmix(args, loaded.as_ref(), &shards_dir)?,
         MixMethod::Sdm => sdm(args, loaded.as_ref(), global)?,
+        MixMethod::Doremi => doremi(args, global, &shards_dir)?,
         method => baseline(method, loaded.as_ref(), &shards_dir)?,
     };
     write_mixture(&output, &schedule)?;
-    let mut t = Table::new(&["domain", "weight"]);
-    for (d, w) in &schedule.stage[0].weights {
-        t.row(vec![d.clone(), format!("{w:.4}")]);
+    let mut header = vec!["domain"];
+    match schedule.stage.as_slice() {
+        [_] => header.push("weight"),
+        stages => header.extend(stages.iter().map(|s| s.name.as_str())),
+    }
+    let mut t = Table::new(&header);
+    for d in schedule.stage[0].weights.keys() {
+        let mut row = vec![d.clone()];
+        row.extend(
+            schedule
+                .stage
+                .iter()
+                .map(|s| format!("{:.4}", s.weights[d])),
+        );
+        t.row(row);
     }
     print!("{}", t.render());
     match (args.method, schedule.provenance.predicted_objective) {
@@ -83,8 +97,8 @@ fn baseline(
     let (weights, name) = match method {
         MixMethod::Uniform => (uniform(domains.len()), "uniform"),
         MixMethod::Natural => (natural(&tokens)?, "natural"),
-        MixMethod::Regmix | MixMethod::Sdm => {
-            unreachable!("regmix and sdm are not baselines; `run` dispatches them")
+        MixMethod::Regmix | MixMethod::Sdm | MixMethod::Doremi => {
+            unreachable!("regmix, sdm and doremi are not baselines; `run` dispatches them")
         }
         MixMethod::Unimax => {
             let loaded = loaded.ok_or_else(|| {
@@ -253,8 +267,49 @@ fn bounds(
     Bounds::from_config(domains, mix, caps.as_deref()).context(Usage("[mix]".into()))
 }
 
+/// DoReMi's averaged weights from `simulate --method doremi`, over exactly the shards' domains.
+fn doremi(
+    args: &MixArgs,
+    global: &GlobalArgs,
+    shards_dir: &Path,
+) -> anyhow::Result<MixtureSchedule> {
+    let path = args
+        .doremi
+        .clone()
+        .unwrap_or_else(|| global.out_root().join("simulate").join("doremi.toml"));
+    let mut schedule = read_mixture(&path).context(Usage(format!(
+        "--doremi {} (run `mixlab simulate --method doremi` first)",
+        path.display()
+    )))?;
+    if schedule.provenance.method != "doremi" {
+        anyhow::bail!(Usage(format!(
+            "{}: expected DoReMi weights from `mixlab simulate --method doremi`, found a mixture of method {:?}",
+            path.display(),
+            schedule.provenance.method
+        )));
+    }
+    let shard_domains: Vec<String> = shard_tokens(shards_dir)?
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    let weighted: Vec<&String> = schedule.stage[0].weights.keys().collect();
+    if weighted.len() != shard_domains.len() || shard_domains.iter().any(|d| !weighted.contains(&d))
+    {
+        anyhow::bail!(Usage(format!(
+            "{}: weights for domains {weighted:?}, but the shards have {shard_domains:?}; run `mixlab simulate --method doremi` again",
+            path.display()
+        )));
+    }
+    schedule
+        .provenance
+        .inputs
+        .insert("doremi_weights".into(), sha256_file(&path)?);
+    Ok(schedule)
+}
+
 /// `--method sdm`: the joint utilities of `mixlab simulate` turned into weights by the chosen
-/// objective, within the `[mix]` bounds and epoch caps of `--config`.
+/// objective, within the `[mix]` bounds and epoch caps of `--config`. With `[[mix.stage]]`, one
+/// stage per entry, each from the utilities of the proxy's checkpoints in the same part of its run.
 fn sdm(
     args: &MixArgs,
     loaded: Option<&LoadedConfig>,
@@ -268,42 +323,139 @@ fn sdm(
         "--utilities {} (run `mixlab simulate` first)",
         path.display()
     )))?;
-    let joint: Vec<(String, f64)> = rows
-        .iter()
-        .filter(|u| u.target == JOINT_TARGET && u.checkpoint_step.is_none())
-        .map(|u| (u.domain.clone(), u.utility))
-        .collect();
-    if joint.is_empty() {
+    let joint = JointUtilities::new(&rows);
+    if joint.domains.is_empty() {
         anyhow::bail!(Usage(format!("{}: no joint utilities", path.display())));
     }
-    let (domains, utilities): (Vec<String>, Vec<f64>) = joint.into_iter().unzip();
     let mix = loaded.map(|l| l.config.mix.clone()).unwrap_or_default();
     let tokens = match (loaded, mix.max_epochs) {
-        (Some(_), Some(_)) => Some(tokens_of(&domains, &global.out_root().join("shards"))?),
+        (Some(_), Some(_)) => Some(tokens_of(
+            &joint.domains,
+            &global.out_root().join("shards"),
+        )?),
         _ => None,
     };
-    let bounds = bounds(&domains, &mix, loaded, tokens.as_deref())?;
-    let (weights, setting) = match args.objective {
-        SdmObjective::Utilimax => (
-            utilimax(&utilities, args.temperature, &bounds),
-            ("temperature", args.temperature),
-        ),
-        SdmObjective::Proportional => (
-            proportional(&utilities, args.floor, &bounds),
-            ("floor", args.floor),
-        ),
+    let bounds = bounds(&joint.domains, &mix, loaded, tokens.as_deref())?;
+    let optimize = |utilities: &[f64]| {
+        let weights = match args.objective {
+            SdmObjective::Utilimax => utilimax(utilities, args.temperature, &bounds),
+            SdmObjective::Proportional => proportional(utilities, args.floor, &bounds),
+        };
+        weights.context(Usage(format!("--method sdm on {}", path.display())))
     };
-    let weights = weights.context(Usage(format!("--method sdm on {}", path.display())))?;
-    let objective: f64 = weights.iter().zip(&utilities).map(|(w, u)| w * u).sum();
-    let provenance = Provenance {
-        method: format!("sdm-{}", args.objective.name()),
-        inputs: [("utilities".to_owned(), sha256_file(&path)?)].into(),
-        settings: [(setting.0.to_owned(), setting.1.to_string())].into(),
-        predicted_objective: Some(objective),
-        ..Provenance::default()
+    let (stages, objective) = match loaded.filter(|_| !mix.stage.is_empty()) {
+        None => {
+            let weights = optimize(&joint.overall)?;
+            let objective = dot(&weights, &joint.overall);
+            let stage = Stage {
+                name: "main".into(),
+                tokens: None,
+                lr: None,
+                weights: joint.domains.iter().cloned().zip(weights).collect(),
+            };
+            (vec![stage], objective)
+        }
+        Some(loaded) => staged(&mix, train_budget(loaded)?, &joint, &path, optimize)?,
     };
-    Ok(MixtureSchedule::single(
-        domains.into_iter().zip(weights).collect(),
-        provenance,
-    ))
+    let setting = match args.objective {
+        SdmObjective::Utilimax => ("temperature", args.temperature),
+        SdmObjective::Proportional => ("floor", args.floor),
+    };
+    Ok(MixtureSchedule {
+        stage: stages,
+        provenance: Provenance {
+            method: format!("sdm-{}", args.objective.name()),
+            inputs: [("utilities".to_owned(), sha256_file(&path)?)].into(),
+            settings: [(setting.0.to_owned(), setting.1.to_string())].into(),
+            predicted_objective: Some(objective),
+            ..Provenance::default()
+        },
+    })
+}
+
+/// The joint utilities of `utilities.parquet`: over all checkpoints, and per checkpoint.
+struct JointUtilities {
+    domains: Vec<String>,
+    overall: Vec<f64>,
+    /// Checkpoint steps, ascending, and per step the utilities in `domains` order.
+    steps: Vec<u64>,
+    by_step: Vec<Vec<f64>>,
+}
+
+impl JointUtilities {
+    fn new(rows: &[DomainUtility]) -> Self {
+        let joint = rows.iter().filter(|u| u.target == JOINT_TARGET);
+        let (domains, overall): (Vec<String>, Vec<f64>) = joint
+            .clone()
+            .filter(|u| u.checkpoint_step.is_none())
+            .map(|u| (u.domain.clone(), u.utility))
+            .unzip();
+        let mut steps: Vec<u64> = joint.clone().filter_map(|u| u.checkpoint_step).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        let by_step = steps
+            .iter()
+            .map(|&step| {
+                let at = |d: &String| {
+                    joint
+                        .clone()
+                        .find(|u| &u.domain == d && u.checkpoint_step == Some(step))
+                        .map_or(f64::NAN, |u| u.utility)
+                };
+                domains.iter().map(at).collect()
+            })
+            .collect();
+        Self {
+            domains,
+            overall,
+            steps,
+            by_step,
+        }
+    }
+}
+
+/// One stage per `[[mix.stage]]`, each optimized on the utilities of the proxy checkpoints in its
+/// part of the run; the objective reported is the token-weighted mean over stages.
+fn staged(
+    mix: &MixConfig,
+    budget: u64,
+    joint: &JointUtilities,
+    path: &Path,
+    optimize: impl Fn(&[f64]) -> anyhow::Result<Vec<f64>>,
+) -> anyhow::Result<(Vec<Stage>, f64)> {
+    let budgets: Vec<Option<u64>> = mix.stage.iter().map(|s| s.tokens).collect();
+    let windows = stage_windows(&budgets, budget).context(Usage("--method sdm".into()))?;
+    if joint.steps.is_empty() || joint.by_step.iter().flatten().any(|u| u.is_nan()) {
+        anyhow::bail!(Usage(format!(
+            "{}: no per-checkpoint joint utilities for [[mix.stage]]; run `mixlab simulate` again with this mixlab",
+            path.display()
+        )));
+    }
+    let (mut stages, mut objective) = (Vec::new(), 0.0);
+    for (config, window) in mix.stage.iter().zip(windows) {
+        let alpha = window_weights(&joint.steps, window);
+        let utilities: Vec<f64> = (0..joint.domains.len())
+            .map(|d| {
+                alpha
+                    .iter()
+                    .zip(&joint.by_step)
+                    .map(|(a, u)| a * u[d])
+                    .sum()
+            })
+            .collect();
+        let weights =
+            optimize(&utilities).with_context(|| format!("[[mix.stage]] {:?}", config.name))?;
+        objective += (window.1 - window.0) * dot(&weights, &utilities);
+        stages.push(Stage {
+            name: config.name.clone(),
+            tokens: config.tokens,
+            lr: config.lr,
+            weights: joint.domains.iter().cloned().zip(weights).collect(),
+        });
+    }
+    Ok((stages, objective))
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }

@@ -1,12 +1,13 @@
 //! `mixlab simulate`: the Scalable Data Mixer's simulation run and utility estimation.
 
-use std::io::{BufRead, BufReader, Read};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use mixlab_artefacts::eval::read_eval;
+use mixlab_artefacts::mixture::write_mixture;
 use mixlab_artefacts::utilities::{
     DomainUtility, JOINT_TARGET, overall, read_utilities, write_document_utilities, write_utilities,
 };
@@ -14,18 +15,23 @@ use mixlab_ingest::manifest::ShardSet;
 use mixlab_ingest::tokenize::TextTokenizer;
 use mixlab_mixer::metrics::spearman;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
-use mixlab_simulator::config::SimulateConfig;
+use mixlab_simulator::config::{DoremiConfig, SimulateConfig};
+use mixlab_simulator::doremi::ExcessLoss;
 use mixlab_simulator::estimate::{TargetSet, sample_documents};
 use mixlab_simulator::loo::{ensure_probe_targets, loo_utilities};
 use mixlab_simulator::projection::GradientProjection;
 use mixlab_simulator::score::{Scoring, resolve_targets, summarize};
+use mixlab_trainer::checkpoint::read_state;
 use mixlab_trainer::config::KeepCheckpoints;
 use mixlab_trainer::data::Corpus;
+use mixlab_trainer::inference::Inference;
+use mixlab_trainer::objective::{CrossEntropy, Objective};
 
 use crate::cli::{GlobalArgs, SimulateArgs, SimulateMethod};
 use crate::config::LoadedConfig;
 use crate::run_dir::{ResolvedRun, RunDir};
 use crate::table::Table;
+use crate::texts::read_texts;
 use crate::training::run_training;
 
 /// Estimates every domain's utility for each target with the chosen method.
@@ -46,7 +52,7 @@ pub fn run(global: &GlobalArgs, args: &SimulateArgs) -> anyhow::Result<()> {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let targets = resolve_targets(&loaded.config.simulate, &corpus, |path| {
-        probe_file(&base.join(path), &tokenizer)
+        read_texts(&base.join(path), &tokenizer)
     })
     .with_context(config_file)?;
     let proxies = Proxies {
@@ -59,6 +65,7 @@ pub fn run(global: &GlobalArgs, args: &SimulateArgs) -> anyhow::Result<()> {
     match args.method {
         SimulateMethod::Influence => influence(&proxies, &targets),
         SimulateMethod::Loo => leave_one_out(&proxies, &targets),
+        SimulateMethod::Doremi => doremi(&proxies),
     }
 }
 
@@ -77,25 +84,14 @@ impl Proxies<'_> {
         &self.loaded.config.simulate
     }
 
-    /// Trains (or finds trained, or resumes) the proxy on a uniform mixture over every domain but
-    /// `left_out`, keeping its K checkpoints, in `proxy/<hash>` or `loo/<domain>/<hash>`.
-    fn train(&self, left_out: Option<&str>) -> anyhow::Result<(RunDir, ResolvedRun)> {
+    /// Trains (or finds trained, or resumes) `proxy` with `objective`, keeping its K checkpoints,
+    /// in `proxy/<hash>`, `loo/<domain>/<hash>` or `doremi/<hash>`.
+    fn train(
+        &self,
+        proxy: Proxy<'_>,
+        objective: &dyn Objective,
+    ) -> anyhow::Result<(RunDir, ResolvedRun)> {
         let sim = self.sim();
-        let domains: Vec<&str> = self.corpus.domains.iter().map(String::as_str).collect();
-        let mixture = match left_out {
-            None => MixtureSchedule::uniform(&domains),
-            Some(out) => {
-                let kept: Vec<&str> = domains.iter().copied().filter(|d| *d != out).collect();
-                let weights = kept
-                    .iter()
-                    .map(|d| ((*d).to_owned(), 1.0 / kept.len() as f64));
-                let provenance = Provenance {
-                    method: format!("uniform without {out}"),
-                    ..Provenance::default()
-                };
-                MixtureSchedule::single(weights.collect(), provenance)
-            }
-        };
         let mut train = self.loaded.config.train.clone();
         (train.steps, train.seed) = (sim.steps, sim.seed);
         train.checkpoint_every = sim.checkpoint_every();
@@ -105,23 +101,76 @@ impl Proxies<'_> {
             self.corpus.vocab_size,
             train.seq_len,
         )?;
+        let mixture = proxy.mixture(&self.corpus.domains, sim);
         let resolved = ResolvedRun::new(self.shards, model, train, mixture);
         // One directory per configuration: changing [simulate] trains a new proxy instead of
         // refusing the old one's directory.
-        let dir = match left_out {
-            None => self.root.join("proxy"),
-            Some(out) => self.root.join("loo").join(out),
+        let dir = match proxy {
+            Proxy::Uniform => self.root.join("proxy"),
+            Proxy::Without(out) => self.root.join("loo").join(out),
+            Proxy::Doremi { .. } => self.root.join("doremi"),
         };
         let dir = RunDir::new(dir.join(&resolved.run_hash[..12]));
-        run_training(&dir, &resolved, self.corpus, self.quiet)?;
+        run_training(&dir, &resolved, self.corpus, objective, self.quiet)?;
         Ok((dir, resolved))
     }
+}
+
+/// The proxy runs of `simulate`.
+#[derive(Debug, Clone, Copy)]
+enum Proxy<'a> {
+    /// The uniform simulation run (also DoReMi's reference).
+    Uniform,
+    /// Uniform over every domain but this one (leave-one-out).
+    Without(&'a str),
+    /// DoReMi's group-DRO run against the uniform run with this hash.
+    Doremi { reference: &'a str },
+}
+
+impl Proxy<'_> {
+    /// The mixture the proxy samples; its provenance names the run's kind, so each kind has its
+    /// own run hash.
+    fn mixture(self, domains: &[String], sim: &SimulateConfig) -> MixtureSchedule {
+        let all: Vec<&str> = domains.iter().map(String::as_str).collect();
+        let (kept, provenance) = match self {
+            Proxy::Uniform => return MixtureSchedule::uniform(&all),
+            Proxy::Without(out) => {
+                let kept = all.iter().copied().filter(|d| *d != out).collect();
+                let provenance = Provenance {
+                    method: format!("uniform without {out}"),
+                    ..Provenance::default()
+                };
+                (kept, provenance)
+            }
+            Proxy::Doremi { reference } => {
+                let provenance = Provenance {
+                    method: "uniform, DoReMi proxy".into(),
+                    inputs: [("reference_run".to_owned(), reference.to_owned())].into(),
+                    settings: doremi_settings(&sim.doremi),
+                    ..Provenance::default()
+                };
+                (all, provenance)
+            }
+        };
+        let weights = kept
+            .iter()
+            .map(|d| ((*d).to_owned(), 1.0 / kept.len() as f64));
+        MixtureSchedule::single(weights.collect(), provenance)
+    }
+}
+
+fn doremi_settings(doremi: &DoremiConfig) -> BTreeMap<String, String> {
+    [
+        ("step_size".to_owned(), doremi.step_size.to_string()),
+        ("smoothing".to_owned(), doremi.smoothing.to_string()),
+    ]
+    .into()
 }
 
 /// One proxy run, its checkpoints scored by influence: `utilities.parquet`.
 fn influence(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()> {
     let (sim, corpus) = (proxies.sim(), proxies.corpus);
-    let (proxy, resolved) = proxies.train(None)?;
+    let (proxy, resolved) = proxies.train(Proxy::Uniform, &CrossEntropy)?;
     let sample = sample_documents(
         &corpus.train,
         sim.docs_per_domain,
@@ -178,11 +227,11 @@ fn influence(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()> {
 fn leave_one_out(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()> {
     ensure_probe_targets(&proxies.sim().target)?;
     let final_losses = |dir: &RunDir| read_eval(&dir.paths().eval);
-    let (full, _) = proxies.train(None)?;
+    let (full, _) = proxies.train(Proxy::Uniform, &CrossEntropy)?;
     let full = final_losses(&full)?;
     let mut without = Vec::new();
     for domain in &proxies.corpus.domains {
-        let (dir, _) = proxies.train(Some(domain))?;
+        let (dir, _) = proxies.train(Proxy::Without(domain), &CrossEntropy)?;
         without.push((domain.clone(), final_losses(&dir)?));
     }
     let rows = loo_utilities(&full, &without, &proxies.sim().target)?;
@@ -204,34 +253,69 @@ fn leave_one_out(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The `text` field of every line of a JSONL file (`.gz` decompressed), tokenized.
-fn probe_file(path: &Path, tokenizer: &TextTokenizer) -> mixlab_simulator::Result<Vec<Vec<u32>>> {
-    let fail =
-        |what: String| mixlab_simulator::Error::Config(format!("{}: {what}", path.display()));
-    let file = fs_err::File::open(path).map_err(|e| fail(e.to_string()))?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else {
-        Box::new(file)
+/// A DoReMi proxy against the uniform proxy as reference; its averaged domain weights become
+/// `doremi.toml` (a mixture file, read by `mix --method doremi`).
+fn doremi(proxies: &Proxies) -> anyhow::Result<()> {
+    let (sim, corpus) = (proxies.sim(), proxies.corpus);
+    let (reference_dir, reference) = proxies.train(Proxy::Uniform, &CrossEntropy)?;
+    let (_, reference_weights) = reference_dir.latest_model()?;
+    let objective = ExcessLoss::new(
+        Inference::load(&reference.model, &reference_weights)?,
+        corpus.domains.len(),
+        reference.train.document_mask,
+        sim.doremi,
+    );
+    let proxy = Proxy::Doremi {
+        reference: &reference.run_hash,
     };
-    let mut docs = Vec::new();
-    for (i, line) in BufReader::new(reader).lines().enumerate() {
-        let line = line.map_err(|e| fail(format!("line {}: {e}", i + 1)))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let record: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| fail(format!("line {}: not JSON: {e}", i + 1)))?;
-        let text = record["text"]
-            .as_str()
-            .ok_or_else(|| fail(format!("line {}: expected a string field \"text\"", i + 1)))?;
-        docs.push(
-            tokenizer
-                .encode(text)
-                .map_err(|e| fail(format!("line {}: {e}", i + 1)))?,
-        );
+    let (dir, resolved) = proxies.train(proxy, &objective)?;
+    // The weights come from the final checkpoint, also when the run had finished before.
+    let checkpoints = dir.paths().checkpoints;
+    let (last, _) = dir.latest_model()?;
+    let state = read_state(&checkpoints, last)?;
+    objective
+        .restore(state.objective)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", checkpoints.display()))?;
+    let weights = objective.weights();
+    let mut settings = doremi_settings(&sim.doremi);
+    settings.insert("updates".into(), weights.updates.to_string());
+    let provenance = Provenance {
+        method: "doremi".into(),
+        inputs: [
+            ("reference_run".to_owned(), reference.run_hash.clone()),
+            ("doremi_run".to_owned(), resolved.run_hash.clone()),
+        ]
+        .into(),
+        settings,
+        ..Provenance::default()
+    };
+    let schedule = MixtureSchedule::single(
+        corpus
+            .domains
+            .iter()
+            .cloned()
+            .zip(weights.average())
+            .collect(),
+        provenance,
+    );
+    let path = proxies.root.join("doremi.toml");
+    write_mixture(&path, &schedule)?;
+    let mut table = Table::new(&["domain", "final weight", "average weight"]);
+    for ((domain, last), average) in corpus
+        .domains
+        .iter()
+        .zip(&weights.weights)
+        .zip(weights.average())
+    {
+        table.row(vec![
+            domain.clone(),
+            format!("{last:.4}"),
+            format!("{average:.4}"),
+        ]);
     }
-    Ok(docs)
+    print!("{}", table.render());
+    println!("wrote {}", path.display());
+    Ok(())
 }
 
 fn checkpoint_bar(checkpoints: u64, quiet: bool) -> ProgressBar {

@@ -14,6 +14,7 @@ use mixlab_ingest::manifest::ShardSet;
 use mixlab_mixer::dirichlet::regmix_proxy_mixtures;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
 use mixlab_trainer::data::Corpus;
+use mixlab_trainer::objective::CrossEntropy;
 
 use crate::cli::{GlobalArgs, SweepArgs};
 use crate::config::LoadedConfig;
@@ -54,7 +55,7 @@ pub fn run(global: &GlobalArgs, args: &SweepArgs) -> anyhow::Result<()> {
         let schedule = MixtureSchedule::single(named, provenance);
         let resolved = ResolvedRun::new(&shards, model.clone(), train_config.clone(), schedule);
         let run_dir = RunDir::new(sweep_dir.join(format!("run-{i:03}")));
-        bar.suspend(|| run_training(&run_dir, &resolved, &corpus, true))?;
+        bar.suspend(|| run_training(&run_dir, &resolved, &corpus, &CrossEntropy, true))?;
         let eval = read_eval(&run_dir.paths().eval)?;
         let by_domain: BTreeMap<String, f64> = eval
             .iter()

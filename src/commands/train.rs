@@ -5,6 +5,7 @@ use mixlab_artefacts::mixture::read_mixture;
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_mixer::schedule::MixtureSchedule;
 use mixlab_trainer::data::Corpus;
+use mixlab_trainer::objective::CrossEntropy;
 
 use crate::cli::{GlobalArgs, TrainArgs};
 use crate::config::LoadedConfig;
@@ -35,7 +36,7 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
     )?;
     let resolved = ResolvedRun::new(&shards, model_config, train_config, mixture);
     let run_dir = RunDir::new(global.out_root().join(&args.run));
-    if let Some(losses) = run_training(&run_dir, &resolved, &corpus, global.quiet)? {
+    if let Some(losses) = run_training(&run_dir, &resolved, &corpus, &CrossEntropy, global.quiet)? {
         print!("{}", eval_table(&losses));
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use mixlab_artefacts::mixture::read_mixture;
 use mixlab_artefacts::utilities::{JOINT_TARGET, read_document_utilities, read_utilities};
 
 use crate::util::Project;
@@ -121,6 +122,57 @@ fn simulate_ranks_the_noise_domain_last_and_resumes_without_rescoring() {
     assert_eq!(
         schedule["provenance"]["method"].as_str(),
         Some("sdm-utilimax")
+    );
+
+    // [[mix.stage]] gives one stage per entry, each from the checkpoints of its part of the run:
+    // a first stage of one token takes the earliest checkpoint's utilities only.
+    let config = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
+    let staged = |early: &str| {
+        let stages = format!(
+            "[mix]\nmax_epochs = 4.0\n\n[[mix.stage]]\nname = \"early\"\ntokens = {early}\n\n[[mix.stage]]\nname = \"late\"\nlr = 0.001\n"
+        );
+        config.replacen("[mix]\nmax_epochs = 4.0\n", &stages, 1)
+    };
+    p.write("staged.toml", staged("1"));
+    let args = [
+        "mix",
+        "-q",
+        "--method",
+        "sdm",
+        "--config",
+        "staged.toml",
+        "--output",
+        "staged-mix.toml",
+    ];
+    p.run(&args).expect_code(0);
+    let schedule = read_mixture(&p.path("staged-mix.toml")).unwrap();
+    let names: Vec<_> = schedule
+        .stage
+        .iter()
+        .map(|s| (s.name.as_str(), s.tokens, s.lr))
+        .collect();
+    assert_eq!(
+        names,
+        [("early", Some(1), None), ("late", None, Some(0.001))]
+    );
+    for stage in &schedule.stage {
+        assert!(
+            (stage.weights.values().sum::<f64>() - 1.0).abs() < 1e-6,
+            "{schedule:?}"
+        );
+        assert!(
+            stage.weights["noise"] < stage.weights["arithmetic"],
+            "{schedule:?}"
+        );
+    }
+    assert_ne!(schedule.stage[0].weights, schedule.stage[1].weights);
+    // A first stage longer than the whole run is refused, naming it.
+    p.write("staged.toml", staged("1000000000"));
+    let out = p.run(&args).expect_code(2);
+    assert!(
+        out.stderr.contains("[[mix.stage]] 1") && out.stderr.contains("past the end"),
+        "{}",
+        out.stderr
     );
 
     // Another [simulate] configuration trains a proxy of its own beside the first.
@@ -251,4 +303,71 @@ fn a_target_can_be_a_jsonl_file_whose_bad_lines_are_named() {
         .filter(|u| u.target == "arithmetic" && u.checkpoint_step.is_none())
         .count();
     assert_eq!(scored, 5, "{rows:?}");
+}
+
+#[test]
+fn doremi_downweights_the_noise_domain_and_mix_uses_its_average_weights() {
+    let p = project();
+    let out = p
+        .run(&["simulate", "-q", "--method", "doremi"])
+        .expect_code(0);
+    assert!(out.stdout.contains("doremi.toml"), "{}", out.stdout);
+    let weights = read_mixture(&p.path("out/simulate/doremi.toml")).unwrap();
+    assert_eq!(weights.provenance.method, "doremi");
+    assert_eq!(
+        weights.provenance.settings["updates"], "100",
+        "one update a step"
+    );
+    let average = &weights.stage[0].weights;
+    println!("DoReMi weights: {average:?}");
+    assert!((average.values().sum::<f64>() - 1.0).abs() < 1e-9);
+    // Random tokens cannot be learned: the proxy's loss there never exceeds the reference's.
+    let lowest = average.iter().min_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+    assert_eq!(lowest, "noise", "{average:?}");
+    assert!(average["noise"] < 0.2, "{average:?}");
+    // The reference is the uniform simulation proxy, trained once for both.
+    assert_eq!(
+        walk(&p.path("out/simulate/proxy"))
+            .iter()
+            .filter(|f| f.ends_with("done"))
+            .count(),
+        1
+    );
+
+    // A rerun finds both runs finished and recovers the weights from the DoReMi checkpoint.
+    let again = p
+        .run(&["simulate", "-q", "--method", "doremi"])
+        .expect_code(0);
+    assert!(
+        again.stdout.contains("already finished"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        read_mixture(&p.path("out/simulate/doremi.toml")).unwrap(),
+        weights
+    );
+
+    p.run(&["mix", "-q", "--method", "doremi"]).expect_code(0);
+    let mixture = read_mixture(&p.path("out/mixture.toml")).unwrap();
+    assert_eq!(&mixture.stage[0].weights, average);
+    assert!(mixture.provenance.inputs.contains_key("doremi_weights"));
+    // Another kind of mixture file is not taken for DoReMi weights.
+    p.run(&[
+        "mix",
+        "-q",
+        "--method",
+        "uniform",
+        "--output",
+        "uniform.toml",
+    ])
+    .expect_code(0);
+    let out = p
+        .run(&["mix", "--method", "doremi", "--doremi", "uniform.toml"])
+        .expect_code(2);
+    assert!(
+        out.stderr.contains("uniform.toml") && out.stderr.contains("\"uniform\""),
+        "{}",
+        out.stderr
+    );
 }

@@ -126,6 +126,36 @@ fn the_sampler_routes_data_by_mixture() {
         "{a} vs {b}"
     );
     assert!(loss(&b, "prose") + 0.5 < loss(&a, "prose"), "{a} vs {b}");
+
+    // Texts outside the shards (here the demo's own arithmetic source file) are scored too.
+    let texts = |run: &str| {
+        let args = [
+            "eval",
+            "--run",
+            run,
+            "--json",
+            "--texts",
+            "sums=data/demo/arithmetic.jsonl",
+        ];
+        let out = p.run(&args).expect_code(0);
+        let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        json["texts"]["sums"]["loss"].as_f64().unwrap()
+    };
+    assert!(texts("runs/arith") + 0.5 < texts("runs/prose"));
+    let out = p
+        .run(&[
+            "eval",
+            "--run",
+            "runs/arith",
+            "--texts",
+            "sums=missing.jsonl",
+        ])
+        .expect_code(2);
+    assert!(out.stderr.contains("missing.jsonl"), "{}", out.stderr);
+    let out = p
+        .run(&["eval", "--run", "runs/arith", "--texts", "sums"])
+        .expect_code(2);
+    assert!(out.stderr.contains("NAME=FILE"), "{}", out.stderr);
 }
 
 #[test]

@@ -38,6 +38,10 @@ pub struct TrainState {
     pub sampler: SamplerState,
     /// Hash of the run's inputs; a checkpoint from other inputs is refused.
     pub run_hash: String,
+    /// What the objective carries between steps ([`crate::objective::Objective::state`]), absent
+    /// for stateless objectives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<serde_json::Value>,
 }
 
 /// File paths of the checkpoint at `step`.
@@ -184,6 +188,7 @@ mod tests {
             tokens: 4 * step,
             sampler: sampler.state().clone(),
             run_hash: "h".into(),
+            objective: Some(serde_json::json!({ "weights": [0.25, 0.75] })),
         }
     }
 

@@ -6,11 +6,15 @@ use crate::config::TrainConfig;
 use crate::inference::Inference;
 use crate::sampler::{DomainDocs, MixtureSampler};
 
+/// The seed of the held-out documents' order, the same for every run.
+pub const EVAL_SEED: u64 = 0;
+
 /// Evaluates the model on each domain's documents of one split (`valid` or `probe`).
 ///
-/// Each domain is packed like training data (same sequence length, seeded order) into at most
-/// `train.eval_sequences` sequences, fewer when the split holds fewer tokens. Domains without
-/// documents in the split are left out.
+/// Each domain is packed like training data (same sequence length) into at most
+/// `train.eval_sequences` sequences, fewer when the split holds fewer tokens, in an order seeded with
+/// [`EVAL_SEED`] (not the training seed: runs that differ only in their seed are scored on the same
+/// tokens). Domains without documents in the split are left out.
 pub fn evaluate(
     inference: &Inference,
     train: &TrainConfig,
@@ -32,7 +36,7 @@ pub fn evaluate(
             vec![1.0],
             train.seq_len,
             eos,
-            train.seed,
+            EVAL_SEED,
             train.document_mask,
         ) else {
             continue;

@@ -26,7 +26,8 @@ pub struct MicroBatch<'a> {
 
 /// A training loss.
 ///
-/// Implementors: [`CrossEntropy`]. Called by [`crate::train::train`] once per micro-batch.
+/// Implementors: [`CrossEntropy`]; DoReMi's excess-loss objective (`mixlab-simulator`). Called by
+/// [`crate::train::train`] once per micro-batch.
 pub trait Objective {
     /// The scalar loss of one micro-batch (a mean over its target tokens), on the autodiff model;
     /// the loop backpropagates it.
@@ -34,6 +35,20 @@ pub trait Objective {
     /// # Shapes
     /// Output `[1]`.
     fn loss(&self, model: &Model, micro: MicroBatch<'_>) -> Tensor<1>;
+
+    /// What the objective carries from one step to the next (DoReMi's domain weights), saved with
+    /// every checkpoint so that a resumed run continues it; stateless objectives keep `None`.
+    fn state(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Takes back the state [`Objective::state`] saved in the checkpoint a run resumes from.
+    ///
+    /// # Errors
+    /// Why the saved state does not fit this objective.
+    fn restore(&self, _state: Option<serde_json::Value>) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Next-token cross-entropy, the pre-training objective.

@@ -37,9 +37,9 @@ pub(crate) struct Session<'s, 'c> {
 }
 
 impl<'s, 'c> Session<'s, 'c> {
-    /// A fresh run, or the run resumed from its newest complete checkpoint. A fresh run of zero steps
-    /// saves the initial model as checkpoint 0.
-    pub fn open(spec: &'s RunSpec<'c>) -> Result<Self> {
+    /// A fresh run, or the run resumed from its newest complete checkpoint (with `objective`'s
+    /// state). A fresh run of zero steps saves the initial model as checkpoint 0.
+    pub fn open(spec: &'s RunSpec<'c>, objective: &dyn Objective) -> Result<Self> {
         let tc = &spec.train;
         let device = Device::flex().autodiff();
         device.seed(tc.seed);
@@ -67,16 +67,16 @@ impl<'s, 'c> Session<'s, 'c> {
             spec,
         };
         match checkpoint::complete_steps(&spec.paths.checkpoints).last() {
-            Some(&last) => session.resume(last)?,
+            Some(&last) => session.resume(last, objective)?,
             None if tc.steps == 0 => {
-                session.checkpoint()?;
+                session.checkpoint(objective)?;
             }
             None => {}
         }
         Ok(session)
     }
 
-    fn resume(&mut self, step: u64) -> Result<()> {
+    fn resume(&mut self, step: u64, objective: &dyn Objective) -> Result<()> {
         let dir = &self.spec.paths.checkpoints;
         let state = checkpoint::read_state(dir, step)?;
         let files = CheckpointFiles::at(dir, step);
@@ -86,6 +86,12 @@ impl<'s, 'c> Session<'s, 'c> {
                 message: "checkpoint of a run with other inputs (config, mixture or shards); use a new run directory".into(),
             });
         }
+        objective
+            .restore(state.objective.clone())
+            .map_err(|message| Error::Checkpoint {
+                path: files.state.clone(),
+                message,
+            })?;
         let initial = self
             .model
             .take()
@@ -221,7 +227,7 @@ impl<'s, 'c> Session<'s, 'c> {
 
     /// Writes the metrics so far, then a checkpoint (whose presence implies the metrics up to its
     /// step are on disk).
-    pub fn checkpoint(&mut self) -> Result<CheckpointFiles> {
+    pub fn checkpoint(&mut self, objective: &dyn Objective) -> Result<CheckpointFiles> {
         write_metrics(&self.spec.paths.metrics, &self.rows)?;
         let state = TrainState {
             format_version: STATE_VERSION,
@@ -229,6 +235,7 @@ impl<'s, 'c> Session<'s, 'c> {
             tokens: self.tokens,
             sampler: self.sampler.state().clone(),
             run_hash: self.spec.run_hash.clone(),
+            objective: objective.state(),
         };
         checkpoint::save(
             &self.spec.paths.checkpoints,

@@ -76,7 +76,7 @@ pub fn train(
     hooks: &mut [&mut dyn Hook],
 ) -> Result<TrainOutcome> {
     let tc = &spec.train;
-    let mut session = Session::open(spec)?;
+    let mut session = Session::open(spec, objective)?;
     let resumed_from = session.step;
     hooks
         .iter_mut()
@@ -96,7 +96,7 @@ pub fn train(
             }
         }
         if session.due(tc.checkpoint_every) {
-            let files = session.checkpoint()?;
+            let files = session.checkpoint(objective)?;
             let saved = SavedCheckpoint {
                 step: session.step,
                 files: &files,
