@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The Scalable Data Mixer ablation on the real corpus (../shared/corpora, the shared 8k BPE).
+#
+# One `tiny` proxy run gives influence utilities (SDM) and DoReMi's reference; a DoReMi proxy, and
+# RegMix's sweep of small proxies, give the baselines; then every arm trains the `small` target
+# model for the same token budget and is scored on four targets with equal weights: the HumanEval and
+# math probe files and the encyclopedia and speeches probe splits. Finally leave-one-out proxies
+# (probe-split targets only) check the estimator's ranking of the real domains.
+#
+# Resumable: every phase and arm has its own directory under bench/out/sdm and a marker when done;
+# a rerun skips finished work (mixlab itself resumes a killed run from its last checkpoint).
+# Sizes (environment): TARGET_STEPS (80 steps × 16 × 256 ≈ 328k tokens an arm), PROXY_STEPS (300),
+# SWEEP_RUNS (32), SWEEP_STEPS (100), SEEDS ("0 1"), ARMS (the first seed's arms besides RegMix), PHASES (default: all of
+# "simulate doremi arms regmix loo").
+source "$(dirname "$0")/lib.sh"
+build_release
+W="$OUT/sdm"
+TARGET_STEPS="${TARGET_STEPS:-80}"
+PROXY_STEPS="${PROXY_STEPS:-300}"
+SWEEP_RUNS="${SWEEP_RUNS:-32}"
+SWEEP_STEPS="${SWEEP_STEPS:-100}"
+SEEDS="${SEEDS:-0 1}"
+ARMS="${ARMS:-uniform sdm-utilimax sdm-proportional natural unimax doremi}"
+PHASES="${PHASES:-simulate doremi arms regmix loo}"
+mkdir -p "$W/done" "$W/logs" "$W/mixtures" "$W/results"
+PROBES="$SHARED/corpora/probes"
+TEXTS=(--texts "humaneval=$PROBES/humaneval.jsonl.gz" --texts "math=$PROBES/math.jsonl.gz")
+
+# The real corpus's domains (bench/real-corpus.toml up to its own model settings, paths made
+# absolute), then the ablation's model, budget and simulation. $1: the targets.
+write_config() {
+  sed -n '/^# Settings used by/q;p' "$ROOT/bench/real-corpus.toml" | sed "s#\.\./\.\./shared#$SHARED#g"
+  cat <<EOF
+[model]
+preset = "small"
+
+[train]
+batch_size = 16
+seq_len = 256
+steps = $TARGET_STEPS
+warmup_steps = 10
+eval_every = 100000
+eval_sequences = 32
+checkpoint_every = 50
+
+[mix]
+max_epochs = 4.0
+
+[simulate]
+preset = "tiny"
+steps = $PROXY_STEPS
+checkpoints = 10
+docs_per_domain = 256
+max_doc_tokens = 128
+projection = 32
+seed = 0
+EOF
+  for target in $1; do
+    case "$target" in
+      humaneval|math) printf '\n[[simulate.target]]\nname = "%s"\npath = "%s/%s.jsonl.gz"\n' "$target" "$PROBES" "$target" ;;
+      *) printf '\n[[simulate.target]]\nname = "%s"\nprobe = "%s"\n' "$target" "$target" ;;
+    esac
+  done
+}
+write_config "humaneval math encyclopedia speeches" > "$W/sdm.toml"
+write_config "encyclopedia speeches" > "$W/loo.toml"
+
+# --quiet hides progress bars; the JSON logs keep the info events the report reads.
+export RUST_LOG="${RUST_LOG:-info}"
+mixlab() { "$MIXLAB" --out "$W" "$@"; }
+
+# step NAME COMMAND...: runs COMMAND once (JSON log in logs/NAME.log), marks NAME done.
+step() {
+  local name="$1"; shift
+  if [ -e "$W/done/$name" ]; then return; fi
+  echo "== $name"
+  "$@" 2> >(tee "$W/logs/$name.log" >&2) > "$W/logs/$name.out"
+  touch "$W/done/$name"
+}
+want() { [[ " $PHASES " == *" $1 "* ]]; }
+
+step ingest mixlab --quiet ingest --config "$W/sdm.toml"
+if want simulate; then
+  step simulate mixlab --log-format json --quiet simulate --config "$W/sdm.toml"
+fi
+if want doremi; then
+  step doremi mixlab --log-format json --quiet simulate --config "$W/sdm.toml" --method doremi
+fi
+
+# eval_json RUN FILE: the run's losses on every split and target file, as JSON.
+eval_json() { "$MIXLAB" --out "$W" eval --run "$1" --json "${TEXTS[@]}" > "$2"; }
+
+# train_arm ARM SEED: the target model on mixtures/ARM.toml, then its losses on every target.
+train_arm() {
+  local arm="$1" seed="$2" run="runs/$1-s$2"
+  step "train-$arm-s$seed" mixlab --log-format json --quiet train --config "$W/sdm.toml" \
+    --mixture "$W/mixtures/$arm.toml" --run "$run" --seed "$seed"
+  step "eval-$arm-s$seed" eval_json "$run" "$W/results/$arm-s$seed.json"
+}
+
+if want arms; then
+  for method in uniform natural unimax; do
+    step "mix-$method" mixlab --quiet mix --method "$method" --config "$W/sdm.toml" --output "$W/mixtures/$method.toml"
+  done
+  for objective in utilimax proportional; do
+    step "mix-sdm-$objective" mixlab --quiet mix --method sdm --objective "$objective" --config "$W/sdm.toml" \
+      --output "$W/mixtures/sdm-$objective.toml"
+  done
+  if want doremi; then
+    step mix-doremi mixlab --quiet mix --method doremi --output "$W/mixtures/doremi.toml"
+  fi
+  first_seed="${SEEDS%% *}"
+  for arm in $ARMS; do
+    if [ -e "$W/mixtures/$arm.toml" ]; then train_arm "$arm" "$first_seed"; fi
+  done
+  for seed in ${SEEDS#"$first_seed"}; do
+    for arm in uniform sdm-utilimax sdm-proportional; do train_arm "$arm" "$seed"; done
+  done
+fi
+
+if want regmix; then
+  step sweep mixlab --log-format json --quiet sweep --config "$W/sdm.toml" --n "$SWEEP_RUNS" --steps "$SWEEP_STEPS"
+  for i in $(seq 0 $((SWEEP_RUNS - 1))); do
+    run="$(printf 'sweep/run-%03d' "$i")"
+    step "eval-sweep-$i" eval_json "$run" "$W/results/sweep-$i.json"
+  done
+  # RegMix's run table: each proxy's weighted target loss, the same weighting as the arms.
+  python3 - "$W" "$SWEEP_RUNS" <<'PY'
+import json, sys
+w, n = sys.argv[1], int(sys.argv[2])
+rows = ["index,target"]
+for i in range(n):
+    r = json.load(open(f"{w}/results/sweep-{i}.json"))
+    losses = [r["texts"]["humaneval"]["loss"], r["texts"]["math"]["loss"],
+              r["probe"]["encyclopedia"]["loss"], r["probe"]["speeches"]["loss"]]
+    rows.append(f"{i},{sum(losses) / 4}")
+open(f"{w}/sweep/target-losses.csv", "w").write("\n".join(rows) + "\n")
+PY
+  step mix-regmix mixlab --quiet mix --method regmix --config "$W/sdm.toml" --runs "$W/sweep/runs.csv" \
+    --losses "$W/sweep/target-losses.csv" --target target --output "$W/mixtures/regmix.toml"
+  train_arm regmix "${SEEDS%% *}"
+fi
+
+if want loo; then
+  # The estimator against leave-one-out on probe-split targets (LOO cannot score file targets).
+  # Same proxy as above (same run hash), scored for these targets only; then one proxy per domain.
+  step loo-influence mixlab --log-format json --quiet simulate --config "$W/loo.toml"
+  step loo mixlab --log-format json --quiet simulate --config "$W/loo.toml" --method loo
+fi
+
+python3 "$ROOT/bench/sdm_report.py" "$W" "$(machine)" "$(isa)" "$TARGET_STEPS" "$PROXY_STEPS" \
+  "$SWEEP_RUNS" "$SWEEP_STEPS" "$SEEDS" | append_results
+tail -n 40 "$RESULTS"
