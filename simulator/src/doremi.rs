@@ -128,6 +128,35 @@ pub fn domain_excess(
 
 /// The DoReMi proxy's training objective: `Σ_d α_d · mean loss of domain d's tokens`, with α
 /// updated from the excess loss over `reference` before every micro-batch.
+///
+/// # Example
+/// ```
+/// use burn::tensor::Device;
+/// use mixlab_simulator::config::DoremiConfig;
+/// use mixlab_simulator::doremi::ExcessLoss;
+/// use mixlab_trainer::config::Preset;
+/// use mixlab_trainer::inference::Inference;
+/// use mixlab_trainer::input::to_model_input;
+/// use mixlab_trainer::model::Model;
+/// use mixlab_trainer::objective::{MicroBatch, Objective};
+/// use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+/// let config = Preset::Tiny.config(16);
+/// let device = Device::flex();
+/// let reference = Inference::of_trained(&Model::new(&config, &device), &config);
+/// let objective = ExcessLoss::new(reference, 2, false, DoremiConfig::default());
+/// let docs = vec![
+///     DomainDocs::from_tokens("a", vec![vec![1, 2, 3, 4, 5]]),
+///     DomainDocs::from_tokens("b", vec![vec![9, 8, 7, 6, 5]]),
+/// ];
+/// let batch = MixtureSampler::new(docs, vec![0.5, 0.5], 4, 0, 0, false)?.next_batch(2);
+/// let (input, targets) = to_model_input(&batch, &config, false, &device);
+/// let model = Model::new(&config, &device);
+/// objective.loss(&model, MicroBatch { batch: &batch, input, targets });
+/// // One micro-batch, one update of the domain weights; their state travels with checkpoints.
+/// assert_eq!(objective.weights().updates, 1);
+/// assert!(objective.state().is_some());
+/// # Ok::<(), mixlab_trainer::error::Error>(())
+/// ```
 pub struct ExcessLoss {
     reference: Inference,
     document_mask: bool,
