@@ -9,11 +9,13 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 # separate release build of the whole dependency tree (about 50 minutes on 2 cores).
 PROFILE="${PROFILE:-release}"
 PROFILE_DIR="$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
-MIXLAB="$TARGET/$PROFILE_DIR/mixlab"
+# MIXLAB=<binary> runs a binary built earlier (a long bench keeps its binary while the tree changes).
+MIXLAB="${MIXLAB:-$TARGET/$PROFILE_DIR/mixlab}"
 VENV="${MIXLAB_BENCH_VENV:-$HOME/.cache/mixlab-bench-venv}"
 mkdir -p "$OUT"
 
 build_release() {
+  if [ "$MIXLAB" != "$TARGET/$PROFILE_DIR/mixlab" ]; then return; fi
   # The whole workspace, so features unify as in the test build and nothing is rebuilt twice.
   (cd "$ROOT" && cargo build --profile "$PROFILE" --locked --workspace)
 }

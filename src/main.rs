@@ -16,6 +16,7 @@ mod cli;
 mod commands;
 mod config;
 mod exit;
+mod locks;
 mod logging;
 mod progress;
 mod run_dir;

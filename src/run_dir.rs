@@ -7,19 +7,24 @@ use anyhow::Context;
 use mixlab_artefacts::atomic::write_atomic;
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_mixer::schedule::MixtureSchedule;
-use mixlab_trainer::checkpoint::{CheckpointFiles, complete_steps};
+use mixlab_trainer::checkpoint::{CheckpointFiles, complete_steps, read_state};
 use mixlab_trainer::config::{ModelConfig, TrainConfig};
 use mixlab_trainer::train::RunPaths;
 use serde::{Deserialize, Serialize};
 
 use crate::exit::Usage;
 
+/// `[train]` settings that do not change what a run computes (how often it evaluates and saves,
+/// how many checkpoints it keeps): left out of the run hash, so changing them continues a run.
+pub const BOOKKEEPING: [&str; 3] = ["eval_every", "checkpoint_every", "keep_checkpoints"];
+
 /// The resolved configuration of a run, saved as `config.toml`: enough to evaluate, generate from
 /// or resume the run without the original `datasets.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResolvedRun {
-    /// Hash of everything below plus the shards' identity.
+    /// Hash of everything below that changes the result (all but [`BOOKKEEPING`]) plus the shards'
+    /// identity.
     pub run_hash: String,
     /// The shard directory trained on.
     pub shards: PathBuf,
@@ -45,9 +50,13 @@ impl ResolvedRun {
     ) -> Self {
         let manifest = shards.manifest();
         let (inputs, tokenizer) = (&manifest.inputs_hash, &manifest.tokenizer.sha256);
+        let mut result_settings = serde_json::json!(train);
+        if let Some(fields) = result_settings.as_object_mut() {
+            fields.retain(|key, _| !BOOKKEEPING.contains(&key.as_str()));
+        }
         let json = serde_json::json!({
             "shards_inputs_hash": inputs, "tokenizer_sha256": tokenizer,
-            "model": model, "train": train, "mixture": mixture,
+            "model": model, "train": result_settings, "mixture": mixture,
         });
         Self {
             run_hash: mixlab_ingest::checksum::sha256_hex(json.to_string().as_bytes()),
@@ -58,6 +67,34 @@ impl ResolvedRun {
             train,
             mixture,
         }
+    }
+
+    /// The result-changing settings in which `other` differs from this run, as `section.key old →
+    /// new` (the mixture and shards as a whole); empty when only [`BOOKKEEPING`] differs.
+    pub fn differences(&self, other: &Self) -> Vec<String> {
+        let (old, new) = (serde_json::json!(self), serde_json::json!(other));
+        let mut changes = Vec::new();
+        for section in ["model", "train"] {
+            let (Some(old), Some(new)) = (old[section].as_object(), new[section].as_object())
+            else {
+                continue;
+            };
+            for (key, value) in old {
+                let changed = new.get(key).unwrap_or(&serde_json::Value::Null);
+                if changed != value && !BOOKKEEPING.contains(&key.as_str()) {
+                    changes.push(format!("{section}.{key} {value} → {changed}"));
+                }
+            }
+        }
+        if old["mixture"] != new["mixture"] {
+            changes.push("the mixture".to_owned());
+        }
+        if (&self.shards_inputs_hash, &self.tokenizer_sha256)
+            != (&other.shards_inputs_hash, &other.tokenizer_sha256)
+        {
+            changes.push("the shards".to_owned());
+        }
+        changes
     }
 
     /// Opens and verifies the run's shards, refusing shards other than the ones it was made from.
@@ -142,8 +179,14 @@ impl RunDir {
         )?)
     }
 
-    /// The newest complete checkpoint's step and model file.
+    /// The newest complete checkpoint's step and model file, refused unless it belongs to the run
+    /// described by `config.toml` (same run hash).
+    ///
+    /// # Errors
+    /// No config or no complete checkpoint, an unreadable state file, or a checkpoint of another
+    /// run (both hashes named).
     pub fn latest_model(&self) -> anyhow::Result<(u64, PathBuf)> {
+        let config = self.read_config()?;
         let dir = self.paths().checkpoints;
         let step = *complete_steps(&dir).last().ok_or_else(|| {
             anyhow::anyhow!(
@@ -151,6 +194,17 @@ impl RunDir {
                 dir.display()
             )
         })?;
-        Ok((step, CheckpointFiles::at(&dir, step).model))
+        let files = CheckpointFiles::at(&dir, step);
+        let state = read_state(&dir, step)?;
+        if state.run_hash != config.run_hash {
+            anyhow::bail!(
+                "{}: checkpoint of another run (run hash {}) than {} describes (run hash {}); retrain the run in a new directory",
+                files.state.display(),
+                state.run_hash,
+                self.config().display(),
+                config.run_hash
+            );
+        }
+        Ok((step, files.model))
     }
 }

@@ -3,8 +3,9 @@
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use mixlab_artefacts::atomic::remove_orphans;
 use mixlab_artefacts::eval::DomainLoss;
-use mixlab_trainer::checkpoint::complete_steps;
+use mixlab_trainer::checkpoint::{complete_steps, remove_incomplete};
 use mixlab_trainer::config::TrainConfig;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::hooks::{Hook, HookError, StepReport};
@@ -14,6 +15,7 @@ use mixlab_trainer::schedule::StagePlan;
 use mixlab_trainer::train::{RunSpec, train};
 
 use crate::exit::Usage;
+use crate::locks::lock_dir;
 use crate::run_dir::{ResolvedRun, RunDir};
 
 /// Trains `resolved` in `run_dir` (or resumes it) on its mixture schedule with `objective`; `None`
@@ -30,6 +32,8 @@ pub fn run_training(
     quiet: bool,
 ) -> anyhow::Result<Option<Vec<DomainLoss>>> {
     let plan = StagePlan::new(&resolved.mixture, &corpus.domains, &resolved.train)?;
+    let _lock = lock_dir(&run_dir.root, "run")?;
+    remove_leftovers(run_dir)?;
     match run_dir.finished_hash() {
         Some(hash) if hash == resolved.run_hash => {
             println!(
@@ -39,8 +43,9 @@ pub fn run_training(
             return Ok(None);
         }
         Some(_) => anyhow::bail!(Usage(format!(
-            "{}: holds a finished run with other inputs (config, mixture or shards); choose another --run",
-            run_dir.root.display()
+            "{}: holds a finished run with other settings ({}); choose another --run",
+            run_dir.root.display(),
+            changes_from(run_dir, resolved)
         ))),
         None => {}
     }
@@ -85,6 +90,17 @@ pub fn run_training(
     Ok(Some(outcome.final_eval))
 }
 
+/// Removes what a killed run left behind (temporary files, half-written checkpoints); only while
+/// holding the run's lock.
+fn remove_leftovers(run_dir: &RunDir) -> anyhow::Result<()> {
+    let mut removed = remove_orphans(&run_dir.root)?;
+    removed.extend(remove_incomplete(&run_dir.paths().checkpoints)?);
+    for path in &removed {
+        tracing::info!("removed {}, left by a killed run", path.display());
+    }
+    Ok(())
+}
+
 /// An unfinished run in `run_dir` is continued only with the same inputs: its shards (both hashes
 /// named otherwise) and, once it has a checkpoint, its whole configuration. Checked before
 /// `config.toml` is written, so a refused run leaves the directory as it was.
@@ -107,11 +123,26 @@ fn ensure_same_run(run_dir: &RunDir, resolved: &ResolvedRun) -> anyhow::Result<(
         && !complete_steps(&run_dir.paths().checkpoints).is_empty()
     {
         anyhow::bail!(Usage(format!(
-            "{}: holds an unfinished run with other inputs (config, mixture or seed); resume it with its own settings, or choose another --run",
-            run_dir.root.display()
+            "{}: holds an unfinished run with other settings ({}); resume it with its own settings, or choose another --run",
+            run_dir.root.display(),
+            changes_from(run_dir, resolved)
         )));
     }
     Ok(())
+}
+
+/// What differs between the run saved in `run_dir` and `resolved`, for a refusal message. A longer
+/// `steps` is a new run: the learning rate decays over the whole run.
+fn changes_from(run_dir: &RunDir, resolved: &ResolvedRun) -> String {
+    let Ok(existing) = run_dir.read_config() else {
+        return "its config.toml is unreadable".to_owned();
+    };
+    let changes = existing.differences(resolved);
+    let mut text = changes.join(", ");
+    if changes.iter().any(|c| c.starts_with("train.steps ")) {
+        text.push_str("; the learning rate decays over `steps`, so a longer run is not a continuation of a shorter one");
+    }
+    text
 }
 
 /// Training progress: a step bar with loss and tokens/s, and a log line per evaluation.

@@ -58,8 +58,119 @@ pub fn write_atomic_with<T>(
     Ok(value)
 }
 
+/// Removes the temporary files a killed [`write_atomic`] left in `dir` (not recursive); returns
+/// their paths. Call it only while holding the directory's [`crate::lock::DirLock`], so that no
+/// live writer's temporary file is taken.
+///
+/// # Errors
+/// An I/O error naming the directory or file; a missing directory has no orphans.
+///
+/// # Example
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join(".metrics.parquet.x1Yz.tmp"), b"half")?;
+/// std::fs::write(dir.path().join("metrics.parquet"), b"whole")?;
+/// let removed = mixlab_artefacts::atomic::remove_orphans(dir.path())?;
+/// assert_eq!(removed, [dir.path().join(".metrics.parquet.x1Yz.tmp")]);
+/// assert!(dir.path().join("metrics.parquet").exists());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn remove_orphans(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let entries = match fs_err::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") && path.is_file() {
+            fs_err::remove_file(&path)?;
+            removed.push(path);
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+/// Moves the complete directory `staging` to `target`, replacing an earlier `target` so that a
+/// reader opening `target` finds the old or the new directory, never none; the old one is removed.
+///
+/// On Linux the two directories are swapped in one `renameat2(RENAME_EXCHANGE)`, so a crash at
+/// any point leaves a complete `target` (and, at worst, the old set under the `staging` name).
+/// Where the file system cannot exchange, `target` is moved aside first, which leaves a moment
+/// without it.
+///
+/// # Errors
+/// An I/O error naming the directory.
+///
+/// # Example
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let (staging, target) = (dir.path().join("shards.partial"), dir.path().join("shards"));
+/// std::fs::create_dir(&target)?;
+/// std::fs::write(target.join("manifest.json"), "old")?;
+/// std::fs::create_dir(&staging)?;
+/// std::fs::write(staging.join("manifest.json"), "new")?;
+/// mixlab_artefacts::atomic::replace_dir(&staging, &target)?;
+/// assert_eq!(std::fs::read_to_string(target.join("manifest.json"))?, "new");
+/// assert!(!staging.exists());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn replace_dir(staging: &Path, target: &Path) -> io::Result<()> {
+    let parent = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if target.exists() {
+        exchange(staging, target)?;
+        sync_dir(parent)?;
+        fs_err::remove_dir_all(staging)?;
+    } else {
+        fs_err::rename(staging, target)?;
+    }
+    sync_dir(parent)
+}
+
+/// Swaps two directories atomically.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(()),
+        // The file system cannot exchange (EINVAL) or the kernel predates renameat2 (ENOSYS).
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            exchange_by_renames(a, b)
+        }
+        Err(e) => Err(naming(b)(e.into())),
+    }
+}
+
+/// Swaps two directories atomically.
+#[cfg(not(target_os = "linux"))]
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    exchange_by_renames(a, b)
+}
+
+/// Swaps two directories with three renames (not atomic: `b` is briefly absent).
+fn exchange_by_renames(a: &Path, b: &Path) -> io::Result<()> {
+    let mut aside = b.as_os_str().to_owned();
+    aside.push(".old");
+    let aside = std::path::PathBuf::from(aside);
+    if aside.exists() {
+        fs_err::remove_dir_all(&aside)?;
+    }
+    fs_err::rename(b, &aside)?;
+    fs_err::rename(a, b)?;
+    fs_err::rename(&aside, a)
+}
+
 /// Flushes a directory's entries (a rename or a new file in it) to disk.
-fn sync_dir(dir: &Path) -> io::Result<()> {
+///
+/// # Errors
+/// An I/O error naming the directory.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(naming(dir))
@@ -102,5 +213,39 @@ mod tests {
         let path = dir.path().join("a/b/done");
         write_atomic(&path, b"x").unwrap();
         assert_eq!(std::fs::read(path).unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_reader_always_finds_a_complete_directory_while_it_is_replaced() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let (staging, target) = (dir.path().join("shards.partial"), dir.path().join("shards"));
+        let publish = |version: usize| {
+            std::fs::create_dir(&staging).unwrap();
+            std::fs::write(staging.join("manifest.json"), version.to_string()).unwrap();
+            replace_dir(&staging, &target).unwrap();
+        };
+        publish(0);
+        let done = AtomicBool::new(false);
+        let misses = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let mut misses = 0;
+                while !done.load(Ordering::Relaxed) {
+                    misses += usize::from(std::fs::read(target.join("manifest.json")).is_err());
+                }
+                misses
+            });
+            for version in 1..=300 {
+                publish(version);
+            }
+            done.store(true, Ordering::Relaxed);
+            reader.join().unwrap()
+        });
+        assert_eq!(misses, 0, "a reader found no shard set {misses} times");
+        assert_eq!(
+            std::fs::read_to_string(target.join("manifest.json")).unwrap(),
+            "300"
+        );
+        assert!(!staging.exists());
     }
 }

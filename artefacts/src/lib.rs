@@ -2,7 +2,8 @@
 //! way they are written.
 //!
 //! - [`atomic`]: durable atomic writes (temporary file, `fsync`, rename, directory `fsync`), used for
-//!   every artefact mixlab writes.
+//!   every artefact mixlab writes, and the removal of a killed writer's temporary files.
+//! - [`lock`]: one writer per output directory (a lock a killed holder releases).
 //! - [`metrics`]: `metrics.parquet` (training and evaluation losses per step).
 //! - [`eval`]: `eval.parquet` (final per-domain losses) and its row type [`eval::DomainLoss`].
 //! - [`mixture`]: `mixture.toml` (the schedule types live in `mixlab-mixer`).
@@ -32,6 +33,7 @@
 pub mod atomic;
 pub mod error;
 pub mod eval;
+pub mod lock;
 pub mod metrics;
 pub mod mixture;
 mod parquet_file;

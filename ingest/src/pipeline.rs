@@ -15,6 +15,8 @@ use arrow::array::{Array, StringArray};
 use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64;
 
+use mixlab_artefacts::atomic::replace_dir;
+
 use crate::checksum::{sha256_file, sha256_hex};
 use crate::config::{DomainConfig, IngestConfig, SourceConfig, TokenizerConfig};
 use crate::dedup::{DedupIndex, Duplicate, MinHasher, exact_hash, normalize};
@@ -95,6 +97,11 @@ pub fn ingest(req: &IngestRequest<'_>, progress: &dyn Progress) -> Result<Ingest
     }
 
     let staging = sibling(req.shards_dir, "partial");
+    if let Some(manifest) = finished_staging(&staging, &inputs_hash) {
+        // A run killed between its last write and the swap: publish its work instead of redoing it.
+        replace_dir(&staging, req.shards_dir)?;
+        return Ok(IngestOutcome::Written(manifest));
+    }
     if staging.exists() {
         fs_err::remove_dir_all(&staging)?;
     }
@@ -130,7 +137,7 @@ pub fn ingest(req: &IngestRequest<'_>, progress: &dyn Progress) -> Result<Ingest
 
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
-        created_by: format!("mixlab-ingest {}", env!("CARGO_PKG_VERSION")),
+        created_by: created_by(),
         config_hash: req.config_hash.to_owned(),
         inputs_hash,
         tokenizer: tokenizer_info,
@@ -158,6 +165,8 @@ fn resolve_all(req: &IngestRequest<'_>) -> Result<Vec<Vec<Vec<PathBuf>>>> {
 fn inputs_hash(req: &IngestRequest<'_>, sources: &[Vec<Vec<PathBuf>>]) -> Result<String> {
     let mut parts = vec![
         format!("format {FORMAT_VERSION}"),
+        // A new mixlab may filter, deduplicate or tokenize differently: it re-ingests.
+        created_by(),
         req.config_hash.to_owned(),
     ];
     for file in sources.iter().flatten().flatten() {
@@ -172,6 +181,11 @@ fn inputs_hash(req: &IngestRequest<'_>, sources: &[Vec<Vec<PathBuf>>]) -> Result
     Ok(sha256_hex(parts.join("\n").as_bytes()))
 }
 
+/// The program that writes shards, recorded in the manifest and part of the inputs hash.
+fn created_by() -> String {
+    format!("mixlab-ingest {}", env!("CARGO_PKG_VERSION"))
+}
+
 /// `dir` with `.suffix` appended to its file name.
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     let mut name = dir
@@ -182,20 +196,11 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     dir.with_file_name(name)
 }
 
-/// Moves the finished staging directory into place, replacing earlier shards.
-fn replace_dir(staging: &Path, target: &Path) -> Result<()> {
-    let old = sibling(target, "old");
-    if old.exists() {
-        fs_err::remove_dir_all(&old)?;
-    }
-    if target.exists() {
-        fs_err::rename(target, &old)?;
-    }
-    fs_err::rename(staging, target)?;
-    if old.exists() {
-        fs_err::remove_dir_all(&old)?;
-    }
-    Ok(())
+/// The manifest of a staging directory that a killed run completed for these inputs, if its
+/// shards verify.
+fn finished_staging(staging: &Path, inputs_hash: &str) -> Option<Manifest> {
+    let manifest = Manifest::read(staging).ok()?;
+    (manifest.inputs_hash == inputs_hash && ShardSet::open(staging).is_ok()).then_some(manifest)
 }
 
 /// Copies or trains the tokenizer into `out`; returns its origin for the manifest.

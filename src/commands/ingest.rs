@@ -8,12 +8,14 @@ use mixlab_ingest::pipeline::{IngestOutcome, IngestRequest, ingest};
 
 use crate::cli::{ConfigArgs, GlobalArgs};
 use crate::config::LoadedConfig;
+use crate::locks::lock_dir;
 use crate::progress::IngestBars;
 use crate::table::{Table, thousands};
 
 /// Runs the ingest stage and prints the summary on stdout.
 pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
     let loaded = LoadedConfig::load(&args.config)?;
+    let _lock = lock_dir(&global.out_root(), "ingest")?;
     ensure_demo_corpus(&loaded)?;
     let shards_dir = global.out_root().join("shards");
     let config_hash = loaded.ingest_hash();

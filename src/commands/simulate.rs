@@ -29,10 +29,12 @@ use mixlab_trainer::objective::{CrossEntropy, Objective};
 
 use crate::cli::{GlobalArgs, SimulateArgs, SimulateMethod};
 use crate::config::LoadedConfig;
+use crate::locks::lock_dir;
 use crate::run_dir::{ResolvedRun, RunDir};
 use crate::table::Table;
 use crate::texts::read_texts;
 use crate::training::run_training;
+use mixlab_ingest::checksum::sha256_hex;
 
 /// Estimates every domain's utility for each target with the chosen method.
 pub fn run(global: &GlobalArgs, args: &SimulateArgs) -> anyhow::Result<()> {
@@ -55,11 +57,13 @@ pub fn run(global: &GlobalArgs, args: &SimulateArgs) -> anyhow::Result<()> {
         read_texts(&base.join(path), &tokenizer)
     })
     .with_context(config_file)?;
+    let root = global.out_root().join("simulate");
+    let _lock = lock_dir(&root, "simulate")?;
     let proxies = Proxies {
         loaded: &loaded,
         shards: &shards,
         corpus: &corpus,
-        root: global.out_root().join("simulate"),
+        root,
         quiet: global.quiet,
     };
     match args.method {
@@ -104,13 +108,17 @@ impl Proxies<'_> {
         let mixture = proxy.mixture(&self.corpus.domains, sim);
         let resolved = ResolvedRun::new(self.shards, model, train, mixture);
         // One directory per configuration: changing [simulate] trains a new proxy instead of
-        // refusing the old one's directory.
+        // refusing the old one's directory. The checkpoint spacing is left out of the run hash
+        // (it does not change the weights) but decides which checkpoints are scored, so it names
+        // the directory too.
+        let every = resolved.train.checkpoint_every;
+        let key = sha256_hex(format!("{} {every}", resolved.run_hash).as_bytes());
         let dir = match proxy {
             Proxy::Uniform => self.root.join("proxy"),
             Proxy::Without(out) => self.root.join("loo").join(out),
             Proxy::Doremi { .. } => self.root.join("doremi"),
         };
-        let dir = RunDir::new(dir.join(&resolved.run_hash[..12]));
+        let dir = RunDir::new(dir.join(&key[..12]));
         run_training(&dir, &resolved, self.corpus, objective, self.quiet)?;
         Ok((dir, resolved))
     }
@@ -197,7 +205,7 @@ fn influence(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()> {
     let parts = proxies
         .root
         .join("scores")
-        .join(&mixlab_ingest::checksum::sha256_hex(key.as_bytes())[..16]);
+        .join(&sha256_hex(key.as_bytes())[..16]);
     let bar = checkpoint_bar(sim.checkpoints, proxies.quiet);
     let started = Instant::now();
     let rows = scoring

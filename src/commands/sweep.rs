@@ -18,6 +18,7 @@ use mixlab_trainer::objective::CrossEntropy;
 
 use crate::cli::{GlobalArgs, SweepArgs};
 use crate::config::LoadedConfig;
+use crate::locks::lock_dir;
 use crate::run_dir::{ResolvedRun, RunDir};
 use crate::training::run_training;
 
@@ -35,6 +36,7 @@ pub fn run(global: &GlobalArgs, args: &SweepArgs) -> anyhow::Result<()> {
         train_config.seq_len,
     )?;
     let sweep_dir = global.out_root().join("sweep");
+    let _lock = lock_dir(&sweep_dir, "sweep")?;
     let bar = if global.quiet {
         ProgressBar::hidden()
     } else {

@@ -7,5 +7,6 @@ mod help;
 mod ingest;
 mod mix;
 mod regress;
+mod reliability;
 mod simulate;
 mod train;

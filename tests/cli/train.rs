@@ -69,7 +69,13 @@ fn tiny_model_learns_far_below_unigram_entropy() {
     let other = p
         .run(&["train", "--run", "runs/tiny", "--steps", "201"])
         .expect_code(2);
-    assert!(other.stderr.contains("other inputs"), "{}", other.stderr);
+    assert!(
+        other
+            .stderr
+            .contains("other settings (train.steps 200 → 201; the learning rate decays"),
+        "{}",
+        other.stderr
+    );
     let text = p.run(&[
         "generate",
         "--run",
@@ -330,7 +336,8 @@ fn a_refused_resume_leaves_the_run_directory_as_it_was() {
         ])
         .expect_code(2);
     assert!(
-        out.stderr.contains("unfinished run with other inputs"),
+        out.stderr
+            .contains("unfinished run with other settings (train.seed 0 → 7)"),
         "{}",
         out.stderr
     );
@@ -338,8 +345,26 @@ fn a_refused_resume_leaves_the_run_directory_as_it_was() {
         std::fs::read(p.path("out/runs/a/config.toml")).unwrap(),
         config
     );
-    // The same settings still resume it.
+    // Settings that do not change the result (how often it evaluates and saves) still resume it.
+    let toml = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
+    let toml = toml.replace("eval_every = 100", "eval_every = 50").replace(
+        "checkpoint_every = 100",
+        "checkpoint_every = 50\nkeep_checkpoints = 3",
+    );
+    p.write("datasets.toml", toml);
     p.run(&["train", "-q", "--run", "runs/a", "--steps", "100"])
         .expect_code(0);
     assert!(p.path("out/runs/a/done").exists());
+    let config = std::fs::read_to_string(p.path("out/runs/a/config.toml")).unwrap();
+    assert!(config.contains("checkpoint_every = 50"), "{config}");
+    // And a finished run with only such changes is already done.
+    let toml = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
+    p.write(
+        "datasets.toml",
+        toml.replace("eval_every = 50", "eval_every = 25"),
+    );
+    let again = p
+        .run(&["train", "--run", "runs/a", "--steps", "100"])
+        .expect_code(0);
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
 }

@@ -88,6 +88,32 @@ pub fn complete_steps(dir: &Path) -> Vec<u64> {
     steps
 }
 
+/// Removes what a killed run left in `dir`: temporary files of atomic writes and the weight or
+/// optimizer files of checkpoints whose state file was never written. Returns the removed paths.
+/// Call it only while holding the run directory's lock.
+///
+/// # Errors
+/// [`Error::File`] naming a file that could not be removed.
+pub fn remove_incomplete(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = mixlab_artefacts::atomic::remove_orphans(dir)?;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let step = name
+            .strip_prefix("step-")
+            .and_then(|rest| rest.strip_suffix(".bpk"))
+            .map(|rest| rest.strip_suffix(".optim").unwrap_or(rest))
+            .and_then(|step| step.parse::<u64>().ok());
+        if let Some(step) = step
+            && !CheckpointFiles::at(dir, step).state.exists()
+        {
+            fs_err::remove_file(entry.path())?;
+            removed.push(entry.path());
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 /// Saves a checkpoint and removes older ones beyond what `keep` retains; returns its files.
 ///
 /// # Errors
@@ -129,14 +155,17 @@ pub fn save(
 /// Reads the train state of the checkpoint at `step`.
 ///
 /// # Errors
-/// [`Error::Checkpoint`] for a missing or malformed file.
+/// [`Error::DamagedCheckpoint`] for a missing, empty or malformed file; [`Error::Checkpoint`] for
+/// a state of another format version.
 pub fn read_state(dir: &Path, step: u64) -> Result<TrainState> {
     let path = CheckpointFiles::at(dir, step).state;
-    let text = fs_err::read_to_string(&path)?;
-    let state: TrainState = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+    let damaged = |message: String| Error::DamagedCheckpoint {
         path: path.clone(),
-        message: format!("malformed train state: {e}"),
-    })?;
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| damaged(e.to_string()))?;
+    let state: TrainState =
+        serde_json::from_str(&text).map_err(|e| damaged(format!("malformed train state: {e}")))?;
     if state.format_version != STATE_VERSION {
         return Err(Error::Checkpoint {
             path,
@@ -152,20 +181,23 @@ pub fn read_state(dir: &Path, step: u64) -> Result<TrainState> {
 /// Loads model weights saved by [`save`] into `model` (built with the same config).
 ///
 /// # Errors
-/// [`Error::Checkpoint`] when the file is missing or its tensors do not fit the model.
+/// [`Error::DamagedCheckpoint`] when the file is missing, unreadable or its tensors do not fit the
+/// model.
 pub fn load_model(model: Model, path: &Path) -> Result<Model> {
-    model.try_load_file(path).map_err(|e| Error::Checkpoint {
-        path: path.to_owned(),
-        message: format!("cannot load model weights: {e}"),
-    })
+    model
+        .try_load_file(path)
+        .map_err(|e| Error::DamagedCheckpoint {
+            path: path.to_owned(),
+            message: format!("cannot load model weights: {e}"),
+        })
 }
 
 /// Loads optimizer state saved by [`save`].
 ///
 /// # Errors
-/// [`Error::Checkpoint`] when the file is missing or corrupt.
+/// [`Error::DamagedCheckpoint`] when the file is missing or corrupt.
 pub fn load_optimizer(optimizer: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer> {
-    optimizer.load(path).map_err(|e| Error::Checkpoint {
+    optimizer.load(path).map_err(|e| Error::DamagedCheckpoint {
         path: path.to_owned(),
         message: format!("cannot load optimizer state: {e}"),
     })
@@ -221,5 +253,25 @@ mod tests {
             err.contains("format version 2") && err.contains("reads version 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_killed_runs_leftovers_are_removed_and_complete_checkpoints_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let complete = CheckpointFiles::at(dir.path(), 1);
+        for path in [&complete.model, &complete.optimizer, &complete.state] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        let half = CheckpointFiles::at(dir.path(), 2);
+        std::fs::write(&half.model, b"x").unwrap();
+        std::fs::write(&half.optimizer, b"x").unwrap();
+        let tmp = dir.path().join(".step-2.json.abc.tmp");
+        std::fs::write(&tmp, b"{").unwrap();
+        let removed = remove_incomplete(dir.path()).unwrap();
+        let mut expected = vec![tmp, half.model, half.optimizer];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert_eq!(complete_steps(dir.path()), [1]);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
     }
 }

@@ -22,6 +22,15 @@ pub enum Error {
         /// What is wrong, and what to do.
         message: String,
     },
+    /// A checkpoint file is empty, truncated or otherwise unreadable (a crash or a full disk while
+    /// it was written); resuming falls back to the previous checkpoint.
+    #[error("{path}: damaged checkpoint: {message}")]
+    DamagedCheckpoint {
+        /// The damaged file.
+        path: PathBuf,
+        /// The reader's message.
+        message: String,
+    },
     /// The loss became NaN or infinite; the last good checkpoint is kept.
     #[error("loss is {loss} at step {step}; stopped. The last good checkpoint is {last_good}")]
     NonFiniteLoss {

@@ -36,7 +36,7 @@ impl Inference {
     /// Loads a checkpoint's weights into a model of `config` on the plain device.
     ///
     /// # Errors
-    /// [`crate::error::Error::Checkpoint`] when the file is missing or does not fit the shape.
+    /// [`crate::error::Error::DamagedCheckpoint`] when the file is missing or does not fit the shape.
     pub fn load(config: &ModelConfig, weights: &Path) -> Result<Self> {
         let device = Device::flex();
         let model = load_model(Model::new(config, &device), weights)?;

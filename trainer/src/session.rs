@@ -66,16 +66,30 @@ impl<'s, 'c> Session<'s, 'c> {
             rows: Vec::new(),
             spec,
         };
-        match checkpoint::complete_steps(&spec.paths.checkpoints).last() {
-            Some(&last) => session.resume(last, objective)?,
-            None if tc.steps == 0 => {
-                session.checkpoint(objective)?;
-            }
-            None => {}
+        let resumed = session.resume_newest_intact(objective)?;
+        if !resumed && tc.steps == 0 {
+            session.checkpoint(objective)?;
         }
         Ok(session)
     }
 
+    /// Resumes from the newest checkpoint whose files load, skipping damaged ones (an empty or
+    /// truncated file from a crash) with a warning; returns whether there was one to resume.
+    fn resume_newest_intact(&mut self, objective: &dyn Objective) -> Result<bool> {
+        let dir = &self.spec.paths.checkpoints;
+        for &step in checkpoint::complete_steps(dir).iter().rev() {
+            match self.resume(step, objective) {
+                Ok(()) => return Ok(true),
+                Err(err @ Error::DamagedCheckpoint { .. }) => {
+                    tracing::warn!("{err}; falling back to the previous checkpoint");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Loads the checkpoint at `step`; on any error the session is left as it was.
     fn resume(&mut self, step: u64, objective: &dyn Objective) -> Result<()> {
         let dir = &self.spec.paths.checkpoints;
         let state = checkpoint::read_state(dir, step)?;
@@ -86,18 +100,15 @@ impl<'s, 'c> Session<'s, 'c> {
                 message: "checkpoint of a run with other inputs (config, mixture or shards); use a new run directory".into(),
             });
         }
+        let model = checkpoint::load_model(self.model().clone(), &files.model)?;
+        let optim = checkpoint::load_optimizer(optimizer(&self.spec.train), &files.optimizer)?;
         objective
             .restore(state.objective.clone())
             .map_err(|message| Error::Checkpoint {
                 path: files.state.clone(),
                 message,
             })?;
-        let initial = self
-            .model
-            .take()
-            .expect("the model is present between steps");
-        self.model = Some(checkpoint::load_model(initial, &files.model)?);
-        self.optim = checkpoint::load_optimizer(optimizer(&self.spec.train), &files.optimizer)?;
+        (self.model, self.optim) = (Some(model), optim);
         let stage = state.sampler.stage;
         self.sampler
             .enter_stage(stage, self.spec.plan.stages[stage].weights.clone())?;
