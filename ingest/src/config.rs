@@ -286,6 +286,12 @@ impl SourceConfig {
     }
 }
 
+/// The most records `ingest.batch_rows` may hold in memory at once.
+pub const MAX_BATCH_ROWS: usize = 1 << 20;
+
+/// The largest vocabulary `tokenizer.train` may ask for.
+pub const MAX_VOCAB_SIZE: u32 = 1 << 22;
+
 /// Checks values serde cannot: ranges, names, an empty domain list, duplicate domains.
 ///
 /// # Errors
@@ -300,9 +306,9 @@ pub fn validate(
         (Some(_), Some(_)) | (None, None) => {
             return bad("[tokenizer]: set exactly one of `path` and `train`".into());
         }
-        (None, Some(t)) if t.vocab_size < 257 => {
+        (None, Some(t)) if !(257..=MAX_VOCAB_SIZE).contains(&t.vocab_size) => {
             return bad(format!(
-                "tokenizer.train.vocab_size = {}: expected at least 257",
+                "tokenizer.train.vocab_size = {}: expected 257 to {MAX_VOCAB_SIZE}",
                 t.vocab_size
             ));
         }
@@ -319,6 +325,12 @@ pub fn validate(
     }
     if ingest.shard_rows == 0 || ingest.batch_rows == 0 {
         return bad("ingest.shard_rows and ingest.batch_rows must be at least 1".into());
+    }
+    if ingest.batch_rows > MAX_BATCH_ROWS {
+        return bad(format!(
+            "ingest.batch_rows = {}: expected at most {MAX_BATCH_ROWS} (records held in memory at once)",
+            ingest.batch_rows
+        ));
     }
     if ingest.min_chars > ingest.max_chars {
         return bad(format!(

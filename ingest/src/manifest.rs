@@ -293,9 +293,23 @@ impl ShardSet {
                 known.join(", ")
             ))
         })?;
+        let vocab_size = self.manifest.tokenizer.vocab_size;
         let mut docs = Vec::new();
         for file in &entry.files {
-            docs.extend(read_shard_file(&self.root.join(&file.path), split)?);
+            let path = self.root.join(&file.path);
+            let read = read_shard_file(&path, split)?;
+            if let Some((doc, token)) = read.iter().find_map(|d| {
+                let outside = d.tokens.iter().find(|&&t| t >= vocab_size)?;
+                Some((d.doc_id, *outside))
+            }) {
+                return Err(Error::Manifest {
+                    path,
+                    message: format!(
+                        "document {doc} has token id {token}, outside the tokenizer's {vocab_size} ids; the shard was not made with this tokenizer: re-ingest"
+                    ),
+                });
+            }
+            docs.extend(read);
         }
         Ok(docs)
     }

@@ -51,6 +51,10 @@ impl TextTokenizer {
             path: path.to_owned(),
             message: format!("not a tokenizer.json: {e}"),
         })?;
+        check_dense_ids(&inner).map_err(|message| Error::Tokenizer {
+            path: path.to_owned(),
+            message,
+        })?;
         let eos_id = KNOWN_EOS_TOKENS
             .iter()
             .find_map(|t| inner.token_to_id(t))
@@ -139,5 +143,23 @@ pub fn train_byte_level_bpe(texts: &[String], vocab_size: u32, out: &Path) -> Re
         .to_string(false)
         .map_err(|e| err(format!("saving: {e}")))?;
     mixlab_artefacts::atomic::write_atomic(out, json.as_bytes())?;
+    Ok(())
+}
+
+/// Checks that the token ids are exactly 0..n (the model's embedding rows), each used once.
+fn check_dense_ids(tokenizer: &Tokenizer) -> std::result::Result<(), String> {
+    let vocab = tokenizer.get_vocab(true);
+    let mut seen = vec![false; vocab.len()];
+    for (token, &id) in &vocab {
+        match seen.get_mut(id as usize) {
+            Some(used) if !*used => *used = true,
+            _ => {
+                return Err(format!(
+                    "token {token:?} has id {id}; mixlab needs the ids 0..{} each used once (the model has one embedding row per id)",
+                    vocab.len()
+                ));
+            }
+        }
+    }
     Ok(())
 }

@@ -89,7 +89,8 @@ impl MixtureSchedule {
         )
     }
 
-    /// Checks that every stage's weights are non-negative, sum to 1 and name only known domains.
+    /// Checks that every stage's weights are non-negative, sum to 1 and name only known domains,
+    /// and that its learning rate and token budget, if set, are positive.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the stage and domain, with a suggestion for a misspelt name.
@@ -98,6 +99,20 @@ impl MixtureSchedule {
             return Err(Error::Invalid("the schedule has no [[stage]]".into()));
         }
         for stage in &self.stage {
+            if let Some(lr) = stage.lr
+                && !(lr.is_finite() && lr > 0.0)
+            {
+                return Err(Error::Invalid(format!(
+                    "stage {:?}: lr = {lr}; expected a positive number",
+                    stage.name
+                )));
+            }
+            if stage.tokens == Some(0) {
+                return Err(Error::Invalid(format!(
+                    "stage {:?}: tokens = 0; expected a positive budget (or none: the rest of the run)",
+                    stage.name
+                )));
+            }
             for (domain, w) in &stage.weights {
                 position(
                     domain,

@@ -113,3 +113,138 @@ fn a_bad_matrix_kernel_override_is_a_usage_error_before_any_work() {
         assert!(stderr.contains("not supported by this CPU"), "{stderr}");
     }
 }
+
+/// `datasets.toml` with `from` replaced by `to` (which must occur).
+fn config_with(p: &Project, from: &str, to: &str) -> String {
+    let config = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
+    assert!(config.contains(from), "datasets.toml lacks {from:?}");
+    config.replacen(from, to, 1)
+}
+
+/// Numbers out of range, non-finite or so large they would overflow or could not be allocated are
+/// refused when the configuration is loaded: exit 2, the key named, no panic and no output.
+#[test]
+fn out_of_range_numbers_are_refused_before_any_work() {
+    let p = Project::with_default_config();
+    let cases = [
+        (
+            "batch_rows = 1024",
+            "batch_rows = 4611686018427387904",
+            "ingest",
+            "ingest.batch_rows = 4611686018427387904: expected at most",
+        ),
+        (
+            "vocab_size = 1024",
+            "vocab_size = 1073741824",
+            "ingest",
+            "tokenizer.train.vocab_size = 1073741824: expected 257 to",
+        ),
+        (
+            "batch_size = 8",
+            "batch_size = 4611686018427387904",
+            "train",
+            "batch_size × seq_len = 4611686018427387904 × 128 is more than",
+        ),
+        (
+            "seq_len = 128",
+            "seq_len = 1048576",
+            "train",
+            "seq_len = 1048576 is more than 65536",
+        ),
+        (
+            "steps = 300",
+            "steps = 9223372036854775807",
+            "train",
+            "training tokens does not fit in 64 bits",
+        ),
+        (
+            "lr = 3e-3",
+            "lr = 3e-3\nbeta2 = nan",
+            "train",
+            "beta2 = NaN is out of range",
+        ),
+        (
+            "[mix]\n",
+            "[mix]\nbounds = { prose = [nan, 0.5] }\n",
+            "mix",
+            "[mix].bounds.prose = [NaN, 0.5]",
+        ),
+        (
+            "max_epochs = 4.0\n",
+            "max_epochs = 4.0\n[[mix.stage]]\nname = \"a\"\nlr = nan\n",
+            "mix",
+            "[[mix.stage]] 1: lr",
+        ),
+    ];
+    for (from, to, command, expected) in cases {
+        p.write("bad.toml", config_with(&p, from, to));
+        let out = p.run(&[command, "--config", "bad.toml", "--out", "bad-out"]);
+        assert_eq!(out.code, 2, "{to}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("bad.toml") && out.stderr.contains(expected),
+            "{to}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        assert!(!p.path("bad-out/shards").exists(), "{to}: wrote shards");
+    }
+}
+
+/// A mixture file that names an unknown domain, has a negative weight, does not sum to 1 or has a
+/// NaN learning rate is refused when loaded, before training starts.
+#[test]
+fn bad_mixture_files_are_refused_at_load() {
+    let p = Project::with_default_config();
+    p.run(&["ingest", "-q"]).expect_code(0);
+    let weights = "arithmetic = 0.2, code = 0.2, duplicated = 0.2, noise = 0.2, prose = 0.2";
+    let cases = [
+        (
+            "arithmetic = 0.2",
+            "arithmetik = 0.2",
+            "",
+            "unknown domain \"arithmetik\" (did you mean \"arithmetic\"?)",
+        ),
+        (
+            "arithmetic = 0.2",
+            "arithmetic = -0.2",
+            "",
+            "weight of \"arithmetic\" is -0.2",
+        ),
+        (
+            "arithmetic = 0.2",
+            "arithmetic = 0.3",
+            "",
+            "weights sum to 1.09",
+        ),
+        (
+            "",
+            "",
+            "lr = nan\n",
+            "stage \"main\": lr = NaN; expected a positive number",
+        ),
+        ("", "", "tokens = 0\n", "stage \"main\": tokens = 0"),
+    ];
+    for (from, to, extra, expected) in cases {
+        let stage_weights = weights.replacen(from, to, 1);
+        p.write(
+            "m.toml",
+            format!("[[stage]]\nname = \"main\"\n{extra}weights = {{ {stage_weights} }}\n[provenance]\nmethod = \"test\"\n"),
+        );
+        let out = p.run(&[
+            "train",
+            "-q",
+            "--mixture",
+            "m.toml",
+            "--run",
+            "runs/m",
+            "--steps",
+            "2",
+        ]);
+        assert_eq!(out.code, 2, "{expected}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{expected}: {}", out.stderr);
+        assert!(
+            !p.path("out/runs/m/checkpoints").exists(),
+            "{expected}: trained"
+        );
+    }
+}

@@ -309,3 +309,40 @@ fn json_logs_for_batch_jobs() {
     let parsed: serde_json::Value = serde_json::from_str(first).expect("valid JSON");
     assert!(parsed.get("level").is_some(), "{first}");
 }
+
+/// A tokenizer whose ids are not 0..n would index past the model's embedding: refused at load.
+#[test]
+fn a_tokenizer_with_ids_outside_its_vocabulary_is_refused() {
+    let p = Project::new();
+    p.write("a.jsonl", good_lines(20));
+    let config = one_domain("path = \"a.jsonl\"\nformat = \"jsonl\"", "");
+    p.write("trained.toml", &config);
+    p.run(&["ingest", "-q", "--config", "trained.toml"])
+        .expect_code(0);
+    let text = std::fs::read_to_string(p.path("out/shards/tokenizer.json")).unwrap();
+    let mut tokenizer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    tokenizer["model"]["vocab"]["a"] = 70000.into();
+    p.write("sparse.json", tokenizer.to_string());
+    let tokenizer_line = config.lines().nth(1).unwrap();
+    p.write(
+        "sparse.toml",
+        config.replacen(tokenizer_line, "path = \"sparse.json\"", 1),
+    );
+    let out = p.run(&[
+        "ingest",
+        "-q",
+        "--config",
+        "sparse.toml",
+        "--out",
+        "sparse-out",
+    ]);
+    assert!(
+        out.stderr
+            .contains("sparse.json: token \"a\" has id 70000; mixlab needs the ids 0.."),
+        "exit {}: {}",
+        out.code,
+        out.stderr
+    );
+    assert!(matches!(out.code, 1 | 2), "exit {}", out.code);
+    assert!(!p.path("sparse-out/shards").exists());
+}

@@ -282,6 +282,13 @@ impl Default for TrainConfig {
     }
 }
 
+/// The longest sequence a run may use.
+pub const MAX_SEQ_LEN: usize = 1 << 16;
+
+/// The most tokens in one micro-batch (`batch_size × seq_len`), far above what fits a CPU's memory
+/// for the smallest model; larger batches accumulate micro-batches (`grad_accum`).
+pub const MAX_MICRO_BATCH_TOKENS: usize = 1 << 24;
+
 impl TrainConfig {
     /// Checks ranges.
     ///
@@ -293,12 +300,14 @@ impl TrainConfig {
                 "train: batch_size, grad_accum ≥ 1 and seq_len ≥ 2 required".into(),
             ));
         }
+        self.validate_sizes()?;
         if !(self.lr > 0.0 && self.lr.is_finite() && (0.0..=1.0).contains(&self.min_lr_ratio)) {
             return Err(Error::Config(format!(
                 "train: lr = {} must be positive, min_lr_ratio in [0, 1]",
                 self.lr
             )));
         }
+        self.validate_optimizer()?;
         if self.eval_every == 0
             || self.checkpoint_every == 0
             || self.keep_checkpoints == KeepCheckpoints::Newest(0)
@@ -306,6 +315,60 @@ impl TrainConfig {
             return Err(Error::Config(
                 "train: eval_every, checkpoint_every, keep_checkpoints must be ≥ 1 (or keep_checkpoints = \"all\")".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// Sizes the trainer can allocate, and products that fit in 64 bits.
+    fn validate_sizes(&self) -> Result<()> {
+        if self.seq_len > MAX_SEQ_LEN {
+            return Err(Error::Config(format!(
+                "train: seq_len = {} is more than {MAX_SEQ_LEN} (attention memory grows with its square)",
+                self.seq_len
+            )));
+        }
+        let micro_batch = self.batch_size.saturating_mul(self.seq_len);
+        if micro_batch > MAX_MICRO_BATCH_TOKENS {
+            return Err(Error::Config(format!(
+                "train: batch_size × seq_len = {} × {} is more than {MAX_MICRO_BATCH_TOKENS} tokens a micro-batch; use grad_accum for larger batches",
+                self.batch_size, self.seq_len
+            )));
+        }
+        let total = (micro_batch as u64)
+            .checked_mul(self.grad_accum as u64)
+            .and_then(|per_step| per_step.checked_mul(self.steps));
+        if total.is_none() {
+            return Err(Error::Config(format!(
+                "train: steps × batch_size × seq_len × grad_accum = {} × {} × {} × {} training tokens does not fit in 64 bits",
+                self.steps, self.batch_size, self.seq_len, self.grad_accum
+            )));
+        }
+        Ok(())
+    }
+
+    /// AdamW and clipping settings: finite and in range.
+    fn validate_optimizer(&self) -> Result<()> {
+        let checks = [
+            ("weight_decay", self.weight_decay, self.weight_decay >= 0.0),
+            (
+                "beta1",
+                f64::from(self.beta1),
+                (0.0..1.0).contains(&self.beta1),
+            ),
+            (
+                "beta2",
+                f64::from(self.beta2),
+                (0.0..1.0).contains(&self.beta2),
+            ),
+            ("eps", f64::from(self.eps), self.eps > 0.0),
+            ("grad_clip", f64::from(self.grad_clip), self.grad_clip > 0.0),
+        ];
+        for (field, value, in_range) in checks {
+            if !(value.is_finite() && in_range) {
+                return Err(Error::Config(format!(
+                    "train: {field} = {value} is out of range (weight_decay ≥ 0, betas in [0, 1), eps and grad_clip > 0)"
+                )));
+            }
         }
         Ok(())
     }
