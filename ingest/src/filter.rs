@@ -11,7 +11,8 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::config::FilterConfig;
 
 /// Every reason a filter can give, in the order the rules run.
-pub const REASONS: [&str; 9] = [
+pub const REASONS: [&str; 10] = [
+    "nul_bytes",
     "too_short",
     "too_long",
     "too_few_words",
@@ -50,6 +51,10 @@ impl QualityFilter {
     /// assert_eq!(f.check(prose), None);
     /// ```
     pub fn check(&self, text: &str) -> Option<&'static str> {
+        // NUL is never text: a binary file read as text, or a broken export.
+        if text.contains('\0') {
+            return Some("nul_bytes");
+        }
         let n_chars = text.chars().count();
         if n_chars < self.min_chars {
             return Some("too_short");
@@ -257,6 +262,10 @@ mod tests {
     fn each_reason_has_a_crafted_input() {
         let f = filter();
         assert_eq!(f.check("short text"), Some("too_short"));
+        let prose =
+            "The river ran past the old mill, and the miller said that he would have to mend it.";
+        assert_eq!(f.check(prose), None);
+        assert_eq!(f.check(&prose.replace("mill", "mi\0ll")), Some("nul_bytes"));
         assert_eq!(f.check(&"word ".repeat(500)), Some("too_long"));
         let mut few = filter();
         few.rules.min_words = 100;

@@ -73,8 +73,13 @@ impl LineSource {
             .first()
             .ok_or_else(|| Error::Internal("LineSource::open with no files".into()))?;
         let schema = match format {
-            SourceFormat::Jsonl => infer_jsonl_schema(first)?,
-            SourceFormat::Csv => infer_csv_schema(first)?,
+            SourceFormat::Jsonl | SourceFormat::Csv => first_schema(&files, format)?.ok_or_else(|| Error::BadSource {
+                path: first.clone(),
+                message: format!(
+                    "no records in {} matched file(s) (all empty or malformed); expected {format:?} records",
+                    files.len()
+                ),
+            })?,
             SourceFormat::Text => Arc::new(Schema::new(vec![
                 Field::new("text", DataType::Utf8, false),
                 Field::new("path", DataType::Utf8, false),
@@ -125,6 +130,20 @@ impl LineSource {
     }
 }
 
+/// The schema of the first file that holds a record (an empty file matched by a glob has none).
+fn first_schema(files: &[PathBuf], format: SourceFormat) -> Result<Option<SchemaRef>> {
+    for file in files {
+        let schema = match format {
+            SourceFormat::Csv => infer_csv_schema(file)?,
+            _ => infer_jsonl_schema(file)?,
+        };
+        if schema.is_some() {
+            return Ok(schema);
+        }
+    }
+    Ok(None)
+}
+
 /// Stops after the first error and records a copy of it for the pipeline.
 struct FuseOnError {
     inner: Box<dyn Iterator<Item = Result<RecordBatch>> + Send>,
@@ -149,6 +168,23 @@ impl Iterator for FuseOnError {
                 Some(Err(summary))
             }
         }
+    }
+}
+
+/// A failed read (a truncated or corrupt `.gz`, an I/O error), naming the file, the line reached
+/// and `at`, the raw bytes of the file read so far (the failure lies within them: reads are
+/// buffered).
+fn read_error(path: &Path, line: u64, at: u64, e: &std::io::Error) -> Error {
+    let hint = if path.extension().is_some_and(|x| x == "gz") {
+        "; the gzip file is truncated or corrupt"
+    } else {
+        ""
+    };
+    Error::BadSource {
+        path: path.to_owned(),
+        message: format!(
+            "read failed after line {line}, within the first {at} bytes of the file: {e}{hint}"
+        ),
     }
 }
 
@@ -221,7 +257,8 @@ fn parse_json_line(
     Ok(value)
 }
 
-fn infer_jsonl_schema(path: &Path) -> Result<SchemaRef> {
+/// The schema of a JSON-lines file's first records; `None` for a file without a line.
+fn infer_jsonl_schema(path: &Path) -> Result<Option<SchemaRef>> {
     let counters = Arc::new(ReadCounters::default());
     let mut reader = open_reader(path, &counters)?;
     let mut sample = Vec::new();
@@ -229,9 +266,14 @@ fn infer_jsonl_schema(path: &Path) -> Result<SchemaRef> {
     let mut line_no = 0u64;
     while sample.len() < SCHEMA_SAMPLE_LINES {
         line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::io(path, e))?;
+        let n = reader.read_until(b'\n', &mut line).map_err(|e| {
+            read_error(
+                path,
+                line_no,
+                counters.raw_bytes.load(Ordering::Relaxed),
+                &e,
+            )
+        })?;
         if n == 0 {
             break;
         }
@@ -245,10 +287,15 @@ fn infer_jsonl_schema(path: &Path) -> Result<SchemaRef> {
         }
     }
     if sample.is_empty() {
-        return Err(Error::BadSource {
-            path: path.to_owned(),
-            message: format!("no JSON object in the first {line_no} lines; expected JSON lines"),
-        });
+        if line_no > 0 {
+            return Err(Error::BadSource {
+                path: path.to_owned(),
+                message: format!(
+                    "no JSON object in the first {line_no} lines; expected JSON lines"
+                ),
+            });
+        }
+        return Ok(None);
     }
     let schema =
         infer_json_schema_from_iterator(sample.iter().map(|v| Ok(v.clone()))).map_err(|e| {
@@ -257,7 +304,7 @@ fn infer_jsonl_schema(path: &Path) -> Result<SchemaRef> {
                 message: format!("cannot infer a schema: {e}"),
             }
         })?;
-    Ok(Arc::new(schema))
+    Ok(Some(Arc::new(schema)))
 }
 
 /// JSON lines of one file, decoded into batches of `batch_rows` records.
@@ -270,6 +317,8 @@ struct JsonlBatches {
     on_error: OnError,
     counters: Arc<ReadCounters>,
     line_no: u64,
+    /// The source's raw-byte count when this file was opened.
+    start_bytes: u64,
     pending_error: Option<Error>,
 }
 
@@ -284,6 +333,7 @@ impl JsonlBatches {
             on_error: source.on_error,
             counters: source.counters(),
             line_no: 0,
+            start_bytes: source.counters.raw_bytes.load(Ordering::Relaxed),
             pending_error: None,
         };
         let decoder = JsonReaderBuilder::new(Arc::clone(&source.schema))
@@ -308,15 +358,10 @@ impl JsonlBatches {
         let mut line = Vec::new();
         while rows.len() < self.batch_rows {
             line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| Error::BadSource {
-                    path: self.path.clone(),
-                    message: format!(
-                        "read failed after line {}: {e} (truncated or corrupt gzip?)",
-                        self.line_no
-                    ),
-                })?;
+            let n = reader.read_until(b'\n', &mut line).map_err(|e| {
+                let at = self.counters.raw_bytes.load(Ordering::Relaxed) - self.start_bytes;
+                read_error(&self.path, self.line_no, at, &e)
+            })?;
             if n == 0 {
                 self.reader = None;
                 break;
@@ -364,52 +409,209 @@ impl Iterator for JsonlBatches {
     }
 }
 
-fn infer_csv_schema(path: &Path) -> Result<SchemaRef> {
+/// A CSV reader over a (possibly gzipped) file that accepts ragged records, so that they can be
+/// reported with their line or skipped; arrow's reader fails the whole file on the first one.
+fn csv_reader(
+    path: &Path,
+    counters: &Arc<ReadCounters>,
+) -> Result<csv::Reader<Box<dyn BufRead + Send>>> {
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(open_reader(path, counters)?))
+}
+
+/// The header's field count, or an error naming the file.
+fn csv_width(reader: &mut csv::Reader<Box<dyn BufRead + Send>>, path: &Path) -> Result<usize> {
+    let header = reader.byte_headers().map_err(|e| Error::BadSource {
+        path: path.to_owned(),
+        message: format!("not a CSV file with a header: {e}"),
+    })?;
+    Ok(header.len())
+}
+
+/// Writes `records` as CSV text (no header) for arrow's decoder.
+fn csv_bytes<'a>(records: impl IntoIterator<Item = &'a csv::ByteRecord>) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for record in records {
+        // Writing into a Vec cannot fail.
+        let _ = writer.write_byte_record(record);
+    }
+    writer.into_inner().unwrap_or_default()
+}
+
+/// The schema of the first well-formed records (ragged ones are reported later, by line).
+fn infer_csv_schema(path: &Path) -> Result<Option<SchemaRef>> {
     let counters = Arc::new(ReadCounters::default());
-    let reader = open_reader(path, &counters)?;
+    let mut reader = csv_reader(path, &counters)?;
+    let width = csv_width(&mut reader, path)?;
+    let header = reader.byte_headers().cloned().unwrap_or_default();
+    let mut sample = vec![header];
+    for record in reader.byte_records().take(SCHEMA_SAMPLE_LINES) {
+        match record {
+            Ok(record) if record.len() == width => sample.push(record),
+            Ok(_) => {}
+            Err(e) => return Err(csv_error(path, &e)),
+        }
+    }
+    if sample.len() == 1 {
+        return Ok(None);
+    }
     let (schema, _) = arrow::csv::reader::Format::default()
         .with_header(true)
-        .infer_schema(reader, Some(SCHEMA_SAMPLE_LINES))
+        .infer_schema(std::io::Cursor::new(csv_bytes(&sample)), None)
         .map_err(|e| Error::BadSource {
             path: path.to_owned(),
-            message: format!("not a CSV file with a header: {e}"),
+            message: format!("cannot infer a CSV schema: {e}"),
         })?;
-    Ok(Arc::new(schema))
+    Ok(Some(Arc::new(schema)))
+}
+
+fn csv_error(path: &Path, e: &csv::Error) -> Error {
+    match e.position() {
+        Some(at) => Error::BadRecord {
+            path: path.to_owned(),
+            line: at.line(),
+            message: format!("not valid CSV: {e}"),
+        },
+        None => Error::BadSource {
+            path: path.to_owned(),
+            message: format!("not valid CSV: {e} (truncated or corrupt gzip?)"),
+        },
+    }
 }
 
 fn csv_batches(
     source: &LineSource,
     path: &Path,
 ) -> Box<dyn Iterator<Item = Result<RecordBatch>> + Send> {
-    let reader = match open_reader(path, &source.counters) {
-        Ok(r) => r,
-        Err(e) => return Box::new(std::iter::once(Err(e))),
-    };
-    let built = arrow::csv::ReaderBuilder::new(Arc::clone(&source.schema))
-        .with_header(true)
-        .with_batch_size(source.batch_rows)
-        .build_buffered(reader);
-    let path = path.to_owned();
-    match built {
-        Ok(reader) => Box::new(reader.map(move |batch| {
-            batch.map_err(|e| Error::BadSource {
-                path: path.clone(),
-                message: format!("CSV: {e}"),
-            })
-        })),
-        Err(e) => Box::new(std::iter::once(Err(Error::BadSource {
-            path,
-            message: format!("CSV: {e}"),
-        }))),
+    match CsvBatches::open(source, path) {
+        Ok(batches) => Box::new(batches),
+        Err(e) => Box::new(std::iter::once(Err(e))),
+    }
+}
+
+/// CSV records of one file, decoded into batches of `batch_rows`; a record with the wrong number
+/// of fields, or a value that does not fit the inferred schema, is reported with its line or
+/// skipped and counted under `on_error = "skip"`.
+struct CsvBatches {
+    path: PathBuf,
+    reader: csv::Reader<Box<dyn BufRead + Send>>,
+    width: usize,
+    source: LineSource,
+    done: bool,
+}
+
+impl CsvBatches {
+    fn open(source: &LineSource, path: &Path) -> Result<Self> {
+        let mut reader = csv_reader(path, &source.counters)?;
+        let width = csv_width(&mut reader, path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            reader,
+            width,
+            source: source.clone(),
+            done: false,
+        })
+    }
+
+    /// A bad record: an error, or counted and dropped under `skip`.
+    fn reject(&self, line: u64, message: String) -> Result<()> {
+        if self.source.on_error == OnError::Skip {
+            self.source.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        Err(Error::BadRecord {
+            path: self.path.clone(),
+            line,
+            message,
+        })
+    }
+
+    fn read_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let mut records = Vec::with_capacity(self.source.batch_rows);
+        while !self.done && records.len() < self.source.batch_rows {
+            let mut record = csv::ByteRecord::new();
+            match self.reader.read_byte_record(&mut record) {
+                Ok(false) => self.done = true,
+                Ok(true) => {
+                    let line = record.position().map_or(0, csv::Position::line);
+                    if record.len() == self.width {
+                        records.push((line, record));
+                    } else {
+                        let fields = record.len();
+                        self.reject(
+                            line,
+                            format!("{fields} fields, but the header has {}", self.width),
+                        )?;
+                    }
+                }
+                Err(e) => return Err(csv_error(&self.path, &e)),
+            }
+        }
+        if records.is_empty() {
+            return Ok(None);
+        }
+        if let Ok(batch) = self.decode(records.iter().map(|(_, r)| r)) {
+            return Ok(Some(batch));
+        }
+        // Some value does not fit the schema: find it, record by record.
+        let mut fitting = Vec::with_capacity(records.len());
+        for (line, record) in &records {
+            match self.decode([record]) {
+                Ok(_) => fitting.push(record),
+                Err(e) => self.reject(
+                    *line,
+                    format!("does not match the schema inferred from the first records: {e}"),
+                )?,
+            }
+        }
+        self.decode(fitting)
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("CSV: {e}")))
+    }
+
+    fn decode<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a csv::ByteRecord>,
+    ) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+        let bytes = csv_bytes(records);
+        let mut decoder = arrow::csv::ReaderBuilder::new(Arc::clone(&self.source.schema))
+            .with_header(false)
+            .with_batch_size(self.source.batch_rows)
+            .build_decoder();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let used = decoder.decode(rest)?;
+            if used == 0 {
+                break;
+            }
+            rest = &rest[used..];
+        }
+        decoder.decode(&[])?;
+        Ok(decoder
+            .flush()?
+            .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(&self.source.schema))))
+    }
+}
+
+impl Iterator for CsvBatches {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.read_batch().transpose()
     }
 }
 
 /// A whole file as one document, with its path.
 fn text_batch(source: &LineSource, path: &Path) -> Result<RecordBatch> {
     let mut bytes = Vec::new();
+    let start = source.counters.raw_bytes.load(Ordering::Relaxed);
     open_reader(path, &source.counters)?
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| {
+            let at = source.counters.raw_bytes.load(Ordering::Relaxed) - start;
+            read_error(path, 0, at, &e)
+        })?;
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
@@ -578,5 +780,108 @@ mod tests {
         let source =
             LineSource::open(vec![path], SourceFormat::Text, None, 10, OnError::Fail).unwrap();
         assert_eq!(texts(&source).unwrap(), ["line one\nline two\n"]);
+    }
+
+    /// Texts and the first error of `files` read with `on_error`.
+    fn read_all(
+        files: Vec<PathBuf>,
+        format: SourceFormat,
+        on_error: OnError,
+    ) -> (Vec<String>, Option<String>, u64) {
+        let source = LineSource::open(files, format, None, 2, on_error).unwrap();
+        let texts = texts(&source).unwrap_or_default();
+        let error = source.counters().take_error().map(|e| e.to_string());
+        (
+            texts,
+            error,
+            source.counters().skipped.load(Ordering::Relaxed),
+        )
+    }
+
+    #[test]
+    fn ragged_csv_records_name_their_line_or_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = b"id,text\n1,one\n2,two,extra\n3,three\n5\n6,\"six,\nlines\"\n";
+        let path = write(dir.path(), "r.csv", body);
+        let (_, error, _) = read_all(vec![path.clone()], SourceFormat::Csv, OnError::Fail);
+        let error = error.expect("an error");
+        assert!(
+            error.contains("r.csv:3: 3 fields, but the header has 2"),
+            "{error}"
+        );
+        let (texts, error, skipped) = read_all(vec![path], SourceFormat::Csv, OnError::Skip);
+        assert_eq!(error, None);
+        // Line 3 has a field too many, line 5 one too few.
+        assert_eq!(texts, ["one", "three", "six,\nlines"]);
+        assert_eq!(skipped, 2);
+    }
+
+    #[test]
+    fn drifting_csv_values_name_their_line_or_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        // The schema comes from the first records: ids are numbers there, not after.
+        let mut body = String::from("id,text\n");
+        for i in 0..SCHEMA_SAMPLE_LINES {
+            body.push_str(&format!("{i},record {i}\n"));
+        }
+        body.push_str("x,drifted\nz,drifted too\n");
+        let path = write(dir.path(), "d.csv", body.as_bytes());
+        let (_, error, _) = read_all(vec![path.clone()], SourceFormat::Csv, OnError::Fail);
+        let error = error.expect("an error");
+        let line = SCHEMA_SAMPLE_LINES + 2;
+        assert!(
+            error.contains(&format!("d.csv:{line}: does not match the schema")),
+            "{error}"
+        );
+        let (texts, error, skipped) = read_all(vec![path], SourceFormat::Csv, OnError::Skip);
+        assert_eq!(
+            (texts.len(), error, skipped),
+            (SCHEMA_SAMPLE_LINES, None, 2)
+        );
+    }
+
+    #[test]
+    fn empty_files_matched_by_a_glob_hold_no_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = write(dir.path(), "a.jsonl", b"");
+        let full = write(dir.path(), "b.jsonl", b"{\"text\": \"hi\"}\n");
+        let (texts, error, _) = read_all(
+            vec![empty.clone(), full],
+            SourceFormat::Jsonl,
+            OnError::Fail,
+        );
+        assert_eq!((texts, error), (vec!["hi".to_owned()], None));
+        let empty_csv = write(dir.path(), "a.csv", b"");
+        let full_csv = write(dir.path(), "b.csv", b"text\nhi\n");
+        let (texts, error, _) =
+            read_all(vec![empty_csv, full_csv], SourceFormat::Csv, OnError::Fail);
+        assert_eq!((texts, error), (vec!["hi".to_owned()], None));
+        let err = LineSource::open(vec![empty], SourceFormat::Jsonl, None, 2, OnError::Fail)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.jsonl: no records in 1 matched file(s)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_truncated_gzip_names_file_line_and_offset() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        for i in 0..2000 {
+            writeln!(gz, "{{\"text\": \"record {i} of a file cut in half\"}}").unwrap();
+        }
+        let bytes = gz.finish().unwrap();
+        let path = write(dir.path(), "t.jsonl.gz", &bytes[..bytes.len() / 2]);
+        let (_, error, _) = read_all(vec![path], SourceFormat::Jsonl, OnError::Skip);
+        let error = error.expect("an error");
+        assert!(
+            error.contains("t.jsonl.gz: read failed after line ")
+                && error.contains(" bytes of the file: ")
+                && error.contains("the gzip file is truncated or corrupt"),
+            "{error}"
+        );
     }
 }

@@ -229,6 +229,8 @@ fn prepare_tokenizer(
     let quota = (train.sample_bytes / req.domains.len() as u64).max(1);
     let mut sample = Vec::new();
     for (domain, files) in req.domains.iter().zip(sources) {
+        // The tokenizer learns from what the shards will hold: texts that pass the filters.
+        let filter = quality_filter(req.ingest, domain);
         let mut taken = 0u64;
         'sources: for (source, files) in domain.source.iter().zip(files) {
             let mut reader =
@@ -236,6 +238,10 @@ fn prepare_tokenizer(
             while let Some(texts) = reader.next_texts()? {
                 for text in texts.iter().flatten() {
                     let text = clean(text);
+                    if filter.check(&text).is_some() {
+                        continue;
+                    }
+                    let text = cap_word_length(&text, MAX_SAMPLE_WORD_CHARS);
                     taken += text.len() as u64;
                     sample.push(text);
                     if taken >= quota {
@@ -247,6 +253,32 @@ fn prepare_tokenizer(
     }
     train_byte_level_bpe(&sample, train.vocab_size, out)?;
     Ok("trained".to_owned())
+}
+
+/// The longest run of non-space characters the tokenizer is trained on: BPE training time grows
+/// with the length of its words, and a megabyte without a space would take hours.
+const MAX_SAMPLE_WORD_CHARS: usize = 256;
+
+/// `text` with every run of non-whitespace characters cut to at most `max` characters.
+fn cap_word_length(text: &str, max: usize) -> String {
+    let mut capped = String::with_capacity(text.len());
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c.is_whitespace() { 0 } else { run + 1 };
+        if run <= max {
+            capped.push(c);
+        }
+    }
+    capped
+}
+
+/// The length limits and Gopher rules of `domain`.
+fn quality_filter(ingest: &IngestConfig, domain: &DomainConfig) -> QualityFilter {
+    QualityFilter {
+        min_chars: ingest.min_chars,
+        max_chars: ingest.max_chars,
+        rules: ingest.filters.with_overrides(&domain.filters),
+    }
 }
 
 fn read_options(ingest: &IngestConfig) -> ReadOptions {
@@ -294,11 +326,7 @@ impl DomainStage<'_> {
             input_bytes += fs_err::metadata(file)?.len();
         }
         progress.domain_started(&domain.name, input_bytes);
-        let filter = QualityFilter {
-            min_chars: self.req.ingest.min_chars,
-            max_chars: self.req.ingest.max_chars,
-            rules: self.req.ingest.filters.with_overrides(&domain.filters),
-        };
+        let filter = quality_filter(self.req.ingest, domain);
         let mut stats = DomainStats::default();
         let mut splits: BTreeMap<Split, SplitCounts> = BTreeMap::new();
         let mut writer = ShardWriter::new(self.staging, &domain.name, self.req.ingest.shard_rows);
@@ -479,4 +507,16 @@ pub fn doc_id(source_label: &str, text: &str) -> u64 {
     bytes.push(0);
     bytes.extend_from_slice(text.as_bytes());
     xxh3_64(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenizer_samples_have_words_of_bounded_length() {
+        let long = "x".repeat(1000);
+        let capped = cap_word_length(&format!("a {long} bc\nd"), 3);
+        assert_eq!(capped, "a xxx bc\nd");
+    }
 }
