@@ -104,8 +104,8 @@ impl NumericTable {
     /// Reads `.parquet` with the Parquet reader and anything else as CSV with a header.
     ///
     /// # Errors
-    /// [`Error::Table`] for an empty table or a column that is not numbers; an I/O or Parquet error
-    /// naming the file.
+    /// [`Error::Table`] for an empty table, a column that is not numbers or an index value on two
+    /// rows; an I/O or Parquet error naming the file.
     pub fn read(path: &Path, index: &str) -> Result<Self> {
         let batches = if path.extension().is_some_and(|e| e == "parquet") {
             read_parquet(path)?
@@ -130,7 +130,27 @@ impl NumericTable {
                 table.values[slot].extend(numbers);
             }
         }
+        table.check_unique_ids(path)?;
         Ok(table)
+    }
+
+    /// Refuses an index value on two rows (one would silently win when the tables are joined).
+    fn check_unique_ids(&self, path: &Path) -> Result<()> {
+        let mut first_row: HashMap<&str, usize> = HashMap::with_capacity(self.ids.len());
+        for (row, id) in self.ids.iter().enumerate() {
+            if let Some(earlier) = first_row.insert(id, row) {
+                return Err(table_error(
+                    path,
+                    format!(
+                        "index {:?} = {id:?} on data rows {} and {}; each run needs one row",
+                        self.index,
+                        earlier + 1,
+                        row + 1
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn push_ids(&mut self, batch: &RecordBatch, has_index: bool, path: &Path) -> Result<()> {
@@ -319,6 +339,18 @@ mod tests {
         let err = NumericTable::read(&path, "index").unwrap_err().to_string();
         assert!(
             err.contains("column \"a\" is Utf8, expected numbers"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_duplicated_index_names_both_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.csv");
+        std::fs::write(&path, "index,a\n1,0.5\n2,0.5\n1,0.7\n").unwrap();
+        let err = NumericTable::read(&path, "index").unwrap_err().to_string();
+        assert!(
+            err.contains("runs.csv: index \"index\" = \"1\" on data rows 1 and 3"),
             "{err}"
         );
     }

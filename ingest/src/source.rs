@@ -31,27 +31,74 @@ use crate::lines::{LineSource, ReadCounters};
 
 /// The files a source's `path` (a file or a glob) resolves to, sorted.
 ///
+/// The config's own directory is taken literally, even when its name holds glob metacharacters.
+/// Symbolic links are followed, but a loop is not entered and a file reached twice (through a link
+/// and directly, or through two links) is read once.
+///
 /// # Errors
 /// [`Error::BadSource`] when the pattern is invalid or matches no file.
 pub fn resolve_files(source: &SourceConfig, base_dir: &Path) -> Result<Vec<PathBuf>> {
-    let pattern = base_dir.join(&source.path);
-    let pattern_str = pattern.to_string_lossy().into_owned();
-    let mut files: Vec<PathBuf> = glob::glob(&pattern_str)
-        .map_err(|e| Error::BadSource {
-            path: pattern.clone(),
-            message: format!("invalid glob pattern: {e}"),
-        })?
+    let base = if base_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base_dir
+    };
+    let pattern_path = base.join(&source.path);
+    let invalid = |e: glob::PatternError| Error::BadSource {
+        path: pattern_path.clone(),
+        message: format!("invalid glob pattern: {e}"),
+    };
+    let relative = glob::Pattern::new(&source.path).map_err(invalid)?;
+    let escaped_base = glob::Pattern::escape(&base.to_string_lossy());
+    let pattern = if Path::new(&source.path).is_absolute() {
+        relative
+    } else {
+        let joined = Path::new(&escaped_base).join(&source.path);
+        glob::Pattern::new(&joined.to_string_lossy()).map_err(invalid)?
+    };
+    let (root, depth) = walk_root(base, Path::new(&source.path));
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&root)
+        .follow_links(true)
+        .max_depth(depth)
+        .sort_by_file_name()
+        .into_iter()
+        // Loops (walkdir detects them) and vanished or unreadable entries are not sources.
         .filter_map(std::result::Result::ok)
-        .filter(|p| p.is_file())
+        .filter(|e| e.file_type().is_file() && pattern.matches_path_with(e.path(), options))
+        .map(walkdir::DirEntry::into_path)
+        .filter(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())))
         .collect();
     files.sort();
     if files.is_empty() {
         return Err(Error::BadSource {
-            path: pattern,
+            path: pattern_path,
             message: "no such file: the source path matched nothing (paths are relative to the config file)".into(),
         });
     }
     Ok(files)
+}
+
+/// Where to walk for `pattern` (its components up to the first with a glob metacharacter) and
+/// how deep (unbounded for `**`).
+fn walk_root(base: &Path, pattern: &Path) -> (PathBuf, usize) {
+    let is_glob =
+        |c: &std::path::Component<'_>| c.as_os_str().to_string_lossy().contains(['*', '?', '[']);
+    let components: Vec<_> = pattern.components().collect();
+    let literal = components.iter().take_while(|c| !is_glob(c)).count();
+    let root = base.join(components[..literal].iter().collect::<PathBuf>());
+    let rest = &components[literal..];
+    let depth = if rest.iter().any(|c| c.as_os_str() == "**") {
+        usize::MAX
+    } else {
+        rest.len()
+    };
+    (root, depth)
 }
 
 /// A running query over one source, yielding its text column batch by batch.
@@ -137,19 +184,29 @@ impl<'rt> SourceReader<'rt> {
             path: label.clone(),
             message: format!("sql {sql:?} failed to plan: {e}"),
         })?;
-        let columns: Vec<String> = frame
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        if !columns.iter().any(|c| c == &source.text_column) {
+        let fields = frame.schema().fields();
+        let Some(text) = fields.iter().find(|f| f.name() == &source.text_column) else {
+            let columns: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
             return Err(Error::BadSource {
                 path: label,
                 message: format!(
                     "no column {:?} (columns: {}); set text_column, or make the sql select it",
                     source.text_column,
                     columns.join(", ")
+                ),
+            });
+        };
+        if !matches!(
+            text.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ) {
+            return Err(Error::BadSource {
+                path: label,
+                message: format!(
+                    "column {:?} is {}, not text; point text_column at a string column, or convert it in sql (CAST(... AS VARCHAR) AS {})",
+                    source.text_column,
+                    text.data_type(),
+                    source.text_column
                 ),
             });
         }
@@ -249,7 +306,11 @@ async fn parquet_table(
         .map(|f| {
             let absolute =
                 std::path::absolute(f).map_err(|e| DataFusionError::External(Box::new(e)))?;
-            ListingTableUrl::parse(absolute.to_string_lossy())
+            // A URL, not `parse` of a path: a directory named with `[` or `*` is not a glob.
+            let url = url::Url::from_file_path(&absolute).map_err(|()| {
+                DataFusionError::Plan(format!("{}: not a file path", absolute.display()))
+            })?;
+            ListingTableUrl::try_new(url, None)
         })
         .collect::<datafusion::error::Result<Vec<_>>>()?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
@@ -280,5 +341,44 @@ impl PartitionStream for LinePartition {
             Arc::clone(self.lines.schema()),
             futures::stream::iter(batches),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jsonl_source(path: &str) -> SourceConfig {
+        SourceConfig {
+            path: path.to_owned(),
+            format: SourceFormat::Jsonl,
+            text_column: "text".to_owned(),
+            sql: None,
+            name: None,
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn globs_follow_links_once_and_take_the_config_directory_literally() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("we[ir]d*dir");
+        let data = base.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("a.jsonl"), "{}\n").unwrap();
+        std::fs::write(data.join("b.txt"), "x").unwrap();
+        symlink(data.join("a.jsonl"), data.join("alias.jsonl")).unwrap();
+        // Two loops: each would repeat the tree, together they would never end.
+        symlink(&data, data.join("loop1")).unwrap();
+        symlink(&base, data.join("loop2")).unwrap();
+        let files = resolve_files(&jsonl_source("data/**/*.jsonl"), &base).unwrap();
+        assert_eq!(files, [data.join("a.jsonl")]);
+        let files = resolve_files(&jsonl_source("data/a.jsonl"), &base).unwrap();
+        assert_eq!(files, [data.join("a.jsonl")]);
+        let err = resolve_files(&jsonl_source("data/*.csv"), &base)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("data/*.csv: no such file"), "{err}");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, StringArray};
+use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use mixlab_ingest::manifest::Manifest;
 
@@ -265,6 +265,7 @@ fn parquet_source_with_sql_filter() {
     let schema = Arc::new(Schema::new(vec![
         Field::new("body", DataType::Utf8, false),
         Field::new("lang", DataType::Utf8, false),
+        Field::new("id", DataType::Int64, false),
     ]));
     let bodies: Vec<String> = (0..30)
         .map(|i| format!("parquet document {i} with enough words in it"))
@@ -277,6 +278,7 @@ fn parquet_source_with_sql_filter() {
         vec![
             Arc::new(StringArray::from(bodies)),
             Arc::new(StringArray::from(langs)),
+            Arc::new(Int64Array::from_iter_values(0..30)),
         ],
     )
     .unwrap();
@@ -290,6 +292,17 @@ fn parquet_source_with_sql_filter() {
     let m = Manifest::read(&p.path("out/shards")).unwrap();
     assert_eq!(m.domains[0].stats.records_read, 20);
     assert_eq!(m.domains[0].stats.documents, 20);
+
+    // A number column named as the text is refused, not turned into text.
+    let source = "path = \"*.parquet\"\nformat = \"parquet\"\ntext_column = \"id\"";
+    p.write("ids.toml", one_domain(source, ""));
+    let out = p.run(&["ingest", "--config", "ids.toml", "--out", "ids"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("column \"id\" is Int64, not text"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
