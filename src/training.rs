@@ -125,18 +125,23 @@ fn ensure_same_run(run_dir: &RunDir, resolved: &ResolvedRun) -> anyhow::Result<(
         anyhow::bail!(Usage(format!(
             "{}: holds an unfinished run with other settings ({}); resume it with its own settings, or choose another --run",
             run_dir.root.display(),
-            changes_from(run_dir, resolved)
+            describe_changes(&existing, resolved)
         )));
     }
     Ok(())
 }
 
-/// What differs between the run saved in `run_dir` and `resolved`, for a refusal message. A longer
-/// `steps` is a new run: the learning rate decays over the whole run.
+/// What differs between the run saved in `run_dir` and `resolved`, for a refusal message.
 fn changes_from(run_dir: &RunDir, resolved: &ResolvedRun) -> String {
-    let Ok(existing) = run_dir.read_config() else {
-        return "its config.toml is unreadable".to_owned();
-    };
+    match run_dir.read_config() {
+        Ok(existing) => describe_changes(&existing, resolved),
+        Err(_) => "its config.toml is unreadable".to_owned(),
+    }
+}
+
+/// The settings in which `resolved` differs from `existing`. A longer `steps` is a new run: the
+/// learning rate decays over the whole run.
+fn describe_changes(existing: &ResolvedRun, resolved: &ResolvedRun) -> String {
     let changes = existing.differences(resolved);
     let mut text = changes.join(", ");
     if changes.iter().any(|c| c.starts_with("train.steps ")) {

@@ -421,13 +421,16 @@ fn csv_reader(
         .from_reader(open_reader(path, counters)?))
 }
 
-/// The header's field count, or an error naming the file.
-fn csv_width(reader: &mut csv::Reader<Box<dyn BufRead + Send>>, path: &Path) -> Result<usize> {
+/// The header record, or an error naming the file.
+fn csv_header(
+    reader: &mut csv::Reader<Box<dyn BufRead + Send>>,
+    path: &Path,
+) -> Result<csv::ByteRecord> {
     let header = reader.byte_headers().map_err(|e| Error::BadSource {
         path: path.to_owned(),
         message: format!("not a CSV file with a header: {e}"),
     })?;
-    Ok(header.len())
+    Ok(header.clone())
 }
 
 /// Writes `records` as CSV text (no header) for arrow's decoder.
@@ -444,8 +447,8 @@ fn csv_bytes<'a>(records: impl IntoIterator<Item = &'a csv::ByteRecord>) -> Vec<
 fn infer_csv_schema(path: &Path) -> Result<Option<SchemaRef>> {
     let counters = Arc::new(ReadCounters::default());
     let mut reader = csv_reader(path, &counters)?;
-    let width = csv_width(&mut reader, path)?;
-    let header = reader.byte_headers().cloned().unwrap_or_default();
+    let header = csv_header(&mut reader, path)?;
+    let width = header.len();
     let mut sample = vec![header];
     for record in reader.byte_records().take(SCHEMA_SAMPLE_LINES) {
         match record {
@@ -505,7 +508,7 @@ struct CsvBatches {
 impl CsvBatches {
     fn open(source: &LineSource, path: &Path) -> Result<Self> {
         let mut reader = csv_reader(path, &source.counters)?;
-        let width = csv_width(&mut reader, path)?;
+        let width = csv_header(&mut reader, path)?.len();
         Ok(Self {
             path: path.to_owned(),
             reader,
