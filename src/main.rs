@@ -20,6 +20,7 @@ mod locks;
 mod logging;
 mod progress;
 mod run_dir;
+mod signals;
 mod table;
 mod texts;
 mod training;
@@ -28,6 +29,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     mixlab_trainer::allocator::tune();
+    signals::set_dispositions();
     let cli = cli::Cli::parse();
     logging::init(cli.global.log_format, cli.global.quiet);
     match commands::run(&cli) {

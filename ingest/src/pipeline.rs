@@ -106,12 +106,33 @@ pub fn ingest(req: &IngestRequest<'_>, progress: &dyn Progress) -> Result<Ingest
         fs_err::remove_dir_all(&staging)?;
     }
     fs_err::create_dir_all(&staging)?;
+    match write_staging(req, &sources, inputs_hash, &staging, progress) {
+        Ok(manifest) => {
+            replace_dir(&staging, req.shards_dir)?;
+            Ok(IngestOutcome::Written(manifest))
+        }
+        Err(e) => {
+            // Unfinished work is never resumed, and on a full disk it holds the space a rerun needs.
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
+}
+
+/// Writes the tokenizer, every domain's shards and the manifest into `staging`.
+fn write_staging(
+    req: &IngestRequest<'_>,
+    sources: &[Vec<Vec<PathBuf>>],
+    inputs_hash: String,
+    staging: &Path,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| Error::Internal(format!("starting the query runtime: {e}")))?;
 
     let tok_path = staging.join(TOKENIZER_FILE);
-    let origin = prepare_tokenizer(req, &sources, &runtime, &tok_path, progress)?;
+    let origin = prepare_tokenizer(req, sources, &runtime, &tok_path, progress)?;
     let tokenizer = TextTokenizer::load(&tok_path)?;
     let tokenizer_info = TokenizerInfo {
         file: TOKENIZER_FILE.to_owned(),
@@ -128,10 +149,10 @@ pub fn ingest(req: &IngestRequest<'_>, progress: &dyn Progress) -> Result<Ingest
         tokenizer: &tokenizer,
         hasher: minhash.map(MinHasher::new),
         index: DedupIndex::new(minhash),
-        staging: &staging,
+        staging,
     };
     let mut domains = Vec::with_capacity(req.domains.len());
-    for (domain, files) in req.domains.iter().zip(&sources) {
+    for (domain, files) in req.domains.iter().zip(sources) {
         domains.push(stage.run(domain, files, progress)?);
     }
 
@@ -143,9 +164,8 @@ pub fn ingest(req: &IngestRequest<'_>, progress: &dyn Progress) -> Result<Ingest
         tokenizer: tokenizer_info,
         domains,
     };
-    manifest.write(&staging)?;
-    replace_dir(&staging, req.shards_dir)?;
-    Ok(IngestOutcome::Written(manifest))
+    manifest.write(staging)?;
+    Ok(manifest)
 }
 
 /// Files of every source of every domain, resolved up front so a missing file fails fast.

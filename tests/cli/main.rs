@@ -2,6 +2,7 @@
 
 mod util;
 
+mod disk;
 mod errors;
 mod help;
 mod ingest;

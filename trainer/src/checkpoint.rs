@@ -127,6 +127,32 @@ pub fn save(
 ) -> Result<CheckpointFiles> {
     fs_err::create_dir_all(dir)?;
     let files = CheckpointFiles::at(dir, state.step);
+    if let Err(e) = write_files(&files, model, optimizer, state) {
+        // A full disk or a file-size limit: the pieces already written would only take space.
+        for path in [&files.state, &files.model, &files.optimizer] {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e);
+    }
+    if let KeepCheckpoints::Newest(keep) = keep {
+        let steps = complete_steps(dir);
+        for old in steps.iter().take(steps.len().saturating_sub(keep)) {
+            let f = CheckpointFiles::at(dir, *old);
+            for path in [f.state, f.model, f.optimizer] {
+                fs_err::remove_file(path)?;
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Writes weights, optimizer state and (last, as the completion marker) the train state.
+fn write_files(
+    files: &CheckpointFiles,
+    model: &Model,
+    optimizer: &ModuleOptimizer,
+    state: &TrainState,
+) -> Result<()> {
     let fail = |path: &Path, e: &dyn std::fmt::Display| Error::Checkpoint {
         path: path.to_owned(),
         message: e.to_string(),
@@ -140,16 +166,7 @@ pub fn save(
         .map_err(|e| fail(&files.optimizer, &e))?;
     let json = serde_json::to_string_pretty(state).map_err(|e| fail(&files.state, &e))?;
     write_atomic(&files.state, json.as_bytes())?;
-    if let KeepCheckpoints::Newest(keep) = keep {
-        let steps = complete_steps(dir);
-        for old in steps.iter().take(steps.len().saturating_sub(keep)) {
-            let f = CheckpointFiles::at(dir, *old);
-            for path in [f.state, f.model, f.optimizer] {
-                fs_err::remove_file(path)?;
-            }
-        }
-    }
-    Ok(files)
+    Ok(())
 }
 
 /// Reads the train state of the checkpoint at `step`.
