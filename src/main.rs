@@ -16,6 +16,8 @@ mod cli;
 mod commands;
 mod config;
 mod exit;
+#[cfg(test)]
+mod fuzz;
 mod locks;
 mod logging;
 mod progress;

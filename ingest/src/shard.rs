@@ -15,7 +15,7 @@ use arrow::array::{
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, UInt32Type, UInt64Type};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
@@ -247,16 +247,46 @@ fn to_record_batch(docs: &[ShardDocument]) -> Result<RecordBatch> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn read_shard_file(path: &Path, only: Option<Split>) -> Result<Vec<ShardDocument>> {
+    // The parquet crate still panics on some damaged files instead of returning an error
+    // (apache/arrow-rs#9742; our fuzzing hit asserts in its bit unpacker and metadata reader), so a
+    // damaged shard is caught here and reported like any other. A bogus size that makes it
+    // allocate beyond memory aborts the process and cannot be caught.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_shard_file(path, only)
+    }))
+    .unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::Manifest {
+            path: path.to_owned(),
+            message: format!(
+                "damaged shard file: the Parquet decoder failed ({reason}); re-run `mixlab ingest`"
+            ),
+        })
+    })
+}
+
+/// [`read_shard_file`] without the panic guard.
+fn decode_shard_file(path: &Path, only: Option<Split>) -> Result<Vec<ShardDocument>> {
     let parquet_err = |source| Error::Parquet {
         path: path.to_owned(),
         source,
     };
     let file = fs_err::File::open(path)?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file.into_parts().0)
-        .map_err(parquet_err)?
-        .with_batch_size(8192)
-        .build()
-        .map_err(parquet_err)?;
+    // The schema is ours, not the file's: decoding the Arrow schema embedded in a damaged file
+    // panics inside arrow-ipc (found by fuzzing, `tests/fuzz-corpus/shards`).
+    let options = ArrowReaderOptions::new()
+        .with_skip_arrow_metadata(true)
+        .with_schema(shard_schema());
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new_with_options(file.into_parts().0, options)
+            .map_err(parquet_err)?
+            .with_batch_size(8192)
+            .build()
+            .map_err(parquet_err)?;
     let mut docs = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| Error::Parquet {
@@ -312,11 +342,18 @@ fn read_batch(
         }
         let offsets = tokens.value_offsets();
         let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+        let doc_tokens = values
+            .values()
+            .get(start..end)
+            .ok_or_else(|| Error::Manifest {
+                path: path.to_owned(),
+                message: format!("row {row}: token offsets {start}..{end} are outside the column"),
+            })?;
         out.push(ShardDocument {
             doc_id: ids.value(row),
             source: sources.value(row).to_owned(),
             split,
-            tokens: values.values()[start..end].to_vec(),
+            tokens: doc_tokens.to_vec(),
         });
     }
     debug_assert!(values.null_count() == 0);
