@@ -248,3 +248,27 @@ fn bad_mixture_files_are_refused_at_load() {
         );
     }
 }
+
+#[test]
+fn shards_holding_token_ids_outside_the_tokenizer_are_refused_when_read() {
+    let p = Project::with_default_config();
+    p.run(&["ingest", "-q"]).expect_code(0);
+    // Shards made with a larger tokenizer than the one the manifest names (here: the manifest's
+    // vocabulary shrunk to 300 of the demo tokenizer's 1,024 ids).
+    let path = p.path("out/shards/manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    manifest["tokenizer"]["vocab_size"] = serde_json::json!(300);
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let out = p
+        .run(&["train", "-q", "--run", "runs/a", "--steps", "2"])
+        .expect_code(1);
+    assert!(
+        out.stderr.contains("out/shards/arithmetic/part-00000.parquet: document")
+            && out.stderr.contains("outside the tokenizer's 300 ids")
+            && out.stderr.contains("re-ingest"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
