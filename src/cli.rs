@@ -72,6 +72,13 @@ pub enum Command {
     /// eval.parquet and a `done` marker. A killed run resumes from its last checkpoint; a finished
     /// run with the same inputs does nothing.
     Train(TrainArgs),
+    /// Train a student towards a finished teacher run's next-token distributions.
+    ///
+    /// The loss is alpha·τ²·KL(teacher ‖ student) at temperature τ plus (1 − alpha)·cross-entropy,
+    /// on the same batches, mixture and schedule as `train`. The teacher (any finished run on the
+    /// same tokenizer, typically a larger preset trained longer) runs without autodiff at its newest
+    /// checkpoint. The student is a run directory like any other; its config.toml names the teacher.
+    Distill(DistillArgs),
     /// Per-domain validation loss and perplexity of a run's newest checkpoint.
     Eval(EvalArgs),
     /// Continue a prompt with a run's model, to see what it learned.
@@ -117,6 +124,22 @@ pub struct TrainArgs {
     /// Seed of initialisation and data order, overriding [train].seed.
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+/// `distill` arguments: those of `train`, plus the teacher and the loss's settings.
+#[derive(Debug, Args)]
+pub struct DistillArgs {
+    /// The teacher: a finished run directory, relative to --out.
+    #[arg(long, value_name = "DIR")]
+    pub teacher: PathBuf,
+    /// Weight of the KL term (1: teacher only; 0: plain cross-entropy).
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f64,
+    /// Softmax temperature of teacher and student in the KL term.
+    #[arg(long, default_value_t = 2.0)]
+    pub temperature: f64,
+    #[command(flatten)]
+    pub train: TrainArgs,
 }
 
 /// Model sizes.

@@ -9,6 +9,7 @@ use mixlab_ingest::manifest::ShardSet;
 use mixlab_mixer::schedule::MixtureSchedule;
 use mixlab_trainer::checkpoint::{CheckpointFiles, complete_steps, read_state};
 use mixlab_trainer::config::{ModelConfig, TrainConfig};
+use mixlab_trainer::distill::DistillSettings;
 use mixlab_trainer::train::RunPaths;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,23 @@ pub struct ResolvedRun {
     pub train: TrainConfig,
     /// The mixture schedule.
     pub mixture: MixtureSchedule,
+    /// The teacher and settings of a distilled run (`mixlab distill`); none for cross-entropy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillSource>,
+}
+
+/// What a distilled run learns from: the teacher run's checkpoint and the distillation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillSource {
+    /// The teacher's run directory.
+    pub teacher: PathBuf,
+    /// The teacher run's hash (its `config.toml`).
+    pub teacher_run_hash: String,
+    /// The teacher's checkpoint step.
+    pub teacher_step: u64,
+    /// The objective's settings.
+    pub settings: DistillSettings,
 }
 
 impl ResolvedRun {
@@ -50,23 +68,42 @@ impl ResolvedRun {
     ) -> Self {
         let manifest = shards.manifest();
         let (inputs, tokenizer) = (&manifest.inputs_hash, &manifest.tokenizer.sha256);
-        let mut result_settings = serde_json::json!(train);
-        if let Some(fields) = result_settings.as_object_mut() {
-            fields.retain(|key, _| !BOOKKEEPING.contains(&key.as_str()));
-        }
-        let json = serde_json::json!({
-            "shards_inputs_hash": inputs, "tokenizer_sha256": tokenizer,
-            "model": model, "train": result_settings, "mixture": mixture,
-        });
-        Self {
-            run_hash: mixlab_ingest::checksum::sha256_hex(json.to_string().as_bytes()),
+        let mut run = Self {
+            run_hash: String::new(),
             shards: shards.root().to_owned(),
             shards_inputs_hash: inputs.clone(),
             tokenizer_sha256: tokenizer.clone(),
             model,
             train,
             mixture,
+            distill: None,
+        };
+        run.run_hash = run.hash();
+        run
+    }
+
+    /// This run distilled from `source` instead of trained on cross-entropy (a new run hash).
+    pub fn distilled(mut self, source: DistillSource) -> Self {
+        self.distill = Some(source);
+        self.run_hash = self.hash();
+        self
+    }
+
+    /// Hex SHA-256 of the result-changing settings.
+    fn hash(&self) -> String {
+        let mut result_settings = serde_json::json!(self.train);
+        if let Some(fields) = result_settings.as_object_mut() {
+            fields.retain(|key, _| !BOOKKEEPING.contains(&key.as_str()));
         }
+        let mut json = serde_json::json!({
+            "shards_inputs_hash": self.shards_inputs_hash, "tokenizer_sha256": self.tokenizer_sha256,
+            "model": self.model, "train": result_settings, "mixture": self.mixture,
+        });
+        // Only distilled runs carry the key, so the hashes of cross-entropy runs stay as they were.
+        if let Some(distill) = &self.distill {
+            json["distill"] = serde_json::json!(distill);
+        }
+        mixlab_ingest::checksum::sha256_hex(json.to_string().as_bytes())
     }
 
     /// The result-changing settings in which `other` differs from this run, as `section.key old →
@@ -74,15 +111,20 @@ impl ResolvedRun {
     pub fn differences(&self, other: &Self) -> Vec<String> {
         let (old, new) = (serde_json::json!(self), serde_json::json!(other));
         let mut changes = Vec::new();
-        for section in ["model", "train"] {
-            let (Some(old), Some(new)) = (old[section].as_object(), new[section].as_object())
-            else {
-                continue;
-            };
-            for (key, value) in old {
-                let changed = new.get(key).unwrap_or(&serde_json::Value::Null);
-                if changed != value && !BOOKKEEPING.contains(&key.as_str()) {
-                    changes.push(format!("{section}.{key} {value} → {changed}"));
+        for section in ["model", "train", "distill"] {
+            let (old, new) = (
+                leaves(section, &old[section]),
+                leaves(section, &new[section]),
+            );
+            let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+            for key in keys {
+                let (was, now) = (old.get(key), new.get(key));
+                let bookkeeping = BOOKKEEPING.iter().any(|b| key == &format!("train.{b}"));
+                if was != now && !bookkeeping {
+                    let show = |v: Option<&serde_json::Value>| {
+                        v.map_or("none".into(), ToString::to_string)
+                    };
+                    changes.push(format!("{key} {} → {}", show(was), show(now)));
                 }
             }
         }
@@ -106,6 +148,26 @@ impl ResolvedRun {
         shards.expect_identity(&self.shards_inputs_hash, &self.tokenizer_sha256)?;
         Ok(shards)
     }
+}
+
+/// The scalar values of a JSON tree by dotted path under `prefix` (`train.lr`, `distill.settings.alpha`).
+fn leaves(
+    prefix: &str,
+    value: &serde_json::Value,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut out = std::collections::BTreeMap::new();
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (key, v) in fields {
+                out.extend(leaves(&format!("{prefix}.{key}"), v));
+            }
+        }
+        serde_json::Value::Null => {}
+        scalar => {
+            out.insert(prefix.to_owned(), scalar.clone());
+        }
+    }
+    out
 }
 
 /// A run directory's paths.

@@ -1,6 +1,7 @@
 //! One module per subcommand; each turns parsed arguments into a stage call and prints results.
 
 mod demo;
+mod distill;
 mod eval;
 mod generate;
 mod ingest;
@@ -25,6 +26,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(&cli.global, args),
         Command::DemoData(args) => demo::run(&cli.global, args),
         Command::Train(args) => train::run(&cli.global, args),
+        Command::Distill(args) => distill::run(&cli.global, args),
         Command::Eval(args) => eval::run(&cli.global, args),
         Command::Generate(args) => generate::run(&cli.global, args),
         Command::Regress(args) => regress::run(&cli.global, args),

@@ -16,6 +16,16 @@ use crate::training::run_training;
 
 /// Trains (or resumes, or skips a finished) run and prints its final evaluation.
 pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
+    let (resolved, corpus) = resolve(global, args)?;
+    let run_dir = RunDir::new(global.out_root().join(&args.run));
+    if let Some(losses) = run_training(&run_dir, &resolved, &corpus, &CrossEntropy, global.quiet)? {
+        print!("{}", eval_table(&losses));
+    }
+    Ok(())
+}
+
+/// The run `args` describe on `<out>/shards` (configuration, overrides, mixture), and the corpus.
+pub fn resolve(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<(ResolvedRun, Corpus)> {
     let loaded = LoadedConfig::load(&args.config)?;
     let shards = ShardSet::open(&global.out_root().join("shards"))?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
@@ -35,9 +45,5 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
         train_config.seq_len,
     )?;
     let resolved = ResolvedRun::new(&shards, model_config, train_config, mixture);
-    let run_dir = RunDir::new(global.out_root().join(&args.run));
-    if let Some(losses) = run_training(&run_dir, &resolved, &corpus, &CrossEntropy, global.quiet)? {
-        print!("{}", eval_table(&losses));
-    }
-    Ok(())
+    Ok((resolved, corpus))
 }

@@ -264,7 +264,8 @@ fn shards_holding_token_ids_outside_the_tokenizer_are_refused_when_read() {
         .run(&["train", "-q", "--run", "runs/a", "--steps", "2"])
         .expect_code(1);
     assert!(
-        out.stderr.contains("out/shards/arithmetic/part-00000.parquet: document")
+        out.stderr
+            .contains("out/shards/arithmetic/part-00000.parquet: document")
             && out.stderr.contains("outside the tokenizer's 300 ids")
             && out.stderr.contains("re-ingest"),
         "{}",

@@ -3,6 +3,7 @@
 mod util;
 
 mod disk;
+mod distill;
 mod errors;
 mod help;
 mod ingest;

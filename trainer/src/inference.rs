@@ -81,6 +81,16 @@ impl Inference {
             .expect("token losses are f32")
     }
 
+    /// Logits of every position of `batch` as training packs it (its positions and, with
+    /// `document_mask`, document-causal masks): a teacher's view of a student's micro-batch.
+    ///
+    /// # Shapes
+    /// Output `[batch · seq, vocab_size]`.
+    pub fn batch_logits(&self, batch: &Batch, document_mask: bool) -> Tensor<2> {
+        let (input, _) = to_model_input(batch, &self.config, document_mask, &self.device);
+        self.model.forward(&input)
+    }
+
     /// Logits of every position of a single sequence of token ids (positions 0.., causal with the
     /// model's local windows).
     ///

@@ -47,6 +47,7 @@ pub mod allocator;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod generate;
