@@ -79,6 +79,13 @@ pub enum Command {
     /// same tokenizer, typically a larger preset trained longer) runs without autodiff at its newest
     /// checkpoint. The student is a run directory like any other; its config.toml names the teacher.
     Distill(DistillArgs),
+    /// Round a finished run's weights to 4 bits (post-training) and evaluate them as a new run.
+    ///
+    /// Every weight matrix and the embedding become symmetric int4 with one f16 scale per group of
+    /// input features (GGUF's Q4_0 rule at --group-size 32); norms stay in full precision. The
+    /// result is a run directory (default <RUN>-int4) whose checkpoint 0 holds the rounded weights,
+    /// so `eval` and `generate` read it like any run; its config.toml names the source run.
+    Quantize(QuantizeArgs),
     /// Per-domain validation loss and perplexity of a run's newest checkpoint.
     Eval(EvalArgs),
     /// Continue a prompt with a run's model, to see what it learned.
@@ -140,6 +147,20 @@ pub struct DistillArgs {
     pub temperature: f64,
     #[command(flatten)]
     pub train: TrainArgs,
+}
+
+/// `quantize` arguments.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The run to quantize: a finished run directory, relative to --out.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// The quantized run's directory, relative to --out [default: <RUN>-int4].
+    #[arg(long, value_name = "DIR")]
+    pub out_run: Option<PathBuf>,
+    /// Weights per f16 scale, along each output's input features (32: GGUF's Q4_0 block).
+    #[arg(long, default_value_t = 32)]
+    pub group_size: usize,
 }
 
 /// Model sizes.

@@ -10,6 +10,7 @@ use mixlab_mixer::schedule::MixtureSchedule;
 use mixlab_trainer::checkpoint::{CheckpointFiles, complete_steps, read_state};
 use mixlab_trainer::config::{ModelConfig, TrainConfig};
 use mixlab_trainer::distill::DistillSettings;
+use mixlab_trainer::quant::QuantConfig;
 use mixlab_trainer::train::RunPaths;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,24 @@ pub struct ResolvedRun {
     /// The teacher and settings of a distilled run (`mixlab distill`); none for cross-entropy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<DistillSource>,
+    /// The weights the run starts from, when not a random initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitWeights>,
+    /// The int4 quantization of a quantized run (`mixlab quantize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantize: Option<QuantConfig>,
+}
+
+/// Weights a run starts from: a file made from another run's checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitWeights {
+    /// The weights file (`step-N.bpk` layout).
+    pub path: PathBuf,
+    /// The run they come from.
+    pub run_hash: String,
+    /// Its checkpoint step.
+    pub step: u64,
 }
 
 /// What a distilled run learns from: the teacher run's checkpoint and the distillation settings.
@@ -77,6 +96,8 @@ impl ResolvedRun {
             train,
             mixture,
             distill: None,
+            init: None,
+            quantize: None,
         };
         run.run_hash = run.hash();
         run
@@ -85,6 +106,13 @@ impl ResolvedRun {
     /// This run distilled from `source` instead of trained on cross-entropy (a new run hash).
     pub fn distilled(mut self, source: DistillSource) -> Self {
         self.distill = Some(source);
+        self.run_hash = self.hash();
+        self
+    }
+
+    /// This run started from `init` weights, int4-quantized with `quantize` (a new run hash).
+    pub fn quantized(mut self, init: InitWeights, quantize: QuantConfig) -> Self {
+        (self.init, self.quantize) = (Some(init), Some(quantize));
         self.run_hash = self.hash();
         self
     }
@@ -99,9 +127,16 @@ impl ResolvedRun {
             "shards_inputs_hash": self.shards_inputs_hash, "tokenizer_sha256": self.tokenizer_sha256,
             "model": self.model, "train": result_settings, "mixture": self.mixture,
         });
-        // Only distilled runs carry the key, so the hashes of cross-entropy runs stay as they were.
+        // Only runs that have these sections carry the keys, so the hashes of plain runs stay as
+        // they were. The init weights count by their origin, not their path.
         if let Some(distill) = &self.distill {
             json["distill"] = serde_json::json!(distill);
+        }
+        if let Some(init) = &self.init {
+            json["init"] = serde_json::json!({ "run_hash": init.run_hash, "step": init.step });
+        }
+        if let Some(quantize) = &self.quantize {
+            json["quantize"] = serde_json::json!(quantize);
         }
         mixlab_ingest::checksum::sha256_hex(json.to_string().as_bytes())
     }
@@ -111,7 +146,7 @@ impl ResolvedRun {
     pub fn differences(&self, other: &Self) -> Vec<String> {
         let (old, new) = (serde_json::json!(self), serde_json::json!(other));
         let mut changes = Vec::new();
-        for section in ["model", "train", "distill"] {
+        for section in ["model", "train", "distill", "init", "quantize"] {
             let (old, new) = (
                 leaves(section, &old[section]),
                 leaves(section, &new[section]),
@@ -231,6 +266,22 @@ impl RunDir {
         let text = fs_err::read_to_string(&path)?;
         toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))
+    }
+
+    /// Reads `config.toml` of a run that has finished (its `done` marker holds its hash), as the
+    /// source of another stage (`what`: the flag naming it, e.g. `--teacher runs/big`).
+    ///
+    /// # Errors
+    /// No run here, or one that has not finished (a usage error saying how to finish it).
+    pub fn read_finished(&self, what: &str) -> anyhow::Result<ResolvedRun> {
+        let run = self.read_config().with_context(|| what.to_owned())?;
+        if self.finished_hash().as_ref() != Some(&run.run_hash) {
+            anyhow::bail!(Usage(format!(
+                "{what}: the run in {} has not finished; finish it first (`mixlab train`)",
+                self.root.display()
+            )));
+        }
+        Ok(run)
     }
 
     /// Marks the run finished with its hash.

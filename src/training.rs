@@ -67,6 +67,7 @@ pub fn run_training(
         corpus,
         paths: run_dir.paths(),
         run_hash: resolved.run_hash.clone(),
+        init: resolved.init.as_ref().map(|init| init.path.clone()),
     };
     let mut bar = TrainBar::new(&resolved.train, quiet);
     let outcome = train(&spec, objective, &mut [&mut bar])

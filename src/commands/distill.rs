@@ -1,6 +1,5 @@
 //! `mixlab distill`: train a student on the shards towards a finished teacher run's logits.
 
-use anyhow::Context;
 use mixlab_trainer::distill::{DistillSettings, Distillation};
 use mixlab_trainer::inference::Inference;
 
@@ -20,16 +19,8 @@ pub fn run(global: &GlobalArgs, args: &DistillArgs) -> anyhow::Result<()> {
     settings.validate().map_err(|e| Usage(e.to_string()))?;
     let (resolved, corpus) = resolve(global, &args.train)?;
     let teacher_dir = RunDir::new(global.out_root().join(&args.teacher));
-    let teacher_run = teacher_dir
-        .read_config()
-        .with_context(|| format!("--teacher {}", args.teacher.display()))?;
-    if teacher_dir.finished_hash().as_ref() != Some(&teacher_run.run_hash) {
-        anyhow::bail!(Usage(format!(
-            "--teacher {}: the run has not finished; finish it first (`mixlab train --run {}`)",
-            teacher_dir.root.display(),
-            args.teacher.display()
-        )));
-    }
+    let teacher_run =
+        teacher_dir.read_finished(&format!("--teacher {}", args.teacher.display()))?;
     if teacher_run.tokenizer_sha256 != resolved.tokenizer_sha256 {
         anyhow::bail!(Usage(format!(
             "--teacher {}: trained with another tokenizer (sha256 {}) than the shards' (sha256 {}); teacher and student must share one",

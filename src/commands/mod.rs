@@ -7,6 +7,7 @@ mod generate;
 mod ingest;
 mod inspect;
 mod mix;
+mod quantize;
 mod regress;
 mod simulate;
 mod sweep;
@@ -27,6 +28,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::DemoData(args) => demo::run(&cli.global, args),
         Command::Train(args) => train::run(&cli.global, args),
         Command::Distill(args) => distill::run(&cli.global, args),
+        Command::Quantize(args) => quantize::run(&cli.global, args),
         Command::Eval(args) => eval::run(&cli.global, args),
         Command::Generate(args) => generate::run(&cli.global, args),
         Command::Regress(args) => regress::run(&cli.global, args),

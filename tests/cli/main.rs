@@ -8,6 +8,7 @@ mod errors;
 mod help;
 mod ingest;
 mod mix;
+mod quantize;
 mod regress;
 mod reliability;
 mod simulate;

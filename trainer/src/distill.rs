@@ -7,8 +7,8 @@
 //! autodiff: no graph is recorded for it) scoring the very packed batch the student sees, with the
 //! same positions and masks. Packed batches hold no padding, so every position counts.
 
-use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::Tensor;
+use burn::tensor::activation::{log_softmax, softmax};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

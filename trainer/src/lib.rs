@@ -59,6 +59,7 @@ pub mod mask;
 pub mod model;
 pub mod objective;
 pub mod optim;
+pub mod quant;
 pub mod rope;
 pub mod sampler;
 pub mod schedule;

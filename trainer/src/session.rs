@@ -67,6 +67,9 @@ impl<'s, 'c> Session<'s, 'c> {
             spec,
         };
         let resumed = session.resume_newest_intact(objective)?;
+        if !resumed && let Some(init) = &spec.init {
+            session.model = Some(checkpoint::load_model(session.model().clone(), init)?);
+        }
         if !resumed && tc.steps == 0 {
             session.checkpoint(objective)?;
         }

@@ -44,6 +44,9 @@ pub struct RunSpec<'a> {
     pub paths: RunPaths,
     /// Hash of all inputs; checkpoints of other inputs are refused.
     pub run_hash: String,
+    /// Weights a fresh run starts from instead of a random initialisation (a checkpoint's
+    /// `step-N.bpk` of the same shape); a resumed run ignores them.
+    pub init: Option<PathBuf>,
 }
 
 /// What [`train`] did.

@@ -76,6 +76,7 @@ fn spec<'a>(corpus: &'a Corpus, dir: &std::path::Path, steps: u64) -> RunSpec<'a
             eval: dir.join("eval.parquet"),
         },
         run_hash: "test".into(),
+        init: None,
     }
 }
 
@@ -202,4 +203,30 @@ fn a_failing_hook_stops_the_run_and_a_rerun_resumes_to_the_same_metrics() {
     );
     let metrics = |d: &tempfile::TempDir| read_metrics(&d.path().join("metrics.parquet")).unwrap();
     assert_eq!(metrics(&crashed), metrics(&straight));
+}
+
+#[test]
+fn a_fresh_run_starts_from_init_weights_and_a_resumed_run_ignores_them() {
+    let _serial = serial();
+    let corpus = corpus();
+    let (source, copy) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let trained = train(&spec(&corpus, source.path(), 6), &CrossEntropy, &mut []).unwrap();
+    // Zero steps from the source's final weights: the same model, so the same evaluation.
+    let init = source.path().join("checkpoints/step-6.bpk");
+    let mut from_init = spec(&corpus, copy.path(), 0);
+    from_init.init = Some(init.clone());
+    let copied = train(&from_init, &CrossEntropy, &mut []).unwrap();
+    assert_eq!(copied.final_eval, trained.final_eval);
+    assert_eq!(complete_steps(&copy.path().join("checkpoints")), [0]);
+    // Without init, zero steps evaluate a random initialisation instead.
+    let fresh = tempfile::tempdir().unwrap();
+    let random = train(&spec(&corpus, fresh.path(), 0), &CrossEntropy, &mut []).unwrap();
+    assert_ne!(random.final_eval, trained.final_eval);
+    // A run that resumes from its own checkpoint does not reload the init weights.
+    let mut resumed = from_init.clone();
+    resumed.init = Some(copy.path().join("missing.bpk"));
+    assert_eq!(
+        train(&resumed, &CrossEntropy, &mut []).unwrap().final_eval,
+        copied.final_eval
+    );
 }

@@ -1,0 +1,63 @@
+//! `mixlab quantize`: int4 post-training quantization of a finished run into a new run.
+
+use mixlab_artefacts::eval::read_eval;
+
+use crate::util::Project;
+
+#[test]
+fn a_quantized_run_is_evaluated_close_to_its_source_and_a_rerun_does_nothing() {
+    let p = Project::with_default_config();
+    p.run(&["ingest", "-q"]).expect_code(0);
+    p.run(&["train", "-q", "--run", "runs/fp", "--steps", "40"])
+        .expect_code(0);
+    p.run(&["quantize", "-q", "--run", "runs/fp"])
+        .expect_code(0);
+    let (fp, int4) = (
+        read_eval(&p.path("out/runs/fp/eval.parquet")).unwrap(),
+        read_eval(&p.path("out/runs/fp-int4/eval.parquet")).unwrap(),
+    );
+    assert_eq!(fp.len(), int4.len());
+    for (a, b) in fp.iter().zip(&int4) {
+        // Rounding moves every loss, a little (at most a few percent for this model).
+        assert!(
+            a.loss != b.loss && (a.loss - b.loss).abs() < 0.05 * a.loss,
+            "{a:?} → {b:?}"
+        );
+    }
+    let config = std::fs::read_to_string(p.path("out/runs/fp-int4/config.toml")).unwrap();
+    assert!(config.contains("[quantize]\ngroup_size = 32"), "{config}");
+    assert!(!p.path("out/runs/fp-int4/init.bpk").exists());
+    // The quantized run reads like any run.
+    let eval = p
+        .run(&["eval", "--run", "runs/fp-int4", "--json"])
+        .expect_code(0);
+    assert!(eval.stdout.contains("\"step\": 0"), "{}", eval.stdout);
+    let again = p
+        .run(&["quantize", "-q", "--run", "runs/fp"])
+        .expect_code(0);
+    assert!(
+        again.stdout.contains("already finished"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn a_group_size_that_does_not_divide_the_model_and_an_unfinished_run_are_refused() {
+    let p = Project::with_default_config();
+    p.run(&["ingest", "-q"]).expect_code(0);
+    p.run(&["train", "-q", "--run", "runs/fp", "--steps", "2"])
+        .expect_code(0);
+    let out = p
+        .run(&["quantize", "--run", "runs/fp", "--group-size", "48"])
+        .expect_code(2);
+    assert!(
+        out.stderr.contains("--group-size 48") && out.stderr.contains("does not divide"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_file(p.path("out/runs/fp/done")).unwrap();
+    let out = p.run(&["quantize", "--run", "runs/fp"]).expect_code(2);
+    assert!(out.stderr.contains("has not finished"), "{}", out.stderr);
+    assert!(!p.path("out/runs/fp-int4").exists());
+}

@@ -1,0 +1,339 @@
+//! 4-bit weight quantization: symmetric int4 in groups with one f16 scale each, the rule of GGUF's
+//! `Q4_0` blocks (at group size 32 the two are the same numbers), and its post-training
+//! application to a model ([`fake_quantize`]: every weight matrix and the embedding rounded to
+//! int4 and back; norms stay in full precision).
+//!
+//! Groups run along each output's input features (a row of the `[out, in]` matrix GGUF and PyTorch
+//! store), so a group's scale adapts to one output unit. Within a group of values `x`: `m` is the
+//! value of largest magnitude (with its sign), the scale `d = m / −8` rounded to f16, and each value
+//! becomes `q = clamp(⌊x/d + 8.5⌋, 0, 15) − 8 ∈ [−8, 7]`, read back as `q·d` (ggml's
+//! `quantize_row_q4_0_ref`). The extreme value maps to exactly −8, so no range is wasted on it.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{Tensor, TensorData};
+use half::f16;
+use serde::{Deserialize, Serialize};
+
+use std::path::Path;
+
+use burn::tensor::Device;
+
+use crate::checkpoint::load_model;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// How weights are quantized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantConfig {
+    /// Weights per scale (32: GGUF's `Q4_0` block).
+    pub group_size: usize,
+}
+
+impl Default for QuantConfig {
+    fn default() -> Self {
+        Self { group_size: 32 }
+    }
+}
+
+impl QuantConfig {
+    /// Checks that the group size divides the input features of every weight matrix of `shape`:
+    /// the embedding rows, q/k/v and w1/w3 (`d_model`), wo (heads × head size) and w2 (ffn).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the group size and the dimension it does not divide.
+    pub fn validate(&self, shape: &ModelConfig) -> Result<()> {
+        let input_features = [
+            shape.d_model,
+            shape.n_heads * shape.head_dim(),
+            shape.ffn_hidden,
+        ];
+        let group = self.group_size;
+        if group == 0 || !group.is_multiple_of(2) {
+            return Err(Error::Config(format!(
+                "quantization group size {group}: expected a positive even number (two int4 values a byte)"
+            )));
+        }
+        if let Some(d) = input_features.iter().find(|&&d| !d.is_multiple_of(group)) {
+            return Err(Error::Config(format!(
+                "quantization group size {group} does not divide the model's dimension {d}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One group quantized: its f16 scale and values in `−8..=7`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantGroup {
+    /// `d`: a value reads back as `q·d`.
+    pub scale: f16,
+    /// `q` of each value.
+    pub values: Vec<i8>,
+}
+
+/// Quantizes one group by the `Q4_0` rule.
+///
+/// # Example
+/// ```
+/// use mixlab_trainer::quant::{dequantize_group, quantize_group};
+/// let group = quantize_group(&[-1.0, 0.5, 0.25, 0.0]);
+/// // The largest magnitude (−1) maps to −8, so the scale is 1/8.
+/// assert_eq!(group.values, [-8, 4, 2, 0]);
+/// assert_eq!(dequantize_group(&group), [-1.0, 0.5, 0.25, 0.0]);
+/// ```
+pub fn quantize_group(values: &[f32]) -> QuantGroup {
+    let extreme = values
+        .iter()
+        .copied()
+        .fold(0.0f32, |m, x| if x.abs() > m.abs() { x } else { m });
+    let scale = f16::from_f32(extreme / -8.0);
+    let d = scale.to_f32();
+    let inverse = if d == 0.0 { 0.0 } else { 1.0 / d };
+    let values = values
+        .iter()
+        .map(|&x| ((x * inverse + 8.5).floor().clamp(0.0, 15.0) as i8) - 8)
+        .collect();
+    QuantGroup { scale, values }
+}
+
+/// The values a group reads back as.
+pub fn dequantize_group(group: &QuantGroup) -> Vec<f32> {
+    let d = group.scale.to_f32();
+    group.values.iter().map(|&q| f32::from(q) * d).collect()
+}
+
+/// Rounds every group of `group_size` consecutive values of `values` to int4 and back.
+///
+/// # Panics
+/// When `group_size` does not divide `values.len()` ([`QuantConfig::validate`] checks models).
+pub fn fake_quantize_rows(values: &[f32], group_size: usize) -> Vec<f32> {
+    assert_eq!(values.len() % group_size, 0, "groups must tile the rows");
+    values
+        .chunks(group_size)
+        .flat_map(|g| dequantize_group(&quantize_group(g)))
+        .collect()
+}
+
+/// `model` with every weight matrix and the embedding rounded to int4 and back (post-training
+/// quantization, round to nearest); norms untouched.
+///
+/// Projections (`[in, out]` here) are grouped along `in`, the embedding (`[vocab, d_model]`) along
+/// `d_model`: in both cases along one output's input features.
+///
+/// # Errors
+/// [`Error::Config`] when the group size does not divide a dimension.
+pub fn fake_quantize(model: Model, shape: &ModelConfig, config: QuantConfig) -> Result<Model> {
+    config.validate(shape)?;
+    Ok(Module::map(
+        model,
+        &mut Int4Mapper {
+            group_size: config.group_size,
+            path: Vec::new(),
+        },
+    ))
+}
+
+/// Rounds the model weights in `from` (a checkpoint's `step-N.bpk` of `shape`) to int4 and back
+/// and writes them to `to` in the same layout (atomically: a temporary file renamed).
+///
+/// # Errors
+/// [`Error::DamagedCheckpoint`] for unreadable weights, [`Error::Config`] for a group size that
+/// does not divide the model, [`Error::Checkpoint`] when `to` cannot be written.
+pub fn quantize_checkpoint(
+    shape: &ModelConfig,
+    from: &Path,
+    config: QuantConfig,
+    to: &Path,
+) -> Result<()> {
+    let model = load_model(Model::new(shape, &Device::flex()), from)?;
+    let rounded = fake_quantize(model, shape, config)?;
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let staging = to.with_file_name(format!(".{name}.tmp"));
+    let fail = |path: &Path, message: String| Error::Checkpoint {
+        path: path.to_owned(),
+        message,
+    };
+    rounded
+        .save_file(&staging)
+        .map_err(|e| fail(&staging, e.to_string()))?;
+    std::fs::rename(&staging, to).map_err(|e| fail(to, e.to_string()))?;
+    Ok(())
+}
+
+/// Rounds every 2-D float parameter; tracks the module path to tell projections from the embedding.
+struct Int4Mapper {
+    group_size: usize,
+    path: Vec<String>,
+}
+
+impl ModuleMapper for Int4Mapper {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(format!("{container_type}:{name}"));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if D != 2 {
+            return param;
+        }
+        let projection = self.path.iter().any(|p| p.starts_with("Struct:Projection"));
+        let group = self.group_size;
+        param.map(|tensor| {
+            let device = tensor.device();
+            let [rows, cols] = [tensor.dims()[0], tensor.dims()[1]];
+            // Groups along the input features: the rows of the transposed projection.
+            let oriented = if projection {
+                tensor.transpose()
+            } else {
+                tensor
+            };
+            let values: Vec<f32> = oriented.into_data().try_to_vec().expect("float weights");
+            let rounded = fake_quantize_rows(&values, group);
+            let shape = if projection {
+                [cols, rows]
+            } else {
+                [rows, cols]
+            };
+            let out = Tensor::<2>::from_data(TensorData::new(rounded, shape), &device);
+            let out = if projection { out.transpose() } else { out };
+            out.reshape(param_dims::<D>(rows, cols))
+        })
+    }
+}
+
+/// `[rows, cols]` as the `D`-dimensional shape of a 2-D parameter.
+fn param_dims<const D: usize>(rows: usize, cols: usize) -> [usize; D] {
+    let mut dims = [1; D];
+    dims[0] = rows;
+    dims[D - 1] = cols;
+    dims
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_follow_ggml_q4_0_reference_rounding() {
+        // Largest magnitude positive: d = 2/−8 = −0.25, so 2.0 ↦ −8 and −2.0 would exceed 7.
+        let group = quantize_group(&[2.0, -2.0, 0.3, -0.3, 0.125, 0.0]);
+        assert_eq!(group.scale.to_f32(), -0.25);
+        // x/d + 8.5 floored: 2 → 0.5 → 0 → −8; −2 → 16.5 → 15 (clamped) → 7; 0.3 → 7.3 → 7 → −1;
+        // −0.3 → 9.7 → 9 → 1; 0.125 → 8 → 8 → 0; 0 → 8.5 → 8 → 0.
+        assert_eq!(group.values, [-8, 7, -1, 1, 0, 0]);
+        assert_eq!(quantize_group(&[0.0; 4]).values, [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn rounding_error_is_at_most_half_a_step_except_at_the_clamped_end() {
+        let values: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 64) as f32 - 31.5) / 17.0)
+            .collect();
+        let back = fake_quantize_rows(&values, 32);
+        for (g, (x, y)) in values.chunks(32).zip(back.chunks(32)).enumerate() {
+            let d = quantize_group(x).scale.to_f32().abs();
+            for (a, b) in x.iter().zip(y) {
+                // A value of the extreme's magnitude and opposite sign is clamped to 7 (one step,
+                // plus the f16 rounding of the scale).
+                assert!((a - b).abs() <= d * 1.01, "group {g}: {a} → {b} (step {d})");
+            }
+            let within_half = x.iter().zip(y).filter(|(a, b)| (*a - *b).abs() <= d * 0.51);
+            assert!(within_half.count() >= 31, "group {g}");
+        }
+        // Idempotent: quantized values are exactly representable.
+        assert_eq!(fake_quantize_rows(&back, 32), back);
+    }
+
+    /// Every float parameter of `model`: dotted path → (shape, values).
+    fn parameters(model: &Model) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+        #[derive(Default)]
+        struct Collect {
+            path: Vec<String>,
+            found: std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+        }
+        impl burn::module::ModuleVisitor for Collect {
+            fn enter_module(&mut self, name: &str, _container_type: &str) {
+                self.path.push(name.to_owned());
+            }
+            fn exit_module(&mut self, _name: &str, _container_type: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let tensor = param.val();
+                let values = tensor.to_data().try_to_vec().unwrap();
+                self.found
+                    .insert(self.path.join("."), (tensor.dims().to_vec(), values));
+            }
+        }
+        let mut collect = Collect::default();
+        model.visit(&mut collect);
+        collect.found
+    }
+
+    #[test]
+    fn a_model_is_rounded_along_input_features_and_its_norms_kept() {
+        use crate::config::Preset;
+        let shape = Preset::Tiny.config(64);
+        let model = Model::new(&shape, &burn::tensor::Device::flex());
+        let before = parameters(&model);
+        let after = parameters(&fake_quantize(model, &shape, QuantConfig::default()).unwrap());
+        assert_eq!(
+            before.keys().collect::<Vec<_>>(),
+            after.keys().collect::<Vec<_>>()
+        );
+        let mut rounded = 0;
+        for (path, (dims, values)) in &after {
+            let original = &before[path].1;
+            if dims.len() == 1 {
+                assert_eq!(values, original, "{path}: a norm changed");
+                continue;
+            }
+            rounded += 1;
+            let (rows, cols) = (dims[0], dims[1]);
+            // One output's input features: a column of a projection ([in, out]), a row of the
+            // embedding ([vocab, d_model]).
+            let line = |i: usize, v: &[f32]| -> Vec<f32> {
+                if path.contains("embedding") {
+                    v[i * cols..(i + 1) * cols].to_vec()
+                } else {
+                    (0..rows).map(|r| v[r * cols + i]).collect()
+                }
+            };
+            let lines = if path.contains("embedding") {
+                rows
+            } else {
+                cols
+            };
+            for i in 0..lines {
+                let expected = fake_quantize_rows(&line(i, original), 32);
+                assert_eq!(line(i, values), expected, "{path}, output {i}");
+            }
+        }
+        assert_eq!(
+            rounded,
+            1 + 7 * shape.n_layers,
+            "embedding and seven projections a layer"
+        );
+    }
+
+    #[test]
+    fn group_sizes_that_do_not_tile_the_model_are_refused() {
+        let shape = crate::config::Preset::Tiny.config(64);
+        let err = QuantConfig { group_size: 48 }
+            .validate(&shape)
+            .unwrap_err()
+            .to_string();
+        let expected = format!("48 does not divide the model's dimension {}", shape.d_model);
+        assert!(err.contains(&expected), "{err}");
+        assert!(QuantConfig { group_size: 3 }.validate(&shape).is_err());
+        assert!(QuantConfig::default().validate(&shape).is_ok());
+    }
+}
