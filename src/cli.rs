@@ -79,12 +79,13 @@ pub enum Command {
     /// same tokenizer, typically a larger preset trained longer) runs without autodiff at its newest
     /// checkpoint. The student is a run directory like any other; its config.toml names the teacher.
     Distill(DistillArgs),
-    /// Round a finished run's weights to 4 bits (post-training) and evaluate them as a new run.
+    /// Round a finished run's weights to 4 bits and evaluate them as a new run.
     ///
     /// Every weight matrix and the embedding become symmetric int4 with one f16 scale per group of
     /// input features (GGUF's Q4_0 rule at --group-size 32); norms stay in full precision. The
     /// result is a run directory (default <RUN>-int4) whose checkpoint 0 holds the rounded weights,
-    /// so `eval` and `generate` read it like any run; its config.toml names the source run.
+    /// so `eval` and `generate` read it like any run; its config.toml names the source run. With
+    /// --qat-steps, quantization-aware training with self-distillation comes first.
     Quantize(QuantizeArgs),
     /// Per-domain validation loss and perplexity of a run's newest checkpoint.
     Eval(EvalArgs),
@@ -161,6 +162,22 @@ pub struct QuantizeArgs {
     /// Weights per f16 scale, along each output's input features (32: GGUF's Q4_0 block).
     #[arg(long, default_value_t = 32)]
     pub group_size: usize,
+    /// Quantization-aware training steps before rounding (0: post-training rounding only). The
+    /// full-precision weights train on the rounded model's loss (straight-through gradients),
+    /// distilled from the source run itself, in <RUN>-qat; the result is rounded into
+    /// <RUN>-qat-int4 (or --out-run).
+    #[arg(long, default_value_t = 0)]
+    pub qat_steps: u64,
+    /// Learning rate of quantization-aware training [default: a tenth of the run's [train].lr].
+    #[arg(long)]
+    pub qat_lr: Option<f64>,
+    /// Weight of the KL to the full-precision model in quantization-aware training (the rest:
+    /// cross-entropy on the data).
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+    /// Softmax temperature of that KL.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
 }
 
 /// Model sizes.

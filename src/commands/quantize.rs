@@ -1,17 +1,31 @@
-//! `mixlab quantize`: post-training int4 quantization of a finished run into a new run directory.
+//! `mixlab quantize`: int4 quantization of a finished run into a new run directory, after
+//! post-training rounding alone or after quantization-aware training.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mixlab_trainer::data::Corpus;
+use mixlab_trainer::distill::{DistillSettings, Distillation};
+use mixlab_trainer::inference::Inference;
 use mixlab_trainer::objective::CrossEntropy;
-use mixlab_trainer::quant::{QuantConfig, quantize_checkpoint};
+use mixlab_trainer::quant::{QuantAware, QuantConfig, quantize_checkpoint};
 
 use crate::cli::{GlobalArgs, QuantizeArgs};
 use crate::exit::Usage;
-use crate::run_dir::{InitWeights, ResolvedRun, RunDir};
+use crate::run_dir::{DistillSource, InitWeights, ResolvedRun, RunDir};
 use crate::table::eval_table;
 use crate::training::run_training;
 
-/// Rounds the newest checkpoint of `--run` to int4 and evaluates it as the run `--out-run`.
+/// A finished run's newest checkpoint: the weights a quantization starts from.
+struct Weights<'a> {
+    run: &'a ResolvedRun,
+    dir: RunDir,
+    step: u64,
+    path: PathBuf,
+}
+
+/// Quantizes the newest checkpoint of `--run` (after `--qat-steps` of quantization-aware
+/// training, when given) and evaluates the int4 model as the run `--out-run`.
 pub fn run(global: &GlobalArgs, args: &QuantizeArgs) -> anyhow::Result<()> {
     let config = QuantConfig {
         group_size: args.group_size,
@@ -21,30 +35,138 @@ pub fn run(global: &GlobalArgs, args: &QuantizeArgs) -> anyhow::Result<()> {
     config
         .validate(&source.model)
         .map_err(|e| Usage(format!("--group-size {}: {e}", args.group_size)))?;
-    let (step, weights) = source_dir.latest_model()?;
     let shards = source.open_shards()?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
-    let out_run = args.out_run.clone().unwrap_or_else(|| {
+    let (step, path) = source_dir.latest_model()?;
+    let source_weights = Weights {
+        run: &source,
+        dir: source_dir,
+        step,
+        path,
+    };
+    let named = |suffix: &str| {
         let mut name = args.run.clone().into_os_string();
-        name.push("-int4");
-        name.into()
-    });
-    let run_dir = RunDir::new(global.out_root().join(out_run));
+        name.push(suffix);
+        global.out_root().join(PathBuf::from(name))
+    };
+    let latent;
+    let (rounded_from, default_out) = if args.qat_steps > 0 {
+        latent = quant_aware_training(
+            global,
+            args,
+            &source_weights,
+            config,
+            &corpus,
+            &named("-qat"),
+        )?;
+        let dir = RunDir::new(named("-qat"));
+        let (step, path) = dir.latest_model()?;
+        (
+            Weights {
+                run: &latent,
+                dir,
+                step,
+                path,
+            },
+            named("-qat-int4"),
+        )
+    } else {
+        (source_weights, named("-int4"))
+    };
+    let out = args
+        .out_run
+        .as_ref()
+        .map_or(default_out, |r| global.out_root().join(r));
+    round(global, &rounded_from, config, &corpus, &out)
+}
+
+/// Trains the full-precision weights of `source` for `--qat-steps` on the rounded model,
+/// distilled from `source` itself, in the run directory `dir`.
+fn quant_aware_training(
+    global: &GlobalArgs,
+    args: &QuantizeArgs,
+    source: &Weights<'_>,
+    config: QuantConfig,
+    corpus: &Corpus,
+    dir: &Path,
+) -> anyhow::Result<ResolvedRun> {
+    let settings = DistillSettings {
+        alpha: args.alpha,
+        temperature: args.temperature,
+    };
+    settings.validate().map_err(|e| Usage(e.to_string()))?;
+    let mut train = source.run.train.clone();
+    train.steps = args.qat_steps;
+    train.lr = args.qat_lr.unwrap_or(train.lr / 10.0);
+    train.warmup_steps = train.warmup_steps.min(args.qat_steps / 10);
+    train
+        .validate()
+        .map_err(|e| Usage(format!("--qat-lr: {e}")))?;
+    let shards = source.run.open_shards()?;
+    let resolved = ResolvedRun::new(
+        &shards,
+        source.run.model.clone(),
+        train,
+        source.run.mixture.clone(),
+    )
+    .distilled(DistillSource {
+        teacher: source.dir.root.clone(),
+        teacher_run_hash: source.run.run_hash.clone(),
+        teacher_step: source.step,
+        settings,
+    })
+    .quantized(
+        InitWeights {
+            path: source.path.clone(),
+            run_hash: source.run.run_hash.clone(),
+            step: source.step,
+        },
+        config,
+    );
+    let teacher = Inference::load(&source.run.model, &source.path)?;
+    let objective = QuantAware::new(
+        Distillation::new(teacher, settings, resolved.train.document_mask)?,
+        config,
+    );
+    run_training(
+        &RunDir::new(dir.to_owned()),
+        &resolved,
+        corpus,
+        &objective,
+        global.quiet,
+    )?;
+    Ok(resolved)
+}
+
+/// Rounds `from`'s weights to int4 and evaluates them as a run of zero steps in `out`.
+fn round(
+    global: &GlobalArgs,
+    from: &Weights<'_>,
+    config: QuantConfig,
+    corpus: &Corpus,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let run_dir = RunDir::new(out.to_owned());
     let init = InitWeights {
         path: run_dir.root.join("init.bpk"),
-        run_hash: source.run_hash.clone(),
-        step,
+        run_hash: from.run.run_hash.clone(),
+        step: from.step,
     };
-    // Zero training steps: the run saves the rounded weights as checkpoint 0 and evaluates them.
-    let mut train = source.train.clone();
+    let mut train = from.run.train.clone();
     train.steps = 0;
-    let resolved = ResolvedRun::new(&shards, source.model.clone(), train, source.mixture.clone())
-        .quantized(init.clone(), config);
+    let shards = from.run.open_shards()?;
+    let resolved = ResolvedRun::new(
+        &shards,
+        from.run.model.clone(),
+        train,
+        from.run.mixture.clone(),
+    )
+    .quantized(init.clone(), config);
     if run_dir.finished_hash().as_ref() != Some(&resolved.run_hash) {
         fs_err::create_dir_all(&run_dir.root)?;
-        quantize_checkpoint(&source.model, &weights, config, &init.path)?;
+        quantize_checkpoint(&from.run.model, &from.path, config, &init.path)?;
     }
-    let finished = run_training(&run_dir, &resolved, &corpus, &CrossEntropy, global.quiet)?;
+    let finished = run_training(&run_dir, &resolved, corpus, &CrossEntropy, global.quiet)?;
     // Checkpoint 0 now holds the same weights.
     if run_dir.finished_hash().is_some() && init.path.exists() {
         fs_err::remove_file(&init.path)?;

@@ -61,3 +61,70 @@ fn a_group_size_that_does_not_divide_the_model_and_an_unfinished_run_are_refused
     assert!(out.stderr.contains("has not finished"), "{}", out.stderr);
     assert!(!p.path("out/runs/fp-int4").exists());
 }
+
+#[test]
+fn quant_aware_training_distils_from_the_source_then_rounds_its_result() {
+    let p = Project::with_default_config();
+    p.run(&["ingest", "-q"]).expect_code(0);
+    p.run(&["train", "-q", "--run", "runs/fp", "--steps", "20"])
+        .expect_code(0);
+    let qat = ["quantize", "-q", "--run", "runs/fp", "--qat-steps", "6"];
+    p.run(&qat).expect_code(0);
+    let read =
+        |run: &str| std::fs::read_to_string(p.path(&format!("out/{run}/config.toml"))).unwrap();
+    let hash = |config: &str| {
+        config
+            .lines()
+            .next()
+            .unwrap()
+            .split('"')
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
+    let (fp, latent, int4) = (
+        read("runs/fp"),
+        read("runs/fp-qat"),
+        read("runs/fp-qat-int4"),
+    );
+    // The latent run: 6 steps from the source's weights, distilled from the source (α = 1, τ = 1),
+    // at a tenth of its learning rate.
+    assert!(
+        latent.contains("steps = 6\n") && latent.contains("lr = 0.0003"),
+        "{latent}"
+    );
+    assert!(
+        latent.contains(&format!("teacher_run_hash = \"{}\"", hash(&fp))),
+        "{latent}"
+    );
+    assert!(
+        latent.contains("[distill.settings]\nalpha = 1.0\ntemperature = 1.0"),
+        "{latent}"
+    );
+    // The int4 run rounds the latent run's final checkpoint.
+    assert!(int4.contains(&format!("[init]\npath = ")), "{int4}");
+    assert!(
+        int4.contains(&format!("run_hash = \"{}\"\nstep = 6", hash(&latent))),
+        "{int4}"
+    );
+    let again = p.run(&qat).expect_code(0);
+    assert!(
+        again.stdout.contains("already finished"),
+        "{}",
+        again.stdout
+    );
+
+    let out = p
+        .run(&[
+            "quantize",
+            "--run",
+            "runs/fp",
+            "--qat-steps",
+            "6",
+            "--qat-lr=-1",
+            "--out-run",
+            "runs/x",
+        ])
+        .expect_code(2);
+    assert!(out.stderr.contains("--qat-lr"), "{}", out.stderr);
+}

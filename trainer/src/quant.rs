@@ -22,6 +22,7 @@ use crate::checkpoint::load_model;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::objective::{MicroBatch, Objective};
 
 /// How weights are quantized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,9 +131,44 @@ pub fn fake_quantize(model: Model, shape: &ModelConfig, config: QuantConfig) -> 
         model,
         &mut Int4Mapper {
             group_size: config.group_size,
+            straight_through: false,
             path: Vec::new(),
         },
     ))
+}
+
+/// Quantization-aware training: the wrapped objective (typically [`Distillation`] from the
+/// full-precision model, i.e. self-distillation) computed on the int4-rounded model, with gradients
+/// passed straight through the rounding to the full-precision weights that the optimizer updates
+/// (Bengio et al. 2013's straight-through estimator). The trained weights stay full precision;
+/// round them once more ([`quantize_checkpoint`]) for the int4 model.
+///
+/// [`Distillation`]: crate::distill::Distillation
+#[derive(Debug)]
+pub struct QuantAware<O> {
+    inner: O,
+    config: QuantConfig,
+}
+
+impl<O: Objective> QuantAware<O> {
+    /// `inner` on models rounded with `config` (check it with [`QuantConfig::validate`]).
+    pub fn new(inner: O, config: QuantConfig) -> Self {
+        Self { inner, config }
+    }
+}
+
+impl<O: Objective> Objective for QuantAware<O> {
+    fn loss(&self, model: &Model, micro: MicroBatch<'_>) -> Tensor<1> {
+        let rounded = Module::map(
+            model.clone(),
+            &mut Int4Mapper {
+                group_size: self.config.group_size,
+                straight_through: true,
+                path: Vec::new(),
+            },
+        );
+        self.inner.loss(&rounded, micro)
+    }
 }
 
 /// Rounds the model weights in `from` (a checkpoint's `step-N.bpk` of `shape`) to int4 and back
@@ -168,6 +204,8 @@ pub fn quantize_checkpoint(
 /// Rounds every 2-D float parameter; tracks the module path to tell projections from the embedding.
 struct Int4Mapper {
     group_size: usize,
+    /// Keep the gradient path to the full-precision weights (straight-through estimator).
+    straight_through: bool,
     path: Vec<String>,
 }
 
@@ -185,28 +223,36 @@ impl ModuleMapper for Int4Mapper {
             return param;
         }
         let projection = self.path.iter().any(|p| p.starts_with("Struct:Projection"));
-        let group = self.group_size;
+        let (group, straight_through) = (self.group_size, self.straight_through);
         param.map(|tensor| {
-            let device = tensor.device();
-            let [rows, cols] = [tensor.dims()[0], tensor.dims()[1]];
-            // Groups along the input features: the rows of the transposed projection.
-            let oriented = if projection {
-                tensor.transpose()
+            let rounded = rounded_copy(&tensor, projection, group);
+            if straight_through {
+                // Forward: the rounded value; backward: the identity to the full-precision weight.
+                tensor.clone() + (rounded - tensor.detach())
             } else {
-                tensor
-            };
-            let values: Vec<f32> = oriented.into_data().try_to_vec().expect("float weights");
-            let rounded = fake_quantize_rows(&values, group);
-            let shape = if projection {
-                [cols, rows]
-            } else {
-                [rows, cols]
-            };
-            let out = Tensor::<2>::from_data(TensorData::new(rounded, shape), &device);
-            let out = if projection { out.transpose() } else { out };
-            out.reshape(param_dims::<D>(rows, cols))
+                rounded
+            }
         })
     }
+}
+
+/// The int4-rounded values of a 2-D `tensor`, as a constant (no autodiff history).
+fn rounded_copy<const D: usize>(tensor: &Tensor<D>, projection: bool, group: usize) -> Tensor<D> {
+    let device = tensor.device();
+    let [rows, cols] = [tensor.dims()[0], tensor.dims()[D - 1]];
+    let plain: Tensor<2> = tensor.clone().detach().reshape([rows, cols]);
+    // Groups along the input features: the rows of the transposed projection.
+    let oriented = if projection { plain.transpose() } else { plain };
+    let values: Vec<f32> = oriented.into_data().try_to_vec().expect("float weights");
+    let rounded = fake_quantize_rows(&values, group);
+    let shape = if projection {
+        [cols, rows]
+    } else {
+        [rows, cols]
+    };
+    let out = Tensor::<2>::from_data(TensorData::new(rounded, shape), &device);
+    let out = if projection { out.transpose() } else { out };
+    out.reshape(param_dims::<D>(rows, cols))
 }
 
 /// `[rows, cols]` as the `D`-dimensional shape of a 2-D parameter.
@@ -322,6 +368,48 @@ mod tests {
             1 + 7 * shape.n_layers,
             "embedding and seven projections a layer"
         );
+    }
+
+    #[test]
+    fn quant_aware_training_sees_the_rounded_model_and_updates_every_weight() {
+        use crate::config::Preset;
+        use crate::input::to_model_input;
+        use crate::objective::CrossEntropy;
+        use crate::sampler::{DomainDocs, MixtureSampler};
+        use burn::optim::GradientsParams;
+
+        let shape = Preset::Tiny.config(64);
+        let device = Device::flex().autodiff();
+        let model = Model::new(&shape, &device);
+        let docs = vec![DomainDocs::from_tokens("a", vec![(1..40).collect()])];
+        let batch = MixtureSampler::new(docs, vec![1.0], 16, 0, 0, false)
+            .unwrap()
+            .next_batch(2);
+        let loss = |objective: &dyn Objective, model: &Model| {
+            let (input, targets) = to_model_input(&batch, &shape, false, &device);
+            objective.loss(
+                model,
+                MicroBatch {
+                    batch: &batch,
+                    input,
+                    targets,
+                },
+            )
+        };
+        let qat = QuantAware::new(CrossEntropy, QuantConfig::default());
+        let rounded = fake_quantize(model.clone(), &shape, QuantConfig::default()).unwrap();
+        let (seen, expected) = (loss(&qat, &model), loss(&CrossEntropy, &rounded));
+        let (seen_value, expected_value) = (
+            seen.clone().into_scalar::<f32>(),
+            expected.into_scalar::<f32>(),
+        );
+        assert!(
+            (seen_value - expected_value).abs() < 1e-5,
+            "{seen_value} vs {expected_value}"
+        );
+        // Every parameter, the rounded matrices included, gets a gradient through the rounding.
+        let grads = GradientsParams::from_grads(seen.backward(), &model);
+        assert_eq!(grads.len(), parameters(&model).len());
     }
 
     #[test]
