@@ -102,7 +102,7 @@ fn quant_aware_training_distils_from_the_source_then_rounds_its_result() {
         "{latent}"
     );
     // The int4 run rounds the latent run's final checkpoint.
-    assert!(int4.contains(&format!("[init]\npath = ")), "{int4}");
+    assert!(int4.contains("[init]\npath = "), "{int4}");
     assert!(
         int4.contains(&format!("run_hash = \"{}\"\nstep = 6", hash(&latent))),
         "{int4}"
