@@ -49,3 +49,14 @@ isa() {
 append_results() {
   { echo; cat; } >> "$RESULTS"
 }
+
+# step NAME COMMAND...: runs COMMAND once in a resumable experiment under $W (stderr in
+# $W/logs/NAME.log, stdout in $W/logs/NAME.out) and marks NAME done; a rerun skips it.
+step() {
+  local name="$1"; shift
+  if [ -e "$W/done/$name" ]; then return; fi
+  echo "== $name"
+  mkdir -p "$W/done" "$W/logs"
+  "$@" 2> >(tee "$W/logs/$name.log" >&2) > "$W/logs/$name.out"
+  touch "$W/done/$name"
+}

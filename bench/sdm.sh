@@ -69,14 +69,6 @@ write_config "encyclopedia speeches" > "$W/loo.toml"
 export RUST_LOG="${RUST_LOG:-info}"
 mixlab() { "$MIXLAB" --out "$W" "$@"; }
 
-# step NAME COMMAND...: runs COMMAND once (JSON log in logs/NAME.log), marks NAME done.
-step() {
-  local name="$1"; shift
-  if [ -e "$W/done/$name" ]; then return; fi
-  echo "== $name"
-  "$@" 2> >(tee "$W/logs/$name.log" >&2) > "$W/logs/$name.out"
-  touch "$W/done/$name"
-}
 want() { [[ " $PHASES " == *" $1 "* ]]; }
 
 step ingest mixlab --quiet ingest --config "$W/sdm.toml"

@@ -127,7 +127,8 @@ fn an_unfinished_teacher_another_tokenizer_and_bad_settings_are_refused() {
     std::fs::remove_file(p.path("out/runs/teacher/done")).unwrap();
     let out = p.run(&student).expect_code(2);
     assert!(
-        out.stderr.contains("the run has not finished"),
+        out.stderr
+            .contains("--teacher runs/teacher: the run in out/runs/teacher has not finished"),
         "{}",
         out.stderr
     );

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# int4 quantization: full precision vs post-training rounding (PTQ) vs quantization-aware training
+# with self-distillation (QAT), on the `small` teacher and a `tiny` student of bench/distill.sh
+# (run it first). Reports validation loss per domain and its mean, the relative regression against
+# full precision, and bits per parameter; appends the table to bench/RESULTS.md.
+#
+# Resumable: every run has its own directory under bench/out/distill/runs and a marker when done.
+# Sizes (environment): QAT_STEPS (100).
+source "$(dirname "$0")/lib.sh"
+build_release
+W="$OUT/distill"
+QAT_STEPS="${QAT_STEPS:-100}"
+export RUST_LOG="${RUST_LOG:-info}"
+for run in teacher ce-s0; do
+  if [ ! -e "$W/done/$run" ]; then echo "run bench/distill.sh first (no finished $run)" >&2; exit 1; fi
+done
+mixlab() { "$MIXLAB" --out "$W" "$@"; }
+evaluate() { step "eval-$1" sh -c "\"$MIXLAB\" --out \"$W\" eval --run runs/$1 --json > \"$W/results/$1.json\""; }
+
+for run in teacher ce-s0; do
+  step "ptq-$run" mixlab --quiet --log-format json quantize --run "runs/$run" --out-run "runs/$run-ptq"
+  evaluate "$run-ptq"
+  step "qat-$run" mixlab --quiet --log-format json quantize --run "runs/$run" \
+    --qat-steps "$QAT_STEPS" --out-run "runs/$run-qat-int4"
+  evaluate "$run-qat-int4"
+done
+
+python3 - "$W" "$QAT_STEPS" "$(machine)" "$(isa)" <<'PY' | append_results
+import json, pathlib, sys, datetime
+w, qat_steps, machine, isa = sys.argv[1:]
+w = pathlib.Path(w)
+def losses(run):
+    return json.loads((w / "results" / f"{run}.json").read_text())
+print(f"## {datetime.date.today()} int4 quantization: `bash bench/quant.sh`\n")
+print(f"Machine: {machine}; ISA: {isa}. Runs of `bash bench/distill.sh` (real corpus, bpe-8k): the `small`")
+print(f"teacher and the `tiny` ce-s0 student. PTQ: every weight matrix and the embedding rounded to int4")
+print(f"(group 32, f16 scales: 4.5 bits a weight; norms f32). QAT: {qat_steps} steps of quantization-aware")
+print("training from the full-precision weights (straight-through, self-distillation α = 1, τ = 1, lr a tenth")
+print("of the run's), then rounded. Validation loss, nats/token.\n")
+for base in ["teacher", "ce-s0"]:
+    arms = [(base, "full precision"), (f"{base}-ptq", "PTQ"), (f"{base}-qat-int4", "QAT")]
+    results = {label: losses(run) for run, label in arms}
+    domains = sorted(results["full precision"]["domains"])
+    print(f"**{base}**\n")
+    print("| arm | " + " | ".join(domains) + " | mean | vs full precision |")
+    print("|---|" + "---|" * (len(domains) + 2))
+    fp = results["full precision"]["mean_loss"]
+    for _, label in arms:
+        r = results[label]
+        cells = " | ".join(f"{r['domains'][d]['loss']:.4f}" for d in domains)
+        print(f"| {label} | {cells} | {r['mean_loss']:.4f} | {100 * (r['mean_loss'] - fp) / fp:+.2f}% |")
+    print()
+PY
