@@ -50,4 +50,14 @@ for base in ["teacher", "ce-s0"]:
         cells = " | ".join(f"{r['domains'][d]['loss']:.4f}" for d in domains)
         print(f"| {label} | {cells} | {r['mean_loss']:.4f} | {100 * (r['mean_loss'] - fp) / fp:+.2f}% |")
     print()
+    gguf = w / "runs" / f"{base}-ptq" / "model-q4_0.gguf"
+    f32 = max((w / "runs" / base / "checkpoints").glob("step-*[0-9].bpk"), key=lambda p: p.stat().st_size)
+    params = None
+    for line in (w / "logs" / f"ptq-{base}.log").read_text().splitlines():
+        fields = json.loads(line).get("fields", {})
+        if fields.get("message") == "packed int4 weights":
+            params = fields["bytes"] * 8 / fields["bits_per_parameter"]
+    bits = gguf.stat().st_size * 8 / params if params else float("nan")
+    print(f"Packed int4 file (GGUF, Q4_0 blocks): {gguf.stat().st_size:,} bytes, {bits:.2f} bits a parameter,"
+          f" {gguf.stat().st_size / f32.stat().st_size:.3f}× the f32 weights ({f32.stat().st_size:,} bytes).\n")
 PY

@@ -84,8 +84,10 @@ pub enum Command {
     /// Every weight matrix and the embedding become symmetric int4 with one f16 scale per group of
     /// input features (GGUF's Q4_0 rule at --group-size 32); norms stay in full precision. The
     /// result is a run directory (default <RUN>-int4) whose checkpoint 0 holds the rounded weights,
-    /// so `eval` and `generate` read it like any run; its config.toml names the source run. With
-    /// --qat-steps, quantization-aware training with self-distillation comes first.
+    /// so `eval` and `generate` read it like any run; its config.toml names the source run. At
+    /// group size 32 the weights are also packed as GGUF Q4_0 blocks in model-q4_0.gguf (4.5 bits
+    /// a weight; `eval --gguf` runs from it). With --qat-steps, quantization-aware training with
+    /// self-distillation comes first.
     Quantize(QuantizeArgs),
     /// Per-domain validation loss and perplexity of a run's newest checkpoint.
     Eval(EvalArgs),
@@ -220,6 +222,10 @@ pub struct EvalArgs {
     /// tokenizer, e.g. humaneval=../shared/corpora/probes/humaneval.jsonl.gz (repeatable).
     #[arg(long, value_name = "NAME=FILE", value_parser = named_path)]
     pub texts: Vec<(String, PathBuf)>,
+    /// Evaluate the run's packed int4 file (model-q4_0.gguf, written by `quantize`) instead of
+    /// its newest checkpoint.
+    #[arg(long)]
+    pub gguf: bool,
 }
 
 /// `NAME=FILE` with a non-empty name.

@@ -12,6 +12,7 @@ use mixlab_trainer::inference::Inference;
 use mixlab_trainer::sampler::DomainDocs;
 
 use crate::cli::{EvalArgs, GlobalArgs};
+use crate::commands::quantize::GGUF_FILE;
 use crate::exit::Usage;
 use crate::run_dir::RunDir;
 use crate::table::eval_table;
@@ -34,7 +35,18 @@ pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {
         args.texts.iter().map(read).collect::<anyhow::Result<_>>()?
     };
     let (step, model_path) = run_dir.latest_model()?;
-    let inference = Inference::load(&resolved.model, &model_path)?;
+    let inference = if args.gguf {
+        let path = run_dir.root.join(GGUF_FILE);
+        if !path.exists() {
+            anyhow::bail!(Usage(format!(
+                "--gguf: {} does not exist; `mixlab quantize` writes it (at group size 32)",
+                path.display()
+            )));
+        }
+        Inference::load_gguf(&resolved.model, &path)?
+    } else {
+        Inference::load(&resolved.model, &model_path)?
+    };
     let split = |name: &str, docs: &[DomainDocs]| {
         evaluate(&inference, &resolved.train, name, docs, corpus.eos)
     };

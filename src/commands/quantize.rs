@@ -16,6 +16,9 @@ use crate::run_dir::{DistillSource, InitWeights, ResolvedRun, RunDir};
 use crate::table::eval_table;
 use crate::training::run_training;
 
+/// The packed int4 file of a quantized run (group size 32 only: GGUF's `Q4_0`).
+pub const GGUF_FILE: &str = "model-q4_0.gguf";
+
 /// A finished run's newest checkpoint: the weights a quantization starts from.
 struct Weights<'a> {
     run: &'a ResolvedRun,
@@ -162,9 +165,20 @@ fn round(
         from.run.mixture.clone(),
     )
     .quantized(init.clone(), config);
+    let gguf = run_dir.root.join(GGUF_FILE);
     if run_dir.finished_hash().as_ref() != Some(&resolved.run_hash) {
         fs_err::create_dir_all(&run_dir.root)?;
-        quantize_checkpoint(&from.run.model, &from.path, config, &init.path)?;
+        let packed =
+            quantize_checkpoint(&from.run.model, &from.path, config, &init.path, Some(&gguf))?;
+        if let Some(bytes) = packed {
+            let weights = from.run.model.parameter_count() as f64;
+            tracing::info!(
+                file = %gguf.display(),
+                bytes,
+                bits_per_parameter = bytes as f64 * 8.0 / weights,
+                "packed int4 weights"
+            );
+        }
     }
     let finished = run_training(&run_dir, &resolved, corpus, &CrossEntropy, global.quiet)?;
     // Checkpoint 0 now holds the same weights.

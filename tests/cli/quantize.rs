@@ -32,6 +32,21 @@ fn a_quantized_run_is_evaluated_close_to_its_source_and_a_rerun_does_nothing() {
         .run(&["eval", "--run", "runs/fp-int4", "--json"])
         .expect_code(0);
     assert!(eval.stdout.contains("\"step\": 0"), "{}", eval.stdout);
+    // Its packed int4 file gives the same losses, at under 0.16× the f32 weights.
+    let packed = p
+        .run(&["eval", "--run", "runs/fp-int4", "--json", "--gguf"])
+        .expect_code(0);
+    let mean = |json: &str| -> f64 {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        value["mean_loss"].as_f64().unwrap()
+    };
+    assert!((mean(&eval.stdout) - mean(&packed.stdout)).abs() < 1e-3);
+    let size = |rel: &str| std::fs::metadata(p.path(rel)).unwrap().len() as f64;
+    let (gguf, f32_weights) = (
+        size("out/runs/fp-int4/model-q4_0.gguf"),
+        size("out/runs/fp/checkpoints/step-40.bpk"),
+    );
+    assert!(gguf < 0.16 * f32_weights, "{gguf} vs {f32_weights} bytes");
     let again = p
         .run(&["quantize", "-q", "--run", "runs/fp"])
         .expect_code(0);
@@ -59,6 +74,14 @@ fn a_group_size_that_does_not_divide_the_model_and_an_unfinished_run_are_refused
     std::fs::remove_file(p.path("out/runs/fp/done")).unwrap();
     let out = p.run(&["quantize", "--run", "runs/fp"]).expect_code(2);
     assert!(out.stderr.contains("has not finished"), "{}", out.stderr);
+    let out = p
+        .run(&["eval", "--run", "runs/fp", "--gguf"])
+        .expect_code(2);
+    assert!(
+        out.stderr.contains("model-q4_0.gguf does not exist"),
+        "{}",
+        out.stderr
+    );
     assert!(!p.path("out/runs/fp-int4").exists());
 }
 

@@ -47,6 +47,20 @@ impl Inference {
         })
     }
 
+    /// Loads int4 weights from a GGUF file written by [`crate::gguf::write_q4_0`].
+    ///
+    /// # Errors
+    /// [`crate::error::Error::Checkpoint`] naming the file when it is damaged or of another shape.
+    pub fn load_gguf(config: &ModelConfig, path: &Path) -> Result<Self> {
+        let device = Device::flex();
+        let model = crate::gguf::read_q4_0(config, path, &device)?;
+        Ok(Self {
+            model,
+            config: config.clone(),
+            device,
+        })
+    }
+
     /// The model's shape.
     pub fn config(&self) -> &ModelConfig {
         &self.config

@@ -51,6 +51,7 @@ pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod generate;
+pub mod gguf;
 pub mod hooks;
 pub mod inference;
 pub mod input;

@@ -172,7 +172,9 @@ impl<O: Objective> Objective for QuantAware<O> {
 }
 
 /// Rounds the model weights in `from` (a checkpoint's `step-N.bpk` of `shape`) to int4 and back
-/// and writes them to `to` in the same layout (atomically: a temporary file renamed).
+/// and writes them to `to` in the same layout (atomically: a temporary file renamed); with
+/// `gguf`, also packs them as int4 GGUF there ([`crate::gguf::write_q4_0`], group size 32 only)
+/// and returns its size in bytes.
 ///
 /// # Errors
 /// [`Error::DamagedCheckpoint`] for unreadable weights, [`Error::Config`] for a group size that
@@ -182,8 +184,15 @@ pub fn quantize_checkpoint(
     from: &Path,
     config: QuantConfig,
     to: &Path,
-) -> Result<()> {
+    gguf: Option<&Path>,
+) -> Result<Option<u64>> {
     let model = load_model(Model::new(shape, &Device::flex()), from)?;
+    let packed = match gguf {
+        Some(path) if config.group_size == crate::gguf::BLOCK => {
+            Some(crate::gguf::write_q4_0(&model, shape, path)?)
+        }
+        _ => None,
+    };
     let rounded = fake_quantize(model, shape, config)?;
     let name = to
         .file_name()
@@ -198,7 +207,7 @@ pub fn quantize_checkpoint(
         .save_file(&staging)
         .map_err(|e| fail(&staging, e.to_string()))?;
     std::fs::rename(&staging, to).map_err(|e| fail(to, e.to_string()))?;
-    Ok(())
+    Ok(packed)
 }
 
 /// Rounds every 2-D float parameter; tracks the module path to tell projections from the embedding.

@@ -1,0 +1,478 @@
+//! int4 export in GGUF's container with `Q4_0` blocks, and the loader that runs inference from it.
+//!
+//! GGUF (version 3, ggml's file format) holds typed metadata and named tensors; `Q4_0` is its
+//! block of 32 int4 weights with one f16 scale: `d` (2 bytes), then 16 bytes whose low nibbles
+//! are weights 0–15 and high nibbles weights 16–31, each stored as `q + 8`. That is exactly
+//! [`crate::quant`]'s rounding at group size 32, so the file reads back to the fake-quantized
+//! model bit for bit. Weight matrices and the embedding are `Q4_0` with `ne0` the input
+//! features; norms are `F32`. Tensor names and metadata keys follow llama.cpp's Llama convention
+//! (`token_embd.weight`, `blk.N.attn_q.weight`, `llama.block_count`, …), but the file is not a
+//! llama.cpp model: it carries no tokenizer, and q/k are not permuted to llama.cpp's rotary layout.
+//!
+//! Written by hand: the `gguf` crates on crates.io read files only, or pull in a tensor runtime.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+use half::f16;
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::quant::quantize_group;
+
+const MAGIC: &[u8; 4] = b"GGUF";
+const VERSION: u32 = 3;
+const ALIGNMENT: u64 = 32;
+/// Weights per `Q4_0` block.
+pub const BLOCK: usize = 32;
+const TYPE_F32: u32 = 0;
+const TYPE_Q4_0: u32 = 2;
+const VALUE_U32: u32 = 4;
+const VALUE_F32: u32 = 6;
+const VALUE_STRING: u32 = 8;
+
+/// A tensor as stored: llama.cpp name, dimensions (`ne0` first) and its data.
+#[derive(Debug, Clone, PartialEq)]
+enum Stored {
+    F32(Vec<f32>),
+    Q4_0(Vec<u8>),
+}
+
+/// The llama.cpp name of a parameter at burn `path` (`layers.3.attention.wq.weight`).
+fn gguf_name(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split('.').collect();
+    let name = match parts.as_slice() {
+        ["embedding", "weight"] => "token_embd.weight".to_owned(),
+        ["norm", "gamma"] => "output_norm.weight".to_owned(),
+        ["layers", i, rest @ ..] => {
+            let tail = match rest {
+                ["attn_norm", "gamma"] => "attn_norm",
+                ["ffn_norm", "gamma"] => "ffn_norm",
+                ["attention", "wq", "weight"] => "attn_q",
+                ["attention", "wk", "weight"] => "attn_k",
+                ["attention", "wv", "weight"] => "attn_v",
+                ["attention", "wo", "weight"] => "attn_output",
+                ["ffn", "w1", "weight"] => "ffn_gate",
+                ["ffn", "w3", "weight"] => "ffn_up",
+                ["ffn", "w2", "weight"] => "ffn_down",
+                _ => return None,
+            };
+            format!("blk.{i}.{tail}.weight")
+        }
+        _ => return None,
+    };
+    Some(name)
+}
+
+/// Packs rows of `BLOCK`-multiple length into `Q4_0` blocks.
+fn pack_q4_0(rows: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.len() / BLOCK * 18);
+    for block in rows.chunks(BLOCK) {
+        let group = quantize_group(block);
+        out.extend_from_slice(&group.scale.to_le_bytes());
+        let stored: Vec<u8> = group.values.iter().map(|&q| (q + 8) as u8).collect();
+        out.extend((0..BLOCK / 2).map(|j| stored[j] | (stored[j + BLOCK / 2] << 4)));
+    }
+    out
+}
+
+/// Reads `Q4_0` blocks back to values.
+fn unpack_q4_0(bytes: &[u8]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(bytes.len() / 18 * BLOCK);
+    for block in bytes.chunks(18) {
+        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let qs = &block[2..];
+        let value = |nibble: u8| f32::from(nibble as i8 - 8) * d;
+        out.extend(qs.iter().map(|b| value(b & 0x0f)));
+        out.extend(qs.iter().map(|b| value(b >> 4)));
+    }
+    out
+}
+
+/// Collects every parameter with its burn path, `[rows, cols]` oriented so that rows run along
+/// input features (projections transposed from `[in, out]`).
+#[derive(Default)]
+struct Collect {
+    path: Vec<String>,
+    projection: Vec<bool>,
+    found: Vec<(String, Vec<usize>, Vec<f32>)>,
+}
+
+impl ModuleVisitor for Collect {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(name.to_owned());
+        self.projection.push(container_type == "Struct:Projection");
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+        self.projection.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let tensor = param.val();
+        let dims = tensor.dims().to_vec();
+        let (dims, values) = if self.projection.last() == Some(&true) && D == 2 {
+            let t: Tensor<2> = tensor.reshape([dims[0], dims[1]]).transpose();
+            (
+                vec![dims[1], dims[0]],
+                t.into_data().try_to_vec().expect("f32"),
+            )
+        } else {
+            (dims, tensor.into_data().try_to_vec().expect("f32"))
+        };
+        self.found.push((self.path.join("."), dims, values));
+    }
+}
+
+/// Writes `model` (of `shape`) as int4 GGUF to `path` (atomically) and returns its size in bytes.
+///
+/// # Errors
+/// [`Error::Config`] when a dimension is not a multiple of 32 or a parameter has no GGUF name;
+/// [`Error::Checkpoint`] naming the file when it cannot be written.
+pub fn write_q4_0(model: &Model, shape: &ModelConfig, path: &Path) -> Result<u64> {
+    let mut collect = Collect::default();
+    model.visit(&mut collect);
+    let mut tensors = Vec::new();
+    for (burn_path, dims, values) in collect.found {
+        let name = gguf_name(&burn_path)
+            .ok_or_else(|| Error::Config(format!("no GGUF name for parameter {burn_path}")))?;
+        let stored = if dims.len() == 2 {
+            if dims[1] % BLOCK != 0 {
+                return Err(Error::Config(format!(
+                    "{name}: {} input features are not a multiple of {BLOCK} (Q4_0 blocks)",
+                    dims[1]
+                )));
+            }
+            Stored::Q4_0(pack_q4_0(&values))
+        } else {
+            Stored::F32(values)
+        };
+        // GGUF lists ne0 (the innermost, contiguous dimension) first.
+        let ne: Vec<u64> = dims.iter().rev().map(|&d| d as u64).collect();
+        tensors.push((name, ne, stored));
+    }
+    let bytes = encode(&metadata(shape), &tensors);
+    mixlab_artefacts::atomic::write_atomic(path, &bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+/// A metadata value.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    U32(u32),
+    F32(f32),
+    Str(String),
+}
+
+/// llama.cpp's Llama keys for the model's shape.
+fn metadata(shape: &ModelConfig) -> Vec<(String, Value)> {
+    let u = |v: usize| Value::U32(v as u32);
+    vec![
+        ("general.architecture".into(), Value::Str("llama".into())),
+        ("general.name".into(), Value::Str("mixlab".into())),
+        ("general.alignment".into(), Value::U32(ALIGNMENT as u32)),
+        ("llama.vocab_size".into(), u(shape.vocab_size)),
+        ("llama.context_length".into(), u(shape.max_seq_len)),
+        ("llama.embedding_length".into(), u(shape.d_model)),
+        ("llama.block_count".into(), u(shape.n_layers)),
+        ("llama.feed_forward_length".into(), u(shape.ffn_hidden)),
+        ("llama.attention.head_count".into(), u(shape.n_heads)),
+        ("llama.attention.head_count_kv".into(), u(shape.n_kv_heads)),
+        (
+            "llama.rope.freq_base".into(),
+            Value::F32(shape.rope_theta as f32),
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon".into(),
+            Value::F32(shape.norm_eps as f32),
+        ),
+    ]
+}
+
+/// The whole file: header, metadata, tensor infos, aligned data.
+fn encode(metadata: &[(String, Value)], tensors: &[(String, Vec<u64>, Stored)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+    let string = |out: &mut Vec<u8>, s: &str| {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    for (key, value) in metadata {
+        string(&mut out, key);
+        match value {
+            Value::U32(v) => {
+                out.extend_from_slice(&VALUE_U32.to_le_bytes());
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            Value::F32(v) => {
+                out.extend_from_slice(&VALUE_F32.to_le_bytes());
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            Value::Str(v) => {
+                out.extend_from_slice(&VALUE_STRING.to_le_bytes());
+                string(&mut out, v);
+            }
+        }
+    }
+    let mut offset = 0u64;
+    let mut data = Vec::new();
+    for (name, ne, stored) in tensors {
+        string(&mut out, name);
+        out.extend_from_slice(&(ne.len() as u32).to_le_bytes());
+        ne.iter()
+            .for_each(|d| out.extend_from_slice(&d.to_le_bytes()));
+        let (kind, bytes): (u32, Vec<u8>) = match stored {
+            Stored::F32(v) => (TYPE_F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            Stored::Q4_0(b) => (TYPE_Q4_0, b.clone()),
+        };
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        data.extend_from_slice(&bytes);
+        data.resize(data.len().next_multiple_of(ALIGNMENT as usize), 0);
+        offset = data.len() as u64;
+    }
+    out.resize(out.len().next_multiple_of(ALIGNMENT as usize), 0);
+    out.extend_from_slice(&data);
+    out
+}
+
+/// Reads a GGUF file written by [`write_q4_0`] into a model of `shape` on `device`.
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming the file for a bad magic or version, an unknown value or tensor
+/// type, a truncated file, or tensors that do not fit `shape`.
+pub fn read_q4_0(shape: &ModelConfig, path: &Path, device: &Device) -> Result<Model> {
+    let bytes = fs_err::read(path)?;
+    let bad = |message: String| Error::Checkpoint {
+        path: path.to_owned(),
+        message,
+    };
+    let tensors = decode(&bytes).map_err(|e| bad(format!("not a mixlab GGUF file: {e}")))?;
+    let mut mapper = Load {
+        tensors,
+        path: Vec::new(),
+        projection: Vec::new(),
+        missing: Vec::new(),
+    };
+    let model = Module::map(Model::new(shape, device), &mut mapper);
+    if !mapper.missing.is_empty() {
+        return Err(bad(format!(
+            "tensors missing or of another shape: {}",
+            mapper.missing.join(", ")
+        )));
+    }
+    Ok(model)
+}
+
+/// Named tensors of a GGUF file, values read back to f32 in stored (`ne0`-innermost) order.
+fn decode(bytes: &[u8]) -> std::io::Result<BTreeMap<String, (Vec<u64>, Vec<f32>)>> {
+    let mut r = bytes;
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    let mut magic = [0u8; 4];
+    r.read_exact(&mut magic)?;
+    let version = read_u32(&mut r)?;
+    if &magic != MAGIC || version != VERSION {
+        return Err(invalid(format!(
+            "magic {magic:?} version {version}; expected GGUF 3"
+        )));
+    }
+    let (n_tensors, n_kv) = (read_u64(&mut r)?, read_u64(&mut r)?);
+    for _ in 0..n_kv {
+        read_string(&mut r)?;
+        match read_u32(&mut r)? {
+            VALUE_U32 | VALUE_F32 => {
+                read_u32(&mut r)?;
+            }
+            VALUE_STRING => {
+                read_string(&mut r)?;
+            }
+            other => return Err(invalid(format!("metadata value type {other}"))),
+        }
+    }
+    let mut infos = Vec::new();
+    for _ in 0..n_tensors.min(1 << 20) {
+        let name = read_string(&mut r)?;
+        let n_dims = read_u32(&mut r)?.min(4);
+        let ne: Vec<u64> = (0..n_dims)
+            .map(|_| read_u64(&mut r))
+            .collect::<std::io::Result<_>>()?;
+        let (kind, offset) = (read_u32(&mut r)?, read_u64(&mut r)?);
+        infos.push((name, ne, kind, offset));
+    }
+    let header = bytes.len() - r.len();
+    let data_start = header.next_multiple_of(ALIGNMENT as usize);
+    let mut out = BTreeMap::new();
+    for (name, ne, kind, offset) in infos {
+        let count = ne.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+        let count = count.ok_or_else(|| invalid(format!("{name}: dimensions overflow")))? as usize;
+        let size = match kind {
+            TYPE_F32 => count.checked_mul(4),
+            TYPE_Q4_0 if count % BLOCK == 0 => Some(count / BLOCK * 18),
+            _ => None,
+        }
+        .ok_or_else(|| invalid(format!("{name}: tensor type {kind} with {count} values")))?;
+        let start = data_start.saturating_add(offset as usize);
+        let raw = bytes
+            .get(start..start.saturating_add(size))
+            .ok_or_else(|| invalid(format!("{name}: data beyond the end of the file")))?;
+        let values = if kind == TYPE_F32 {
+            raw.chunks(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        } else {
+            unpack_q4_0(raw)
+        };
+        out.insert(name, (ne, values));
+    }
+    Ok(out)
+}
+
+fn read_u32(r: &mut &[u8]) -> std::io::Result<u32> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+fn read_u64(r: &mut &[u8]) -> std::io::Result<u64> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn read_string(r: &mut &[u8]) -> std::io::Result<String> {
+    let len = read_u64(r)?;
+    let len = usize::try_from(len).ok().filter(|&l| l <= r.len());
+    let len = len.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+    let (s, rest) = r.split_at(len);
+    *r = rest;
+    Ok(String::from_utf8_lossy(s).into_owned())
+}
+
+/// Replaces every parameter with the file's tensor of the same GGUF name.
+struct Load {
+    tensors: BTreeMap<String, (Vec<u64>, Vec<f32>)>,
+    path: Vec<String>,
+    projection: Vec<bool>,
+    missing: Vec<String>,
+}
+
+impl ModuleMapper for Load {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(name.to_owned());
+        self.projection.push(container_type == "Struct:Projection");
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+        self.projection.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let burn_path = self.path.join(".");
+        let projection = self.projection.last() == Some(&true);
+        let name = gguf_name(&burn_path).unwrap_or(burn_path);
+        let found = self.tensors.remove(&name);
+        let dims = param.val().dims();
+        // Stored dims are ne0-first: reversed, and projections transposed back to [in, out].
+        let stored: Vec<usize> = if projection {
+            dims.to_vec()
+        } else {
+            dims.iter().rev().copied().collect()
+        };
+        match found {
+            Some((ne, values)) if ne.iter().map(|&d| d as usize).eq(stored.iter().copied()) => {
+                param.map(|tensor| {
+                    let device = tensor.device();
+                    if projection {
+                        let t = Tensor::<2>::from_data(
+                            TensorData::new(values, [dims[1], dims[0]]),
+                            &device,
+                        );
+                        t.transpose().reshape(dims)
+                    } else {
+                        Tensor::<D>::from_data(TensorData::new(values, dims), &device)
+                    }
+                })
+            }
+            _ => {
+                self.missing.push(name);
+                param
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Preset;
+    use crate::inference::Inference;
+    use crate::quant::{QuantConfig, fake_quantize};
+    use crate::sampler::{DomainDocs, MixtureSampler};
+
+    #[test]
+    fn blocks_hold_the_scale_then_low_and_high_nibbles() {
+        let values: Vec<f32> = (0..32).map(|i| (i as f32 - 16.0) / 2.0).collect();
+        let packed = pack_q4_0(&values);
+        assert_eq!(packed.len(), 18);
+        // The extreme is −8 → q = −8, stored 0; d = −8 / −8 = 1.
+        assert_eq!(f16::from_le_bytes([packed[0], packed[1]]).to_f32(), 1.0);
+        // Weight 0 (−8 → stored 0) in the low nibble, weight 16 (0 → stored 8) in the high one.
+        assert_eq!(packed[2], 0x80);
+        assert_eq!(
+            unpack_q4_0(&packed),
+            crate::quant::fake_quantize_rows(&values, 32)
+        );
+    }
+
+    #[test]
+    fn the_file_reads_back_to_the_fake_quantized_model_at_a_seventh_of_f32() {
+        let shape = Preset::Tiny.config(64);
+        let device = Device::flex();
+        let model = Model::new(&shape, &device);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.gguf");
+        let size = write_q4_0(&model, &shape, &path).unwrap();
+        let loaded = read_q4_0(&shape, &path, &device).unwrap();
+        let rounded = fake_quantize(model, &shape, QuantConfig::default()).unwrap();
+        let docs = vec![DomainDocs::from_tokens("a", vec![(1..60).collect()])];
+        let batch = MixtureSampler::new(docs, vec![1.0], 24, 0, 0, false)
+            .unwrap()
+            .next_batch(2);
+        let losses = |m: &Model| Inference::of_trained(m, &shape).token_losses(&batch, false);
+        assert_eq!(losses(&loaded), losses(&rounded));
+        // 4.5 bits a weight for the matrices; the norms stay f32.
+        let weights = shape.parameter_count() as f64;
+        assert!(
+            (size as f64) < 0.16 * 4.0 * weights,
+            "{size} bytes for {weights} weights"
+        );
+    }
+
+    #[test]
+    fn damaged_files_are_errors_naming_the_file() {
+        let shape = Preset::Tiny.config(64);
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.gguf");
+        write_q4_0(&Model::new(&shape, &device), &shape, &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [0, 3, 40, bytes.len() / 2, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let err = read_q4_0(&shape, &path, &device).unwrap_err().to_string();
+            assert!(err.contains("model.gguf"), "cut {cut}: {err}");
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let other = Preset::Tiny.config(128);
+        let err = read_q4_0(&other, &path, &device).unwrap_err().to_string();
+        assert!(err.contains("token_embd.weight"), "{err}");
+    }
+}
