@@ -272,8 +272,11 @@ pub fn read_q4_0(shape: &ModelConfig, path: &Path, device: &Device) -> Result<Mo
     Ok(model)
 }
 
+/// Tensors by GGUF name: dimensions (`ne0` first) and values read back to f32.
+type Tensors = BTreeMap<String, (Vec<u64>, Vec<f32>)>;
+
 /// Named tensors of a GGUF file, values read back to f32 in stored (`ne0`-innermost) order.
-fn decode(bytes: &[u8]) -> std::io::Result<BTreeMap<String, (Vec<u64>, Vec<f32>)>> {
+fn decode(bytes: &[u8]) -> std::io::Result<Tensors> {
     let mut r = bytes;
     let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
     let mut magic = [0u8; 4];
@@ -315,7 +318,7 @@ fn decode(bytes: &[u8]) -> std::io::Result<BTreeMap<String, (Vec<u64>, Vec<f32>)
         let count = count.ok_or_else(|| invalid(format!("{name}: dimensions overflow")))? as usize;
         let size = match kind {
             TYPE_F32 => count.checked_mul(4),
-            TYPE_Q4_0 if count % BLOCK == 0 => Some(count / BLOCK * 18),
+            TYPE_Q4_0 if count.is_multiple_of(BLOCK) => Some(count / BLOCK * 18),
             _ => None,
         }
         .ok_or_else(|| invalid(format!("{name}: tensor type {kind} with {count} values")))?;
@@ -358,7 +361,7 @@ fn read_string(r: &mut &[u8]) -> std::io::Result<String> {
 
 /// Replaces every parameter with the file's tensor of the same GGUF name.
 struct Load {
-    tensors: BTreeMap<String, (Vec<u64>, Vec<f32>)>,
+    tensors: Tensors,
     path: Vec<String>,
     projection: Vec<bool>,
     missing: Vec<String>,
