@@ -15,13 +15,13 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use half::f16;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::named::{self, Exported};
 use crate::quant::quantize_group;
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -42,30 +42,42 @@ enum Stored {
     Q4_0(Vec<u8>),
 }
 
-/// The llama.cpp name of a parameter at burn `path` (`layers.3.attention.wq.weight`).
-fn gguf_name(path: &str) -> Option<String> {
-    let parts: Vec<&str> = path.split('.').collect();
-    let name = match parts.as_slice() {
-        ["embedding", "weight"] => "token_embd.weight".to_owned(),
-        ["norm", "gamma"] => "output_norm.weight".to_owned(),
-        ["layers", i, rest @ ..] => {
-            let tail = match rest {
-                ["attn_norm", "gamma"] => "attn_norm",
-                ["ffn_norm", "gamma"] => "ffn_norm",
-                ["attention", "wq", "weight"] => "attn_q",
-                ["attention", "wk", "weight"] => "attn_k",
-                ["attention", "wv", "weight"] => "attn_v",
-                ["attention", "wo", "weight"] => "attn_output",
-                ["ffn", "w1", "weight"] => "ffn_gate",
-                ["ffn", "w3", "weight"] => "ffn_up",
-                ["ffn", "w2", "weight"] => "ffn_down",
-                _ => return None,
-            };
-            format!("blk.{i}.{tail}.weight")
-        }
-        _ => return None,
+/// Per-layer parameters: burn's path below `layers.N.` and llama.cpp's name below `blk.N.`.
+const LAYER_NAMES: [(&str, &str); 9] = [
+    ("attn_norm.gamma", "attn_norm.weight"),
+    ("ffn_norm.gamma", "ffn_norm.weight"),
+    ("attention.wq.weight", "attn_q.weight"),
+    ("attention.wk.weight", "attn_k.weight"),
+    ("attention.wv.weight", "attn_v.weight"),
+    ("attention.wo.weight", "attn_output.weight"),
+    ("ffn.w1.weight", "ffn_gate.weight"),
+    ("ffn.w3.weight", "ffn_up.weight"),
+    ("ffn.w2.weight", "ffn_down.weight"),
+];
+
+/// Parameters outside the layers: burn's path and llama.cpp's name.
+const MODEL_NAMES: [(&str, &str); 2] = [
+    ("embedding.weight", "token_embd.weight"),
+    ("norm.gamma", "output_norm.weight"),
+];
+
+/// The llama.cpp name of the parameter at burn `path` (`layers.3.attention.wq.weight`), or the
+/// burn path of a llama.cpp name (`inverse`).
+fn rename(path: &str, inverse: bool) -> Option<String> {
+    let pick = |pair: &(&'static str, &'static str)| -> (&'static str, &'static str) {
+        if inverse { (pair.1, pair.0) } else { *pair }
     };
-    Some(name)
+    if let Some((_, name)) = MODEL_NAMES.iter().map(pick).find(|(p, _)| *p == path) {
+        return Some(name.to_owned());
+    }
+    let (from, to) = if inverse {
+        ("blk.", "layers.")
+    } else {
+        ("layers.", "blk.")
+    };
+    let (layer, rest) = path.strip_prefix(from)?.split_once('.')?;
+    let (_, name) = LAYER_NAMES.iter().map(pick).find(|(p, _)| *p == rest)?;
+    Some(format!("{to}{layer}.{name}"))
 }
 
 /// Packs rows of `BLOCK`-multiple length into `Q4_0` blocks.
@@ -93,53 +105,15 @@ fn unpack_q4_0(bytes: &[u8]) -> Vec<f32> {
     out
 }
 
-/// Collects every parameter with its burn path, `[rows, cols]` oriented so that rows run along
-/// input features (projections transposed from `[in, out]`).
-#[derive(Default)]
-struct Collect {
-    path: Vec<String>,
-    projection: Vec<bool>,
-    found: Vec<(String, Vec<usize>, Vec<f32>)>,
-}
-
-impl ModuleVisitor for Collect {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push(name.to_owned());
-        self.projection.push(container_type == "Struct:Projection");
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-        self.projection.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let tensor = param.val();
-        let dims = tensor.dims().to_vec();
-        let (dims, values) = if self.projection.last() == Some(&true) && D == 2 {
-            let t: Tensor<2> = tensor.reshape([dims[0], dims[1]]).transpose();
-            (
-                vec![dims[1], dims[0]],
-                t.into_data().try_to_vec().expect("f32"),
-            )
-        } else {
-            (dims, tensor.into_data().try_to_vec().expect("f32"))
-        };
-        self.found.push((self.path.join("."), dims, values));
-    }
-}
-
 /// Writes `model` (of `shape`) as int4 GGUF to `path` (atomically) and returns its size in bytes.
 ///
 /// # Errors
 /// [`Error::Config`] when a dimension is not a multiple of 32 or a parameter has no GGUF name;
 /// [`Error::Checkpoint`] naming the file when it cannot be written.
 pub fn write_q4_0(model: &Model, shape: &ModelConfig, path: &Path) -> Result<u64> {
-    let mut collect = Collect::default();
-    model.visit(&mut collect);
     let mut tensors = Vec::new();
-    for (burn_path, dims, values) in collect.found {
-        let name = gguf_name(&burn_path)
+    for (burn_path, Exported { dims, values }) in named::parameters(model) {
+        let name = rename(&burn_path, false)
             .ok_or_else(|| Error::Config(format!("no GGUF name for parameter {burn_path}")))?;
         let stored = if dims.len() == 2 {
             if dims[1] % BLOCK != 0 {
@@ -256,20 +230,21 @@ pub fn read_q4_0(shape: &ModelConfig, path: &Path, device: &Device) -> Result<Mo
         message,
     };
     let tensors = decode(&bytes).map_err(|e| bad(format!("not a mixlab GGUF file: {e}")))?;
-    let mut mapper = Load {
-        tensors,
-        path: Vec::new(),
-        projection: Vec::new(),
-        missing: Vec::new(),
-    };
-    let model = Module::map(Model::new(shape, device), &mut mapper);
-    if !mapper.missing.is_empty() {
-        return Err(bad(format!(
+    let by_path = tensors
+        .into_iter()
+        .filter_map(|(name, (ne, values))| {
+            // GGUF lists ne0 (the innermost dimension) first.
+            let dims = ne.iter().rev().map(|&d| d as usize).collect();
+            Some((rename(&name, true)?, Exported { dims, values }))
+        })
+        .collect();
+    named::model_from(shape, device, by_path).map_err(|missing| {
+        let names: Vec<String> = missing.iter().filter_map(|p| rename(p, false)).collect();
+        bad(format!(
             "tensors missing or of another shape: {}",
-            mapper.missing.join(", ")
-        )));
-    }
-    Ok(model)
+            names.join(", ")
+        ))
+    })
 }
 
 /// Tensors by GGUF name: dimensions (`ne0` first) and values read back to f32.
@@ -357,60 +332,6 @@ fn read_string(r: &mut &[u8]) -> std::io::Result<String> {
     let (s, rest) = r.split_at(len);
     *r = rest;
     Ok(String::from_utf8_lossy(s).into_owned())
-}
-
-/// Replaces every parameter with the file's tensor of the same GGUF name.
-struct Load {
-    tensors: Tensors,
-    path: Vec<String>,
-    projection: Vec<bool>,
-    missing: Vec<String>,
-}
-
-impl ModuleMapper for Load {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push(name.to_owned());
-        self.projection.push(container_type == "Struct:Projection");
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-        self.projection.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let burn_path = self.path.join(".");
-        let projection = self.projection.last() == Some(&true);
-        let name = gguf_name(&burn_path).unwrap_or(burn_path);
-        let found = self.tensors.remove(&name);
-        let dims = param.val().dims();
-        // Stored dims are ne0-first: reversed, and projections transposed back to [in, out].
-        let stored: Vec<usize> = if projection {
-            dims.to_vec()
-        } else {
-            dims.iter().rev().copied().collect()
-        };
-        match found {
-            Some((ne, values)) if ne.iter().map(|&d| d as usize).eq(stored.iter().copied()) => {
-                param.map(|tensor| {
-                    let device = tensor.device();
-                    if projection {
-                        let t = Tensor::<2>::from_data(
-                            TensorData::new(values, [dims[1], dims[0]]),
-                            &device,
-                        );
-                        t.transpose().reshape(dims)
-                    } else {
-                        Tensor::<D>::from_data(TensorData::new(values, dims), &device)
-                    }
-                })
-            }
-            _ => {
-                self.missing.push(name);
-                param
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ pub mod input;
 pub mod kernels;
 pub mod mask;
 pub mod model;
+pub mod named;
 pub mod objective;
 pub mod optim;
 pub mod quant;
