@@ -91,6 +91,12 @@ pub enum Command {
     Quantize(QuantizeArgs),
     /// Per-domain validation loss and perplexity of a run's newest checkpoint.
     Eval(EvalArgs),
+    /// Write a run's newest checkpoint in Hugging Face's Llama layout (safetensors, f32).
+    ///
+    /// Writes model.safetensors (LlamaForCausalLM tensor names, weights [out, in]), config.json
+    /// (the shape; output layer tied to the embedding) and the shards' tokenizer.json. Local
+    /// attention windows have no Llama equivalent: config.json records them as mixlab_* keys.
+    Export(ExportArgs),
     /// Continue a prompt with a run's model, to see what it learned.
     Generate(GenerateArgs),
     /// Fit loss = f(mixture) on a table of runs; print cross-validated Spearman ρ, Pearson r, MSE.
@@ -226,6 +232,17 @@ pub struct EvalArgs {
     /// its newest checkpoint.
     #[arg(long)]
     pub gguf: bool,
+}
+
+/// `export` arguments.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Run directory, relative to --out.
+    #[arg(long, value_name = "DIR", default_value = "runs/default")]
+    pub run: PathBuf,
+    /// Output directory [default: <RUN>/hf].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `NAME=FILE` with a non-empty name.

@@ -3,6 +3,7 @@
 mod demo;
 mod distill;
 mod eval;
+mod export;
 mod generate;
 mod ingest;
 mod inspect;
@@ -30,6 +31,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Distill(args) => distill::run(&cli.global, args),
         Command::Quantize(args) => quantize::run(&cli.global, args),
         Command::Eval(args) => eval::run(&cli.global, args),
+        Command::Export(args) => export::run(&cli.global, args),
         Command::Generate(args) => generate::run(&cli.global, args),
         Command::Regress(args) => regress::run(&cli.global, args),
         Command::Mix(args) => mix::run(&cli.global, args),

@@ -5,6 +5,7 @@ mod util;
 mod disk;
 mod distill;
 mod errors;
+mod export;
 mod help;
 mod ingest;
 mod mix;

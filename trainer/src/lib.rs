@@ -52,6 +52,7 @@ pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod gguf;
+pub mod hf;
 pub mod hooks;
 pub mod inference;
 pub mod input;
