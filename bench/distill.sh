@@ -33,14 +33,6 @@ TOML
 export RUST_LOG="${RUST_LOG:-info}"
 mixlab() { "$MIXLAB" --out "$W" "$@"; }
 
-# step NAME COMMAND...: runs COMMAND once (JSON log in logs/NAME.log), marks NAME done.
-step() {
-  local name="$1"; shift
-  if [ -e "$W/done/$name" ]; then return; fi
-  echo "== $name"
-  "$@" 2> >(tee "$W/logs/$name.log" >&2) > "$W/logs/$name.out"
-  touch "$W/done/$name"
-}
 evaluate() { step "eval-$1" sh -c "\"$MIXLAB\" --out \"$W\" eval --run runs/$1 --json > \"$W/results/$1.json\""; }
 
 step ingest mixlab --quiet ingest --config "$W/distill.toml"
@@ -69,7 +61,8 @@ def throughput(run):
         if event.get("fields", {}).get("message") == "trained":
             return event["fields"]["train_tokens_per_second"]
     return float("nan")
-runs = sorted(p.stem for p in (w / "results").glob("*.json"))
+# Only this script's runs (bench/quant.sh keeps its results beside them).
+runs = sorted(p.stem for p in (w / "results").glob("*.json") if p.stem == "teacher" or p.stem.split("-")[0] in ("ce", "kd") and p.stem.count("-") == 1)
 print(f"## {datetime.date.today()} Logit distillation on the real corpus: `bash bench/distill.sh`\n")
 print(f"Machine: {machine}; ISA: {isa}. Corpus ../shared/corpora (9 domains), tokenizer bpe-8k, batch 8 × 256.")
 print(f"Teacher `small` {teacher_steps} steps; students `tiny` {student_steps} steps each, cross-entropy (ce)")
