@@ -53,25 +53,29 @@ pub fn model_from(
     }
 }
 
-/// The module path being walked and whether its innermost module is a projection.
-#[derive(Default)]
-struct Scope {
+/// The module path a visitor or mapper is at and whether its innermost module is a projection
+/// (whose `[in, out]` weight is stored transposed outside mixlab).
+#[derive(Debug, Default)]
+pub(crate) struct Scope {
     path: Vec<String>,
     projection: Vec<bool>,
 }
 
 impl Scope {
-    fn enter(&mut self, name: &str, container_type: &str) {
+    /// Call from `enter_module`.
+    pub(crate) fn enter(&mut self, name: &str, container_type: &str) {
         self.path.push(name.to_owned());
         self.projection.push(container_type == "Struct:Projection");
     }
 
-    fn exit(&mut self) {
+    /// Call from `exit_module`.
+    pub(crate) fn exit(&mut self) {
         self.path.pop();
         self.projection.pop();
     }
 
-    fn in_projection(&self) -> bool {
+    /// Whether the parameter being visited is a projection's weight.
+    pub(crate) fn in_projection(&self) -> bool {
         self.projection.last() == Some(&true)
     }
 }

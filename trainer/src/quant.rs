@@ -22,6 +22,7 @@ use crate::checkpoint::load_model;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::named::Scope;
 use crate::objective::{MicroBatch, Objective};
 
 /// How weights are quantized.
@@ -127,14 +128,7 @@ pub fn fake_quantize_rows(values: &[f32], group_size: usize) -> Vec<f32> {
 /// [`Error::Config`] when the group size does not divide a dimension.
 pub fn fake_quantize(model: Model, shape: &ModelConfig, config: QuantConfig) -> Result<Model> {
     config.validate(shape)?;
-    Ok(Module::map(
-        model,
-        &mut Int4Mapper {
-            group_size: config.group_size,
-            straight_through: false,
-            path: Vec::new(),
-        },
-    ))
+    Ok(Module::map(model, &mut Int4Mapper::new(config, false)))
 }
 
 /// Quantization-aware training: the wrapped objective (typically [`Distillation`] from the
@@ -159,14 +153,7 @@ impl<O: Objective> QuantAware<O> {
 
 impl<O: Objective> Objective for QuantAware<O> {
     fn loss(&self, model: &Model, micro: MicroBatch<'_>) -> Tensor<1> {
-        let rounded = Module::map(
-            model.clone(),
-            &mut Int4Mapper {
-                group_size: self.config.group_size,
-                straight_through: true,
-                path: Vec::new(),
-            },
-        );
+        let rounded = Module::map(model.clone(), &mut Int4Mapper::new(self.config, true));
         self.inner.loss(&rounded, micro)
     }
 }
@@ -215,23 +202,33 @@ struct Int4Mapper {
     group_size: usize,
     /// Keep the gradient path to the full-precision weights (straight-through estimator).
     straight_through: bool,
-    path: Vec<String>,
+    scope: Scope,
+}
+
+impl Int4Mapper {
+    fn new(config: QuantConfig, straight_through: bool) -> Self {
+        Self {
+            group_size: config.group_size,
+            straight_through,
+            scope: Scope::default(),
+        }
+    }
 }
 
 impl ModuleMapper for Int4Mapper {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push(format!("{container_type}:{name}"));
+        self.scope.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.scope.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         if D != 2 {
             return param;
         }
-        let projection = self.path.iter().any(|p| p.starts_with("Struct:Projection"));
+        let projection = self.scope.in_projection();
         let (group, straight_through) = (self.group_size, self.straight_through);
         param.map(|tensor| {
             let rounded = rounded_copy(&tensor, projection, group);
