@@ -21,7 +21,7 @@ use half::f16;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::named::{self, Exported};
+use crate::named::{self, Exported, Names};
 use crate::quant::quantize_group;
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -61,24 +61,12 @@ const MODEL_NAMES: [(&str, &str); 2] = [
     ("norm.gamma", "output_norm.weight"),
 ];
 
-/// The llama.cpp name of the parameter at burn `path` (`layers.3.attention.wq.weight`), or the
-/// burn path of a llama.cpp name (`inverse`).
-fn rename(path: &str, inverse: bool) -> Option<String> {
-    let pick = |pair: &(&'static str, &'static str)| -> (&'static str, &'static str) {
-        if inverse { (pair.1, pair.0) } else { *pair }
-    };
-    if let Some((_, name)) = MODEL_NAMES.iter().map(pick).find(|(p, _)| *p == path) {
-        return Some(name.to_owned());
-    }
-    let (from, to) = if inverse {
-        ("blk.", "layers.")
-    } else {
-        ("layers.", "blk.")
-    };
-    let (layer, rest) = path.strip_prefix(from)?.split_once('.')?;
-    let (_, name) = LAYER_NAMES.iter().map(pick).find(|(p, _)| *p == rest)?;
-    Some(format!("{to}{layer}.{name}"))
-}
+/// llama.cpp's names.
+const NAMES: Names = Names {
+    model: &MODEL_NAMES,
+    layer: &LAYER_NAMES,
+    prefix: "blk.",
+};
 
 /// Packs rows of `BLOCK`-multiple length into `Q4_0` blocks.
 fn pack_q4_0(rows: &[f32]) -> Vec<u8> {
@@ -113,7 +101,8 @@ fn unpack_q4_0(bytes: &[u8]) -> Vec<f32> {
 pub fn write_q4_0(model: &Model, shape: &ModelConfig, path: &Path) -> Result<u64> {
     let mut tensors = Vec::new();
     for (burn_path, Exported { dims, values }) in named::parameters(model) {
-        let name = rename(&burn_path, false)
+        let name = NAMES
+            .external(&burn_path)
             .ok_or_else(|| Error::Config(format!("no GGUF name for parameter {burn_path}")))?;
         let stored = if dims.len() == 2 {
             if dims[1] % BLOCK != 0 {
@@ -235,11 +224,11 @@ pub fn read_q4_0(shape: &ModelConfig, path: &Path, device: &Device) -> Result<Mo
         .filter_map(|(name, (ne, values))| {
             // GGUF lists ne0 (the innermost dimension) first.
             let dims = ne.iter().rev().map(|&d| d as usize).collect();
-            Some((rename(&name, true)?, Exported { dims, values }))
+            Some((NAMES.internal(&name)?, Exported { dims, values }))
         })
         .collect();
     named::model_from(shape, device, by_path).map_err(|missing| {
-        let names: Vec<String> = missing.iter().filter_map(|p| rename(p, false)).collect();
+        let names: Vec<String> = missing.iter().filter_map(|p| NAMES.external(p)).collect();
         bad(format!(
             "tensors missing or of another shape: {}",
             names.join(", ")

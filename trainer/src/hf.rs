@@ -15,7 +15,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::named::{self, Exported};
+use crate::named::{self, Exported, Names};
 
 /// Per-layer parameters: burn's path below `layers.N.` and Hugging Face's below `model.layers.N.`.
 const LAYER_NAMES: [(&str, &str); 9] = [
@@ -36,23 +36,12 @@ const MODEL_NAMES: [(&str, &str); 2] = [
     ("norm.gamma", "model.norm.weight"),
 ];
 
-/// Hugging Face's name of the parameter at burn `path`, or (`inverse`) the burn path of a name.
-fn rename(path: &str, inverse: bool) -> Option<String> {
-    let pick = |pair: &(&'static str, &'static str)| -> (&'static str, &'static str) {
-        if inverse { (pair.1, pair.0) } else { *pair }
-    };
-    if let Some((_, name)) = MODEL_NAMES.iter().map(pick).find(|(p, _)| *p == path) {
-        return Some(name.to_owned());
-    }
-    let (from, to) = if inverse {
-        ("model.layers.", "layers.")
-    } else {
-        ("layers.", "model.layers.")
-    };
-    let (layer, rest) = path.strip_prefix(from)?.split_once('.')?;
-    let (_, name) = LAYER_NAMES.iter().map(pick).find(|(p, _)| *p == rest)?;
-    Some(format!("{to}{layer}.{name}"))
-}
+/// Hugging Face's names.
+const NAMES: Names = Names {
+    model: &MODEL_NAMES,
+    layer: &LAYER_NAMES,
+    prefix: "model.layers.",
+};
 
 /// Writes `model` as `model.safetensors` and its shape as `config.json` into `dir` (atomically).
 ///
@@ -61,7 +50,8 @@ fn rename(path: &str, inverse: bool) -> Option<String> {
 pub fn export(model: &Model, shape: &ModelConfig, dir: &Path) -> Result<()> {
     let mut tensors = Vec::new();
     for (path, Exported { dims, values }) in named::parameters(model) {
-        let name = rename(&path, false)
+        let name = NAMES
+            .external(&path)
             .ok_or_else(|| Error::Config(format!("no Hugging Face name for parameter {path}")))?;
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         tensors.push((name, dims, bytes));
@@ -139,13 +129,13 @@ pub fn import(shape: &ModelConfig, dir: &Path, device: &Device) -> Result<Model>
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        if let Some(path) = rename(&name, true) {
+        if let Some(path) = NAMES.internal(&name) {
             let dims = view.shape().to_vec();
             by_path.insert(path, Exported { dims, values });
         }
     }
     named::model_from(shape, device, by_path).map_err(|missing| {
-        let names: Vec<String> = missing.iter().filter_map(|p| rename(p, false)).collect();
+        let names: Vec<String> = missing.iter().filter_map(|p| NAMES.external(p)).collect();
         bad(format!(
             "tensors missing or of another shape: {}",
             names.join(", ")

@@ -53,6 +53,46 @@ pub fn model_from(
     }
 }
 
+/// An export format's names for mixlab's parameters: a two-way table.
+#[derive(Debug)]
+pub(crate) struct Names {
+    /// Parameters outside the layers: (burn path, external name).
+    pub(crate) model: &'static [(&'static str, &'static str)],
+    /// Per-layer parameters: (burn path below `layers.N.`, external name below `prefix` `N.`).
+    pub(crate) layer: &'static [(&'static str, &'static str)],
+    /// The external prefix of layer `N` (`blk.`, `model.layers.`).
+    pub(crate) prefix: &'static str,
+}
+
+impl Names {
+    /// The external name of the parameter at burn `path` (`layers.3.attention.wq.weight`).
+    pub(crate) fn external(&self, path: &str) -> Option<String> {
+        self.rename(path, false)
+    }
+
+    /// The burn path of an external name.
+    pub(crate) fn internal(&self, name: &str) -> Option<String> {
+        self.rename(name, true)
+    }
+
+    fn rename(&self, from_name: &str, inverse: bool) -> Option<String> {
+        let pick = |pair: &(&'static str, &'static str)| -> (&'static str, &'static str) {
+            if inverse { (pair.1, pair.0) } else { *pair }
+        };
+        if let Some((_, name)) = self.model.iter().map(pick).find(|(p, _)| *p == from_name) {
+            return Some(name.to_owned());
+        }
+        let (from, to) = if inverse {
+            (self.prefix, "layers.")
+        } else {
+            ("layers.", self.prefix)
+        };
+        let (layer, rest) = from_name.strip_prefix(from)?.split_once('.')?;
+        let (_, name) = self.layer.iter().map(pick).find(|(p, _)| *p == rest)?;
+        Some(format!("{to}{layer}.{name}"))
+    }
+}
+
 /// The module path a visitor or mapper is at and whether its innermost module is a projection
 /// (whose `[in, out]` weight is stored transposed outside mixlab).
 #[derive(Debug, Default)]
