@@ -15,7 +15,7 @@ SEEDS="${SEEDS:-0 1}"
 mkdir -p "$W/done" "$W/logs" "$W/results"
 
 {
-  sed -n '/^# Settings used by/q;p' "$ROOT/bench/real-corpus.toml" | sed "s#\.\./\.\./shared#$SHARED#g"
+  real_corpus_domains
   cat <<TOML
 [model]
 preset = "tiny"

@@ -60,3 +60,9 @@ step() {
   "$@" 2> >(tee "$W/logs/$name.log" >&2) > "$W/logs/$name.out"
   touch "$W/done/$name"
 }
+
+# The real corpus's tokenizer, ingest settings and domains: bench/real-corpus.toml up to its own
+# model settings, with paths made absolute (for configs written under bench/out).
+real_corpus_domains() {
+  sed -n '/^# Settings used by/q;p' "$ROOT/bench/real-corpus.toml" | sed "s#\.\./\.\./shared#$SHARED#g"
+}

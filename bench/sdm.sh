@@ -29,7 +29,7 @@ TEXTS=(--texts "humaneval=$PROBES/humaneval.jsonl.gz" --texts "math=$PROBES/math
 # The real corpus's domains (bench/real-corpus.toml up to its own model settings, paths made
 # absolute), then the ablation's model, budget and simulation. $1: the targets.
 write_config() {
-  sed -n '/^# Settings used by/q;p' "$ROOT/bench/real-corpus.toml" | sed "s#\.\./\.\./shared#$SHARED#g"
+  real_corpus_domains
   cat <<EOF
 [model]
 preset = "small"

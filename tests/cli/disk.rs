@@ -106,11 +106,7 @@ fn a_read_only_output_fails_naming_the_path_and_keeps_the_previous_shards() {
 fn a_full_disk_at_a_checkpoint_keeps_the_previous_one_and_the_run_resumes() {
     let p = Project::with_default_config();
     p.run(&["ingest", "-q"]).expect_code(0);
-    let toml = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
-    p.write(
-        "datasets.toml",
-        toml.replace("checkpoint_every = 100", "checkpoint_every = 20"),
-    );
+    p.edit_config("checkpoint_every = 100", "checkpoint_every = 20");
     let train = ["train", "-q", "--run", "runs/lone", "--steps", "60"];
     p.run(&train).expect_code(0);
     let expected = read_eval(&p.path("out/runs/lone/eval.parquet")).unwrap();
@@ -153,11 +149,7 @@ fn a_file_size_limit_is_an_error_naming_the_file_not_a_kill() {
     }
     let p = Project::with_default_config();
     p.run(&["ingest", "-q"]).expect_code(0);
-    let toml = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
-    p.write(
-        "datasets.toml",
-        toml.replace("checkpoint_every = 100", "checkpoint_every = 20"),
-    );
+    p.edit_config("checkpoint_every = 100", "checkpoint_every = 20");
     // The weights (3.7 MB) fit under 5 MB, the optimizer state (7.4 MB) does not.
     let output = Command::new("prlimit")
         .args(["--fsize=5000000", env!("CARGO_BIN_EXE_mixlab")])

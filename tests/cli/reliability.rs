@@ -105,11 +105,7 @@ fn two_trains_at_once_on_one_run_directory_one_works_like_a_lone_run() {
 fn a_damaged_newest_checkpoint_falls_back_and_a_killed_runs_leftovers_go() {
     let p = Project::with_default_config();
     p.run(&["ingest", "-q"]).expect_code(0);
-    let toml = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
-    p.write(
-        "datasets.toml",
-        toml.replace("checkpoint_every = 100", "checkpoint_every = 20"),
-    );
+    p.edit_config("checkpoint_every = 100", "checkpoint_every = 20");
     p.run(&["train", "-q", "--run", "runs/a", "--steps", "40"])
         .expect_code(0);
     let expected = read_eval(&p.path("out/runs/a/eval.parquet")).unwrap();

@@ -51,6 +51,13 @@ impl Project {
         p
     }
 
+    /// Replaces `from` with `to` in the project's `datasets.toml`.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let toml = std::fs::read_to_string(self.path("datasets.toml")).expect("datasets.toml");
+        assert!(toml.contains(from), "datasets.toml has no {from:?}");
+        self.write("datasets.toml", toml.replace(from, to));
+    }
+
     /// A path inside the project.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
