@@ -39,6 +39,13 @@ impl Default for DistillSettings {
 impl DistillSettings {
     /// Checks `alpha ∈ [0, 1]` and a finite `temperature > 0`.
     ///
+    /// # Example
+    /// ```
+    /// use mixlab_trainer::distill::DistillSettings;
+    /// assert!(DistillSettings::default().validate().is_ok());
+    /// assert!(DistillSettings { alpha: 1.5, temperature: 2.0 }.validate().is_err());
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Config`] naming the setting and the accepted range.
     pub fn validate(&self) -> Result<()> {

@@ -45,6 +45,21 @@ const NAMES: Names = Names {
 
 /// Writes `model` as `model.safetensors` and its shape as `config.json` into `dir` (atomically).
 ///
+/// # Example
+/// ```
+/// use burn::tensor::Device;
+/// use mixlab_trainer::config::Preset;
+/// use mixlab_trainer::hf::{export, import};
+/// use mixlab_trainer::model::Model;
+/// let shape = Preset::Tiny.config(64);
+/// let dir = tempfile::tempdir()?;
+/// export(&Model::new(&shape, &Device::flex()), &shape, dir.path())?;
+/// assert!(dir.path().join("config.json").exists());
+/// let back = import(&shape, dir.path(), &Device::flex())?;
+/// # let _ = back;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 /// [`Error::Config`] for a parameter without a Hugging Face name; file errors naming the path.
 pub fn export(model: &Model, shape: &ModelConfig, dir: &Path) -> Result<()> {

@@ -24,6 +24,20 @@ pub struct Exported {
 }
 
 /// Every float parameter of `model` by burn path, in the exported layout, in module order.
+///
+/// # Example
+/// ```
+/// use burn::tensor::Device;
+/// use mixlab_trainer::config::Preset;
+/// use mixlab_trainer::model::Model;
+/// use mixlab_trainer::named::parameters;
+/// let shape = Preset::Tiny.config(64);
+/// let params = parameters(&Model::new(&shape, &Device::flex()));
+/// let (path, ffn_up) = &params.iter().find(|(p, _)| p == "layers.0.ffn.w3.weight").unwrap();
+/// // `[out, in]`, as PyTorch's Linear stores it.
+/// assert_eq!(ffn_up.dims, [shape.ffn_hidden, shape.d_model]);
+/// # let _ = path;
+/// ```
 pub fn parameters(model: &Model) -> Vec<(String, Exported)> {
     let mut collect = Collect::default();
     model.visit(&mut collect);

@@ -108,6 +108,15 @@ pub fn dequantize_group(group: &QuantGroup) -> Vec<f32> {
 
 /// Rounds every group of `group_size` consecutive values of `values` to int4 and back.
 ///
+/// # Example
+/// ```
+/// use mixlab_trainer::quant::fake_quantize_rows;
+/// let rounded = fake_quantize_rows(&[0.9, -0.1, 0.3, 0.0, 8.0, 1.0, -3.0, 2.5], 4);
+/// // Each group of four has its own scale: the first 0.9/8, the second 8/8.
+/// assert_eq!(rounded[4..], [8.0, 1.0, -3.0, 2.0]); // 2.5 lies halfway: ggml rounds it to 2
+/// assert!((rounded[2] - 0.3375).abs() < 1e-3);
+/// ```
+///
 /// # Panics
 /// When `group_size` does not divide `values.len()` ([`QuantConfig::validate`] checks models).
 pub fn fake_quantize_rows(values: &[f32], group_size: usize) -> Vec<f32> {
