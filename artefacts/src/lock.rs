@@ -69,7 +69,7 @@ impl DirLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let holder = read_holder(&mut file).map_err(named)?;
+                let holder = await_holder(&mut file).map_err(named)?;
                 return Err(LockError::Held {
                     dir: dir.to_owned(),
                     stage: stage.to_owned(),
@@ -105,6 +105,20 @@ impl Drop for DirLock {
 }
 
 /// The holder text in the lock file, trimmed (empty after a clean release).
+/// The holder's text of a lock held by another process. A holder writes it right after taking
+/// the lock, so an empty file means it is just starting: wait up to half a second for the text
+/// (a refusal that names the pid is what a batch scheduler's log needs).
+fn await_holder(file: &mut File) -> io::Result<String> {
+    for _ in 0..50 {
+        let holder = read_holder(file)?;
+        if !holder.is_empty() {
+            return Ok(holder);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    read_holder(file)
+}
+
 fn read_holder(file: &mut File) -> io::Result<String> {
     let mut text = String::new();
     file.rewind()?;
@@ -150,6 +164,30 @@ mod tests {
             text.starts_with(&format!("pid {},", std::process::id())),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_holder_that_is_just_starting_is_named_once_it_has_written_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".run.lock");
+        // Another holder: locked, its text written a moment later (as between `try_lock` and
+        // `write_holder` of a process starting up).
+        let holder = File::create(&path).unwrap();
+        holder.try_lock().unwrap();
+        let writer = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                std::fs::write(&path, "pid 99, started now, `mixlab train`\n").unwrap();
+            }
+        });
+        let err = DirLock::acquire(dir.path(), "run").unwrap_err().to_string();
+        writer.join().unwrap();
+        assert!(
+            err.contains("(pid 99, started now, `mixlab train`)"),
+            "{err}"
+        );
+        drop(holder);
     }
 
     #[test]
