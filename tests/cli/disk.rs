@@ -5,15 +5,16 @@
 //! (`unshare -rm`), so they need no privileges and leave no mount behind; where the kernel or
 //! sandbox refuses namespaces they are skipped with a printed reason.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use mixlab_artefacts::eval::read_eval;
 
 use crate::util::{Project, Run};
 
-/// Runs the shell `script` in `p` inside a private mount namespace, with `$M` the mixlab binary;
-/// `None` (and a printed reason) where namespaces are not available.
-fn in_mount_namespace(p: &Project, script: &str) -> Option<Output> {
+/// Runs the shell `script` in `p` inside a private mount namespace, with `$M` the mixlab binary,
+/// and returns its stdout (panicking with its output unless it succeeded); `None` (and a printed
+/// reason) where namespaces are not available.
+fn in_mount_namespace(p: &Project, script: &str) -> Option<String> {
     let probe = Command::new("unshare").args(["-rm", "true"]).output();
     if !probe.is_ok_and(|o| o.status.success()) {
         println!("skipped: `unshare -rm` (user and mount namespaces) is not available here");
@@ -26,13 +27,7 @@ fn in_mount_namespace(p: &Project, script: &str) -> Option<Output> {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run unshare");
-    Some(output)
-}
-
-/// Panics with the script's output unless it succeeded; returns its stdout.
-fn script_stdout(output: Output) -> String {
-    let run = Run::from(output);
-    run.expect_code(0).stdout
+    Some(Run::from(output).expect_code(0).stdout)
 }
 
 /// The project's config with the validation fraction changed, so that ingest writes new shards.
@@ -60,10 +55,9 @@ fn a_full_disk_fails_ingest_naming_the_file_and_keeps_the_previous_shards() {
         [ "$(cat out/shards/manifest.json)" = "$before" ] && echo "manifest unchanged"
         "$M" inspect | head -1
     "#;
-    let Some(output) = in_mount_namespace(&p, script) else {
+    let Some(out) = in_mount_namespace(&p, script) else {
         return;
     };
-    let out = script_stdout(output);
     assert!(
         out.contains("out/shards.partial/") && out.contains("No space left on device"),
         "{out}"
@@ -91,10 +85,9 @@ fn a_read_only_output_fails_naming_the_path_and_keeps_the_previous_shards() {
         cat err
         "$M" inspect | head -1
     "#;
-    let Some(output) = in_mount_namespace(&p, script) else {
+    let Some(out) = in_mount_namespace(&p, script) else {
         return;
     };
-    let out = script_stdout(output);
     assert!(
         out.contains("out/.ingest.lock: Read-only file system"),
         "{out}"
@@ -123,10 +116,9 @@ fn a_full_disk_at_a_checkpoint_keeps_the_previous_one_and_the_run_resumes() {
         cat resumed
         cp out/runs/a/eval.parquet eval.parquet
     "#;
-    let Some(output) = in_mount_namespace(&p, script) else {
+    let Some(out) = in_mount_namespace(&p, script) else {
         return;
     };
-    let out = script_stdout(output);
     assert!(
         out.contains("checkpoints/step-40.optim.bpk") && out.contains("No space left on device"),
         "{out}"

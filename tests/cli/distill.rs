@@ -47,14 +47,7 @@ fn a_student_learns_from_the_teacher_alone_and_a_rerun_does_nothing() {
         "student {student}, teacher {teacher}, uniform {uniform}"
     );
     let config = std::fs::read_to_string(p.path("out/runs/student/config.toml")).unwrap();
-    let teacher_config = std::fs::read_to_string(p.path("out/runs/teacher/config.toml")).unwrap();
-    let teacher_hash = teacher_config
-        .lines()
-        .next()
-        .unwrap()
-        .split('"')
-        .nth(1)
-        .unwrap();
+    let teacher_hash = p.run_hash("runs/teacher");
     assert!(
         config.contains("[distill]")
             && config.contains(&format!("teacher_run_hash = \"{teacher_hash}\"")),

@@ -95,21 +95,7 @@ fn quant_aware_training_distils_from_the_source_then_rounds_its_result() {
     p.run(&qat).expect_code(0);
     let read =
         |run: &str| std::fs::read_to_string(p.path(&format!("out/{run}/config.toml"))).unwrap();
-    let hash = |config: &str| {
-        config
-            .lines()
-            .next()
-            .unwrap()
-            .split('"')
-            .nth(1)
-            .unwrap()
-            .to_owned()
-    };
-    let (fp, latent, int4) = (
-        read("runs/fp"),
-        read("runs/fp-qat"),
-        read("runs/fp-qat-int4"),
-    );
+    let (latent, int4) = (read("runs/fp-qat"), read("runs/fp-qat-int4"));
     // The latent run: 6 steps from the source's weights, distilled from the source (α = 1, τ = 1),
     // at a tenth of its learning rate.
     assert!(
@@ -117,7 +103,7 @@ fn quant_aware_training_distils_from_the_source_then_rounds_its_result() {
         "{latent}"
     );
     assert!(
-        latent.contains(&format!("teacher_run_hash = \"{}\"", hash(&fp))),
+        latent.contains(&format!("teacher_run_hash = \"{}\"", p.run_hash("runs/fp"))),
         "{latent}"
     );
     assert!(
@@ -127,7 +113,10 @@ fn quant_aware_training_distils_from_the_source_then_rounds_its_result() {
     // The int4 run rounds the latent run's final checkpoint.
     assert!(int4.contains("[init]\npath = "), "{int4}");
     assert!(
-        int4.contains(&format!("run_hash = \"{}\"\nstep = 6", hash(&latent))),
+        int4.contains(&format!(
+            "run_hash = \"{}\"\nstep = 6",
+            p.run_hash("runs/fp-qat")
+        )),
         "{int4}"
     );
     let again = p.run(&qat).expect_code(0);

@@ -58,6 +58,16 @@ impl Project {
         self.write("datasets.toml", toml.replace(from, to));
     }
 
+    /// The run hash of the run directory `run` (relative to `out/`): the first line of its
+    /// `config.toml`.
+    pub fn run_hash(&self, run: &str) -> String {
+        let config = std::fs::read_to_string(self.path(&format!("out/{run}/config.toml")))
+            .expect("config.toml of the run");
+        let first = config.lines().next().unwrap_or_default();
+        assert!(first.starts_with("run_hash = "), "{run}: {first}");
+        first.split('"').nth(1).expect("a quoted hash").to_owned()
+    }
+
     /// A path inside the project.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)

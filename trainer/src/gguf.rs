@@ -35,11 +35,11 @@ const VALUE_U32: u32 = 4;
 const VALUE_F32: u32 = 6;
 const VALUE_STRING: u32 = 8;
 
-/// A tensor as stored: llama.cpp name, dimensions (`ne0` first) and its data.
+/// A tensor's bytes as stored, and its ggml type.
 #[derive(Debug, Clone, PartialEq)]
-enum Stored {
-    F32(Vec<f32>),
-    Q4_0(Vec<u8>),
+struct Stored {
+    kind: u32,
+    bytes: Vec<u8>,
 }
 
 /// Per-layer parameters: burn's path below `layers.N.` and llama.cpp's name below `blk.N.`.
@@ -128,9 +128,15 @@ pub fn write_q4_0(model: &Model, shape: &ModelConfig, path: &Path) -> Result<u64
                     dims[1]
                 )));
             }
-            Stored::Q4_0(pack_q4_0(&values))
+            Stored {
+                kind: TYPE_Q4_0,
+                bytes: pack_q4_0(&values),
+            }
         } else {
-            Stored::F32(values)
+            Stored {
+                kind: TYPE_F32,
+                bytes: values.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            }
         };
         // GGUF lists ne0 (the innermost, contiguous dimension) first.
         let ne: Vec<u64> = dims.iter().rev().map(|&d| d as u64).collect();
@@ -209,13 +215,9 @@ fn encode(metadata: &[(String, Value)], tensors: &[(String, Vec<u64>, Stored)]) 
         out.extend_from_slice(&(ne.len() as u32).to_le_bytes());
         ne.iter()
             .for_each(|d| out.extend_from_slice(&d.to_le_bytes()));
-        let (kind, bytes): (u32, Vec<u8>) = match stored {
-            Stored::F32(v) => (TYPE_F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            Stored::Q4_0(b) => (TYPE_Q4_0, b.clone()),
-        };
-        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&stored.kind.to_le_bytes());
         out.extend_from_slice(&offset.to_le_bytes());
-        data.extend_from_slice(&bytes);
+        data.extend_from_slice(&stored.bytes);
         data.resize(data.len().next_multiple_of(ALIGNMENT as usize), 0);
         offset = data.len() as u64;
     }
