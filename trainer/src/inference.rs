@@ -100,6 +100,21 @@ impl Inference {
     ///
     /// # Shapes
     /// Output `[batch · seq, vocab_size]`.
+    ///
+    /// # Example
+    /// ```
+    /// use burn::tensor::Device;
+    /// use mixlab_trainer::config::Preset;
+    /// use mixlab_trainer::inference::Inference;
+    /// use mixlab_trainer::model::Model;
+    /// use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+    /// let config = Preset::Tiny.config(32);
+    /// let teacher = Inference::of_trained(&Model::new(&config, &Device::flex()), &config);
+    /// let docs = vec![DomainDocs::from_tokens("a", vec![vec![1, 2, 3]])];
+    /// let batch = MixtureSampler::new(docs, vec![1.0], 6, 0, 0, false)?.next_batch(2);
+    /// assert_eq!(teacher.batch_logits(&batch, false).dims(), [12, 32]);
+    /// # Ok::<(), mixlab_trainer::error::Error>(())
+    /// ```
     pub fn batch_logits(&self, batch: &Batch, document_mask: bool) -> Tensor<2> {
         let (input, _) = to_model_input(batch, &self.config, document_mask, &self.device);
         self.model.forward(&input)

@@ -49,6 +49,20 @@ pub fn parameters(model: &Model) -> Vec<(String, Exported)> {
 ///
 /// # Errors
 /// The burn paths without a tensor of the right dimensions, in module order.
+///
+/// # Example
+/// ```
+/// use burn::tensor::Device;
+/// use mixlab_trainer::config::Preset;
+/// use mixlab_trainer::model::Model;
+/// use mixlab_trainer::named::{model_from, parameters};
+/// let shape = Preset::Tiny.config(64);
+/// let mut params: std::collections::BTreeMap<_, _> =
+///     parameters(&Model::new(&shape, &Device::flex())).into_iter().collect();
+/// params.remove("norm.gamma");
+/// let missing = model_from(&shape, &Device::flex(), params).unwrap_err();
+/// assert_eq!(missing, ["norm.gamma"]);
+/// ```
 pub fn model_from(
     shape: &ModelConfig,
     device: &Device,

@@ -45,6 +45,15 @@ impl QuantConfig {
     ///
     /// # Errors
     /// [`Error::Config`] naming the group size and the dimension it does not divide.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_trainer::config::Preset;
+    /// use mixlab_trainer::quant::QuantConfig;
+    /// let tiny = Preset::Tiny.config(64); // d_model 128, ffn 384
+    /// assert!(QuantConfig { group_size: 32 }.validate(&tiny).is_ok());
+    /// assert!(QuantConfig { group_size: 256 }.validate(&tiny).is_err());
+    /// ```
     pub fn validate(&self, shape: &ModelConfig) -> Result<()> {
         let input_features = [
             shape.d_model,
