@@ -11,7 +11,8 @@
 # a rerun skips finished work (mixlab itself resumes a killed run from its last checkpoint).
 # Sizes (environment): TARGET_STEPS (80 steps × 16 × 256 ≈ 328k tokens an arm), PROXY_STEPS (300),
 # SWEEP_RUNS (32), SWEEP_STEPS (100), SEEDS ("0 1"), ARMS (the first seed's arms besides RegMix), PHASES (default: all of
-# "simulate doremi arms regmix loo").
+# "simulate doremi arms regmix loo"); GRADIENTS ("training": documents of the proxy's own batches in the
+# CAPTURE_STEPS (8) steps before each checkpoint; "sample": 256 documents a domain re-scored at every checkpoint).
 source "$(dirname "$0")/lib.sh"
 build_release
 W="$OUT/sdm"
@@ -22,6 +23,8 @@ SWEEP_STEPS="${SWEEP_STEPS:-100}"
 SEEDS="${SEEDS:-0 1}"
 ARMS="${ARMS:-uniform sdm-utilimax sdm-proportional natural unimax doremi}"
 PHASES="${PHASES:-simulate doremi arms regmix loo}"
+GRADIENTS="${GRADIENTS:-training}"
+CAPTURE_STEPS="${CAPTURE_STEPS:-8}"
 mkdir -p "$W/done" "$W/logs" "$W/mixtures" "$W/results"
 PROBES="$SHARED/corpora/probes"
 TEXTS=(--texts "humaneval=$PROBES/humaneval.jsonl.gz" --texts "math=$PROBES/math.jsonl.gz")
@@ -50,8 +53,11 @@ max_epochs = 4.0
 preset = "tiny"
 steps = $PROXY_STEPS
 checkpoints = 10
+gradients = "$GRADIENTS"
+capture_steps = $CAPTURE_STEPS
 docs_per_domain = 256
 max_doc_tokens = 128
+target_docs = 32
 projection = 32
 seed = 0
 EOF

@@ -50,7 +50,18 @@ notes = []
 if target_flops and proxy_start and proxy_done:
     proxy_flops = 6 * proxy_start["parameters"] * PROXY_STEPS * TOKENS_PER_STEP
     scoring_flops = 0.0
-    if scored:
+    if scored and "capture_seconds" in scored:
+        # Scores from the proxy's own batches: capturing inside the training steps, scoring at checkpoints.
+        train_seconds = scored["train_seconds"]
+        scoring_flops = proxy_flops * scored["seconds"] / train_seconds
+        notes.append(
+            f"Simulation (gradients from the proxy's own batches): proxy training {train_seconds:.0f} s, "
+            f"influence {scored['seconds']:.1f} s = {100 * scored['seconds'] / train_seconds:.1f}% of training "
+            f"(capturing in the training steps {scored['capture_seconds']:.1f} s, scoring at the checkpoints "
+            f"{scored['checkpoint_seconds']:.1f} s; {scored['documents']} documents × {scored['targets']} targets "
+            f"over 10 checkpoints)."
+        )
+    elif scored:
         # The influence passes, counted at the proxy's measured training throughput.
         scoring_flops = proxy_flops * scored["seconds"] / proxy_done["train_seconds"]
         notes.append(

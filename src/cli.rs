@@ -108,12 +108,15 @@ pub enum Command {
     /// The Scalable Data Mixer's simulation: one proxy run, then each domain's utility per target.
     ///
     /// Trains the [simulate] proxy on a uniform mixture in <out>/simulate/proxy/<hash> (one per
-    /// configuration) with K evenly spaced checkpoints; at each, samples every domain's training
-    /// documents and scores their
-    /// influence on each target's loss (DataInf on projected output-layer gradients). Writes
-    /// <out>/simulate/utilities.parquet (per domain and target, with bootstrap errors) and
+    /// configuration) with K evenly spaced checkpoints; at each, scores training documents by their
+    /// influence on each target's loss (DataInf on projected output-layer gradients): by default
+    /// the documents of the proxy's own batches in the capture_steps steps before the checkpoint,
+    /// their gradients taken from its forward passes as it trains (gradients = "training"), or
+    /// docs_per_domain sampled documents re-scored at every checkpoint (gradients = "sample").
+    /// Writes <out>/simulate/utilities.parquet (per domain and target, with bootstrap errors) and
     /// document_utilities.parquet, and prints domain × target utilities (positive: helps). A killed
-    /// run resumes: the proxy from its last checkpoint, the scoring after its last scored checkpoint.
+    /// run resumes: the proxy from its last checkpoint, with the scores of every checkpoint
+    /// written before it.
     /// --method loo trains the proxy once more without each domain instead (the ground truth);
     /// --method doremi trains a DoReMi proxy against the uniform one (the baseline's weights).
     Simulate(SimulateArgs),
@@ -397,7 +400,7 @@ pub struct SimulateArgs {
 /// Utility estimators of `simulate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SimulateMethod {
-    /// One proxy run; DataInf influence of sampled documents at each checkpoint
+    /// One proxy run; DataInf influence of training documents at each checkpoint
     /// (utilities.parquet).
     Influence,
     /// Leave-one-out: the proxy trained once more without each domain; a domain's utility is the

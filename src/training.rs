@@ -12,7 +12,7 @@ use mixlab_trainer::hooks::{Hook, HookError, StepReport};
 use mixlab_trainer::kernels::MatmulIsa;
 use mixlab_trainer::objective::Objective;
 use mixlab_trainer::schedule::StagePlan;
-use mixlab_trainer::train::{RunSpec, train};
+use mixlab_trainer::train::{RunSpec, TrainOutcome, train};
 
 use crate::exit::Usage;
 use crate::locks::lock_dir;
@@ -31,6 +31,22 @@ pub fn run_training(
     objective: &dyn Objective,
     quiet: bool,
 ) -> anyhow::Result<Option<Vec<DomainLoss>>> {
+    let outcome = run_training_with(run_dir, resolved, corpus, objective, &mut [], quiet)?;
+    Ok(outcome.map(|o| o.final_eval))
+}
+
+/// [`run_training`] with `hooks` besides the progress bar; `Some` with what this call trained.
+///
+/// # Errors
+/// As [`run_training`], and a failing hook.
+pub fn run_training_with(
+    run_dir: &RunDir,
+    resolved: &ResolvedRun,
+    corpus: &Corpus,
+    objective: &dyn Objective,
+    hooks: &mut [&mut dyn Hook],
+    quiet: bool,
+) -> anyhow::Result<Option<TrainOutcome>> {
     let plan = StagePlan::new(&resolved.mixture, &corpus.domains, &resolved.train)?;
     let _lock = lock_dir(&run_dir.root, "run")?;
     remove_leftovers(run_dir)?;
@@ -70,7 +86,9 @@ pub fn run_training(
         init: resolved.init.as_ref().map(|init| init.path.clone()),
     };
     let mut bar = TrainBar::new(&resolved.train, quiet);
-    let outcome = train(&spec, objective, &mut [&mut bar])
+    let mut all: Vec<&mut dyn Hook> = vec![&mut bar];
+    all.extend(hooks.iter_mut().map(|h| &mut **h as &mut dyn Hook));
+    let outcome = train(&spec, objective, &mut all)
         .with_context(|| format!("training {}", run_dir.root.display()))?;
     bar.bar.finish_and_clear();
     if outcome.resumed_from > 0 {
@@ -88,7 +106,7 @@ pub fn run_training(
         "trained"
     );
     run_dir.mark_done(&resolved.run_hash)?;
-    Ok(Some(outcome.final_eval))
+    Ok(Some(outcome))
 }
 
 /// Removes what a killed run left behind (temporary files, half-written checkpoints); only while

@@ -15,10 +15,17 @@ pub struct SimulateConfig {
     pub steps: u64,
     /// Evenly spaced checkpoints K at which utilities are estimated.
     pub checkpoints: u64,
-    /// Training documents sampled per domain.
+    /// Where the training documents' gradients come from.
+    pub gradients: GradientSource,
+    /// With `gradients = "training"`: the steps before each checkpoint whose batches are captured.
+    pub capture_steps: u64,
+    /// With `gradients = "sample"`: training documents sampled per domain.
     pub docs_per_domain: usize,
-    /// Tokens scored per document (its first ones).
+    /// Tokens scored per document (its first ones): of sampled training documents and of targets.
     pub max_doc_tokens: usize,
+    /// Documents of each target whose mean gradient is the target's (drawn once, seeded; all when
+    /// it has fewer): their forward passes at every checkpoint are most of the scoring's cost.
+    pub target_docs: usize,
     /// Side of the gradient projection: gradients become `projection²` numbers.
     pub projection: usize,
     /// Bootstrap resamples for the standard errors.
@@ -29,6 +36,20 @@ pub struct SimulateConfig {
     pub target: Vec<TargetConfig>,
     /// `[simulate.doremi]`: the DoReMi baseline's domain-weight updates (`simulate --method doremi`).
     pub doremi: DoremiConfig,
+}
+
+/// `[simulate].gradients`: where the per-document gradients of the training data come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GradientSource {
+    /// The documents the proxy trains on in the last `capture_steps` steps before each checkpoint,
+    /// from the activations of its own forward passes (no pass of their own), scored at that
+    /// checkpoint.
+    #[default]
+    Training,
+    /// `docs_per_domain` documents drawn per domain, each scored at every checkpoint with forward
+    /// passes of their own (their first `max_doc_tokens` tokens).
+    Sample,
 }
 
 /// `[simulate.doremi]`: DoReMi's exponentiated-gradient updates of the domain weights (Xie et al.
@@ -57,8 +78,11 @@ impl Default for SimulateConfig {
             preset: Preset::Tiny,
             steps: 300,
             checkpoints: 10,
+            gradients: GradientSource::Training,
+            capture_steps: 8,
             docs_per_domain: 64,
             max_doc_tokens: 128,
+            target_docs: 32,
             projection: 32,
             bootstrap: 200,
             seed: 0,
@@ -115,8 +139,20 @@ impl SimulateConfig {
         if self.checkpoints == 0 || self.steps < self.checkpoints {
             return fail("checkpoints", "between 1 and [simulate].steps");
         }
+        if !(1..=self.checkpoint_every()).contains(&self.capture_steps) {
+            return fail(
+                "capture_steps",
+                &format!(
+                    "between 1 and the steps between checkpoints ({})",
+                    self.checkpoint_every()
+                ),
+            );
+        }
         if self.docs_per_domain < 2 {
             return fail("docs_per_domain", "at least 2 (for a standard error)");
+        }
+        if self.target_docs == 0 {
+            return fail("target_docs", "at least 1");
         }
         if self.max_doc_tokens < 2 {
             return fail("max_doc_tokens", "at least 2");
@@ -194,7 +230,13 @@ mod tests {
     #[test]
     fn impossible_values_name_their_key() {
         type Break = fn(&mut SimulateConfig);
-        let cases: [(Break, &str); 8] = [
+        let cases: [(Break, &str); 11] = [
+            (|c| c.target_docs = 0, "[simulate].target_docs"),
+            (|c| c.capture_steps = 0, "[simulate].capture_steps"),
+            (
+                |c| c.capture_steps = 31,
+                "between 1 and the steps between checkpoints (30)",
+            ),
             (
                 |c| c.doremi.step_size = f64::INFINITY,
                 "[simulate].doremi.step_size",

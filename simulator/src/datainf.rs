@@ -33,19 +33,42 @@ pub const DAMPING_SCALE: f64 = 0.1;
 /// assert!(u[0] > 0.0 && u[1] < 0.0);
 /// ```
 pub fn utilities(train: ArrayView2<f32>, target: ArrayView1<f32>) -> Array1<f64> {
+    weighted_utilities(train, Array1::ones(train.nrows()).view(), target)
+}
+
+/// [`utilities`] with the sample's curvatures averaged with `weights` (one per row, e.g. each
+/// document's tokens, so that the estimate of `H` counts every trained token once, as the loss
+/// does): `H⁻¹v ≈ Σᵢ (wᵢ/W) (λI + gᵢgᵢᵀ)⁻¹ v`, `λ = 0.1 · Σᵢ wᵢ‖gᵢ‖² / (W·p)`. Integer weights give
+/// the utilities of [`utilities`] with each row repeated that many times.
+///
+/// # Panics
+/// When the widths differ, `train` has no rows, or `weights` has another length, a negative entry
+/// or no positive one.
+pub fn weighted_utilities(
+    train: ArrayView2<f32>,
+    weights: ArrayView1<f64>,
+    target: ArrayView1<f32>,
+) -> Array1<f64> {
     let (n, p) = train.dim();
     assert!(n > 0, "DataInf needs at least one training gradient");
     assert_eq!(p, target.len(), "gradient widths differ");
+    assert_eq!(n, weights.len(), "one weight per training gradient");
+    assert!(
+        weights.iter().all(|&w| w >= 0.0),
+        "weights are not negative"
+    );
+    let total = weights.sum();
+    assert!(total > 0.0, "a weight is positive");
     let g = train.mapv(f64::from);
     let v = target.mapv(f64::from);
     let squared_norms: Array1<f64> = g.map_axis(Axis(1), |row| row.dot(&row));
-    let lambda = DAMPING_SCALE * squared_norms.sum() / (n * p) as f64;
+    let lambda = DAMPING_SCALE * weights.dot(&squared_norms) / (total * p as f64);
     if lambda == 0.0 {
         return Array1::zeros(n);
     }
-    let coefficients = (g.dot(&v)) / (squared_norms + lambda);
-    // H⁻¹v = (1/λ)(v − (1/n) Σ cᵢ gᵢ)
-    let inverse_hvp = (&v - &(g.t().dot(&coefficients) / n as f64)) / lambda;
+    let coefficients = &weights * &(g.dot(&v) / (squared_norms + lambda));
+    // H⁻¹v = (1/λ)(v − (1/W) Σ wᵢ cᵢ gᵢ)
+    let inverse_hvp = (&v - &(g.t().dot(&coefficients) / total)) / lambda;
     g.dot(&inverse_hvp)
 }
 
@@ -111,6 +134,29 @@ mod tests {
                 "{got} vs {expected}"
             );
         }
+    }
+
+    #[test]
+    fn integer_weights_count_like_repeated_rows() {
+        let train = array![[0.5f32, -1.0, 0.25], [1.5, 0.5, -0.75], [-0.5, 1.0, 1.0]];
+        let repeated = array![
+            [0.5f32, -1.0, 0.25],
+            [1.5, 0.5, -0.75],
+            [1.5, 0.5, -0.75],
+            [1.5, 0.5, -0.75],
+            [-0.5, 1.0, 1.0]
+        ];
+        let target = array![1.0f32, 0.5, -0.5];
+        let weighted =
+            weighted_utilities(train.view(), array![1.0, 3.0, 1.0].view(), target.view());
+        let plain = utilities(repeated.view(), target.view());
+        for (a, b) in weighted.iter().zip([plain[0], plain[1], plain[4]]) {
+            assert!(
+                (a - b).abs() < 1e-9 * b.abs().max(1.0),
+                "{weighted} vs {plain}"
+            );
+        }
+        assert_ne!(weighted, utilities(train.view(), target.view()));
     }
 
     #[test]

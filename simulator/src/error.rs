@@ -17,6 +17,19 @@ pub enum Error {
     /// A checkpoint listed but missing.
     #[error("{}: no checkpoint to score", .0.display())]
     MissingCheckpoint(PathBuf),
+    /// A finished simulation run whose scores from its own batches are gone (they are made only
+    /// while it trains).
+    #[error(
+        "{}: missing; scores from training batches are made while the proxy trains: remove {} to train it again",
+        part.display(),
+        run.display()
+    )]
+    MissingScores {
+        /// The missing part file.
+        part: PathBuf,
+        /// The proxy's run directory.
+        run: PathBuf,
+    },
 }
 
 impl Error {
@@ -25,7 +38,7 @@ impl Error {
         match self {
             Error::Config(_) => true,
             Error::Trainer(e) => e.is_config(),
-            Error::Artefact(_) | Error::MissingCheckpoint(_) => false,
+            Error::Artefact(_) | Error::MissingCheckpoint(_) | Error::MissingScores { .. } => false,
         }
     }
 }

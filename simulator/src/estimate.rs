@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use mixlab_trainer::inference::Inference;
 use mixlab_trainer::sampler::DomainDocs;
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
@@ -117,6 +117,23 @@ pub fn checkpoint_utilities(
 ) -> Vec<Vec<f64>> {
     let docs: Vec<&[u32]> = train.iter().map(|d| d.tokens.as_slice()).collect();
     let g = gradients(inference, projection, &docs);
+    let equal = Array1::ones(g.nrows());
+    target_utilities(inference, projection, g.view(), equal.view(), targets)
+}
+
+/// The utility for every target of training documents with the given projected gradients (one row
+/// each), the targets' gradients formed at this checkpoint: `[target][doc]`. `train_weights` weigh
+/// the documents in DataInf's curvature estimate ([`datainf::weighted_utilities`]).
+///
+/// # Panics
+/// When `train_gradients` has no row or the weights do not fit it.
+pub fn target_utilities(
+    inference: &Inference,
+    projection: &GradientProjection,
+    train_gradients: ArrayView2<f32>,
+    train_weights: ArrayView1<f64>,
+    targets: &[TargetSet],
+) -> Vec<Vec<f64>> {
     targets
         .iter()
         .map(|target| {
@@ -130,7 +147,7 @@ pub fn checkpoint_utilities(
             // The mean gradient of the target's token loss: documents weighted by their tokens.
             let weights = Array1::from_iter(usable.iter().map(|d| (d.len() - 1) as f32));
             let v = per_doc.t().dot(&weights) / weights.sum().max(1.0);
-            datainf::utilities(g.view(), v.view()).to_vec()
+            datainf::weighted_utilities(train_gradients, train_weights, v.view()).to_vec()
         })
         .collect()
 }

@@ -1,15 +1,19 @@
 //! `mixlab-simulator`: the Scalable Data Mixer's simulation side. One proxy training run (the
-//! trainer's loop, run by the binary) leaves K checkpoints; at each, the sampled training
-//! documents of every domain are scored by their influence on each target's loss.
+//! trainer's loop, run by the binary) leaves K checkpoints; at each, training documents of every
+//! domain are scored by their influence on each target's loss: those of the run's own batches
+//! just before the checkpoint ([`capture`]), or documents sampled once and re-scored at every
+//! checkpoint ([`estimate`]).
 //!
 //! - [`config`]: the `[simulate]` section.
 //! - [`estimate`]: document sampling and one checkpoint's utilities.
 //! - [`projection`]: per-document output-layer gradients from activations, randomly projected.
+//! - [`capture`]: those gradients taken from the simulation run's own training batches.
 //! - [`datainf`]: DataInf's inverse-Hessian approximation and the utility `(H⁻¹v)·g`.
 //! - [`aggregate`]: checkpoint weights, token-weighted domain means, bootstrap errors.
 //! - [`doremi`]: the DoReMi baseline's excess-loss objective and domain weights.
 //! - [`loo`]: leave-one-out utilities (one proxy run without each domain), the ground truth.
-//! - [`score`]: resumable scoring of a run's checkpoints and the per-domain summary written to
+//! - [`score`]: resumable scoring of a run's checkpoints (or, in the run, of its captured
+//!   documents) and the per-domain summary written to
 //!   `utilities.parquet` (format owned by `mixlab_artefacts::utilities`).
 //!
 //! # Example
@@ -22,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod aggregate;
+pub mod capture;
 pub mod config;
 pub mod datainf;
 pub mod doremi;

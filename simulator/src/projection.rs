@@ -7,40 +7,96 @@
 //! pass per document. It has `vocab · d` entries (2M for `small`), too many to keep for thousands
 //! of documents, so it is projected with a Kronecker-structured random map (LoGra, Choe et al.
 //! 2024): `Pᵥᵀ (∂L/∂E) P_d = (1/T) (Δ Pᵥ)ᵀ (H P_d)`, `[k_vocab, k_hidden]`, which keeps inner
-//! products in expectation (Johnson–Lindenstrauss) and never forms the full gradient.
+//! products in expectation (Johnson–Lindenstrauss) and never forms the full gradient. `P_d` is a
+//! dense Gaussian map; `Pᵥ` is a count sketch (one ±1 per vocabulary row), so `Δ Pᵥ` is one pass
+//! over each row of logits, fused with its softmax, instead of a `[T, vocab] · [vocab, k]` product.
 
-use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor};
+use mixlab_trainer::kernels::softmax_in_place;
 use ndarray::{Array2, s};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 /// A fixed random projection of `[vocab, d]` output-layer gradients to `[k_vocab, k_hidden]`.
 #[derive(Debug, Clone)]
 pub struct GradientProjection {
-    /// `[vocab, k_vocab]`, entries N(0, 1/k_vocab).
-    vocab: Tensor<2>,
+    /// The vocabulary side, `Pᵥ`.
+    vocab: VocabSketch,
     /// `[d, k_hidden]`, entries N(0, 1/k_hidden).
     hidden: Tensor<2>,
 }
 
+/// A count sketch of the vocabulary (Charikar et al. 2002): as a `[vocab, k]` matrix, row `v` holds
+/// `sign[v]` in column `bucket[v]` and zeros elsewhere. Like a dense Gaussian map it keeps inner
+/// products in expectation.
+///
+/// Written by hand: no crate applies a count sketch to the softmax of a logits row in one pass.
+#[derive(Debug, Clone)]
+struct VocabSketch {
+    bucket: Vec<usize>,
+    sign: Vec<f32>,
+    k: usize,
+}
+
+impl VocabSketch {
+    fn new(vocab: usize, k: usize, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (bucket, sign) = (0..vocab)
+            .map(|_| {
+                let sign = if rng.random::<bool>() { 1.0 } else { -1.0 };
+                (rng.random_range(0..k), sign)
+            })
+            .unzip();
+        Self { bucket, sign, k }
+    }
+
+    /// `(softmax(z) − onehot(y)) Pᵥ` of every row `z` of `logits` (row-major, one row per target
+    /// `y`; overwritten by the softmax), `[rows, k]`; the rows run in parallel.
+    fn project_delta(&self, logits: &mut [f32], targets: &[u32]) -> Array2<f32> {
+        let (vocab, k) = (self.bucket.len(), self.k);
+        let mut out = vec![0.0f32; targets.len() * k];
+        out.par_chunks_mut(k)
+            .zip(logits.par_chunks_mut(vocab))
+            .zip(targets.par_iter())
+            .for_each(|((row, z), &y)| {
+                softmax_in_place(z);
+                for ((&p, &bucket), &sign) in z.iter().zip(&self.bucket).zip(&self.sign) {
+                    row[bucket] += sign * p;
+                }
+                row[self.bucket[y as usize]] -= self.sign[y as usize];
+            });
+        Array2::from_shape_vec((targets.len(), k), out).expect("rows of k values")
+    }
+
+    /// The sketch as a dense `[vocab, k]` matrix.
+    #[cfg(test)]
+    fn dense(&self) -> Array2<f32> {
+        let mut m = Array2::zeros((self.bucket.len(), self.k));
+        for (v, (&b, &sign)) in self.bucket.iter().zip(&self.sign).enumerate() {
+            m[[v, b]] = sign;
+        }
+        m
+    }
+}
+
 impl GradientProjection {
-    /// A projection drawn from burn's generator, seeded with `seed` (burn's generator is
-    /// process-wide: the draw is reproducible when nothing else draws at the same time).
+    /// A projection seeded with `seed`: the count sketch from its own generator, the Gaussian map
+    /// from burn's (process-wide: the draw is reproducible when nothing else draws at the same
+    /// time).
     pub fn new(vocab: usize, d_model: usize, k_vocab: usize, k_hidden: usize, seed: u64) -> Self {
         let device = &Device::flex();
         device.seed(seed);
-        let normal = |rows: usize, k: usize| {
-            let std = (1.0 / k as f64).sqrt();
-            Tensor::random([rows, k], Distribution::Normal(0.0, std), device)
-        };
+        let std = (1.0 / k_hidden as f64).sqrt();
         Self {
-            vocab: normal(vocab, k_vocab),
-            hidden: normal(d_model, k_hidden),
+            vocab: VocabSketch::new(vocab, k_vocab, seed),
+            hidden: Tensor::random([d_model, k_hidden], Distribution::Normal(0.0, std), device),
         }
     }
 
     /// Entries of a projected gradient.
     pub fn width(&self) -> usize {
-        self.vocab.dims()[1] * self.hidden.dims()[1]
+        self.vocab.k * self.hidden.dims()[1]
     }
 
     /// The projected gradient of the mean loss of predicting `targets[t]` from position `t`,
@@ -92,29 +148,56 @@ impl GradientProjection {
             targets.len(),
             "one target list per document"
         );
-        let Some((first, _)) = activations.first() else {
+        if activations.is_empty() {
             return Vec::new();
-        };
-        let device = first.device();
+        }
         let lengths: Vec<usize> = activations.iter().map(|(h, _)| h.dims()[0]).collect();
         for (len, t) in lengths.iter().zip(targets) {
             assert_eq!(*len, t.len(), "one target per position");
         }
         let (hidden, logits): (Vec<_>, Vec<_>) = activations.into_iter().unzip();
-        let ids: Vec<i64> = targets
-            .iter()
-            .flat_map(|t| t.iter().map(|&id| i64::from(id)))
-            .collect();
-        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids.clone(), [ids.len()]), &device);
-        let delta = softmax(Tensor::cat(logits, 0), 1).matmul(self.vocab.clone())
-            - self.vocab.clone().select(0, ids);
-        let hidden = Tensor::cat(hidden, 0).matmul(self.hidden.clone());
-        let (k_vocab, k_hidden) = (self.vocab.dims()[1], self.hidden.dims()[1]);
-        let to_array = |t: Tensor<2>, k: usize| {
-            let values: Vec<f32> = t.into_data().try_to_vec().expect("f32 values");
-            Array2::from_shape_vec((values.len() / k, k), values).expect("rows of k values")
-        };
-        let (delta, hidden) = (to_array(delta, k_vocab), to_array(hidden, k_hidden));
+        let targets: Vec<u32> = targets.concat();
+        self.segment_gradients(
+            Tensor::cat(hidden, 0),
+            Tensor::cat(logits, 0),
+            &targets,
+            &lengths,
+        )
+    }
+
+    /// The projected gradients of consecutive runs of positions (segments of `lengths[i]`
+    /// positions each, in order), each of its own mean token loss: a packed training batch's
+    /// documents, from the activations its forward pass already made.
+    ///
+    /// # Shapes
+    /// `hidden`: `[N, d]`, `logits`: `[N, vocab]`, `targets`: N ids, `lengths` summing to N.
+    ///
+    /// # Panics
+    /// When the shapes disagree, a length is 0 or a target is outside the vocabulary.
+    pub fn segment_gradients(
+        &self,
+        hidden: Tensor<2>,
+        logits: Tensor<2>,
+        targets: &[u32],
+        lengths: &[usize],
+    ) -> Vec<Vec<f32>> {
+        let positions = hidden.dims()[0];
+        assert_eq!(positions, targets.len(), "one target per position");
+        assert_eq!(
+            positions,
+            lengths.iter().sum::<usize>(),
+            "segments cover every position"
+        );
+        assert!(lengths.iter().all(|&l| l > 0), "no empty segment");
+        let mut logits: Vec<f32> = logits.into_data().try_into_vec().expect("f32 logits");
+        let delta = self.vocab.project_delta(&mut logits, targets);
+        let k_hidden = self.hidden.dims()[1];
+        let hidden: Vec<f32> = hidden
+            .matmul(self.hidden.clone())
+            .into_data()
+            .try_to_vec()
+            .expect("f32 values");
+        let hidden = Array2::from_shape_vec((positions, k_hidden), hidden).expect("rows of k");
         let mut start = 0;
         lengths
             .iter()
@@ -161,9 +244,12 @@ mod tests {
 
         let plain = Device::flex();
         let projection = GradientProjection::new(vocab, d, 4, 3, 9);
-        let expected: Vec<f32> = projection
-            .vocab
-            .clone()
+        let sketch = projection.vocab.dense();
+        let sketch = Tensor::<2>::from_data(
+            TensorData::new(sketch.iter().copied().collect::<Vec<f32>>(), [vocab, 4]),
+            &Device::flex(),
+        );
+        let expected: Vec<f32> = sketch
             .transpose()
             .matmul(full)
             .matmul(projection.hidden.clone())

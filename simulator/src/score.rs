@@ -1,7 +1,11 @@
 //! Scoring a proxy run's checkpoints, resumably, and summarizing the scores per domain.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
 
 use mixlab_artefacts::utilities::{
     DocumentUtility, DomainUtility, JOINT_TARGET, read_document_utilities, write_document_utilities,
@@ -9,16 +13,23 @@ use mixlab_artefacts::utilities::{
 use mixlab_trainer::checkpoint::{CheckpointFiles, complete_steps};
 use mixlab_trainer::config::ModelConfig;
 use mixlab_trainer::data::Corpus;
+use mixlab_trainer::hooks::{DueCheckpoint, Hook, HookError, StepReport};
 use mixlab_trainer::inference::Inference;
+use ndarray::{Array1, Array2};
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
 
 use crate::aggregate::{Scored, checkpoint_weights, domain_estimate};
+use crate::capture::{CaptureWindow, Captured, CapturedDoc};
 use crate::config::SimulateConfig;
 use crate::error::{Error, Result};
-use crate::estimate::{SampledDoc, TargetSet, checkpoint_utilities};
+use crate::estimate::{SampledDoc, TargetSet, checkpoint_utilities, target_utilities};
 use crate::projection::GradientProjection;
 
 /// The targets of `config`, each a domain's probe documents or the given file's documents
-/// (`files`: token ids per target with a `path`, in target order), cut to the scored length.
+/// (`files`: token ids per target with a `path`, in target order): up to `target_docs` of them
+/// (drawn with the seed), cut to the scored length.
 ///
 /// # Errors
 /// [`Error::Config`] for a probe naming no domain (with a suggestion), a domain without probe
@@ -55,11 +66,12 @@ pub fn resolve_targets(
                     )
                 }
             };
-            let docs: Vec<Vec<u32>> = docs
-                .iter()
-                .filter(|d| d.len() >= 2)
-                .map(|d| cut(d))
-                .collect();
+            let usable: Vec<&Vec<u32>> = docs.iter().filter(|d| d.len() >= 2).collect();
+            let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ i as u64);
+            let amount = config.target_docs.min(usable.len());
+            let mut picked = sample(&mut rng, usable.len(), amount).into_vec();
+            picked.sort_unstable();
+            let docs: Vec<Vec<u32>> = picked.into_iter().map(|k| cut(usable[k])).collect();
             if docs.is_empty() {
                 return Err(Error::Config(format!(
                     "[simulate].target[{i}]: no document of two tokens or more in {origin}"
@@ -151,6 +163,130 @@ impl Scoring<'_> {
         }
         Ok(rows)
     }
+}
+
+/// Scores the documents the simulation run captured from its own batches
+/// ([`crate::capture`]) at each checkpoint, before the checkpoint is written: the part file
+/// `step-N.parquet` in `parts` is on disk whenever checkpoint N is, so a killed run resumes (and
+/// captures again) from its last checkpoint without losing scores.
+#[derive(Debug)]
+pub struct InRunScoring<'a> {
+    /// The steps whose batches are captured.
+    pub window: CaptureWindow,
+    /// What the run's objective captures into.
+    pub captured: Rc<RefCell<Captured>>,
+    /// Domain names, in the order of [`CapturedDoc::domain`].
+    pub domains: &'a [String],
+    /// The source label of every training document, by (domain, doc id).
+    pub sources: HashMap<(usize, u64), Arc<str>>,
+    /// The targets.
+    pub targets: &'a [TargetSet],
+    /// The projection the objective captures with.
+    pub projection: &'a GradientProjection,
+    /// Where part files go.
+    pub parts: PathBuf,
+    /// Wall time spent scoring at checkpoints so far, in seconds.
+    pub seconds: f64,
+}
+
+impl InRunScoring<'_> {
+    /// The rows of one checkpoint: every captured document's utility for every target.
+    fn score(
+        &self,
+        step: u64,
+        inference: &Inference,
+        docs: &[CapturedDoc],
+    ) -> Vec<DocumentUtility> {
+        if docs.is_empty() {
+            return Vec::new();
+        }
+        let width = docs[0].gradient.len();
+        let flat: Vec<f32> = docs
+            .iter()
+            .flat_map(|d| d.gradient.iter().copied())
+            .collect();
+        let g = Array2::from_shape_vec((docs.len(), width), flat).expect("one row per document");
+        // Each document's curvature counts with its trained tokens: every domain has the same
+        // share of the uniform proxy's tokens, whatever the length of its documents.
+        let tokens = Array1::from_iter(docs.iter().map(|d| d.tokens as f64));
+        let utilities = target_utilities(
+            inference,
+            self.projection,
+            g.view(),
+            tokens.view(),
+            self.targets,
+        );
+        let mut rows = Vec::with_capacity(docs.len() * self.targets.len());
+        for (target, per_doc) in self.targets.iter().zip(utilities) {
+            rows.extend(docs.iter().zip(per_doc).map(|(doc, utility)| {
+                DocumentUtility {
+                    domain: self.domains[doc.domain].clone(),
+                    doc_id: doc.doc_id,
+                    source: self
+                        .sources
+                        .get(&(doc.domain, doc.doc_id))
+                        .map_or_else(String::new, |s| s.to_string()),
+                    tokens: doc.tokens,
+                    target: target.name.clone(),
+                    checkpoint_step: step,
+                    utility,
+                }
+            }));
+        }
+        rows
+    }
+}
+
+impl Hook for InRunScoring<'_> {
+    fn started(&mut self, start_step: u64, _total_steps: u64) {
+        // A resumed run captures again from its checkpoint: nothing of before it is kept.
+        let mut captured = self.captured.borrow_mut();
+        captured.take();
+        captured.arm(self.window.contains(start_step + 1));
+    }
+
+    fn after_step(&mut self, report: &StepReport) -> std::result::Result<(), HookError> {
+        let next = self.window.contains(report.step + 1);
+        self.captured.borrow_mut().arm(next);
+        Ok(())
+    }
+
+    fn before_checkpoint(&mut self, due: &DueCheckpoint<'_>) -> std::result::Result<(), HookError> {
+        let started = Instant::now();
+        let docs = self.captured.borrow_mut().take();
+        let inference = Inference::of_trained(due.model, due.config);
+        let rows = self.score(due.step, &inference, &docs);
+        std::fs::create_dir_all(&self.parts)?;
+        write_document_utilities(
+            &self.parts.join(format!("step-{}.parquet", due.step)),
+            &rows,
+        )?;
+        self.seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+}
+
+/// The part files of every complete checkpoint in `checkpoints`, in step order.
+///
+/// # Errors
+/// [`Error::MissingCheckpoint`] when there is none, and a part that is missing or unreadable.
+pub fn read_parts(checkpoints: &Path, parts: &Path) -> Result<Vec<DocumentUtility>> {
+    let steps = complete_steps(checkpoints);
+    if steps.is_empty() {
+        return Err(Error::MissingCheckpoint(checkpoints.to_owned()));
+    }
+    let mut rows = Vec::new();
+    for step in steps {
+        let part = parts.join(format!("step-{step}.parquet"));
+        if !part.exists() {
+            return Err(Error::MissingScores {
+                part,
+                run: checkpoints.parent().unwrap_or(checkpoints).to_owned(),
+            });
+        }
+        rows.extend(read_document_utilities(&part)?);
+    }
+    Ok(rows)
 }
 
 /// Domain utilities from document utilities: per checkpoint and target, per target over all

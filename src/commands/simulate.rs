@@ -1,7 +1,10 @@
 //! `mixlab simulate`: the Scalable Data Mixer's simulation run and utility estimation.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -9,18 +12,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mixlab_artefacts::eval::read_eval;
 use mixlab_artefacts::mixture::write_mixture;
 use mixlab_artefacts::utilities::{
-    DomainUtility, JOINT_TARGET, overall, read_utilities, write_document_utilities, write_utilities,
+    DocumentUtility, DomainUtility, JOINT_TARGET, overall, read_utilities,
+    write_document_utilities, write_utilities,
 };
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_ingest::tokenize::TextTokenizer;
 use mixlab_mixer::metrics::spearman;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
-use mixlab_simulator::config::{DoremiConfig, SimulateConfig};
+use mixlab_simulator::capture::{CaptureWindow, Captured, CapturingCrossEntropy};
+use mixlab_simulator::config::{DoremiConfig, GradientSource, SimulateConfig};
 use mixlab_simulator::doremi::ExcessLoss;
 use mixlab_simulator::estimate::{TargetSet, sample_documents};
 use mixlab_simulator::loo::{ensure_probe_targets, loo_utilities};
 use mixlab_simulator::projection::GradientProjection;
-use mixlab_simulator::score::{Scoring, resolve_targets, summarize};
+use mixlab_simulator::score::{InRunScoring, Scoring, read_parts, resolve_targets, summarize};
 use mixlab_trainer::checkpoint::read_state;
 use mixlab_trainer::config::KeepCheckpoints;
 use mixlab_trainer::data::Corpus;
@@ -33,7 +38,7 @@ use crate::locks::lock_dir;
 use crate::run_dir::{ResolvedRun, RunDir};
 use crate::table::Table;
 use crate::texts::read_texts;
-use crate::training::run_training;
+use crate::training::{run_training, run_training_with};
 use mixlab_ingest::checksum::sha256_hex;
 
 /// Estimates every domain's utility for each target with the chosen method.
@@ -95,6 +100,13 @@ impl Proxies<'_> {
         proxy: Proxy<'_>,
         objective: &dyn Objective,
     ) -> anyhow::Result<(RunDir, ResolvedRun)> {
+        let (dir, resolved) = self.resolve(proxy)?;
+        run_training(&dir, &resolved, self.corpus, objective, self.quiet)?;
+        Ok((dir, resolved))
+    }
+
+    /// The directory and resolved configuration of `proxy`, untouched.
+    fn resolve(&self, proxy: Proxy<'_>) -> anyhow::Result<(RunDir, ResolvedRun)> {
         let sim = self.sim();
         let mut train = self.loaded.config.train.clone();
         (train.steps, train.seed) = (sim.steps, sim.seed);
@@ -110,17 +122,20 @@ impl Proxies<'_> {
         // One directory per configuration: changing [simulate] trains a new proxy instead of
         // refusing the old one's directory. The checkpoint spacing is left out of the run hash
         // (it does not change the weights) but decides which checkpoints are scored, so it names
-        // the directory too.
+        // the directory too. A run that scores its own batches as it trains (its scores are
+        // made then or never) is keyed by all of [simulate] as well.
         let every = resolved.train.checkpoint_every;
-        let key = sha256_hex(format!("{} {every}", resolved.run_hash).as_bytes());
+        let mut key = format!("{} {every}", resolved.run_hash);
+        if let Proxy::Capturing = proxy {
+            key = format!("{key} {}", serde_json::to_string(sim)?);
+        }
+        let key = sha256_hex(key.as_bytes());
         let dir = match proxy {
-            Proxy::Uniform => self.root.join("proxy"),
+            Proxy::Uniform | Proxy::Capturing => self.root.join("proxy"),
             Proxy::Without(out) => self.root.join("loo").join(out),
             Proxy::Doremi { .. } => self.root.join("doremi"),
         };
-        let dir = RunDir::new(dir.join(&key[..12]));
-        run_training(&dir, &resolved, self.corpus, objective, self.quiet)?;
-        Ok((dir, resolved))
+        Ok((RunDir::new(dir.join(&key[..12])), resolved))
     }
 }
 
@@ -129,6 +144,8 @@ impl Proxies<'_> {
 enum Proxy<'a> {
     /// The uniform simulation run (also DoReMi's reference).
     Uniform,
+    /// The uniform simulation run scoring the documents of its own batches as it trains.
+    Capturing,
     /// Uniform over every domain but this one (leave-one-out).
     Without(&'a str),
     /// DoReMi's group-DRO run against the uniform run with this hash.
@@ -141,7 +158,7 @@ impl Proxy<'_> {
     fn mixture(self, domains: &[String], sim: &SimulateConfig) -> MixtureSchedule {
         let all: Vec<&str> = domains.iter().map(String::as_str).collect();
         let (kept, provenance) = match self {
-            Proxy::Uniform => return MixtureSchedule::uniform(&all),
+            Proxy::Uniform | Proxy::Capturing => return MixtureSchedule::uniform(&all),
             Proxy::Without(out) => {
                 let kept = all.iter().copied().filter(|d| *d != out).collect();
                 let provenance = Provenance {
@@ -175,8 +192,90 @@ fn doremi_settings(doremi: &DoremiConfig) -> BTreeMap<String, String> {
     .into()
 }
 
-/// One proxy run, its checkpoints scored by influence: `utilities.parquet`.
+/// One proxy run, its training documents scored by influence: `utilities.parquet`.
 fn influence(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()> {
+    let (sim, corpus) = (proxies.sim(), proxies.corpus);
+    let rows = match sim.gradients {
+        GradientSource::Training => scores_from_training(proxies, targets)?,
+        GradientSource::Sample => scores_of_sample(proxies, targets)?,
+    };
+    let summary = summarize(&rows, targets, &corpus.domains, sim.bootstrap, sim.seed);
+    write_document_utilities(&proxies.root.join("document_utilities.parquet"), &rows)?;
+    let path = proxies.root.join("utilities.parquet");
+    write_utilities(&path, &summary)?;
+    print!("{}", utility_table(&summary, &corpus.domains, targets));
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// The projection of the `[simulate]` configuration, for the proxy's model width.
+fn projection(sim: &SimulateConfig, vocab: usize, d_model: usize) -> GradientProjection {
+    GradientProjection::new(vocab, d_model, sim.projection, sim.projection, sim.seed)
+}
+
+/// Scores from the proxy's own batches, made while it trains (`gradients = "training"`).
+fn scores_from_training(
+    proxies: &Proxies,
+    targets: &[TargetSet],
+) -> anyhow::Result<Vec<DocumentUtility>> {
+    let (sim, corpus) = (proxies.sim(), proxies.corpus);
+    let (dir, resolved) = proxies.resolve(Proxy::Capturing)?;
+    let projection = projection(sim, corpus.vocab_size, resolved.model.d_model);
+    let captured = Rc::new(RefCell::new(Captured::new(corpus.eos)));
+    let objective = CapturingCrossEntropy::new(projection.clone(), Rc::clone(&captured));
+    let parts = dir.root.join("scores");
+    let mut scoring = InRunScoring {
+        window: CaptureWindow {
+            every: resolved.train.checkpoint_every,
+            steps: sim.capture_steps,
+        },
+        captured: Rc::clone(&captured),
+        domains: &corpus.domains,
+        sources: corpus
+            .train
+            .iter()
+            .enumerate()
+            .flat_map(|(d, docs)| {
+                docs.docs
+                    .iter()
+                    .map(move |doc| ((d, doc.doc_id), Arc::clone(&doc.source)))
+            })
+            .collect(),
+        targets,
+        projection: &projection,
+        parts: parts.clone(),
+        seconds: 0.0,
+    };
+    let trained = run_training_with(
+        &dir,
+        &resolved,
+        corpus,
+        &objective,
+        &mut [&mut scoring],
+        proxies.quiet,
+    )?;
+    let rows = read_parts(&dir.paths().checkpoints, &parts)?;
+    if let Some(outcome) = trained {
+        let capture = captured.borrow().seconds();
+        tracing::info!(
+            documents = rows.len() / targets.len().max(1),
+            targets = targets.len(),
+            seconds = capture + scoring.seconds,
+            capture_seconds = capture,
+            checkpoint_seconds = scoring.seconds,
+            train_seconds = outcome.train_seconds - capture,
+            "scored"
+        );
+    }
+    Ok(rows)
+}
+
+/// Scores of documents drawn per domain, at every checkpoint of a finished proxy
+/// (`gradients = "sample"`).
+fn scores_of_sample(
+    proxies: &Proxies,
+    targets: &[TargetSet],
+) -> anyhow::Result<Vec<DocumentUtility>> {
     let (sim, corpus) = (proxies.sim(), proxies.corpus);
     let (proxy, resolved) = proxies.train(Proxy::Uniform, &CrossEntropy)?;
     let sample = sample_documents(
@@ -185,13 +284,7 @@ fn influence(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()> {
         sim.max_doc_tokens,
         sim.seed,
     );
-    let projection = GradientProjection::new(
-        corpus.vocab_size,
-        resolved.model.d_model,
-        sim.projection,
-        sim.projection,
-        sim.seed,
-    );
+    let projection = projection(sim, corpus.vocab_size, resolved.model.d_model);
     let scoring = Scoring {
         model: &resolved.model,
         domains: &corpus.domains,
@@ -221,13 +314,7 @@ fn influence(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()> {
         seconds = started.elapsed().as_secs_f64(),
         "scored"
     );
-    let summary = summarize(&rows, targets, &corpus.domains, sim.bootstrap, sim.seed);
-    write_document_utilities(&proxies.root.join("document_utilities.parquet"), &rows)?;
-    let path = proxies.root.join("utilities.parquet");
-    write_utilities(&path, &summary)?;
-    print!("{}", utility_table(&summary, &corpus.domains, targets));
-    println!("wrote {}", path.display());
-    Ok(())
+    Ok(rows)
 }
 
 /// The proxy once more without each domain: `loo_utilities.parquet`, and the rank agreement with

@@ -7,14 +7,25 @@ use mixlab_artefacts::utilities::{JOINT_TARGET, read_document_utilities, read_ut
 
 use crate::util::Project;
 
-/// The default configuration with a shorter proxy run (100 steps, 4 checkpoints, 24 documents a
-/// domain), so the test takes seconds.
+/// The default configuration with a shorter proxy run (100 steps, 4 checkpoints), so the test
+/// takes seconds.
 fn project() -> Project {
+    project_with("gradients = \"training\"")
+}
+
+/// [`project`] scoring 24 sampled documents a domain at every checkpoint.
+fn sampling_project() -> Project {
+    project_with("gradients = \"sample\"\ncapture_steps = 8\ndocs_per_domain = 24")
+}
+
+/// The default configuration, its proxy run shortened, with `[simulate]`'s gradient settings
+/// starting with `gradients`.
+fn project_with(gradients: &str) -> Project {
     let p = Project::with_default_config();
     let config = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
     let short = config.replacen(
-        "[simulate]\npreset = \"tiny\"\nsteps = 300\ncheckpoints = 10\ndocs_per_domain = 64",
-        "[simulate]\npreset = \"tiny\"\nsteps = 100\ncheckpoints = 4\ndocs_per_domain = 24",
+        "[simulate]\npreset = \"tiny\"\nsteps = 300\ncheckpoints = 10\ngradients = \"training\"\ncapture_steps = 8\ndocs_per_domain = 64",
+        &format!("[simulate]\npreset = \"tiny\"\nsteps = 100\ncheckpoints = 4\n{gradients}"),
         1,
     );
     assert_ne!(
@@ -38,7 +49,7 @@ fn joint(p: &Project) -> HashMap<String, f64> {
 
 #[test]
 fn simulate_ranks_the_noise_domain_last_and_resumes_without_rescoring() {
-    let p = project();
+    let p = sampling_project();
     let out = p.run(&["simulate", "-q"]).expect_code(0);
     assert!(
         out.stdout.contains("joint") && out.stdout.contains("noise"),
@@ -231,9 +242,134 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
+fn simulate_scores_the_proxys_own_batches_and_a_killed_run_resumes_to_the_same_scores() {
+    let p = project();
+    p.run(&["simulate", "-q"]).expect_code(0);
+    let utilities = joint(&p);
+    println!("joint utilities: {utilities:?}");
+    let lowest = utilities
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0;
+    assert_eq!(lowest, "noise", "{utilities:?}");
+    let rows = read_utilities(&p.path("out/simulate/utilities.parquet")).unwrap();
+    for target in ["arithmetic", "code", "prose"] {
+        let best = rows
+            .iter()
+            .filter(|u| u.target == target && u.checkpoint_step.is_none())
+            .max_by(|a, b| a.utility.total_cmp(&b.utility))
+            .unwrap();
+        // Prose's best may be its duplicated notices, prose under another name.
+        assert!(
+            best.domain == target || (target, best.domain.as_str()) == ("prose", "duplicated"),
+            "{target}: {rows:?}"
+        );
+    }
+    // Every document was trained in the 8 steps before the checkpoint it is scored at (25 steps
+    // apart), once per target; nothing is scored twice at one checkpoint.
+    let documents =
+        read_document_utilities(&p.path("out/simulate/document_utilities.parquet")).unwrap();
+    let mut steps: Vec<u64> = documents.iter().map(|d| d.checkpoint_step).collect();
+    steps.dedup();
+    assert_eq!(steps, [25, 50, 75, 100]);
+    let mut keys: Vec<_> = documents
+        .iter()
+        .map(|d| {
+            (
+                d.checkpoint_step,
+                d.target.clone(),
+                d.domain.clone(),
+                d.doc_id,
+            )
+        })
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n);
+    assert!(
+        documents
+            .iter()
+            .all(|d| d.tokens > 0 && !d.source.is_empty())
+    );
+    for domain in ["arithmetic", "code", "prose", "noise", "duplicated"] {
+        let scored = documents
+            .iter()
+            .filter(|d| d.domain == domain && d.target == "code" && d.checkpoint_step == 100)
+            .count();
+        assert!(scored >= 2, "{domain}: {scored} documents at step 100");
+    }
+    // The scores are made while the proxy trains and kept beside its checkpoints.
+    let parts: Vec<_> = walk(&p.path("out/simulate/proxy"))
+        .into_iter()
+        .filter(|f| f.parent().unwrap().ends_with("scores"))
+        .collect();
+    assert_eq!(parts.len(), 4, "{parts:?}");
+
+    // Killed after its second checkpoint, the run resumes from it, captures the batches after it
+    // again and ends with the same scores.
+    std::fs::remove_dir_all(p.path("out/simulate")).unwrap();
+    let mut child = p.command(&["simulate", "-q"]).spawn().unwrap();
+    let started = std::time::Instant::now();
+    let second = || {
+        let proxies = p.path("out/simulate/proxy");
+        proxies.exists()
+            && walk(&proxies)
+                .iter()
+                .any(|f| f.ends_with("checkpoints/step-50.json"))
+    };
+    while !second() && started.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !p.path("out/simulate/utilities.parquet").exists(),
+        "the run finished before it could be killed"
+    );
+    let again = p.run(&["simulate", "-q"]).expect_code(0);
+    assert!(!again.stdout.contains("nothing to do"), "{}", again.stdout);
+    let resumed =
+        read_document_utilities(&p.path("out/simulate/document_utilities.parquet")).unwrap();
+    assert_eq!(resumed.len(), documents.len());
+    for (a, b) in resumed.iter().zip(&documents) {
+        assert_eq!(
+            (&a.domain, a.doc_id, &a.target, a.checkpoint_step, a.tokens),
+            (&b.domain, b.doc_id, &b.target, b.checkpoint_step, b.tokens)
+        );
+        assert!(
+            (a.utility - b.utility).abs() <= 1e-6 * b.utility.abs().max(1.0),
+            "{a:?} vs {b:?}"
+        );
+    }
+
+    // Scores whose part file is gone cannot be made again without training: the error says how.
+    std::fs::remove_file(&parts[1]).unwrap();
+    let out = p.run(&["simulate", "-q"]).expect_code(1);
+    assert!(
+        out.stderr.contains("step-50.parquet: missing") && out.stderr.contains("remove"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn leave_one_out_finds_arithmetic_and_code_useful_and_noise_worst() {
     let p = project();
+    p.run(&["simulate", "-q"]).expect_code(0);
     let out = p.run(&["simulate", "-q", "--method", "loo"]).expect_code(0);
+    // The influence estimates rank the domains as leave-one-out does.
+    let rho: f64 = out
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Spearman ρ of the joint utilities, influence vs leave-one-out: ")
+        })
+        .unwrap_or_else(|| panic!("{}", out.stdout))
+        .parse()
+        .unwrap();
+    assert!(rho >= 0.6, "Spearman ρ {rho}");
     assert!(
         out.stdout.contains("loo_utilities.parquet"),
         "{}",

@@ -1,7 +1,8 @@
 //! Hooks: code that runs inside the training loop at fixed points, without changing it.
 //!
-//! The binary's progress bar is a hook; the SDM simulation run computes influence in
-//! [`Hook::after_checkpoint`] at each of its K checkpoints; reports read what hooks log.
+//! The binary's progress bar is a hook; the SDM simulation run scores the training documents it
+//! captured in [`Hook::before_checkpoint`] at each of its K checkpoints; reports read what hooks
+//! log.
 
 use mixlab_artefacts::eval::DomainLoss;
 
@@ -38,6 +39,17 @@ pub struct SavedCheckpoint<'a> {
     pub config: &'a ModelConfig,
 }
 
+/// A checkpoint about to be written: the model at its step, before anything of it is on disk.
+#[derive(Debug, Clone, Copy)]
+pub struct DueCheckpoint<'a> {
+    /// Its step.
+    pub step: u64,
+    /// The model at that step (the training model, as in [`SavedCheckpoint::model`]).
+    pub model: &'a Model,
+    /// The model's shape.
+    pub config: &'a ModelConfig,
+}
+
 /// An error a hook returns; the loop stops with [`crate::error::Error::Hook`].
 pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -62,6 +74,16 @@ pub trait Hook {
     /// # Errors
     /// Whatever stops the run.
     fn after_eval(&mut self, _step: u64, _losses: &[DomainLoss]) -> Result<(), HookError> {
+        Ok(())
+    }
+
+    /// A checkpoint is due and not yet written. What a hook writes here is complete before the
+    /// checkpoint is: a run killed in between resumes from an earlier checkpoint and calls the
+    /// hook again for this step, so a hook that must not lose work tied to a step writes it here.
+    ///
+    /// # Errors
+    /// Whatever stops the run (the checkpoint is then not written).
+    fn before_checkpoint(&mut self, _checkpoint: &DueCheckpoint<'_>) -> Result<(), HookError> {
         Ok(())
     }
 

@@ -165,6 +165,7 @@ impl Inference {
             inputs,
             positions: (0..rows).flat_map(|_| 0..seq_len as u32).collect(),
             segments: vec![0; rows * seq_len],
+            doc_ids: vec![0; rows * seq_len],
             domains: vec![0; rows],
         };
         let (input, _) = to_model_input(&batch, &self.config, false, &self.device);

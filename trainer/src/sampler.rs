@@ -113,6 +113,8 @@ pub struct Batch {
     pub positions: Vec<u32>,
     /// Document index of each input token within its sequence (for document-causal masks).
     pub segments: Vec<u32>,
+    /// Shard document id of each input token (what per-document scores are keyed by).
+    pub doc_ids: Vec<u64>,
     /// Domain index of each sequence.
     pub domains: Vec<usize>,
 }
@@ -259,6 +261,7 @@ impl MixtureSampler {
         tokens: &mut Vec<u32>,
         segments: &mut Vec<u32>,
         positions: &mut Vec<u32>,
+        doc_ids: &mut Vec<u64>,
     ) {
         let need = self.seq_len + 1;
         let (mut segment, mut position) = (0u32, 0u32);
@@ -266,13 +269,15 @@ impl MixtureSampler {
         while taken < need {
             let cursor = self.state.cursors[domain].clone();
             let doc_index = self.order(domain)[cursor.next_doc];
-            let doc = &self.domains[domain].docs[doc_index].tokens;
+            let document = &self.domains[domain].docs[doc_index];
+            let doc = &document.tokens;
             let len_with_eos = doc.len() + 1;
             let take = (len_with_eos - cursor.offset).min(need - taken);
             for i in cursor.offset..cursor.offset + take {
                 tokens.push(if i < doc.len() { doc[i] } else { self.eos });
                 segments.push(segment);
                 positions.push(position);
+                doc_ids.push(document.doc_id);
                 position += 1;
             }
             taken += take;
@@ -304,19 +309,23 @@ impl MixtureSampler {
             targets: Vec::with_capacity(batch_size * t),
             positions: Vec::with_capacity(batch_size * t),
             segments: Vec::with_capacity(batch_size * t),
+            doc_ids: Vec::with_capacity(batch_size * t),
             domains: Vec::with_capacity(batch_size),
         };
         let (mut tokens, mut segments, mut positions) = (Vec::new(), Vec::new(), Vec::new());
+        let mut doc_ids = Vec::new();
         for _ in 0..batch_size {
             let d = self.next_domain();
             tokens.clear();
             segments.clear();
             positions.clear();
-            self.fill(d, &mut tokens, &mut segments, &mut positions);
+            doc_ids.clear();
+            self.fill(d, &mut tokens, &mut segments, &mut positions, &mut doc_ids);
             batch.inputs.extend_from_slice(&tokens[..t]);
             batch.targets.extend_from_slice(&tokens[1..]);
             batch.segments.extend_from_slice(&segments[..t]);
             batch.positions.extend_from_slice(&positions[..t]);
+            batch.doc_ids.extend_from_slice(&doc_ids[..t]);
             batch.domains.push(d);
             self.state.stage_counts[d] += 1;
             self.state.sequences += 1;
@@ -391,6 +400,10 @@ mod tests {
             b.positions[first_doc_len], 0,
             "positions restart per document"
         );
+        // Document ids follow the segments: from_tokens numbers documents 0, 1, ...
+        let first_id = u64::from(seen[0] != 5);
+        assert!(b.doc_ids[..first_doc_len].iter().all(|&id| id == first_id));
+        assert_eq!(b.doc_ids[first_doc_len], 1 - first_id, "{:?}", b.doc_ids);
     }
 
     #[test]

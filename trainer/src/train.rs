@@ -13,7 +13,7 @@ use mixlab_artefacts::eval::DomainLoss;
 use crate::config::{ModelConfig, TrainConfig};
 use crate::data::Corpus;
 use crate::error::{Error, Result};
-use crate::hooks::{Hook, SavedCheckpoint};
+use crate::hooks::{DueCheckpoint, Hook, SavedCheckpoint};
 use crate::objective::Objective;
 use crate::schedule::StagePlan;
 use crate::session::Session;
@@ -99,6 +99,14 @@ pub fn train(
             }
         }
         if session.due(tc.checkpoint_every) {
+            let due = DueCheckpoint {
+                step: session.step,
+                model: session.model(),
+                config: &spec.model,
+            };
+            for hook in hooks.iter_mut() {
+                hook.before_checkpoint(&due).map_err(Error::Hook)?;
+            }
             let files = session.checkpoint(objective)?;
             let saved = SavedCheckpoint {
                 step: session.step,

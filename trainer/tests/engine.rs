@@ -11,7 +11,7 @@ use mixlab_mixer::schedule::MixtureSchedule;
 use mixlab_trainer::checkpoint::complete_steps;
 use mixlab_trainer::config::{KeepCheckpoints, Preset, TrainConfig};
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::hooks::{Hook, HookError, SavedCheckpoint, StepReport};
+use mixlab_trainer::hooks::{DueCheckpoint, Hook, HookError, SavedCheckpoint, StepReport};
 use mixlab_trainer::model::Model;
 use mixlab_trainer::objective::{CrossEntropy, MicroBatch, Objective};
 use mixlab_trainer::sampler::DomainDocs;
@@ -93,10 +93,11 @@ impl Objective for Counted {
     }
 }
 
-/// Records every event as a line.
+/// Records every event as a line; checks that a due checkpoint is not on disk yet in `checkpoints`.
 #[derive(Default)]
 struct Recorder {
     events: Vec<String>,
+    checkpoints: std::path::PathBuf,
 }
 
 impl Hook for Recorder {
@@ -113,6 +114,11 @@ impl Hook for Recorder {
         self.events.push(format!("eval {step}"));
         Ok(())
     }
+    fn before_checkpoint(&mut self, c: &DueCheckpoint<'_>) -> Result<(), HookError> {
+        assert!(!complete_steps(&self.checkpoints).contains(&c.step));
+        self.events.push(format!("due {}", c.step));
+        Ok(())
+    }
     fn after_checkpoint(&mut self, c: &SavedCheckpoint<'_>) -> Result<(), HookError> {
         assert!(c.files.state.exists() && c.files.model.exists());
         self.events.push(format!("checkpoint {}", c.step));
@@ -126,7 +132,10 @@ fn the_loop_calls_the_objective_per_micro_batch_and_hooks_in_order() {
     let corpus = corpus();
     let dir = tempfile::tempdir().unwrap();
     let objective = Counted::default();
-    let mut recorder = Recorder::default();
+    let mut recorder = Recorder {
+        checkpoints: dir.path().join("checkpoints"),
+        ..Recorder::default()
+    };
     let outcome = train(
         &spec(&corpus, dir.path(), 4),
         &objective,
@@ -142,9 +151,11 @@ fn the_loop_calls_the_objective_per_micro_batch_and_hooks_in_order() {
             "step 2",
             "eval 2",
             "step 3",
+            "due 3",
             "checkpoint 3",
             "step 4",
             "eval 4",
+            "due 4",
             "checkpoint 4"
         ]
     );
@@ -190,7 +201,10 @@ fn a_failing_hook_stops_the_run_and_a_rerun_resumes_to_the_same_metrics() {
         matches!(err, mixlab_trainer::error::Error::Hook(_)),
         "{err}"
     );
-    let mut recorder = Recorder::default();
+    let mut recorder = Recorder {
+        checkpoints: crashed.path().join("checkpoints"),
+        ..Recorder::default()
+    };
     let resumed = train(
         &spec(&corpus, crashed.path(), 6),
         &CrossEntropy,

@@ -49,6 +49,7 @@ fn batch(tokens: &[u32]) -> Batch {
         targets: tokens.to_vec(),
         positions: (0..t as u32).collect(),
         segments: vec![0; t],
+        doc_ids: vec![0; t],
         domains: vec![0],
     }
 }
@@ -156,6 +157,7 @@ fn losses_without_autodiff_match_the_training_path() {
         targets: tokens.iter().map(|x| (x + 1) % 50).collect(),
         positions: (0..b * t).map(|i| (i % t) as u32).collect(),
         segments: vec![0; b * t],
+        doc_ids: vec![0; b * t],
         domains: vec![0; b],
     };
     let losses = |model: &Model, device: &Device| -> Vec<f32> {

@@ -313,6 +313,21 @@ pub fn rope(x: Tensor<4>, positions: &Positions, tables: &RopeTables) -> Tensor<
     ))
 }
 
+/// Replaces a row of scores by its softmax, with the vectorised `exp` of the loss kernels (AVX2 +
+/// FMA when the CPU has them): for code outside the model that turns logits into probabilities,
+/// such as per-document gradients.
+///
+/// # Example
+/// ```
+/// use mixlab_trainer::kernels::softmax_in_place;
+/// let mut row = [1.0f32, 1.0, 1.0 + 2f32.ln()];
+/// softmax_in_place(&mut row);
+/// assert!((row[2] - 0.5).abs() < 1e-6 && (row[0] - 0.25).abs() < 1e-6);
+/// ```
+pub fn softmax_in_place(row: &mut [f32]) {
+    vecmath::softmax(row, 1.0);
+}
+
 /// The product of two matrices, `[m, k] · [k, n] → [m, n]`, on the kernels [`MatmulIsa::current`]
 /// picks for this CPU, with hand-written backward passes (`∂lhs = ∂out · rhsᵀ`,
 /// `∂rhs = lhsᵀ · ∂out`). Transposed views (the tied output layer's `embeddingᵀ`) are multiplied

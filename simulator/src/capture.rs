@@ -1,0 +1,322 @@
+//! Per-document gradients from the simulation run's own training batches.
+//!
+//! The proxy's forward pass already makes the final hidden states and logits of every document it
+//! trains on, so the projected output-layer gradient of each document (see
+//! [`crate::projection`]) costs one softmax and two small products more, and no forward pass of its
+//! own. [`CapturingCrossEntropy`] is the proxy's objective: plain next-token cross-entropy (the same
+//! loss and graph as [`mixlab_trainer::objective::CrossEntropy`]), which in the last
+//! [`CaptureWindow::steps`] steps before each checkpoint also hands the documents of its batches to
+//! [`Captured`]. The documents are scored at the checkpoint that follows
+//! ([`crate::score::InRunScoring`]), with the weights they were trained with a few steps earlier
+//! (TracIn's approximation: the gradient of a document where it was trained stands for its gradient
+//! at the checkpoint).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use burn::tensor::Tensor;
+use mixlab_trainer::kernels;
+use mixlab_trainer::model::Model;
+use mixlab_trainer::objective::{MicroBatch, Objective};
+use mixlab_trainer::sampler::Batch;
+
+use crate::projection::GradientProjection;
+
+/// The steps whose batches are captured: the last `steps` of every `every` (checkpoint spacing).
+///
+/// # Example
+/// ```
+/// use mixlab_simulator::capture::CaptureWindow;
+/// let window = CaptureWindow { every: 30, steps: 4 };
+/// let captured: Vec<u64> = (1..=60).filter(|&s| window.contains(s)).collect();
+/// assert_eq!(captured, [27, 28, 29, 30, 57, 58, 59, 60]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureWindow {
+    /// Steps between checkpoints.
+    pub every: u64,
+    /// Steps captured before each checkpoint (at most `every`).
+    pub steps: u64,
+}
+
+impl CaptureWindow {
+    /// Whether the batches of optimizer step `step` (1-based) are captured.
+    pub fn contains(&self, step: u64) -> bool {
+        let every = self.every.max(1);
+        step > 0 && (step - 1) % every >= every.saturating_sub(self.steps)
+    }
+}
+
+/// One captured document: the token-weighted mean of the gradients of its pieces in the captured
+/// batches (a document longer than a sequence is trained in pieces).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapturedDoc {
+    /// Index of its domain.
+    pub domain: usize,
+    /// Its id in the shards.
+    pub doc_id: u64,
+    /// Positions it was trained on in the captured batches.
+    pub tokens: u64,
+    /// Its projected gradient (the mean token loss's, over those positions).
+    pub gradient: Vec<f32>,
+}
+
+/// The documents captured since the last checkpoint, and whether the current step captures.
+#[derive(Debug)]
+pub struct Captured {
+    eos: u32,
+    armed: bool,
+    /// (domain, doc id) → (positions, Σ positions · gradient).
+    docs: BTreeMap<(usize, u64), (u64, Vec<f32>)>,
+    seconds: f64,
+}
+
+impl Captured {
+    /// An empty buffer for batches whose documents end with the token `eos`.
+    pub fn new(eos: u32) -> Self {
+        Self {
+            eos,
+            armed: false,
+            docs: BTreeMap::new(),
+            seconds: 0.0,
+        }
+    }
+
+    /// Whether the batches of the coming step are captured.
+    pub fn arm(&mut self, armed: bool) {
+        self.armed = armed;
+    }
+
+    /// Adds the documents of one packed batch from its forward pass's activations.
+    ///
+    /// # Shapes
+    /// `hidden`: `[batch · seq, d]`, `logits`: `[batch · seq, vocab]`, without autodiff.
+    pub fn add_batch(
+        &mut self,
+        projection: &GradientProjection,
+        batch: &Batch,
+        hidden: Tensor<2>,
+        logits: Tensor<2>,
+    ) {
+        let started = Instant::now();
+        let pieces = pieces(batch, self.eos);
+        let lengths: Vec<usize> = pieces.iter().map(|p| p.len).collect();
+        let gradients = projection.segment_gradients(hidden, logits, &batch.targets, &lengths);
+        for (piece, gradient) in pieces.iter().zip(gradients) {
+            if !piece.scored {
+                continue;
+            }
+            let (tokens, sum) = self
+                .docs
+                .entry((piece.domain, piece.doc_id))
+                .or_insert_with(|| (0, vec![0.0; gradient.len()]));
+            *tokens += piece.len as u64;
+            for (s, g) in sum.iter_mut().zip(gradient) {
+                *s += g * piece.len as f32;
+            }
+        }
+        self.seconds += started.elapsed().as_secs_f64();
+    }
+
+    /// The documents captured so far, in (domain, doc id) order; the buffer is left empty.
+    pub fn take(&mut self) -> Vec<CapturedDoc> {
+        std::mem::take(&mut self.docs)
+            .into_iter()
+            .map(|((domain, doc_id), (tokens, sum))| CapturedDoc {
+                domain,
+                doc_id,
+                tokens,
+                gradient: sum.into_iter().map(|s| s / tokens as f32).collect(),
+            })
+            .collect()
+    }
+
+    /// Wall time spent capturing, in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.seconds
+    }
+}
+
+/// A document's run of positions in one sequence of a packed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Piece {
+    domain: usize,
+    doc_id: u64,
+    len: usize,
+    /// False for the positions that predict a document's end-of-text token and the one after it
+    /// (whose target is the next document's first token): targets score a document's own tokens
+    /// only, so its gradient leaves them out too.
+    scored: bool,
+}
+
+/// The runs of equal segment ids in each sequence, in position order, each split into its scored
+/// positions and the unscored ones around its end-of-text token `eos`.
+fn pieces(batch: &Batch, eos: u32) -> Vec<Piece> {
+    let mut out = Vec::new();
+    for (row, &domain) in batch.domains.iter().enumerate() {
+        let range = row * batch.seq_len..(row + 1) * batch.seq_len;
+        let scored: Vec<bool> = batch.inputs[range.clone()]
+            .iter()
+            .zip(&batch.targets[range.clone()])
+            .map(|(&input, &target)| input != eos && target != eos)
+            .collect();
+        let keys: Vec<(u32, bool)> = batch.segments[range.clone()]
+            .iter()
+            .copied()
+            .zip(scored)
+            .collect();
+        let doc_ids = &batch.doc_ids[range];
+        let mut start = 0;
+        for run in keys.chunk_by(|a, b| a == b) {
+            out.push(Piece {
+                domain,
+                doc_id: doc_ids[start],
+                len: run.len(),
+                scored: run[0].1,
+            });
+            start += run.len();
+        }
+    }
+    out
+}
+
+/// Next-token cross-entropy that also captures the documents of armed steps' batches.
+#[derive(Debug)]
+pub struct CapturingCrossEntropy {
+    projection: GradientProjection,
+    captured: Rc<RefCell<Captured>>,
+}
+
+impl CapturingCrossEntropy {
+    /// Captures into `captured` with `projection`.
+    pub fn new(projection: GradientProjection, captured: Rc<RefCell<Captured>>) -> Self {
+        Self {
+            projection,
+            captured,
+        }
+    }
+}
+
+impl Objective for CapturingCrossEntropy {
+    fn loss(&self, model: &Model, micro: MicroBatch<'_>) -> Tensor<1> {
+        let hidden = model.hidden(&micro.input);
+        let logits = model.logits(hidden.clone());
+        let mut captured = self.captured.borrow_mut();
+        if captured.armed {
+            let [b, t, d] = hidden.dims();
+            let hidden = hidden.without_autodiff().reshape([b * t, d]);
+            let values = logits.clone().without_autodiff();
+            captured.add_batch(&self.projection, micro.batch, hidden, values);
+        }
+        kernels::cross_entropy(logits, micro.targets).mean()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Module;
+    use burn::tensor::Device;
+    use mixlab_trainer::config::Preset;
+    use mixlab_trainer::input::to_model_input;
+    use mixlab_trainer::objective::CrossEntropy;
+    use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+
+    use super::*;
+
+    fn batch() -> Batch {
+        let docs = vec![
+            DomainDocs::from_tokens("a", vec![vec![1, 2, 3, 4, 5], vec![6, 7, 8]]),
+            DomainDocs::from_tokens("b", vec![vec![9, 10, 11, 12, 13, 14, 15, 16, 17]]),
+        ];
+        MixtureSampler::new(docs, vec![0.5, 0.5], 7, 0, 3, false)
+            .unwrap()
+            .next_batch(4)
+    }
+
+    #[test]
+    fn pieces_follow_segments_and_document_ids() {
+        let batch = batch();
+        let pieces = pieces(&batch, 0);
+        assert_eq!(
+            pieces.iter().map(|p| p.len).sum::<usize>(),
+            batch.batch_size * batch.seq_len
+        );
+        let mut at = 0;
+        for piece in &pieces {
+            let ids = &batch.doc_ids[at..at + piece.len];
+            assert!(ids.iter().all(|&id| id == piece.doc_id), "{pieces:?}");
+            assert_eq!(piece.domain, batch.domains[at / batch.seq_len]);
+            // Exactly the positions with an end-of-text input or target are left unscored.
+            let unscored =
+                (at..at + piece.len).all(|i| batch.inputs[i] == 0 || batch.targets[i] == 0);
+            assert_eq!(!piece.scored, unscored, "{pieces:?}");
+            at += piece.len;
+        }
+        assert!(pieces.iter().filter(|p| p.scored).count() > batch.batch_size);
+        assert!(pieces.iter().any(|p| !p.scored));
+    }
+
+    /// The objective's loss is plain cross-entropy; capturing adds each document's gradient, the
+    /// token-weighted mean of its pieces' gradients formed from a separate forward pass.
+    #[test]
+    fn captures_each_document_without_changing_the_loss() {
+        let config = Preset::Tiny.config(20);
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let model = Model::new(&config, &device);
+        let projection = GradientProjection::new(20, config.d_model, 4, 3, 1);
+        let captured = Rc::new(RefCell::new(Captured::new(0)));
+        let objective = CapturingCrossEntropy::new(projection.clone(), Rc::clone(&captured));
+        let batch = batch();
+        let loss = |objective: &dyn Objective| {
+            let (input, targets) = to_model_input(&batch, &config, false, &device);
+            let micro = MicroBatch {
+                batch: &batch,
+                input,
+                targets,
+            };
+            objective.loss(&model, micro).into_scalar::<f32>()
+        };
+        assert_eq!(loss(&objective), loss(&CrossEntropy));
+        assert!(captured.borrow_mut().take().is_empty(), "not armed");
+
+        captured.borrow_mut().arm(true);
+        assert_eq!(loss(&objective), loss(&CrossEntropy));
+        let docs = captured.borrow_mut().take();
+        let pieces: Vec<Piece> = pieces(&batch, 0);
+        assert_eq!(docs.len(), 3, "{pieces:?}");
+
+        // Expected: per piece, the gradient from the inference path's activations.
+        let plain = model.valid();
+        let (input, _) = to_model_input(&batch, &config, false, &Device::flex());
+        let hidden = plain.hidden(&input);
+        let logits = plain.logits(hidden.clone());
+        let hidden = hidden.reshape([batch.batch_size * batch.seq_len, config.d_model]);
+        let lengths: Vec<usize> = pieces.iter().map(|p| p.len).collect();
+        let per_piece = projection.segment_gradients(hidden, logits, &batch.targets, &lengths);
+        for doc in &docs {
+            let mine: Vec<(usize, &Piece)> = pieces
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.scored && (p.domain, p.doc_id) == (doc.domain, doc.doc_id))
+                .collect();
+            let tokens: usize = mine.iter().map(|(_, p)| p.len).sum();
+            assert_eq!(doc.tokens, tokens as u64);
+            for (k, value) in doc.gradient.iter().enumerate() {
+                let expected: f32 = mine
+                    .iter()
+                    .map(|(i, p)| per_piece[*i][k] * p.len as f32)
+                    .sum::<f32>()
+                    / tokens as f32;
+                assert!((value - expected).abs() < 1e-4, "{value} vs {expected}");
+            }
+        }
+        assert!(
+            docs.iter()
+                .any(|d| d.gradient.iter().any(|g| g.abs() > 1e-4))
+        );
+        assert!(captured.borrow_mut().take().is_empty(), "taken");
+    }
+}
