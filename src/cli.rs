@@ -89,6 +89,16 @@ pub enum Command {
     /// a weight; `eval --gguf` runs from it). With --qat-steps, quantization-aware training with
     /// self-distillation comes first.
     Quantize(QuantizeArgs),
+    /// Anneal specialists from one run and merge them into one model by averaging their weights.
+    ///
+    /// Each [[specialist]] of the --specialists file trains from the newest checkpoint of --base on
+    /// its own (domain-skewed) mixture for `steps`, its learning rate decaying from `lr` to 0, in
+    /// <BASE>-<name>. The merged model is the weighted average of every parameter of the
+    /// specialists: equal weights, the given ones, or (--weights search) the weights on the
+    /// simplex that minimise the mean validation loss over the domains (Nelder-Mead). It is
+    /// evaluated as a run of zero steps in --run (default <BASE>-merged) whose config.toml names
+    /// the specialists and weights; a table compares it with each specialist on every domain.
+    Merge(MergeArgs),
     /// Per-domain validation loss and perplexity of a run's newest checkpoint.
     Eval(EvalArgs),
     /// Write a run's newest checkpoint in Hugging Face's Llama layout (safetensors, f32).
@@ -189,6 +199,29 @@ pub struct QuantizeArgs {
     /// Softmax temperature of that KL.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f64,
+}
+
+/// `merge` arguments.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The run the specialists start from: a finished run directory, relative to --out.
+    #[arg(long, value_name = "DIR")]
+    pub base: PathBuf,
+    /// The specialists: a TOML file with `steps`, optional `lr` and [[specialist]] tables, each
+    /// with a `name` and either `weights = { domain = w, ... }` (unlisted domains get none) or
+    /// `mixture = "file.toml"` (a mixture file; its first stage), relative to the file.
+    #[arg(long, value_name = "FILE")]
+    pub specialists: PathBuf,
+    /// How the specialists are weighted: `uniform`, `search`, or one weight per specialist in
+    /// file order (`0.5,0.3,0.2`; scaled to sum to 1).
+    #[arg(long, default_value = "uniform")]
+    pub weights: String,
+    /// Nelder-Mead iterations of --weights search (each one or two evaluations of a merged model).
+    #[arg(long, default_value_t = 30)]
+    pub search_iters: u64,
+    /// The merged run's directory, relative to --out [default: <BASE>-merged].
+    #[arg(long, value_name = "DIR")]
+    pub run: Option<PathBuf>,
 }
 
 /// Model sizes.

@@ -49,6 +49,33 @@ pub struct ResolvedRun {
     /// The int4 quantization of a quantized run (`mixlab quantize`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantize: Option<QuantConfig>,
+    /// The specialists and weights of a merged run (`mixlab merge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeSource>,
+}
+
+/// What a merged run averages: each specialist's newest checkpoint, with its weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeSource {
+    /// How the weights were chosen (`uniform`, `given`, `search`).
+    pub method: String,
+    /// The specialists, in the order of the specialists file.
+    pub specialists: Vec<MergedSpecialist>,
+}
+
+/// One merged specialist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergedSpecialist {
+    /// Its name in the specialists file.
+    pub name: String,
+    /// Its run's hash.
+    pub run_hash: String,
+    /// The checkpoint step averaged.
+    pub step: u64,
+    /// Its weight (the weights sum to 1).
+    pub weight: f64,
 }
 
 /// Weights a run starts from: a file made from another run's checkpoint.
@@ -98,6 +125,7 @@ impl ResolvedRun {
             distill: None,
             init: None,
             quantize: None,
+            merge: None,
         };
         run.run_hash = run.hash();
         run
@@ -106,6 +134,21 @@ impl ResolvedRun {
     /// This run distilled from `source` instead of trained on cross-entropy (a new run hash).
     pub fn distilled(mut self, source: DistillSource) -> Self {
         self.distill = Some(source);
+        self.run_hash = self.hash();
+        self
+    }
+
+    /// This run started from `init` weights instead of a random initialisation (a new run hash).
+    pub fn started_from(mut self, init: InitWeights) -> Self {
+        self.init = Some(init);
+        self.run_hash = self.hash();
+        self
+    }
+
+    /// This run evaluating `init`, the weighted average of the specialists in `merge` (a new run
+    /// hash).
+    pub fn merged(mut self, init: InitWeights, merge: MergeSource) -> Self {
+        (self.init, self.merge) = (Some(init), Some(merge));
         self.run_hash = self.hash();
         self
     }
@@ -138,6 +181,9 @@ impl ResolvedRun {
         if let Some(quantize) = &self.quantize {
             json["quantize"] = serde_json::json!(quantize);
         }
+        if let Some(merge) = &self.merge {
+            json["merge"] = serde_json::json!(merge);
+        }
         mixlab_ingest::checksum::sha256_hex(json.to_string().as_bytes())
     }
 
@@ -146,7 +192,7 @@ impl ResolvedRun {
     pub fn differences(&self, other: &Self) -> Vec<String> {
         let (old, new) = (serde_json::json!(self), serde_json::json!(other));
         let mut changes = Vec::new();
-        for section in ["model", "train", "distill", "init", "quantize"] {
+        for section in ["model", "train", "distill", "init", "quantize", "merge"] {
             let (old, new) = (
                 leaves(section, &old[section]),
                 leaves(section, &new[section]),

@@ -1,6 +1,8 @@
 //! The training stage as `train` and `sweep` run it: a run directory with its resolved
 //! configuration, the `done` marker, a progress bar (a training hook) and the final figures.
 
+use std::path::Path;
+
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use mixlab_artefacts::atomic::remove_orphans;
@@ -10,7 +12,7 @@ use mixlab_trainer::config::TrainConfig;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::hooks::{Hook, HookError, StepReport};
 use mixlab_trainer::kernels::MatmulIsa;
-use mixlab_trainer::objective::Objective;
+use mixlab_trainer::objective::{CrossEntropy, Objective};
 use mixlab_trainer::schedule::StagePlan;
 use mixlab_trainer::train::{RunSpec, TrainOutcome, train};
 
@@ -107,6 +109,32 @@ pub fn run_training_with(
     );
     run_dir.mark_done(&resolved.run_hash)?;
     Ok(Some(outcome))
+}
+
+/// Evaluates weights made outside training (rounded, merged) as a run of zero steps in `run_dir`:
+/// unless the run already finished with these inputs, `write` puts them at `init`, the `[init]`
+/// file of `resolved`; checkpoint 0 then holds them and the file is removed. `Some` with the
+/// evaluation when this call ran it.
+///
+/// # Errors
+/// As [`run_training`], and what `write` returns.
+pub fn run_of_weights(
+    run_dir: &RunDir,
+    resolved: &ResolvedRun,
+    corpus: &Corpus,
+    init: &Path,
+    quiet: bool,
+    write: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<Option<Vec<DomainLoss>>> {
+    if run_dir.finished_hash().as_ref() != Some(&resolved.run_hash) {
+        fs_err::create_dir_all(&run_dir.root)?;
+        write()?;
+    }
+    let finished = run_training(run_dir, resolved, corpus, &CrossEntropy, quiet)?;
+    if run_dir.finished_hash().is_some() && init.exists() {
+        fs_err::remove_file(init)?;
+    }
+    Ok(finished)
 }
 
 /// Removes what a killed run left behind (temporary files, half-written checkpoints); only while

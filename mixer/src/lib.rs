@@ -13,6 +13,8 @@
 //!   belongs to `mixlab-artefacts`).
 //! - [`regmix::recommend`]: fit, cross-validate and search in one call.
 //! - [`metrics`]: Spearman ρ, Pearson r, MSE.
+//! - [`simplex`]: gradient-free minimisation of a costly function of simplex weights (the merger's
+//!   weight search).
 //! - [`utility`]: the Scalable Data Mixer's optimizer: domain utilities → weights (`proportional`,
 //!   entropy-regularized `utilimax` within bounds and epoch caps).
 //!
@@ -52,6 +54,7 @@ pub mod regress;
 pub mod runs;
 pub mod schedule;
 pub mod search;
+pub mod simplex;
 pub mod utility;
 
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@ mod export;
 mod generate;
 mod ingest;
 mod inspect;
+mod merge;
 mod mix;
 mod quantize;
 mod regress;
@@ -30,6 +31,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(&cli.global, args),
         Command::Distill(args) => distill::run(&cli.global, args),
         Command::Quantize(args) => quantize::run(&cli.global, args),
+        Command::Merge(args) => merge::run(&cli.global, args),
         Command::Eval(args) => eval::run(&cli.global, args),
         Command::Export(args) => export::run(&cli.global, args),
         Command::Generate(args) => generate::run(&cli.global, args),

@@ -7,14 +7,13 @@ use anyhow::Context;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::distill::{DistillSettings, Distillation};
 use mixlab_trainer::inference::Inference;
-use mixlab_trainer::objective::CrossEntropy;
 use mixlab_trainer::quant::{QuantAware, QuantConfig, quantize_checkpoint};
 
 use crate::cli::{GlobalArgs, QuantizeArgs};
 use crate::exit::Usage;
 use crate::run_dir::{DistillSource, InitWeights, ResolvedRun, RunDir};
 use crate::table::eval_table;
-use crate::training::run_training;
+use crate::training::{run_of_weights, run_training};
 
 /// The packed int4 file of a quantized run (group size 32 only: GGUF's `Q4_0`).
 pub const GGUF_FILE: &str = "model-q4_0.gguf";
@@ -166,25 +165,27 @@ fn round(
     )
     .quantized(init.clone(), config);
     let gguf = run_dir.root.join(GGUF_FILE);
-    if run_dir.finished_hash().as_ref() != Some(&resolved.run_hash) {
-        fs_err::create_dir_all(&run_dir.root)?;
-        let packed =
-            quantize_checkpoint(&from.run.model, &from.path, config, &init.path, Some(&gguf))?;
-        if let Some(bytes) = packed {
-            let weights = from.run.model.parameter_count() as f64;
-            tracing::info!(
-                file = %gguf.display(),
-                bytes,
-                bits_per_parameter = bytes as f64 * 8.0 / weights,
-                "packed int4 weights"
-            );
-        }
-    }
-    let finished = run_training(&run_dir, &resolved, corpus, &CrossEntropy, global.quiet)?;
-    // Checkpoint 0 now holds the same weights.
-    if run_dir.finished_hash().is_some() && init.path.exists() {
-        fs_err::remove_file(&init.path)?;
-    }
+    let finished = run_of_weights(
+        &run_dir,
+        &resolved,
+        corpus,
+        &init.path,
+        global.quiet,
+        || {
+            let packed =
+                quantize_checkpoint(&from.run.model, &from.path, config, &init.path, Some(&gguf))?;
+            if let Some(bytes) = packed {
+                let weights = from.run.model.parameter_count() as f64;
+                tracing::info!(
+                    file = %gguf.display(),
+                    bytes,
+                    bits_per_parameter = bytes as f64 * 8.0 / weights,
+                    "packed int4 weights"
+                );
+            }
+            Ok(())
+        },
+    )?;
     if let Some(losses) = finished {
         print!("{}", eval_table(&losses));
     }

@@ -8,6 +8,7 @@ mod errors;
 mod export;
 mod help;
 mod ingest;
+mod merge;
 mod mix;
 mod quantize;
 mod regress;

@@ -195,6 +195,28 @@ pub fn read_state(dir: &Path, step: u64) -> Result<TrainState> {
     Ok(state)
 }
 
+/// Writes `model`'s weights alone to `to`, in the layout of a checkpoint's `step-N.bpk`, atomically
+/// (a temporary file beside it, renamed): weights made outside training (rounded, merged) that a
+/// run then starts from.
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming the file that could not be written.
+pub fn save_weights(model: Model, to: &Path) -> Result<()> {
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let staging = to.with_file_name(format!(".{name}.tmp"));
+    let fail = |path: &Path, message: String| Error::Checkpoint {
+        path: path.to_owned(),
+        message,
+    };
+    model
+        .save_file(&staging)
+        .map_err(|e| fail(&staging, e.to_string()))?;
+    std::fs::rename(&staging, to).map_err(|e| fail(to, e.to_string()))
+}
+
 /// Loads model weights saved by [`save`] into `model` (built with the same config).
 ///
 /// # Errors

@@ -15,6 +15,8 @@
 //!   global-norm clipping.
 //! - [`inference`]: the one forward path without autodiff, used by [`eval`], [`generate`] and
 //!   teachers.
+//! - [`distill`], [`quant`], [`merge`]: the stages after pre-training: a distillation objective,
+//!   int4 rounding and quantization-aware training, and the parameter average of specialists.
 //! - [`checkpoint`]: checkpoints and their versioned state file (`metrics.parquet` and `eval.parquet`
 //!   belong to `mixlab-artefacts`); the binary chooses the paths.
 //!
@@ -58,6 +60,7 @@ pub mod inference;
 pub mod input;
 pub mod kernels;
 pub mod mask;
+pub mod merge;
 pub mod model;
 pub mod named;
 pub mod objective;

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use burn::tensor::Device;
 
-use crate::checkpoint::load_model;
+use crate::checkpoint::{load_model, save_weights};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -198,20 +198,7 @@ pub fn quantize_checkpoint(
         }
         _ => None,
     };
-    let rounded = fake_quantize(model, shape, config)?;
-    let name = to
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let staging = to.with_file_name(format!(".{name}.tmp"));
-    let fail = |path: &Path, message: String| Error::Checkpoint {
-        path: path.to_owned(),
-        message,
-    };
-    rounded
-        .save_file(&staging)
-        .map_err(|e| fail(&staging, e.to_string()))?;
-    std::fs::rename(&staging, to).map_err(|e| fail(to, e.to_string()))?;
+    save_weights(fake_quantize(model, shape, config)?, to)?;
     Ok(packed)
 }
 

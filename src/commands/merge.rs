@@ -1,0 +1,389 @@
+//! `mixlab merge`: specialists annealed from one run on domain-skewed mixtures, merged into one
+//! model by a weighted average of their parameters.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use mixlab_artefacts::eval::{DomainLoss, read_eval};
+use mixlab_artefacts::mixture::read_mixture;
+use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
+use mixlab_mixer::simplex::minimize_on_simplex;
+use mixlab_trainer::checkpoint::save_weights;
+use mixlab_trainer::data::Corpus;
+use mixlab_trainer::eval::evaluate;
+use mixlab_trainer::inference::Inference;
+use mixlab_trainer::merge::Ingredients;
+use mixlab_trainer::objective::CrossEntropy;
+use serde::Deserialize;
+
+use crate::cli::{GlobalArgs, MergeArgs};
+use crate::exit::Usage;
+use crate::run_dir::{InitWeights, MergeSource, MergedSpecialist, ResolvedRun, RunDir};
+use crate::table::Table;
+use crate::training::{run_of_weights, run_training};
+
+/// The specialists file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecialistsFile {
+    /// Training steps of each specialist.
+    steps: u64,
+    /// Peak learning rate, decaying to 0 [default: a tenth of the base run's].
+    lr: Option<f64>,
+    /// The specialists, in merge order.
+    specialist: Vec<SpecialistSpec>,
+}
+
+/// One `[[specialist]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecialistSpec {
+    name: String,
+    weights: Option<BTreeMap<String, f64>>,
+    mixture: Option<PathBuf>,
+}
+
+/// How the specialists are weighted.
+#[derive(Debug, Clone, PartialEq)]
+enum WeightChoice {
+    Uniform,
+    Search,
+    Given(Vec<f64>),
+}
+
+/// A trained specialist.
+struct Specialist {
+    name: String,
+    dir: RunDir,
+    run_hash: String,
+    step: u64,
+    weights: PathBuf,
+}
+
+/// Trains the specialists of `--specialists` from `--base`, merges them and evaluates the merge.
+pub fn run(global: &GlobalArgs, args: &MergeArgs) -> anyhow::Result<()> {
+    let base_dir = RunDir::new(global.out_root().join(&args.base));
+    let base = base_dir.read_finished(&format!("--base {}", args.base.display()))?;
+    let spec = read_specialists(&args.specialists)?;
+    let choice = parse_weights(&args.weights, spec.specialist.len())?;
+    let shards = base.open_shards()?;
+    let corpus = Corpus::load(&shards).context("reading the shards")?;
+    let (step, path) = base_dir.latest_model()?;
+    let from = InitWeights {
+        path,
+        run_hash: base.run_hash.clone(),
+        step,
+    };
+    let spec_dir = args.specialists.parent().unwrap_or(Path::new(""));
+    let mut specialists = Vec::new();
+    for s in &spec.specialist {
+        let mixture = specialist_mixture(s, &corpus.domains, spec_dir)?;
+        let mut train = base.train.clone();
+        (train.steps, train.warmup_steps, train.min_lr_ratio) = (spec.steps, 0, 0.0);
+        train.lr = spec.lr.unwrap_or(base.train.lr / 10.0);
+        train
+            .validate()
+            .map_err(|e| Usage(format!("{}: {e}", args.specialists.display())))?;
+        let resolved = ResolvedRun::new(&shards, base.model.clone(), train, mixture)
+            .started_from(from.clone());
+        let dir = RunDir::new(sibling(global, &args.base, &format!("-{}", s.name)));
+        run_training(&dir, &resolved, &corpus, &CrossEntropy, global.quiet)?;
+        let (step, weights) = dir.latest_model()?;
+        specialists.push(Specialist {
+            name: s.name.clone(),
+            dir,
+            run_hash: resolved.run_hash,
+            step,
+            weights,
+        });
+    }
+    let paths: Vec<PathBuf> = specialists.iter().map(|s| s.weights.clone()).collect();
+    let models = Ingredients::load(&base.model, &paths)?;
+    let out = args.run.as_ref().map_or_else(
+        || sibling(global, &args.base, "-merged"),
+        |r| global.out_root().join(r),
+    );
+    let run_dir = RunDir::new(out);
+    let (method, weights) = match choice {
+        WeightChoice::Uniform => ("uniform", vec![1.0 / models.len() as f64; models.len()]),
+        WeightChoice::Given(w) => ("given", scaled(&w)),
+        WeightChoice::Search => {
+            let found = earlier_search(&run_dir, &specialists).map_or_else(
+                || search_weights(&models, &base, &corpus, args.search_iters),
+                Ok,
+            )?;
+            ("search", found)
+        }
+    };
+    let merge = MergeSource {
+        method: method.to_owned(),
+        specialists: specialists
+            .iter()
+            .zip(&weights)
+            .map(|(s, &weight)| MergedSpecialist {
+                name: s.name.clone(),
+                run_hash: s.run_hash.clone(),
+                step: s.step,
+                weight,
+            })
+            .collect(),
+    };
+    let init = InitWeights {
+        path: run_dir.root.join("init.bpk"),
+        run_hash: base.run_hash.clone(),
+        step,
+    };
+    let mut train = base.train.clone();
+    train.steps = 0;
+    let resolved = ResolvedRun::new(&shards, base.model.clone(), train, base.mixture.clone())
+        .merged(init.clone(), merge);
+    run_of_weights(
+        &run_dir,
+        &resolved,
+        &corpus,
+        &init.path,
+        global.quiet,
+        || {
+            save_weights(models.merged(&weights)?, &init.path)?;
+            Ok(())
+        },
+    )?;
+    let mut columns = vec![("base".to_owned(), base_dir)];
+    columns.extend(specialists.into_iter().map(|s| (s.name, s.dir)));
+    columns.push(("merged".to_owned(), run_dir));
+    print!("{}", comparison_table(&columns)?);
+    let shown: Vec<String> = merge_names(&resolved, &weights);
+    println!("merged ({method}): {}", shown.join(", "));
+    Ok(())
+}
+
+/// `name weight` of each merged specialist.
+fn merge_names(resolved: &ResolvedRun, weights: &[f64]) -> Vec<String> {
+    let names = resolved.merge.iter().flat_map(|m| &m.specialists);
+    names
+        .zip(weights)
+        .map(|(s, w)| format!("{} {w:.3}", s.name))
+        .collect()
+}
+
+/// `<out>/<base><suffix>`: a run beside the base run.
+fn sibling(global: &GlobalArgs, base: &Path, suffix: &str) -> PathBuf {
+    let mut name = base.as_os_str().to_owned();
+    name.push(suffix);
+    global.out_root().join(PathBuf::from(name))
+}
+
+/// Reads and checks the specialists file.
+fn read_specialists(path: &Path) -> anyhow::Result<SpecialistsFile> {
+    let text = fs_err::read_to_string(path).map_err(|e| Usage(e.to_string()))?;
+    let file: SpecialistsFile =
+        toml::from_str(&text).map_err(|e| Usage(format!("{}: {e}", path.display())))?;
+    let fail = |what: String| Usage(format!("{}: {what}", path.display()));
+    if file.steps == 0 {
+        return Err(fail("steps = 0: expected at least 1".into()).into());
+    }
+    if file.specialist.is_empty() {
+        return Err(fail("no [[specialist]]: expected one or more".into()).into());
+    }
+    for (i, s) in file.specialist.iter().enumerate() {
+        let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if s.name.is_empty() || !s.name.chars().all(plain) {
+            return Err(fail(format!(
+                "specialist[{i}].name {:?}: expected letters, digits, '-' or '_' (it names a run directory)",
+                s.name
+            ))
+            .into());
+        }
+        if file.specialist[..i].iter().any(|o| o.name == s.name) {
+            return Err(fail(format!("specialist[{i}].name {:?} repeats", s.name)).into());
+        }
+        if s.weights.is_some() == s.mixture.is_some() {
+            return Err(fail(format!(
+                "specialist[{i}] ({}): expected exactly one of weights = {{ ... }} and mixture = \"file.toml\"",
+                s.name
+            ))
+            .into());
+        }
+    }
+    Ok(file)
+}
+
+/// The single-stage mixture a specialist trains on: its weights over every domain (unlisted
+/// ones get none), scaled to sum to 1.
+fn specialist_mixture(
+    spec: &SpecialistSpec,
+    domains: &[String],
+    spec_dir: &Path,
+) -> anyhow::Result<MixtureSchedule> {
+    let what = format!("specialist {:?}", spec.name);
+    let given = match (&spec.weights, &spec.mixture) {
+        (Some(weights), _) => weights.clone(),
+        (None, Some(file)) => {
+            let path = spec_dir.join(file);
+            let schedule = read_mixture(&path).map_err(|e| Usage(format!("{what}: {e}")))?;
+            schedule.stage[0].weights.clone()
+        }
+        (None, None) => unreachable!("read_specialists checks one is given"),
+    };
+    let known: Vec<&str> = domains.iter().map(String::as_str).collect();
+    for (domain, w) in &given {
+        mixlab_mixer::names::position(domain, &known, &format!("{what}: weights"))
+            .map_err(|e| Usage(e.to_string()))?;
+        if !(w.is_finite() && *w >= 0.0) {
+            return Err(Usage(format!(
+                "{what}: weight {w} of {domain:?}: expected a number ≥ 0"
+            ))
+            .into());
+        }
+    }
+    let total: f64 = given.values().sum();
+    if total <= 0.0 {
+        return Err(Usage(format!("{what}: its weights sum to 0")).into());
+    }
+    let weights = domains
+        .iter()
+        .map(|d| (d.clone(), given.get(d).copied().unwrap_or(0.0) / total))
+        .collect();
+    let provenance = Provenance {
+        method: format!("specialist {}", spec.name),
+        ..Provenance::default()
+    };
+    Ok(MixtureSchedule::single(weights, provenance))
+}
+
+/// `--weights`: `uniform`, `search` or one number per specialist.
+fn parse_weights(text: &str, specialists: usize) -> anyhow::Result<WeightChoice> {
+    match text {
+        "uniform" => return Ok(WeightChoice::Uniform),
+        "search" => return Ok(WeightChoice::Search),
+        _ => {}
+    }
+    let bad = || {
+        Usage(format!(
+            "--weights {text}: expected uniform, search, or {specialists} numbers ≥ 0 separated by commas (one per specialist)"
+        ))
+    };
+    let weights: Vec<f64> = text
+        .split(',')
+        .map(|w| w.trim().parse::<f64>().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let valid =
+        weights.iter().all(|w| w.is_finite() && *w >= 0.0) && weights.iter().sum::<f64>() > 0.0;
+    if weights.len() != specialists || !valid {
+        return Err(bad().into());
+    }
+    Ok(WeightChoice::Given(weights))
+}
+
+fn scaled(weights: &[f64]) -> Vec<f64> {
+    let total: f64 = weights.iter().sum();
+    weights.iter().map(|w| w / total).collect()
+}
+
+/// The weights an earlier `--weights search` found for the same specialists, when the merged
+/// run finished (so a rerun does not search again).
+fn earlier_search(run_dir: &RunDir, specialists: &[Specialist]) -> Option<Vec<f64>> {
+    run_dir.finished_hash()?;
+    let merge = run_dir.read_config().ok()?.merge?;
+    let same = merge.method == "search"
+        && merge.specialists.len() == specialists.len()
+        && merge
+            .specialists
+            .iter()
+            .zip(specialists)
+            .all(|(m, s)| (&m.run_hash, m.step) == (&s.run_hash, s.step));
+    same.then(|| merge.specialists.iter().map(|m| m.weight).collect())
+}
+
+/// The simplex weights minimising the merged model's mean validation loss over the domains.
+fn search_weights(
+    models: &Ingredients,
+    base: &ResolvedRun,
+    corpus: &Corpus,
+    iters: u64,
+) -> anyhow::Result<Vec<f64>> {
+    let mean_valid_loss = |weights: &[f64]| -> f64 {
+        let Ok(merged) = models.merged(weights) else {
+            return f64::NAN;
+        };
+        let inference = Inference::of_trained(&merged, &base.model);
+        let losses = evaluate(&inference, &base.train, "valid", &corpus.valid, corpus.eos);
+        let loss = losses.iter().map(|l| l.loss).sum::<f64>() / losses.len().max(1) as f64;
+        tracing::info!(?weights, loss, "merge weights tried");
+        loss
+    };
+    let best = minimize_on_simplex(models.len(), mean_valid_loss, iters)
+        .map_err(|e| anyhow::anyhow!("searching the merge weights: {e}"))?;
+    tracing::info!(
+        weights = ?best.weights,
+        loss = best.cost,
+        evaluations = best.evaluations,
+        "merge weights found"
+    );
+    Ok(best.weights)
+}
+
+/// Each run's final loss per domain (valid split) and the means of both splits, one column per run.
+fn comparison_table(columns: &[(String, RunDir)]) -> anyhow::Result<String> {
+    let evals: Vec<Vec<DomainLoss>> = columns
+        .iter()
+        .map(|(_, dir)| read_eval(&dir.paths().eval))
+        .collect::<Result<_, _>>()?;
+    let mut header = vec!["valid loss"];
+    header.extend(columns.iter().map(|(name, _)| name.as_str()));
+    let mut table = Table::new(&header);
+    let domains: Vec<&str> = evals[0]
+        .iter()
+        .filter(|l| l.split == "valid")
+        .map(|l| l.domain.as_str())
+        .collect();
+    let cell = |eval: &[DomainLoss], split: &str, domain: &str| {
+        eval.iter()
+            .find(|l| l.split == split && l.domain == domain)
+            .map_or("-".to_owned(), |l| format!("{:.4}", l.loss))
+    };
+    for domain in &domains {
+        let mut row = vec![(*domain).to_owned()];
+        row.extend(evals.iter().map(|e| cell(e, "valid", domain)));
+        table.row(row);
+    }
+    for split in ["valid", "probe"] {
+        let mut row = vec![format!("mean ({split})")];
+        row.extend(evals.iter().map(|e| {
+            let losses: Vec<f64> = e
+                .iter()
+                .filter(|l| l.split == split)
+                .map(|l| l.loss)
+                .collect();
+            format!(
+                "{:.4}",
+                losses.iter().sum::<f64>() / losses.len().max(1) as f64
+            )
+        }));
+        table.row(row);
+    }
+    Ok(table.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_parse_as_a_method_or_one_number_per_specialist() {
+        assert_eq!(parse_weights("uniform", 3).unwrap(), WeightChoice::Uniform);
+        assert_eq!(parse_weights("search", 3).unwrap(), WeightChoice::Search);
+        assert_eq!(
+            parse_weights("1, 2,1", 3).unwrap(),
+            WeightChoice::Given(vec![1.0, 2.0, 1.0])
+        );
+        for bad in ["1,2", "1,x,2", "-1,1,1", "0,0,0", "nan,1,1"] {
+            let err = parse_weights(bad, 3).unwrap_err().to_string();
+            assert!(
+                err.contains("--weights") && err.contains("3 numbers"),
+                "{err}"
+            );
+        }
+    }
+}
