@@ -89,21 +89,30 @@ impl Captured {
         self.armed = armed;
     }
 
-    /// Adds the documents of one packed batch from its forward pass's activations.
+    /// Adds the documents of one packed batch from the final hidden states of `model`'s forward
+    /// pass over it (the logits are made again outside the graph, a block of positions at a time:
+    /// reading the graph's own `[tokens, vocab]` copy costs several times more).
     ///
     /// # Shapes
-    /// `hidden`: `[batch · seq, d]`, `logits`: `[batch · seq, vocab]`, without autodiff.
+    /// `hidden`: `[batch, seq, d_model]`.
     pub fn add_batch(
         &mut self,
         projection: &GradientProjection,
         batch: &Batch,
-        hidden: Tensor<2>,
-        logits: Tensor<2>,
+        model: &Model,
+        hidden: Tensor<3>,
     ) {
         let started = Instant::now();
+        let [b, t, d] = hidden.dims();
+        let hidden = hidden.without_autodiff().reshape([b * t, d]);
         let pieces = pieces(batch, self.eos);
         let lengths: Vec<usize> = pieces.iter().map(|p| p.len).collect();
-        let gradients = projection.segment_gradients(hidden, logits, &batch.targets, &lengths);
+        let gradients = projection.segment_gradients_of_hidden(
+            hidden,
+            |rows| model.untracked_logits(rows),
+            &batch.targets,
+            &lengths,
+        );
         for (piece, gradient) in pieces.iter().zip(gradients) {
             if !piece.scored {
                 continue;
@@ -205,10 +214,7 @@ impl Objective for CapturingCrossEntropy {
         let logits = model.logits(hidden.clone());
         let mut captured = self.captured.borrow_mut();
         if captured.armed {
-            let [b, t, d] = hidden.dims();
-            let hidden = hidden.without_autodiff().reshape([b * t, d]);
-            let values = logits.clone().without_autodiff();
-            captured.add_batch(&self.projection, micro.batch, hidden, values);
+            captured.add_batch(&self.projection, micro.batch, model, hidden.clone());
         }
         kernels::cross_entropy(logits, micro.targets).mean()
     }

@@ -166,8 +166,7 @@ impl GradientProjection {
     }
 
     /// The projected gradients of consecutive runs of positions (segments of `lengths[i]`
-    /// positions each, in order), each of its own mean token loss: a packed training batch's
-    /// documents, from the activations its forward pass already made.
+    /// positions each, in order), each of its own mean token loss.
     ///
     /// # Shapes
     /// `hidden`: `[N, d]`, `logits`: `[N, vocab]`, `targets`: N ids, `lengths` summing to N.
@@ -181,6 +180,52 @@ impl GradientProjection {
         targets: &[u32],
         lengths: &[usize],
     ) -> Vec<Vec<f32>> {
+        let rows = hidden.dims()[0];
+        self.segment_gradients_with(
+            hidden,
+            |from, _| logits.clone().narrow(0, from, rows),
+            rows,
+            targets,
+            lengths,
+        )
+    }
+
+    /// [`GradientProjection::segment_gradients`] with the logits made a block of `block` positions
+    /// at a time by `logits_of(hidden rows)`: a packed training batch's documents, from its final
+    /// hidden states, with a `[block, vocab]` buffer that the allocator reuses where a
+    /// `[N, vocab]` one would be mapped and unmapped for every batch.
+    ///
+    /// # Panics
+    /// As [`GradientProjection::segment_gradients`].
+    pub fn segment_gradients_of_hidden(
+        &self,
+        hidden: Tensor<2>,
+        logits_of: impl Fn(Tensor<2>) -> Tensor<2>,
+        targets: &[u32],
+        lengths: &[usize],
+    ) -> Vec<Vec<f32>> {
+        let rows = hidden.dims()[0];
+        let source = hidden.clone();
+        let block = LOGIT_BLOCK.min(rows.max(1));
+        self.segment_gradients_with(
+            hidden,
+            |from, len| logits_of(source.clone().narrow(0, from, len)),
+            block,
+            targets,
+            lengths,
+        )
+    }
+
+    /// The shared body: `logits(from, len)` gives the logits of positions `from..from + len`,
+    /// asked for `block` positions at a time.
+    fn segment_gradients_with(
+        &self,
+        hidden: Tensor<2>,
+        logits: impl Fn(usize, usize) -> Tensor<2>,
+        block: usize,
+        targets: &[u32],
+        lengths: &[usize],
+    ) -> Vec<Vec<f32>> {
         let positions = hidden.dims()[0];
         assert_eq!(positions, targets.len(), "one target per position");
         assert_eq!(
@@ -189,8 +234,18 @@ impl GradientProjection {
             "segments cover every position"
         );
         assert!(lengths.iter().all(|&l| l > 0), "no empty segment");
-        let mut logits: Vec<f32> = logits.into_data().try_into_vec().expect("f32 logits");
-        let delta = self.vocab.project_delta(&mut logits, targets);
+        let mut delta = Array2::zeros((positions, self.vocab.k));
+        for from in (0..positions).step_by(block.max(1)) {
+            let len = block.min(positions - from);
+            let mut values: Vec<f32> = logits(from, len)
+                .into_data()
+                .try_into_vec()
+                .expect("f32 logits");
+            let rows = self
+                .vocab
+                .project_delta(&mut values, &targets[from..from + len]);
+            delta.slice_mut(s![from..from + len, ..]).assign(&rows);
+        }
         let k_hidden = self.hidden.dims()[1];
         let hidden: Vec<f32> = hidden
             .matmul(self.hidden.clone())
@@ -210,6 +265,9 @@ impl GradientProjection {
             .collect()
     }
 }
+
+/// Positions whose logits [`GradientProjection::segment_gradients_of_hidden`] makes at once.
+const LOGIT_BLOCK: usize = 512;
 
 #[cfg(test)]
 mod tests {

@@ -233,6 +233,19 @@ impl Model {
         )
     }
 
+    /// [`Model::logits`] outside any autodiff graph, in a tensor of its own: for reading what a
+    /// training forward pass predicts (per-document gradients) without adding to its graph or
+    /// copying the graph's logits.
+    ///
+    /// # Shapes
+    /// `hidden`: `[rows, d_model]` → `[rows, vocab]`.
+    pub fn untracked_logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+        kernels::matmul(
+            hidden.without_autodiff(),
+            self.embedding.weight.val().without_autodiff().transpose(),
+        )
+    }
+
     /// `logits(hidden(input))`, `[batch · seq, vocab]`.
     pub fn forward(&self, input: &ModelInput) -> Tensor<2> {
         self.logits(self.hidden(input))
