@@ -57,7 +57,7 @@ gradients = "$GRADIENTS"
 capture_steps = $CAPTURE_STEPS
 docs_per_domain = 256
 max_doc_tokens = 128
-target_docs = 32
+target_docs = 16
 projection = 32
 seed = 0
 EOF

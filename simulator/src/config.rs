@@ -82,7 +82,7 @@ impl Default for SimulateConfig {
             capture_steps: 8,
             docs_per_domain: 64,
             max_doc_tokens: 128,
-            target_docs: 32,
+            target_docs: 16,
             projection: 32,
             bootstrap: 200,
             seed: 0,
