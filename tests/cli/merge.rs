@@ -2,7 +2,7 @@
 
 use mixlab_artefacts::eval::{DomainLoss, read_eval};
 
-use crate::util::Project;
+use crate::util::{Project, Run};
 
 const SPECIALISTS: &str = r#"steps = 20
 lr = 1e-3
@@ -35,6 +35,19 @@ duplicated = 0.1
 method = "by hand"
 "#;
 
+/// `mixlab merge --base runs/base --specialists specialists.toml` and `extra` arguments.
+fn merge(p: &Project, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "merge",
+        "--base",
+        "runs/base",
+        "--specialists",
+        "specialists.toml",
+    ];
+    args.extend_from_slice(extra);
+    p.run(&args)
+}
+
 fn mean(losses: &[DomainLoss], split: &str) -> f64 {
     let split: Vec<f64> = losses
         .iter()
@@ -60,16 +73,7 @@ fn specialists_learn_their_domains_and_their_average_beats_each_of_them() {
         .expect_code(0);
     p.write("specialists.toml", SPECIALISTS);
     p.write("prose.toml", PROSE_MIXTURE);
-    let out = p
-        .run(&[
-            "merge",
-            "-q",
-            "--base",
-            "runs/base",
-            "--specialists",
-            "specialists.toml",
-        ])
-        .expect_code(0);
+    let out = merge(&p, &["-q"]).expect_code(0);
     assert!(out.stdout.contains("merged (uniform)"), "{}", out.stdout);
     let eval = |run: &str| read_eval(&p.path(&format!("out/runs/{run}/eval.parquet"))).unwrap();
     let (base, merged) = (eval("base"), eval("base-merged"));
@@ -96,16 +100,7 @@ fn specialists_learn_their_domains_and_their_average_beats_each_of_them() {
     assert!(spec_config.contains("[init]"), "{spec_config}");
 
     // A rerun trains and merges nothing again.
-    let again = p
-        .run(&[
-            "merge",
-            "-q",
-            "--base",
-            "runs/base",
-            "--specialists",
-            "specialists.toml",
-        ])
-        .expect_code(0);
+    let again = merge(&p, &["-q"]).expect_code(0);
     assert_eq!(
         again.stdout.matches("nothing to do").count(),
         4,
@@ -114,21 +109,19 @@ fn specialists_learn_their_domains_and_their_average_beats_each_of_them() {
     );
 
     // Searched weights do at least as well as equal ones on what they minimise.
-    let args = [
-        "merge",
-        "-q",
-        "--base",
-        "runs/base",
-        "--specialists",
-        "specialists.toml",
-        "--weights",
-        "search",
-        "--search-iters",
-        "8",
-        "--run",
-        "runs/searched",
-    ];
-    let searched = p.run(&args).expect_code(0);
+    let searched = merge(
+        &p,
+        &[
+            "-q",
+            "--weights",
+            "search",
+            "--search-iters",
+            "8",
+            "--run",
+            "runs/searched",
+        ],
+    )
+    .expect_code(0);
     assert!(
         searched.stdout.contains("merged (search)"),
         "{}",
@@ -136,18 +129,10 @@ fn specialists_learn_their_domains_and_their_average_beats_each_of_them() {
     );
     assert!(mean(&eval("searched"), "valid") <= mean(&merged, "valid") + 1e-9);
     // Given weights all on one specialist give back that specialist's losses.
-    p.run(&[
-        "merge",
-        "-q",
-        "--base",
-        "runs/base",
-        "--specialists",
-        "specialists.toml",
-        "--weights",
-        "0,1,0",
-        "--run",
-        "runs/code-only",
-    ])
+    merge(
+        &p,
+        &["-q", "--weights", "0,1,0", "--run", "runs/code-only"],
+    )
     .expect_code(0);
     let (code_only, code) = (eval("code-only"), &specialists[1]);
     for (a, b) in code_only.iter().zip(code) {
@@ -187,30 +172,12 @@ fn bad_specialists_and_weights_are_refused_before_training() {
     p.write("prose.toml", PROSE_MIXTURE);
     for (text, expected) in cases {
         p.write("specialists.toml", text);
-        let out = p
-            .run(&[
-                "merge",
-                "--base",
-                "runs/base",
-                "--specialists",
-                "specialists.toml",
-            ])
-            .expect_code(2);
+        let out = merge(&p, &[]).expect_code(2);
         assert!(out.stderr.contains(expected), "{expected}: {}", out.stderr);
         assert!(!p.path("out/runs/base-arith").exists(), "nothing trained");
     }
     p.write("specialists.toml", SPECIALISTS);
-    let out = p
-        .run(&[
-            "merge",
-            "--base",
-            "runs/base",
-            "--specialists",
-            "specialists.toml",
-            "--weights",
-            "1,2",
-        ])
-        .expect_code(2);
+    let out = merge(&p, &["--weights", "1,2"]).expect_code(2);
     assert!(out.stderr.contains("3 numbers"), "{}", out.stderr);
     let out = p
         .run(&[
