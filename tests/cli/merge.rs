@@ -129,11 +129,7 @@ fn specialists_learn_their_domains_and_their_average_beats_each_of_them() {
     );
     assert!(mean(&eval("searched"), "valid") <= mean(&merged, "valid") + 1e-9);
     // Given weights all on one specialist give back that specialist's losses.
-    merge(
-        &p,
-        &["-q", "--weights", "0,1,0", "--run", "runs/code-only"],
-    )
-    .expect_code(0);
+    merge(&p, &["-q", "--weights", "0,1,0", "--run", "runs/code-only"]).expect_code(0);
     let (code_only, code) = (eval("code-only"), &specialists[1]);
     for (a, b) in code_only.iter().zip(code) {
         assert!((a.loss - b.loss).abs() < 1e-5, "{a:?} vs {b:?}");
