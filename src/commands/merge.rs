@@ -153,18 +153,14 @@ pub fn run(global: &GlobalArgs, args: &MergeArgs) -> anyhow::Result<()> {
     columns.extend(specialists.into_iter().map(|s| (s.name, s.dir)));
     columns.push(("merged".to_owned(), run_dir));
     print!("{}", comparison_table(&columns)?);
-    let shown: Vec<String> = merge_names(&resolved, &weights);
+    let shown: Vec<String> = resolved
+        .merge
+        .iter()
+        .flat_map(|m| &m.specialists)
+        .map(|s| format!("{} {:.3}", s.name, s.weight))
+        .collect();
     println!("merged ({method}): {}", shown.join(", "));
     Ok(())
-}
-
-/// `name weight` of each merged specialist.
-fn merge_names(resolved: &ResolvedRun, weights: &[f64]) -> Vec<String> {
-    let names = resolved.merge.iter().flat_map(|m| &m.specialists);
-    names
-        .zip(weights)
-        .map(|(s, w)| format!("{} {w:.3}", s.name))
-        .collect()
 }
 
 /// `<out>/<base><suffix>`: a run beside the base run.
@@ -224,7 +220,12 @@ fn specialist_mixture(
             let schedule = read_mixture(&path).map_err(|e| Usage(format!("{what}: {e}")))?;
             schedule.stage[0].weights.clone()
         }
-        (None, None) => unreachable!("read_specialists checks one is given"),
+        (None, None) => {
+            return Err(Usage(format!(
+                "{what}: expected weights = {{ ... }} or mixture = \"file.toml\""
+            ))
+            .into());
+        }
     };
     let known: Vec<&str> = domains.iter().map(String::as_str).collect();
     for (domain, w) in &given {
