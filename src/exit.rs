@@ -1,5 +1,6 @@
 //! Exit codes, decided in one place from an error's cause chain: 0 success; 1 a stage failed on its
-//! inputs or at run time; 2 a usage or configuration error, found before any work started.
+//! inputs or at run time; 2 a usage or configuration error, found before any work started; 130 or
+//! 143 training stopped on `SIGINT` or `SIGTERM` after writing a checkpoint.
 //!
 //! Library errors say what they are (`is_config`, `is_user_input`); the binary marks its own usage
 //! errors, and library errors caused by what the user configured (the mixer's `[mix]` checks), with
@@ -20,13 +21,16 @@ impl fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-/// The two kinds of failure a batch scheduler needs to tell apart.
+/// The kinds of ending a batch scheduler needs to tell apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitClass {
     /// Usage or configuration error: exit code 2.
     Usage,
     /// A stage failed on its inputs or at run time: exit code 1.
     Stage,
+    /// Training stopped cleanly on this signal after a checkpoint: 128 + its number, as a shell
+    /// reports a process the signal ended (130 for `SIGINT`, 143 for `SIGTERM`).
+    Stopped(i32),
 }
 
 impl ExitClass {
@@ -34,6 +38,8 @@ impl ExitClass {
     pub fn of(err: &anyhow::Error) -> Self {
         if err.downcast_ref::<Usage>().is_some() || err.chain().any(is_usage) {
             ExitClass::Usage
+        } else if err.chain().any(is_interruption) {
+            ExitClass::Stopped(crate::signals::stop_requested().unwrap_or(libc::SIGINT))
         } else {
             ExitClass::Stage
         }
@@ -44,8 +50,16 @@ impl ExitClass {
         match self {
             ExitClass::Usage => 2,
             ExitClass::Stage => 1,
+            ExitClass::Stopped(signal) => u8::try_from(128 + signal).unwrap_or(1),
         }
     }
+}
+
+fn is_interruption(cause: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        cause.downcast_ref::<mixlab_trainer::error::Error>(),
+        Some(mixlab_trainer::error::Error::Interrupted { .. })
+    )
 }
 
 fn is_usage(cause: &(dyn std::error::Error + 'static)) -> bool {
@@ -96,6 +110,8 @@ mod tests {
             last_good: "none".into(),
         });
         assert_eq!(ExitClass::of(&diverged), ExitClass::Stage);
+        let stopped = anyhow::Error::new(mixlab_trainer::error::Error::Interrupted { step: 7 });
+        assert_eq!(ExitClass::of(&stopped.context("training")).code(), 130);
         let wrapped =
             mixlab_trainer::error::Error::Shards(mixlab_ingest::Error::Config("x".into()));
         assert_eq!(

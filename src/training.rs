@@ -19,6 +19,7 @@ use mixlab_trainer::train::{RunSpec, TrainOutcome, train};
 use crate::exit::Usage;
 use crate::locks::lock_dir;
 use crate::run_dir::{ResolvedRun, RunDir};
+use crate::signals::{self, StoppableTraining};
 
 /// Trains `resolved` in `run_dir` (or resumes it) on its mixture schedule with `objective`; `None`
 /// when the run had already finished with the same inputs.
@@ -90,8 +91,10 @@ pub fn run_training_with(
     let mut bar = TrainBar::new(&resolved.train, quiet);
     let mut all: Vec<&mut dyn Hook> = vec![&mut bar];
     all.extend(hooks.iter_mut().map(|h| &mut **h as &mut dyn Hook));
+    let stoppable = StoppableTraining::start();
     let outcome = train(&spec, objective, &mut all)
         .with_context(|| format!("training {}", run_dir.root.display()))?;
+    drop(stoppable);
     bar.bar.finish_and_clear();
     if outcome.resumed_from > 0 {
         tracing::info!("resumed from step {}", outcome.resumed_from);
@@ -236,6 +239,10 @@ impl Hook for TrainBar {
         self.bar
             .set_message(format!("loss {loss:.4}, {tokens_per_second:.0} tok/s"));
         Ok(())
+    }
+
+    fn stop_requested(&self) -> bool {
+        signals::stop_requested().is_some()
     }
 
     fn after_eval(&mut self, step: u64, losses: &[DomainLoss]) -> Result<(), HookError> {

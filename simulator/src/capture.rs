@@ -129,6 +129,11 @@ impl Captured {
         self.seconds += started.elapsed().as_secs_f64();
     }
 
+    /// Whether no document was captured since the buffer was last taken.
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+
     /// The documents captured so far, in (domain, doc id) order; the buffer is left empty.
     pub fn take(&mut self) -> Vec<CapturedDoc> {
         std::mem::take(&mut self.docs)

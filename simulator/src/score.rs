@@ -251,6 +251,11 @@ impl Hook for InRunScoring<'_> {
         Ok(())
     }
 
+    fn can_stop_at(&self, _step: u64) -> bool {
+        // Documents captured for the next checkpoint would be lost to a resumed run.
+        self.captured.borrow().is_empty()
+    }
+
     fn before_checkpoint(&mut self, due: &DueCheckpoint<'_>) -> std::result::Result<(), HookError> {
         let started = Instant::now();
         let docs = self.captured.borrow_mut().take();

@@ -42,6 +42,10 @@ pub struct TrainState {
     /// for stateless objectives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objective: Option<serde_json::Value>,
+    /// Written off the checkpoint schedule, when the run was stopped on request; removed once a
+    /// later checkpoint is written, so a finished run holds only its scheduled checkpoints.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unscheduled: bool,
 }
 
 /// File paths of the checkpoint at `step`.
@@ -144,6 +148,25 @@ pub fn save(
         }
     }
     Ok(files)
+}
+
+/// Removes the complete checkpoints before `step` that were written off the schedule
+/// ([`TrainState::unscheduled`]); returns their steps.
+///
+/// # Errors
+/// [`Error::File`] naming a file that could not be removed.
+pub fn remove_unscheduled_before(dir: &Path, step: u64) -> Result<Vec<u64>> {
+    let mut removed = Vec::new();
+    for old in complete_steps(dir).into_iter().filter(|&s| s < step) {
+        let files = CheckpointFiles::at(dir, old);
+        if read_state(dir, old).is_ok_and(|state| state.unscheduled) {
+            for path in [files.state, files.model, files.optimizer] {
+                fs_err::remove_file(path)?;
+            }
+            removed.push(old);
+        }
+    }
+    Ok(removed)
 }
 
 /// Writes weights, optimizer state and (last, as the completion marker) the train state.
@@ -260,6 +283,7 @@ mod tests {
             sampler: sampler.state().clone(),
             run_hash: "h".into(),
             objective: Some(serde_json::json!({ "weights": [0.25, 0.75] })),
+            unscheduled: false,
         }
     }
 

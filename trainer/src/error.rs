@@ -44,6 +44,15 @@ pub enum Error {
     /// Writing or reading `metrics.parquet` / `eval.parquet` failed.
     #[error(transparent)]
     Artefact(#[from] mixlab_artefacts::Error),
+    /// The run stopped on request (a signal) after writing a checkpoint at `step`; running it
+    /// again resumes from there.
+    #[error(
+        "stopped on request at step {step}; the checkpoint of that step is on disk, so running the same command again resumes from it"
+    )]
+    Interrupted {
+        /// The step of the checkpoint written before stopping.
+        step: u64,
+    },
     /// A training hook failed; the run stops (its last checkpoint is kept).
     #[error("a training hook failed")]
     Hook(#[source] crate::hooks::HookError),

@@ -87,6 +87,19 @@ pub trait Hook {
         Ok(())
     }
 
+    /// Whether the run should stop as soon as it can (a signal asked for it). The loop then writes
+    /// a checkpoint at the current step and returns [`crate::error::Error::Interrupted`].
+    fn stop_requested(&self) -> bool {
+        false
+    }
+
+    /// Whether a run stopped after `step` (with a checkpoint there) would resume to exactly the
+    /// result of an uninterrupted run. A hook holding work tied to later steps (documents
+    /// captured for the next scheduled checkpoint) says no, and the stop waits.
+    fn can_stop_at(&self, _step: u64) -> bool {
+        true
+    }
+
     /// A checkpoint (and the metrics up to it) is on disk.
     ///
     /// # Errors

@@ -239,9 +239,28 @@ impl<'s, 'c> Session<'s, 'c> {
         losses
     }
 
-    /// Writes the metrics so far, then a checkpoint (whose presence implies the metrics up to its
-    /// step are on disk).
+    /// Writes the metrics so far, then a scheduled checkpoint (whose presence implies the metrics
+    /// up to its step are on disk), then removes the checkpoints a stopped run left off the
+    /// schedule before it.
     pub fn checkpoint(&mut self, objective: &dyn Objective) -> Result<CheckpointFiles> {
+        let files = self.save_checkpoint(objective, false)?;
+        checkpoint::remove_unscheduled_before(&self.spec.paths.checkpoints, self.step)?;
+        Ok(files)
+    }
+
+    /// Writes the metrics so far and a checkpoint off the schedule, for a run stopped on request.
+    pub fn interruption_checkpoint(
+        &mut self,
+        objective: &dyn Objective,
+    ) -> Result<CheckpointFiles> {
+        self.save_checkpoint(objective, true)
+    }
+
+    fn save_checkpoint(
+        &mut self,
+        objective: &dyn Objective,
+        unscheduled: bool,
+    ) -> Result<CheckpointFiles> {
         write_metrics(&self.spec.paths.metrics, &self.rows)?;
         let state = TrainState {
             format_version: STATE_VERSION,
@@ -250,6 +269,7 @@ impl<'s, 'c> Session<'s, 'c> {
             sampler: self.sampler.state().clone(),
             run_hash: self.spec.run_hash.clone(),
             objective: objective.state(),
+            unscheduled,
         };
         checkpoint::save(
             &self.spec.paths.checkpoints,

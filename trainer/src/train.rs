@@ -71,8 +71,9 @@ pub struct TrainOutcome {
 ///
 /// # Errors
 /// [`Error::NonFiniteLoss`] when the loss diverges (the last checkpoint is kept), checkpoint and
-/// metrics I/O errors, [`Error::Checkpoint`] for checkpoints of another run, and [`Error::Hook`]
-/// when a hook fails.
+/// metrics I/O errors, [`Error::Checkpoint`] for checkpoints of another run, [`Error::Hook`]
+/// when a hook fails, and [`Error::Interrupted`] after a hook asked to stop (a checkpoint at the
+/// step it stopped at is on disk, so the run resumes from there).
 pub fn train(
     spec: &RunSpec<'_>,
     objective: &dyn Objective,
@@ -118,6 +119,12 @@ pub fn train(
                 hook.after_checkpoint(&saved).map_err(Error::Hook)?;
             }
         }
+        if session.step < tc.steps && stop_now(hooks, session.step) {
+            if !session.due(tc.checkpoint_every) {
+                session.interruption_checkpoint(objective)?;
+            }
+            return Err(Error::Interrupted { step: session.step });
+        }
     }
     let eval_started = Instant::now();
     let final_eval = session.final_evaluation()?;
@@ -129,4 +136,9 @@ pub fn train(
         train_seconds,
         eval_seconds: eval_started.elapsed().as_secs_f64(),
     })
+}
+
+/// Whether a hook asked to stop and every hook can resume exactly from a checkpoint at `step`.
+fn stop_now(hooks: &[&mut dyn Hook], step: u64) -> bool {
+    hooks.iter().any(|h| h.stop_requested()) && hooks.iter().all(|h| h.can_stop_at(step))
 }

@@ -219,6 +219,58 @@ fn a_failing_hook_stops_the_run_and_a_rerun_resumes_to_the_same_metrics() {
     assert_eq!(metrics(&crashed), metrics(&straight));
 }
 
+/// Asks to stop from step `from` on; refuses to stop at the steps in `busy`.
+struct StopFrom {
+    from: u64,
+    busy: Vec<u64>,
+    step: u64,
+}
+
+impl Hook for StopFrom {
+    fn after_step(&mut self, r: &StepReport) -> Result<(), HookError> {
+        self.step = r.step;
+        Ok(())
+    }
+    fn stop_requested(&self) -> bool {
+        self.step >= self.from
+    }
+    fn can_stop_at(&self, step: u64) -> bool {
+        !self.busy.contains(&step)
+    }
+}
+
+#[test]
+fn a_requested_stop_waits_for_hooks_checkpoints_and_resumes_to_the_same_run() {
+    let _serial = serial();
+    let corpus = corpus();
+    let (straight, stopped) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = train(&spec(&corpus, straight.path(), 7), &CrossEntropy, &mut []).unwrap();
+    let mut stop = StopFrom {
+        from: 4,
+        busy: vec![4],
+        step: 0,
+    };
+    let err = train(
+        &spec(&corpus, stopped.path(), 7),
+        &CrossEntropy,
+        &mut [&mut stop],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, mixlab_trainer::error::Error::Interrupted { step: 5 }),
+        "{err}"
+    );
+    let checkpoints = stopped.path().join("checkpoints");
+    assert_eq!(complete_steps(&checkpoints), [3, 5]);
+    let resumed = train(&spec(&corpus, stopped.path(), 7), &CrossEntropy, &mut []).unwrap();
+    assert_eq!(resumed.resumed_from, 5);
+    // Step 5 was off the schedule (every 3): gone once step 6 was written.
+    assert_eq!(complete_steps(&checkpoints), [3, 6, 7]);
+    let metrics = |d: &tempfile::TempDir| read_metrics(&d.path().join("metrics.parquet")).unwrap();
+    assert_eq!(metrics(&stopped), metrics(&straight));
+    assert_eq!(resumed.final_eval, first.final_eval);
+}
+
 #[test]
 fn a_fresh_run_starts_from_init_weights_and_a_resumed_run_ignores_them() {
     let _serial = serial();
