@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::pipeline::plan::StageKind;
+
 /// mixlab: data pipeline and data-mixture optimization for language-model pre-training.
 ///
 /// Stages read and write artefacts under --out (default out/): shards/, runs/<name>/, mixture.toml.
@@ -56,6 +58,26 @@ impl GlobalArgs {
 /// The stages.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole pipeline as one restartable batch job: ingest, simulate, mix, train, and the
+    /// distill, merge and quantize stages [run] configures, for every [[ablation]] arm.
+    ///
+    /// Each stage runs as the subcommand it prints, keyed by a hash of its arguments, the
+    /// configuration it reads and the stages before it (records in <out>/pipeline/stages/).
+    /// A rerun skips the stages that finished with the same key and says so; changing one
+    /// section reruns the stages that read it and everything after them, nothing before. A
+    /// killed job resumes: a training stage from its last checkpoint. SIGINT or SIGTERM stop
+    /// training after writing a checkpoint (exit code 130 or 143). A second `mixlab run` on
+    /// the same --out is refused while one runs.
+    Run(RunArgs),
+    /// Write the ablation report: Markdown, self-contained HTML and SVG figures.
+    ///
+    /// Compares arms (each with its seeds): final validation and probe losses with the seed
+    /// range, the winner per target and whether its margin exceeds the seed spread, mixtures,
+    /// domain utilities, loss curves, and each arm's distill/merge/quantize stages. Reads the
+    /// plan `mixlab run` writes (<out>/pipeline/plan.json), or run directories (one arm each).
+    /// Writes <out>/reports/<NAME>/{report.md, report.html, *.svg}; --format json prints the
+    /// tables instead.
+    Report(ReportArgs),
     /// Turn the configured sources into token shards under <out>/shards.
     ///
     /// Reads every [[domain.source]] through DataFusion (with its optional SQL), cleans, filters,
@@ -130,6 +152,46 @@ pub enum Command {
     /// --method loo trains the proxy once more without each domain instead (the ground truth);
     /// --method doremi trains a DoReMi proxy against the uniform one (the baseline's weights).
     Simulate(SimulateArgs),
+}
+
+/// `run` arguments.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline configuration.
+    #[arg(long, short, default_value = "datasets.toml", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Rerun this stage and every stage after it, even when up to date.
+    #[arg(long, value_enum, value_name = "STAGE")]
+    pub from: Option<StageKind>,
+    /// Rerun every stage from scratch (its runs are removed first).
+    #[arg(long, conflicts_with = "from")]
+    pub force: bool,
+}
+
+/// `report` arguments.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run directories to compare, relative to --out (each one arm of one seed).
+    #[arg(value_name = "RUN", conflicts_with = "plan")]
+    pub runs: Vec<PathBuf>,
+    /// The plan of a `mixlab run` (<out>/pipeline/plan.json): its arms, seeds and stages.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// The report's name: it is written to <out>/reports/<NAME>.
+    #[arg(long, default_value = "report")]
+    pub name: String,
+    /// `files`: write report.md, report.html and the figures; `json`: print the tables.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Files)]
+    pub format: ReportFormat,
+}
+
+/// What `report` produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// report.md, report.html and SVG figures under <out>/reports/<NAME>.
+    Files,
+    /// The tables and verdicts as JSON on stdout.
+    Json,
 }
 
 /// `train` arguments.

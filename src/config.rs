@@ -14,6 +14,7 @@ use mixlab_trainer::config::{ModelSection, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::exit::Usage;
+use crate::pipeline::settings::{Arm, arms};
 
 /// The whole `datasets.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +43,12 @@ pub struct Config {
     /// `[simulate]`: the Scalable Data Mixer's proxy run and utility estimation.
     #[serde(default)]
     pub simulate: SimulateConfig,
+    /// `[run]`: what `mixlab run` does after ingest (checked by [`LoadedConfig::arms`]).
+    #[serde(default)]
+    pub run: toml::Table,
+    /// `[[ablation]]`: arms `mixlab run` compares, each `[run]` with some keys replaced.
+    #[serde(default)]
+    pub ablation: Vec<toml::Table>,
 }
 
 /// `[demo]`: where the embedded demo corpus lives.
@@ -82,6 +89,7 @@ impl LoadedConfig {
             .with_context(file)?;
         config.train.validate().with_context(file)?;
         config.mix.validate().context(Usage(file()))?;
+        arms(&config.run, &config.ablation, config.train.seed).context(Usage(file()))?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_dir = if base_dir.as_os_str().is_empty() {
             PathBuf::from(".")
@@ -93,6 +101,15 @@ impl LoadedConfig {
             path: path.to_owned(),
             base_dir,
         })
+    }
+
+    /// The arms of `mixlab run`: `[run]` alone, or each `[[ablation]]` over it.
+    ///
+    /// # Errors
+    /// Invalid `[run]` or `[[ablation]]` tables (checked by [`LoadedConfig::load`] already).
+    pub fn arms(&self) -> anyhow::Result<Vec<Arm>> {
+        let c = &self.config;
+        arms(&c.run, &c.ablation, c.train.seed).context(Usage(self.path.display().to_string()))
     }
 
     /// Hex SHA-256 of the sections that determine the shards.

@@ -20,6 +20,7 @@ mod exit;
 mod fuzz;
 mod locks;
 mod logging;
+mod pipeline;
 mod progress;
 mod run_dir;
 mod signals;

@@ -1,7 +1,7 @@
 //! The run directory `runs/<name>/` (DESIGN.md, "Run directory"): resolved `config.toml`,
 //! `metrics.parquet`, `checkpoints/`, `eval.parquet` and the `done` marker with the inputs' hash.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mixlab_artefacts::atomic::write_atomic;
@@ -19,6 +19,13 @@ use crate::exit::Usage;
 /// `[train]` settings that do not change what a run computes (how often it evaluates and saves,
 /// how many checkpoints it keeps): left out of the run hash, so changing them continues a run.
 pub const BOOKKEEPING: [&str; 3] = ["eval_every", "checkpoint_every", "keep_checkpoints"];
+
+/// `<run><suffix>`: the name of a run derived from `run` (`runs/a` and `-int4` give `runs/a-int4`).
+pub fn suffixed(run: &Path, suffix: &str) -> PathBuf {
+    let mut name = run.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
 
 /// The resolved configuration of a run, saved as `config.toml`: enough to evaluate, generate from
 /// or resume the run without the original `datasets.toml`.

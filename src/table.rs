@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use mixlab_artefacts::eval::DomainLoss;
+pub use mixlab_reports::document::thousands;
 
 /// A table with a header row.
 #[derive(Debug, Default)]
@@ -62,19 +63,6 @@ impl Table {
         }
         out
     }
-}
-
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A per-domain loss and perplexity table.

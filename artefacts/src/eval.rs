@@ -85,6 +85,15 @@ pub fn write_eval(path: &Path, step: u64, losses: &[DomainLoss]) -> Result<()> {
     FORMAT.write(path, eval_schema(), columns)
 }
 
+/// Checks that `path` is an `eval.parquet` of this version with every column of
+/// [`eval_schema`], reading only its footer (for readers such as the reports' polars scans).
+///
+/// # Errors
+/// As [`read_eval`].
+pub fn check_eval(path: &Path) -> Result<()> {
+    FORMAT.check(path, &eval_schema())
+}
+
 /// Reads `eval.parquet`.
 ///
 /// # Errors

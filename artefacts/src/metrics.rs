@@ -87,6 +87,15 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
     FORMAT.write(path, metrics_schema(), columns)
 }
 
+/// Checks that `path` is a `metrics.parquet` of this version with every column of
+/// [`metrics_schema`], reading only its footer (for readers such as the reports' polars scans).
+///
+/// # Errors
+/// As [`read_metrics`].
+pub fn check_metrics(path: &Path) -> Result<()> {
+    FORMAT.check(path, &metrics_schema())
+}
+
 /// Reads `metrics.parquet`.
 ///
 /// # Errors

@@ -56,6 +56,39 @@ impl Format {
 
     /// Reads all batches, refusing another format version.
     pub fn read(&self, path: &Path) -> Result<Vec<RecordBatch>> {
+        self.open(path)?
+            .build()
+            .map_err(|e| self.error(path, e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.error(path, e))
+    }
+
+    /// Checks from the footer alone that `path` is this format's version and has every column
+    /// of `expected` with its type, for readers other than [`Format::read`] (the reports' polars
+    /// scans).
+    pub fn check(&self, path: &Path, expected: &Schema) -> Result<()> {
+        let builder = self.open(path)?;
+        let found = builder.schema();
+        for field in expected.fields() {
+            match found.field_with_name(field.name()) {
+                Ok(f) if f.data_type() == field.data_type() => {}
+                Ok(f) => {
+                    let what = format!(
+                        "column {} is {}, expected {}",
+                        field.name(),
+                        f.data_type(),
+                        field.data_type()
+                    );
+                    return Err(self.error(path, what));
+                }
+                Err(_) => return Err(self.error(path, format!("no column {}", field.name()))),
+            }
+        }
+        Ok(())
+    }
+
+    /// The file's reader, after its version is checked.
+    fn open(&self, path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
         let file = fs_err::File::open(path)?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file.into_parts().0)
             .map_err(|e| self.error(path, e))?;
@@ -71,11 +104,7 @@ impl Format {
                 hint: self.hint,
             });
         }
-        builder
-            .build()
-            .map_err(|e| self.error(path, e))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| self.error(path, e))
+        Ok(builder)
     }
 
     /// A Parquet error naming the file.

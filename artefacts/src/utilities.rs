@@ -146,6 +146,15 @@ pub fn write_utilities(path: &Path, rows: &[DomainUtility]) -> Result<()> {
     DOMAINS.write(path, utilities_schema(), columns)
 }
 
+/// Checks that `path` is a `utilities.parquet` of this version with every column of
+/// [`utilities_schema`], reading only its footer (for readers such as the reports' polars scans).
+///
+/// # Errors
+/// As [`read_utilities`].
+pub fn check_utilities(path: &Path) -> Result<()> {
+    DOMAINS.check(path, &utilities_schema())
+}
+
 /// Reads `utilities.parquet`.
 ///
 /// # Errors

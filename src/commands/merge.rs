@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::cli::{GlobalArgs, MergeArgs};
 use crate::exit::Usage;
-use crate::run_dir::{InitWeights, MergeSource, MergedSpecialist, ResolvedRun, RunDir};
+use crate::run_dir::{InitWeights, MergeSource, MergedSpecialist, ResolvedRun, RunDir, suffixed};
 use crate::table::Table;
 use crate::training::{run_of_weights, run_training};
 
@@ -165,9 +165,23 @@ pub fn run(global: &GlobalArgs, args: &MergeArgs) -> anyhow::Result<()> {
 
 /// `<out>/<base><suffix>`: a run beside the base run.
 fn sibling(global: &GlobalArgs, base: &Path, suffix: &str) -> PathBuf {
-    let mut name = base.as_os_str().to_owned();
-    name.push(suffix);
-    global.out_root().join(PathBuf::from(name))
+    global.out_root().join(suffixed(base, suffix))
+}
+
+/// The run directories `mixlab merge --base <base> --specialists <file>` writes, relative to
+/// `--out`: each specialist's, then the merged run's (at its default name, last).
+///
+/// # Errors
+/// An unreadable or invalid specialists file.
+pub fn runs_written(base: &Path, specialists: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let spec = read_specialists(specialists)?;
+    let mut runs: Vec<PathBuf> = spec
+        .specialist
+        .iter()
+        .map(|s| suffixed(base, &format!("-{}", s.name)))
+        .collect();
+    runs.push(suffixed(base, "-merged"));
+    Ok(runs)
 }
 
 /// Reads and checks the specialists file.

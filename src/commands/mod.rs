@@ -7,10 +7,11 @@ mod export;
 mod generate;
 mod ingest;
 mod inspect;
-mod merge;
+pub mod merge;
 mod mix;
-mod quantize;
+pub mod quantize;
 mod regress;
+mod report;
 mod simulate;
 mod sweep;
 mod train;
@@ -39,5 +40,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Mix(args) => mix::run(&cli.global, args),
         Command::Sweep(args) => sweep::run(&cli.global, args),
         Command::Simulate(args) => simulate::run(&cli.global, args),
+        Command::Run(args) => crate::pipeline::run(&cli.global, args),
+        Command::Report(args) => report::run(&cli.global, args),
     }
 }

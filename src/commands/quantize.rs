@@ -11,7 +11,7 @@ use mixlab_trainer::quant::{QuantAware, QuantConfig, quantize_checkpoint};
 
 use crate::cli::{GlobalArgs, QuantizeArgs};
 use crate::exit::Usage;
-use crate::run_dir::{DistillSource, InitWeights, ResolvedRun, RunDir};
+use crate::run_dir::{DistillSource, InitWeights, ResolvedRun, RunDir, suffixed};
 use crate::table::eval_table;
 use crate::training::{run_of_weights, run_training};
 
@@ -46,11 +46,7 @@ pub fn run(global: &GlobalArgs, args: &QuantizeArgs) -> anyhow::Result<()> {
         step,
         path,
     };
-    let named = |suffix: &str| {
-        let mut name = args.run.clone().into_os_string();
-        name.push(suffix);
-        global.out_root().join(PathBuf::from(name))
-    };
+    let named = |suffix: &str| global.out_root().join(suffixed(&args.run, suffix));
     let latent;
     let (rounded_from, default_out) = if args.qat_steps > 0 {
         latent = quant_aware_training(
@@ -80,6 +76,16 @@ pub fn run(global: &GlobalArgs, args: &QuantizeArgs) -> anyhow::Result<()> {
         .as_ref()
         .map_or(default_out, |r| global.out_root().join(r));
     round(global, &rounded_from, config, &corpus, &out)
+}
+
+/// The run directories `mixlab quantize --run <run> --qat-steps <qat_steps>` writes, relative to
+/// `--out`: the quantization-aware training run (with steps), then the int4 run (last).
+pub fn runs_written(run: &Path, qat_steps: u64) -> Vec<PathBuf> {
+    if qat_steps > 0 {
+        vec![suffixed(run, "-qat"), suffixed(run, "-qat-int4")]
+    } else {
+        vec![suffixed(run, "-int4")]
+    }
 }
 
 /// Trains the full-precision weights of `source` for `--qat-steps` on the rounded model,

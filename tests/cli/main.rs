@@ -13,5 +13,6 @@ mod mix;
 mod quantize;
 mod regress;
 mod reliability;
+mod run;
 mod simulate;
 mod train;

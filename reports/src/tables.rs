@@ -1,0 +1,371 @@
+//! The report's tables, aggregated with polars from lazy scans of the runs' Parquet files.
+//!
+//! Every file is checked against its owner module's schema (`mixlab_artefacts`) before it is
+//! scanned; each scan is labelled with its arm, seed and stage, and the scans are concatenated,
+//! grouped and joined lazily, collected once per table.
+
+use std::path::Path;
+
+use mixlab_artefacts::eval::check_eval;
+use mixlab_artefacts::metrics::check_metrics;
+use mixlab_artefacts::utilities::{JOINT_TARGET, check_utilities};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::Result;
+use crate::input::ReportInput;
+
+/// A final model's loss on one split and domain (or `mean` over the domains), over the seeds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FinalLoss {
+    /// The arm.
+    pub arm: String,
+    /// `valid` or `probe`.
+    pub split: String,
+    /// The domain, or `mean`.
+    pub domain: String,
+    /// Mean over the seeds.
+    pub mean: f64,
+    /// Lowest seed.
+    pub min: f64,
+    /// Highest seed.
+    pub max: f64,
+    /// Seeds.
+    pub seeds: u64,
+}
+
+/// One stage's mean validation loss within an arm (train, distill, merge, quantize), and its
+/// change from the arm's trained model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageLoss {
+    /// The arm.
+    pub arm: String,
+    /// Position in the arm's chain (0: train).
+    pub order: u64,
+    /// The stage.
+    pub stage: String,
+    /// Mean over the domains' validation losses, then over the seeds.
+    pub mean: f64,
+    /// Lowest seed.
+    pub min: f64,
+    /// Highest seed.
+    pub max: f64,
+    /// Relative change from the arm's trained model, in percent.
+    pub change_pct: f64,
+}
+
+/// A point of a loss curve: the training loss (`domain` = `train`) or a domain's validation
+/// loss, averaged over the seeds of the arm's trained run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CurvePoint {
+    /// The arm.
+    pub arm: String,
+    /// `train`, or the domain evaluated.
+    pub domain: String,
+    /// Optimizer step.
+    pub step: u64,
+    /// Loss.
+    pub loss: f64,
+}
+
+/// A domain's utility for one target, over all checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UtilityRow {
+    /// The domain.
+    pub domain: String,
+    /// The target, or `joint`.
+    pub target: String,
+    /// Utility (positive: helps).
+    pub utility: f64,
+    /// Bootstrap standard error.
+    pub stderr: f64,
+    /// Documents scored.
+    pub n_samples: u64,
+}
+
+/// One arm's mixture weight of one domain in one stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MixtureWeight {
+    /// The arm.
+    pub arm: String,
+    /// The mixture stage.
+    pub stage: String,
+    /// The domain.
+    pub domain: String,
+    /// Its weight.
+    pub weight: f64,
+}
+
+/// All tables of a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tables {
+    /// Final models per arm, split and domain.
+    pub final_losses: Vec<FinalLoss>,
+    /// Each arm's stages.
+    pub stage_losses: Vec<StageLoss>,
+    /// Loss curves of the trained runs.
+    pub curves: Vec<CurvePoint>,
+    /// Mixture weights.
+    pub mixtures: Vec<MixtureWeight>,
+    /// Domain utilities (joint target first).
+    pub utilities: Vec<UtilityRow>,
+}
+
+/// Aggregates every table of `input`.
+///
+/// # Errors
+/// A missing file, or one of another format or schema (named), and polars errors.
+pub fn tables(input: &ReportInput) -> Result<Tables> {
+    let evals = labelled_scans(input, |run| run.eval.as_path(), check_eval)?;
+    Ok(Tables {
+        final_losses: final_losses(evals.clone())?,
+        stage_losses: stage_losses(evals)?,
+        curves: curves(input)?,
+        mixtures: mixtures(input),
+        utilities: match &input.utilities {
+            Some(path) => utilities(path)?,
+            None => Vec::new(),
+        },
+    })
+}
+
+/// One lazy scan of every run's file (`file` picks it), labelled with `arm`, `seed`, `order`,
+/// `stage` and `final` (the last run of its seed), concatenated.
+fn labelled_scans(
+    input: &ReportInput,
+    file: impl Fn(&crate::input::RunInput) -> &Path,
+    check: impl Fn(&Path) -> mixlab_artefacts::Result<()>,
+) -> Result<LazyFrame> {
+    let mut frames = Vec::new();
+    for (arm, seed, order, run) in input.runs() {
+        let path = file(run);
+        check(path)?;
+        let last = order + 1 == seed.runs.len();
+        frames.push(scan(path)?.with_columns([
+            lit(arm.name.clone()).alias("arm"),
+            lit(seed.seed).alias("seed"),
+            lit(order as u64).alias("order"),
+            lit(run.stage.clone()).alias("stage"),
+            lit(last).alias("final"),
+        ]));
+    }
+    if frames.is_empty() {
+        return Err(crate::Error::Empty);
+    }
+    Ok(concat(frames, UnionArgs::default())?)
+}
+
+fn scan(path: &Path) -> Result<LazyFrame> {
+    let path = PlRefPath::new(path.to_string_lossy().as_ref());
+    Ok(LazyFrame::scan_parquet(path, ScanArgsParquet::default())?)
+}
+
+/// Loss of each arm's final models per split and domain, and their mean over the domains.
+fn final_losses(evals: LazyFrame) -> Result<Vec<FinalLoss>> {
+    let keys = [col("arm"), col("seed"), col("split")];
+    let finals = evals.filter(col("final"));
+    let per_domain = finals.clone().select([
+        col("arm"),
+        col("seed"),
+        col("split"),
+        col("domain"),
+        col("loss"),
+    ]);
+    let mean_of_domains = finals.group_by(keys).agg([col("loss").mean()]).select([
+        col("arm"),
+        col("seed"),
+        col("split"),
+        lit("mean").alias("domain"),
+        col("loss"),
+    ]);
+    let df = concat([per_domain, mean_of_domains], UnionArgs::default())?
+        .group_by([col("arm"), col("split"), col("domain")])
+        .agg(spread("loss"))
+        .sort(["split", "domain", "arm"], SortMultipleOptions::default())
+        .collect()?;
+    let (arm, split, domain) = (strs(&df, "arm")?, strs(&df, "split")?, strs(&df, "domain")?);
+    let (mean, min, max, seeds) = (
+        f64s(&df, "mean")?,
+        f64s(&df, "min")?,
+        f64s(&df, "max")?,
+        u64s(&df, "seeds")?,
+    );
+    Ok((0..df.height())
+        .map(|i| FinalLoss {
+            arm: arm[i].clone(),
+            split: split[i].clone(),
+            domain: domain[i].clone(),
+            mean: mean[i],
+            min: min[i],
+            max: max[i],
+            seeds: seeds[i],
+        })
+        .collect())
+}
+
+/// Mean, min, max and count of `column` in a group.
+fn spread(column: &str) -> [Expr; 4] {
+    [
+        col(column).mean().alias("mean"),
+        col(column).min().alias("min"),
+        col(column).max().alias("max"),
+        len().cast(DataType::UInt64).alias("seeds"),
+    ]
+}
+
+/// Each stage's mean validation loss per arm, joined with the arm's trained model's.
+fn stage_losses(evals: LazyFrame) -> Result<Vec<StageLoss>> {
+    let stages = evals
+        .filter(col("split").eq(lit("valid")))
+        .group_by([col("arm"), col("seed"), col("order"), col("stage")])
+        .agg([col("loss").mean()])
+        .group_by([col("arm"), col("order"), col("stage")])
+        .agg(spread("loss"));
+    let trained = stages
+        .clone()
+        .filter(col("order").eq(lit(0u64)))
+        .select([col("arm"), col("mean").alias("trained")]);
+    let df = stages
+        .join(
+            trained,
+            [col("arm")],
+            [col("arm")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(((col("mean") / col("trained") - lit(1.0)) * lit(100.0)).alias("change_pct"))
+        .sort(["arm", "order"], SortMultipleOptions::default())
+        .collect()?;
+    let (arm, stage, order) = (strs(&df, "arm")?, strs(&df, "stage")?, u64s(&df, "order")?);
+    let (mean, min, max, change) = (
+        f64s(&df, "mean")?,
+        f64s(&df, "min")?,
+        f64s(&df, "max")?,
+        f64s(&df, "change_pct")?,
+    );
+    Ok((0..df.height())
+        .map(|i| StageLoss {
+            arm: arm[i].clone(),
+            order: order[i],
+            stage: stage[i].clone(),
+            mean: mean[i],
+            min: min[i],
+            max: max[i],
+            change_pct: change[i],
+        })
+        .collect())
+}
+
+/// Training loss and per-domain validation loss over the steps of each arm's trained runs,
+/// averaged over the seeds.
+fn curves(input: &ReportInput) -> Result<Vec<CurvePoint>> {
+    let metrics = labelled_scans(input, |run| run.metrics.as_path(), check_metrics)?
+        .filter(col("order").eq(lit(0u64)));
+    let train = metrics
+        .clone()
+        .filter(col("domain").is_null().and(col("loss").is_not_null()))
+        .group_by([col("arm"), col("step")])
+        .agg([col("loss").mean()])
+        .select([
+            col("arm"),
+            lit("train").alias("domain"),
+            col("step"),
+            col("loss"),
+        ]);
+    let valid = metrics
+        .filter(
+            col("split")
+                .eq(lit("valid"))
+                .and(col("eval_loss").is_not_null()),
+        )
+        .group_by([col("arm"), col("domain"), col("step")])
+        .agg([col("eval_loss").mean().alias("loss")])
+        .select([col("arm"), col("domain"), col("step"), col("loss")]);
+    let df = concat([train, valid], UnionArgs::default())?
+        .sort(["arm", "domain", "step"], SortMultipleOptions::default())
+        .collect()?;
+    let (arm, domain, step, loss) = (
+        strs(&df, "arm")?,
+        strs(&df, "domain")?,
+        u64s(&df, "step")?,
+        f64s(&df, "loss")?,
+    );
+    Ok((0..df.height())
+        .map(|i| CurvePoint {
+            arm: arm[i].clone(),
+            domain: domain[i].clone(),
+            step: step[i],
+            loss: loss[i],
+        })
+        .collect())
+}
+
+/// The utilities over all checkpoints, the joint target first.
+fn utilities(path: &Path) -> Result<Vec<UtilityRow>> {
+    check_utilities(path)?;
+    let df = scan(path)?
+        .filter(col("checkpoint_step").is_null())
+        .with_column(col("target").neq(lit(JOINT_TARGET)).alias("not_joint"))
+        .sort(
+            ["not_joint", "target", "domain"],
+            SortMultipleOptions::default(),
+        )
+        .collect()?;
+    let (domain, target) = (strs(&df, "domain")?, strs(&df, "target")?);
+    let (utility, stderr, n) = (
+        f64s(&df, "utility")?,
+        f64s(&df, "stderr")?,
+        u64s(&df, "n_samples")?,
+    );
+    Ok((0..df.height())
+        .map(|i| UtilityRow {
+            domain: domain[i].clone(),
+            target: target[i].clone(),
+            utility: utility[i],
+            stderr: stderr[i],
+            n_samples: n[i],
+        })
+        .collect())
+}
+
+/// Every arm's mixture weights, stage by stage.
+fn mixtures(input: &ReportInput) -> Vec<MixtureWeight> {
+    input
+        .arms
+        .iter()
+        .flat_map(|arm| {
+            arm.mixture.iter().flat_map(move |m| {
+                m.stage.iter().flat_map(move |stage| {
+                    stage
+                        .weights
+                        .iter()
+                        .map(move |(domain, &weight)| MixtureWeight {
+                            arm: arm.name.clone(),
+                            stage: stage.name.clone(),
+                            domain: domain.clone(),
+                            weight,
+                        })
+                })
+            })
+        })
+        .collect()
+}
+
+fn strs(df: &DataFrame, name: &str) -> Result<Vec<String>> {
+    let column = df.column(name)?.as_materialized_series().str()?.clone();
+    Ok(column
+        .iter()
+        .map(|v| v.unwrap_or_default().to_owned())
+        .collect())
+}
+
+fn f64s(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
+    let column = df.column(name)?.cast(&DataType::Float64)?;
+    let values = column.as_materialized_series().f64()?.clone();
+    Ok(values.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+}
+
+fn u64s(df: &DataFrame, name: &str) -> Result<Vec<u64>> {
+    let column = df.column(name)?.cast(&DataType::UInt64)?;
+    let values = column.as_materialized_series().u64()?.clone();
+    Ok(values.iter().map(|v| v.unwrap_or_default()).collect())
+}

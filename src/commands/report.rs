@@ -1,0 +1,138 @@
+//! `mixlab report`: the ablation report over the arms of a `mixlab run`, or over run directories.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use mixlab_reports::build;
+use mixlab_reports::input::{ArmInput, ReportInput, RunInput, SeedInput};
+
+use crate::cli::{GlobalArgs, ReportArgs, ReportFormat};
+use crate::exit::Usage;
+use crate::pipeline::plan::{Plan, StageKind};
+use crate::run_dir::RunDir;
+
+/// Builds the report and writes it under `<out>/reports/<name>`, or prints its tables as JSON.
+pub fn run(global: &GlobalArgs, args: &ReportArgs) -> anyhow::Result<()> {
+    let out = global.out_root();
+    let input = match &args.plan {
+        Some(plan) => from_plan(&out, plan, &args.name)?,
+        None if args.runs.is_empty() => {
+            anyhow::bail!(Usage(
+                "give run directories (relative to --out) or --plan FILE".into()
+            ))
+        }
+        None => from_runs(&out, &args.runs, &args.name)?,
+    };
+    let report = build(&input).context("building the report")?;
+    match args.format {
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report.json())?),
+        ReportFormat::Files => {
+            let dir = out.join("reports").join(&args.name);
+            report.write(&dir)?;
+            println!("wrote {}", dir.join("report.html").display());
+            println!("wrote {}", dir.join("report.md").display());
+        }
+    }
+    Ok(())
+}
+
+/// The arms of a `mixlab run` plan, with the SDM utilities when an arm used them.
+fn from_plan(out: &Path, plan_file: &Path, name: &str) -> anyhow::Result<ReportInput> {
+    let text =
+        fs_err::read_to_string(plan_file).context(Usage("--plan: cannot read the plan".into()))?;
+    let plan: Plan = serde_json::from_str(&text).map_err(|e| {
+        Usage(format!(
+            "{}: not a plan written by `mixlab run`: {e}",
+            plan_file.display()
+        ))
+    })?;
+    let mut arms = Vec::new();
+    for arm in &plan.arms {
+        let mut seeds = Vec::new();
+        for seed in &arm.seeds {
+            let runs = seed
+                .runs
+                .iter()
+                .map(|(stage, run)| run_input(out, run, stage_name(*stage)))
+                .collect::<anyhow::Result<_>>()?;
+            seeds.push(SeedInput {
+                seed: seed.seed,
+                runs,
+            });
+        }
+        arms.push(arm_input(out, arm.arm.name.clone(), seeds)?);
+    }
+    let utilities = out.join("simulate").join("utilities.parquet");
+    let used = plan.stages.iter().any(|s| s.id == "simulate/influence");
+    Ok(ReportInput {
+        title: format!("mixlab report: {name}"),
+        arms,
+        utilities: (used && utilities.exists()).then_some(utilities),
+    })
+}
+
+/// Each run directory as an arm of one seed.
+fn from_runs(out: &Path, runs: &[PathBuf], name: &str) -> anyhow::Result<ReportInput> {
+    let mut arms = Vec::new();
+    for run in runs {
+        let input = run_input(out, run, "train")?;
+        let seed = RunDir::new(out.join(run)).read_config()?.train.seed;
+        let arm = run.file_name().map_or_else(
+            || run.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        arms.push(arm_input(
+            out,
+            arm,
+            vec![SeedInput {
+                seed,
+                runs: vec![input],
+            }],
+        )?);
+    }
+    Ok(ReportInput {
+        title: format!("mixlab report: {name}"),
+        arms,
+        utilities: None,
+    })
+}
+
+/// An arm whose mixture is its first run's.
+fn arm_input(out: &Path, name: String, seeds: Vec<SeedInput>) -> anyhow::Result<ArmInput> {
+    let first = seeds
+        .first()
+        .and_then(|s| s.runs.first())
+        .map(|r| PathBuf::from(&r.name));
+    let mixture = match first {
+        Some(run) => Some(RunDir::new(out.join(run)).read_config()?.mixture),
+        None => None,
+    };
+    Ok(ArmInput {
+        name,
+        mixture,
+        seeds,
+    })
+}
+
+/// A finished run's files.
+fn run_input(out: &Path, run: &Path, stage: &str) -> anyhow::Result<RunInput> {
+    let dir = RunDir::new(out.join(run));
+    let resolved = dir.read_finished(&run.display().to_string())?;
+    let paths = dir.paths();
+    Ok(RunInput {
+        stage: stage.to_owned(),
+        name: run.display().to_string(),
+        eval: paths.eval,
+        metrics: paths.metrics,
+        tokens: resolved.train.steps * resolved.train.tokens_per_step(),
+    })
+}
+
+fn stage_name(kind: StageKind) -> &'static str {
+    match kind {
+        StageKind::Distill => "distill",
+        StageKind::Merge => "merge",
+        StageKind::Quantize => "quantize",
+        _ => "train",
+    }
+}
