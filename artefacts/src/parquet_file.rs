@@ -63,12 +63,17 @@ impl Format {
             .map_err(|e| self.error(path, e))
     }
 
-    /// Checks from the footer alone that `path` is this format's version and has every column
-    /// of `expected` with its type, for readers other than [`Format::read`] (the reports' polars
-    /// scans).
+    /// Checks from the footer alone that `path` is this format (name and version) and has every
+    /// column of `expected` with its type, for readers other than [`Format::read`] (the reports'
+    /// polars scans).
     pub fn check(&self, path: &Path, expected: &Schema) -> Result<()> {
         let builder = self.open(path)?;
         let found = builder.schema();
+        if let Some(name) = found.metadata().get(FORMAT_KEY)
+            && name != self.name
+        {
+            return Err(self.error(path, format!("the file is a {name}")));
+        }
         for field in expected.fields() {
             match found.field_with_name(field.name()) {
                 Ok(f) if f.data_type() == field.data_type() => {}

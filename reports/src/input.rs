@@ -15,6 +15,9 @@ pub struct ReportInput {
     pub arms: Vec<ArmInput>,
     /// The SDM's `utilities.parquet`, when an arm used it.
     pub utilities: Option<PathBuf>,
+    /// The domains whose probe splits are the mixture's targets, with their weights: the
+    /// report adds their weighted mean (`targets`), the number the mixer optimizes.
+    pub targets: Vec<(String, f64)>,
 }
 
 /// One arm: a way of making the model (mixture method, downstream stages), run with some seeds.

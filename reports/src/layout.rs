@@ -60,11 +60,23 @@ fn arms(input: &ReportInput) -> Vec<Block> {
         "training tokens per run",
         "final runs",
     ];
-    vec![
+    let mut blocks = vec![
         Block::Heading(2, "Arms".into()),
         Block::Text("Every arm trains for the token budget shown; losses are nats per token on each domain's held-out splits (valid: general quality; probe: the targets).".into()),
         Block::Table(header.map(String::from).into(), rows),
-    ]
+    ];
+    if !input.targets.is_empty() {
+        let named: Vec<String> = input
+            .targets
+            .iter()
+            .map(|(d, w)| format!("{d} ({w})"))
+            .collect();
+        blocks.push(Block::Text(format!(
+            "Targets of the mixture: the probe splits of {}; `probe · targets` is their weighted mean loss.",
+            named.join(", ")
+        )));
+    }
+    blocks
 }
 
 fn verdict_list(verdicts: &[Verdict]) -> Vec<Block> {

@@ -15,7 +15,11 @@ use serde::Serialize;
 use crate::Result;
 use crate::input::ReportInput;
 
-/// A final model's loss on one split and domain (or `mean` over the domains), over the seeds.
+/// The row of the targets' weighted mean probe loss.
+pub const TARGETS: &str = "targets";
+
+/// A final model's loss on one split and domain (or `mean` over the domains, or the weighted
+/// mean of the [`TARGETS`]), over the seeds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FinalLoss {
     /// The arm.
@@ -118,7 +122,7 @@ pub struct Tables {
 pub fn tables(input: &ReportInput) -> Result<Tables> {
     let evals = labelled_scans(input, |run| run.eval.as_path(), check_eval)?;
     Ok(Tables {
-        final_losses: final_losses(evals.clone())?,
+        final_losses: final_losses(evals.clone(), &input.targets)?,
         stage_losses: stage_losses(evals)?,
         curves: curves(input)?,
         mixtures: mixtures(input),
@@ -160,8 +164,9 @@ fn scan(path: &Path) -> Result<LazyFrame> {
     Ok(LazyFrame::scan_parquet(path, ScanArgsParquet::default())?)
 }
 
-/// Loss of each arm's final models per split and domain, and their mean over the domains.
-fn final_losses(evals: LazyFrame) -> Result<Vec<FinalLoss>> {
+/// Loss of each arm's final models per split and domain, their mean over the domains, and the
+/// weighted mean of the targets' probe losses (when there are targets).
+fn final_losses(evals: LazyFrame, targets: &[(String, f64)]) -> Result<Vec<FinalLoss>> {
     let keys = [col("arm"), col("seed"), col("split")];
     let finals = evals.filter(col("final"));
     let per_domain = finals.clone().select([
@@ -171,14 +176,28 @@ fn final_losses(evals: LazyFrame) -> Result<Vec<FinalLoss>> {
         col("domain"),
         col("loss"),
     ]);
-    let mean_of_domains = finals.group_by(keys).agg([col("loss").mean()]).select([
-        col("arm"),
-        col("seed"),
-        col("split"),
-        lit("mean").alias("domain"),
-        col("loss"),
-    ]);
-    let df = concat([per_domain, mean_of_domains], UnionArgs::default())?
+    let mean_of_domains = finals
+        .clone()
+        .group_by(keys.clone())
+        .agg([col("loss").mean()]);
+    let mut rows = vec![per_domain, labelled(mean_of_domains, "mean")];
+    if !targets.is_empty() {
+        let (domains, weights): (Vec<&str>, Vec<f64>) =
+            targets.iter().map(|(d, w)| (d.as_str(), *w)).unzip();
+        let weights = df!("domain" => domains, "weight" => weights)?.lazy();
+        let weighted = finals
+            .filter(col("split").eq(lit("probe")))
+            .join(
+                weights,
+                [col("domain")],
+                [col("domain")],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .group_by(keys)
+            .agg([((col("loss") * col("weight")).sum() / col("weight").sum()).alias("loss")]);
+        rows.push(labelled(weighted, TARGETS));
+    }
+    let df = concat(rows, UnionArgs::default())?
         .group_by([col("arm"), col("split"), col("domain")])
         .agg(spread("loss"))
         .sort(["split", "domain", "arm"], SortMultipleOptions::default())
@@ -201,6 +220,17 @@ fn final_losses(evals: LazyFrame) -> Result<Vec<FinalLoss>> {
             seeds: seeds[i],
         })
         .collect())
+}
+
+/// Per-seed losses of an aggregate row (`mean`, `targets`) in the columns of the domains' rows.
+fn labelled(losses: LazyFrame, domain: &str) -> LazyFrame {
+    losses.select([
+        col("arm"),
+        col("seed"),
+        col("split"),
+        lit(domain.to_owned()).alias("domain"),
+        col("loss"),
+    ])
 }
 
 /// Mean, min, max and count of `column` in a group.
@@ -368,4 +398,144 @@ fn u64s(df: &DataFrame, name: &str) -> Result<Vec<u64>> {
     let column = df.column(name)?.cast(&DataType::UInt64)?;
     let values = column.as_materialized_series().u64()?.clone();
     Ok(values.iter().map(|v| v.unwrap_or_default()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use mixlab_artefacts::eval::{DomainLoss, write_eval};
+    use mixlab_artefacts::metrics::{MetricRow, write_metrics};
+
+    use super::*;
+    use crate::input::{ArmInput, RunInput, SeedInput};
+
+    /// A finished run in `dir` whose validation and probe losses are `base` + the domain's
+    /// offset (code +0, math +1), with training loss `base` + 1 at steps 1 and 2.
+    fn run(dir: &Path, name: &str, stage: &str, base: f64) -> RunInput {
+        let (eval, metrics) = (
+            dir.join(format!("{name}.eval")),
+            dir.join(format!("{name}.metrics")),
+        );
+        let loss = |domain: &str, split: &str, offset: f64| DomainLoss {
+            domain: domain.into(),
+            split: split.into(),
+            loss: base + offset,
+            tokens: 64,
+        };
+        let losses = ["valid", "probe"]
+            .map(|s| [loss("code", s, 0.0), loss("math", s, 1.0)])
+            .concat();
+        write_eval(&eval, 2, &losses).unwrap();
+        let row = |step: u64| MetricRow {
+            step,
+            tokens: 64 * step,
+            lr: 1e-3,
+            loss: Some(base + 1.0),
+            split: None,
+            domain: None,
+            eval_loss: None,
+        };
+        write_metrics(&metrics, &[row(1), row(2)]).unwrap();
+        RunInput {
+            stage: stage.into(),
+            name: name.into(),
+            eval,
+            metrics,
+            tokens: 128,
+        }
+    }
+
+    #[test]
+    fn final_losses_span_the_seeds_and_weigh_the_targets_and_stages_join_their_trained_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let seed = |seed: u64, runs: Vec<RunInput>| SeedInput { seed, runs };
+        let input = ReportInput {
+            title: "t".into(),
+            arms: vec![
+                ArmInput {
+                    name: "a".into(),
+                    mixture: None,
+                    seeds: vec![
+                        seed(
+                            0,
+                            vec![run(d, "a0", "train", 2.0), run(d, "a0q", "quantize", 2.2)],
+                        ),
+                        seed(
+                            1,
+                            vec![run(d, "a1", "train", 2.4), run(d, "a1q", "quantize", 2.6)],
+                        ),
+                    ],
+                },
+                ArmInput {
+                    name: "b".into(),
+                    mixture: None,
+                    seeds: vec![seed(0, vec![run(d, "b0", "train", 3.0)])],
+                },
+            ],
+            utilities: None,
+            targets: vec![("code".into(), 3.0), ("math".into(), 1.0)],
+        };
+        let t = tables(&input).unwrap();
+        let find = |arm: &str, split: &str, domain: &str| {
+            t.final_losses
+                .iter()
+                .find(|l| l.arm == arm && l.split == split && l.domain == domain)
+                .unwrap_or_else(|| panic!("{arm} {split} {domain}: {:?}", t.final_losses))
+                .clone()
+        };
+        // Arm a's final models are the quantized runs (2.2 and 2.6 on code).
+        let code = find("a", "probe", "code");
+        assert!(
+            (code.mean - 2.4).abs() < 1e-12 && (code.min, code.max, code.seeds) == (2.2, 2.6, 2)
+        );
+        // mean over code and math: base + 0.5; targets: base + 1/4.
+        assert!((find("a", "valid", "mean").mean - 2.9).abs() < 1e-12);
+        assert!((find("b", "probe", "targets").mean - 3.25).abs() < 1e-12);
+        assert_eq!(find("b", "probe", "targets").seeds, 1);
+        // The quantize stage of a is 0.2 above its trained model: 2.7 → 2.9 mean valid loss.
+        let q = t
+            .stage_losses
+            .iter()
+            .find(|s| s.arm == "a" && s.stage == "quantize")
+            .unwrap();
+        let change = (q.change_pct - 0.2 / 2.7 * 100.0).abs();
+        assert!((q.mean - 2.9).abs() < 1e-12 && change < 1e-9, "{q:?}");
+        // Curves come from the trained runs only: training loss 3.2 (mean of 3.0 and 3.4).
+        let a_curve: Vec<(u64, f64)> = t
+            .curves
+            .iter()
+            .filter(|p| p.arm == "a")
+            .map(|p| (p.step, p.loss))
+            .collect();
+        assert_eq!(a_curve.len(), 2);
+        assert!(
+            a_curve.iter().all(|&(_, l)| (l - 3.2).abs() < 1e-12),
+            "{a_curve:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_of_another_schema_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut good = run(dir.path(), "a", "train", 2.0);
+        good.eval = good.metrics.clone();
+        let input = ReportInput {
+            title: "t".into(),
+            arms: vec![ArmInput {
+                name: "a".into(),
+                mixture: None,
+                seeds: vec![SeedInput {
+                    seed: 0,
+                    runs: vec![good],
+                }],
+            }],
+            utilities: None,
+            targets: Vec::new(),
+        };
+        let err = tables(&input).unwrap_err().to_string();
+        assert!(
+            err.contains("a.metrics") && err.contains("eval.parquet"),
+            "{err}"
+        );
+    }
 }

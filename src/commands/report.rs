@@ -68,6 +68,7 @@ fn from_plan(out: &Path, plan_file: &Path, name: &str) -> anyhow::Result<ReportI
         title: format!("mixlab report: {name}"),
         arms,
         utilities: (used && utilities.exists()).then_some(utilities),
+        targets: plan.targets.clone(),
     })
 }
 
@@ -94,6 +95,7 @@ fn from_runs(out: &Path, runs: &[PathBuf], name: &str) -> anyhow::Result<ReportI
         title: format!("mixlab report: {name}"),
         arms,
         utilities: None,
+        targets: Vec::new(),
     })
 }
 

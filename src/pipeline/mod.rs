@@ -79,13 +79,17 @@ impl<F: Fn(StageKind) -> bool> Job<'_, F> {
     fn stage(&self, stage: &Stage, index: usize, total: usize) -> anyhow::Result<()> {
         let record = self.ledger.read(&stage.id);
         let same_key = record.as_ref().is_some_and(|r| r.key == stage.key);
+        let done = same_key
+            && record
+                .as_ref()
+                .is_some_and(|r| r.progress == Progress::Done);
         let forced = (self.forced)(stage.kind);
-        if same_key && !forced && record.is_some_and(|r| r.progress == Progress::Done) {
+        if done && !forced {
             println!("== [{index}/{total}] {}: up to date, skipped", stage.id);
             tracing::info!(stage = %stage.id, event = "skipped", "stage up to date");
             return Ok(());
         }
-        if forced || (self.ledger.read(&stage.id).is_some() && !same_key) {
+        if forced || (record.is_some() && !same_key) {
             for run in &stage.runs {
                 self.remove(run)?;
             }

@@ -81,6 +81,9 @@ pub struct Plan {
     pub stages: Vec<Stage>,
     /// Each arm's runs.
     pub arms: Vec<ArmRuns>,
+    /// The `[simulate]` targets that are domains' probe splits, with their weights.
+    #[serde(default)]
+    pub targets: Vec<(String, f64)>,
 }
 
 impl Plan {
@@ -152,9 +155,18 @@ pub fn plan(loaded: &LoadedConfig, arms: &[Arm], shards_key: &str) -> anyhow::Re
         });
     }
     stages.push(report_stage(loaded, &stages));
+    let targets = loaded
+        .config
+        .simulate
+        .target
+        .iter()
+        .filter(|t| !t.probe.is_empty())
+        .map(|t| (t.probe.clone(), t.weight))
+        .collect();
     Ok(Plan {
         stages,
         arms: arm_runs,
+        targets,
     })
 }
 

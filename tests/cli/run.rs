@@ -71,7 +71,14 @@ fn run_skips_what_is_up_to_date_and_reruns_what_a_change_touches() {
         assert!(html.contains(text), "{text} missing from the report");
     }
     let md = std::fs::read_to_string(p.path("out/reports/datasets/report.md")).unwrap();
-    assert!(md.contains("probe · mean: "), "{md}");
+    assert!(
+        md.contains("probe · mean: ") && md.contains("probe · targets: "),
+        "{md}"
+    );
+    assert!(
+        md.contains("the probe splits of arithmetic (1), code (1), prose (1)"),
+        "{md}"
+    );
     for figure in [
         "final-losses",
         "mixtures",
@@ -166,6 +173,15 @@ fn run_skips_what_is_up_to_date_and_reruns_what_a_change_touches() {
     );
 
     check_in_browser(&report);
+
+    // --force reruns every stage.
+    let forced = p.run(&["run", "-q", "--force"]).expect_code(0);
+    assert_eq!(
+        stage_lines(&forced, "mixlab ").len(),
+        12,
+        "{}",
+        forced.stdout
+    );
 }
 
 /// Renders the report in headless Chromium: no console messages, every figure drawn.
