@@ -8,11 +8,13 @@
 //!
 //! ```no_run
 //! use mixlab_reports::{build, input::ReportInput};
-//! # fn input() -> ReportInput { unimplemented!() }
-//! let report = build(&input())?;
-//! report.write(std::path::Path::new("reports/demo"))?;
-//! println!("{}", serde_json::to_string_pretty(&report.json())?);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//!
+//! fn write_report(input: &ReportInput) -> Result<(), Box<dyn std::error::Error>> {
+//!     let report = build(input)?;
+//!     report.write(std::path::Path::new("reports/demo"))?;
+//!     println!("{}", serde_json::to_string_pretty(&report.json())?);
+//!     Ok(())
+//! }
 //! ```
 
 pub mod document;
