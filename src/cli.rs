@@ -507,8 +507,9 @@ pub enum SimulateMethod {
     Doremi,
 }
 
-/// How `--method sdm` turns utilities into weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// How `--method sdm` turns utilities into weights (also `[run].objective`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SdmObjective {
     /// Maximize Σ w·utility + temperature · entropy(w) within the bounds and epoch caps.
     Utilimax,

@@ -8,7 +8,7 @@ use mixlab_reports::input::{ArmInput, ReportInput, RunInput, SeedInput};
 
 use crate::cli::{GlobalArgs, ReportArgs, ReportFormat};
 use crate::exit::Usage;
-use crate::pipeline::plan::{Plan, StageKind};
+use crate::pipeline::plan::Plan;
 use crate::run_dir::RunDir;
 
 /// Builds the report and writes it under `<out>/reports/<name>`, or prints its tables as JSON.
@@ -53,7 +53,7 @@ fn from_plan(out: &Path, plan_file: &Path, name: &str) -> anyhow::Result<ReportI
             let runs = seed
                 .runs
                 .iter()
-                .map(|(stage, run)| run_input(out, run, stage_name(*stage)))
+                .map(|(stage, run)| run_input(out, run, stage.name()))
                 .collect::<anyhow::Result<_>>()?;
             seeds.push(SeedInput {
                 seed: seed.seed,
@@ -128,13 +128,4 @@ fn run_input(out: &Path, run: &Path, stage: &str) -> anyhow::Result<RunInput> {
         metrics: paths.metrics,
         tokens: resolved.train.steps * resolved.train.tokens_per_step(),
     })
-}
-
-fn stage_name(kind: StageKind) -> &'static str {
-    match kind {
-        StageKind::Distill => "distill",
-        StageKind::Merge => "merge",
-        StageKind::Quantize => "quantize",
-        _ => "train",
-    }
 }

@@ -38,6 +38,22 @@ pub enum StageKind {
     Report,
 }
 
+impl StageKind {
+    /// Its name, as `--from` takes it and reports show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Ingest => "ingest",
+            StageKind::Simulate => "simulate",
+            StageKind::Mix => "mix",
+            StageKind::Train => "train",
+            StageKind::Distill => "distill",
+            StageKind::Merge => "merge",
+            StageKind::Quantize => "quantize",
+            StageKind::Report => "report",
+        }
+    }
+}
+
 /// One stage: a subcommand, its key and the run directories it writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
@@ -236,7 +252,7 @@ fn mix_stage(
         .map(String::from)
         .into();
     if arm.mix == MixChoice::Sdm {
-        args.extend(["--objective".into(), arm.objective.clone()]);
+        args.extend(["--objective".into(), arm.objective.name().into()]);
     }
     args.extend(["--output".into(), format!("{{out}}/{}", mixture.display())]);
     let key = stage_key(&args, &[upstream], &sections.mix);

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cli::SdmObjective;
 use crate::exit::Usage;
 
 /// How an arm's mixture is made (`mixlab mix --method`).
@@ -51,9 +52,9 @@ pub struct Arm {
     /// The mixture method. Default: `sdm`.
     #[serde(default = "default_mix")]
     pub mix: MixChoice,
-    /// The SDM objective (`utilimax` or `proportional`). Default: `utilimax`.
+    /// The SDM objective (`utilimax` or `proportional`; serde refuses others). Default: `utilimax`.
     #[serde(default = "default_objective")]
-    pub objective: String,
+    pub objective: SdmObjective,
     /// Training seeds; one run each. Default: `[train].seed`.
     #[serde(default)]
     pub seeds: Vec<u64>,
@@ -114,8 +115,8 @@ fn default_name() -> String {
 fn default_mix() -> MixChoice {
     MixChoice::Sdm
 }
-fn default_objective() -> String {
-    "utilimax".into()
+fn default_objective() -> SdmObjective {
+    SdmObjective::Utilimax
 }
 fn half() -> f64 {
     0.5
@@ -135,7 +136,7 @@ fn thirty_two() -> usize {
 ///
 /// # Errors
 /// A [`Usage`] error naming the table and key: unknown keys, bad values, an arm without a name or
-/// with a name used twice, an objective other than `utilimax`/`proportional`.
+/// with a name used twice, a seed listed twice, an unknown preset.
 pub fn arms(
     run: &toml::Table,
     ablation: &[toml::Table],
@@ -191,12 +192,6 @@ fn check(arm: &Arm, place: &str) -> anyhow::Result<()> {
         return bad(format!(
             "name `{}`: use letters, digits, `-` and `_`",
             arm.name
-        ));
-    }
-    if !["utilimax", "proportional"].contains(&arm.objective.as_str()) {
-        return bad(format!(
-            "objective `{}`: expected utilimax or proportional",
-            arm.objective
         ));
     }
     let mut seeds = arm.seeds.clone();
