@@ -9,6 +9,7 @@ mod ingest;
 mod inspect;
 pub mod merge;
 mod mix;
+mod passkey;
 pub mod quantize;
 mod regress;
 mod report;
@@ -36,6 +37,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(&cli.global, args),
         Command::Export(args) => export::run(&cli.global, args),
         Command::Generate(args) => generate::run(&cli.global, args),
+        Command::Passkey(command) => passkey::run(&cli.global, command),
         Command::Regress(args) => regress::run(&cli.global, args),
         Command::Mix(args) => mix::run(&cli.global, args),
         Command::Sweep(args) => sweep::run(&cli.global, args),

@@ -10,6 +10,7 @@ mod help;
 mod ingest;
 mod merge;
 mod mix;
+mod passkey;
 mod quantize;
 mod regress;
 mod reliability;

@@ -65,6 +65,7 @@ pub mod model;
 pub mod named;
 pub mod objective;
 pub mod optim;
+pub mod passkey;
 pub mod quant;
 pub mod rope;
 pub mod sampler;
