@@ -131,6 +131,14 @@ pub enum Command {
     Export(ExportArgs),
     /// Continue a prompt with a run's model, to see what it learned.
     Generate(GenerateArgs),
+    /// Passkey retrieval, the long-context test: training documents, and a run's accuracy.
+    ///
+    /// A task hides a random five-digit key in filler sentences and asks for it at the end.
+    /// `make` writes tasks as JSONL documents for a [[domain.source]]; `eval` builds prompts that
+    /// fill a context with filler, the key at several depths, and counts the prompts whose key the
+    /// model's greedy predictions spell.
+    #[command(subcommand)]
+    Passkey(PasskeyCommand),
     /// Fit loss = f(mixture) on a table of runs; print cross-validated Spearman ρ, Pearson r, MSE.
     Regress(RegressArgs),
     /// Write a mixture.toml: RegMix search over a fitted regression model, or a baseline.
@@ -215,6 +223,12 @@ pub struct TrainArgs {
     /// Seed of initialisation and data order, overriding [train].seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Start from the newest checkpoint of this finished run (relative to --out) instead of a
+    /// random initialisation: continued training, e.g. a context extension at a longer
+    /// [train].seq_len with a larger [model].rope_theta. The parameter shapes of [model] must be
+    /// the run's; the attention pattern and RoPE base may change.
+    #[arg(long, value_name = "DIR")]
+    pub init_from: Option<PathBuf>,
 }
 
 /// `distill` arguments: those of `train`, plus the teacher and the loss's settings.
@@ -330,6 +344,10 @@ pub struct EvalArgs {
     /// its newest checkpoint.
     #[arg(long)]
     pub gguf: bool,
+    /// Tokens per evaluation sequence [default: the run's [train].seq_len]; e.g. a
+    /// context-extended model at its original context.
+    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(2..))]
+    pub seq_len: Option<u32>,
 }
 
 /// `export` arguments.
@@ -374,6 +392,58 @@ pub struct GenerateArgs {
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// `passkey` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PasskeyCommand {
+    /// Write passkey tasks, answer included, as JSON lines of `{"text": ...}` (gzip for .gz).
+    Make(PasskeyMakeArgs),
+    /// Retrieval accuracy of a run's newest checkpoint, per depth of the key.
+    Eval(PasskeyEvalArgs),
+}
+
+/// `passkey make` arguments.
+#[derive(Debug, Args)]
+pub struct PasskeyMakeArgs {
+    /// The file to write (JSONL; gzip-compressed when it ends in .gz).
+    #[arg(long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Tasks to write.
+    #[arg(long, default_value_t = 1000)]
+    pub docs: usize,
+    /// Fewest filler sentences per task (about 6 tokens each).
+    #[arg(long, default_value_t = 2)]
+    pub min_filler: usize,
+    /// Most filler sentences per task.
+    #[arg(long, default_value_t = 8)]
+    pub max_filler: usize,
+    /// Seed of keys, filler and depths.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `passkey eval` arguments.
+#[derive(Debug, Args)]
+pub struct PasskeyEvalArgs {
+    /// Run directory, relative to --out.
+    #[arg(long, value_name = "DIR", default_value = "runs/default")]
+    pub run: PathBuf,
+    /// Tokens per prompt, filled with filler [default: the run's [train].seq_len].
+    #[arg(long, value_name = "TOKENS")]
+    pub context: Option<usize>,
+    /// Depths of the key: 0 right after the instruction, 1 right before the question.
+    #[arg(long, value_delimiter = ',', default_value = "0,0.25,0.5,0.75,1")]
+    pub depths: Vec<f64>,
+    /// Prompts per depth.
+    #[arg(long, default_value_t = 20)]
+    pub trials: usize,
+    /// Seed of the prompts (the same seed gives every run the same prompts).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print `{"context": n, "accuracy": x, "depths": [{"depth", "trials", "retrieved"}]}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The run table: mixtures and losses joined on an index column.

@@ -21,7 +21,11 @@ use crate::texts::read_texts;
 /// Evaluates the validation and probe splits, and the `--texts` files, at the newest checkpoint.
 pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {
     let run_dir = RunDir::new(global.out_root().join(&args.run));
-    let resolved = run_dir.read_config()?;
+    let mut resolved = run_dir.read_config()?;
+    if let Some(seq_len) = args.seq_len {
+        resolved.train.seq_len = seq_len as usize;
+        resolved.model.max_seq_len = resolved.model.max_seq_len.max(seq_len as usize);
+    }
     let shards = resolved.open_shards()?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
     let texts = if args.texts.is_empty() {

@@ -1,16 +1,19 @@
 //! `mixlab train`: train a model on the shards with a mixture schedule, resumably.
 
+use std::path::Path;
+
 use anyhow::Context;
 use mixlab_artefacts::mixture::read_mixture;
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_mixer::schedule::MixtureSchedule;
+use mixlab_trainer::config::ModelConfig;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::objective::CrossEntropy;
 
 use crate::cli::{GlobalArgs, TrainArgs};
 use crate::config::LoadedConfig;
 use crate::exit::Usage;
-use crate::run_dir::{ResolvedRun, RunDir};
+use crate::run_dir::{InitWeights, ResolvedRun, RunDir};
 use crate::table::eval_table;
 use crate::training::run_training;
 
@@ -45,5 +48,56 @@ pub fn resolve(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<(Resolve
         train_config.seq_len,
     )?;
     let resolved = ResolvedRun::new(&shards, model_config, train_config, mixture);
+    let resolved = match &args.init_from {
+        Some(from) => {
+            let weights = init_weights(global, from, &resolved)?;
+            resolved.started_from(weights)
+        }
+        None => resolved,
+    };
     Ok((resolved, corpus))
+}
+
+/// The newest checkpoint of the finished run `from`, checked to fit the run `resolved` describes:
+/// the same tokenizer and the same parameter shapes.
+fn init_weights(
+    global: &GlobalArgs,
+    from: &Path,
+    resolved: &ResolvedRun,
+) -> anyhow::Result<InitWeights> {
+    let what = format!("--init-from {}", from.display());
+    let dir = RunDir::new(global.out_root().join(from));
+    let source = dir.read_finished(&what)?;
+    if source.tokenizer_sha256 != resolved.tokenizer_sha256 {
+        anyhow::bail!(Usage(format!(
+            "{what}: trained with another tokenizer (sha256 {}) than the shards' (sha256 {})",
+            source.tokenizer_sha256, resolved.tokenizer_sha256
+        )));
+    }
+    if let Some(field) = shape_difference(&source.model, &resolved.model) {
+        anyhow::bail!(Usage(format!(
+            "{what}: its model has another {field}; [model] and --preset must give the same parameter shapes"
+        )));
+    }
+    let (step, path) = dir.latest_model()?;
+    Ok(InitWeights {
+        path,
+        run_hash: source.run_hash,
+        step,
+    })
+}
+
+/// The first field that gives two models different parameter shapes, as `name = a (here b)`.
+fn shape_difference(from: &ModelConfig, to: &ModelConfig) -> Option<String> {
+    [
+        ("vocab_size", from.vocab_size, to.vocab_size),
+        ("d_model", from.d_model, to.d_model),
+        ("n_layers", from.n_layers, to.n_layers),
+        ("n_heads", from.n_heads, to.n_heads),
+        ("n_kv_heads", from.n_kv_heads, to.n_kv_heads),
+        ("ffn_hidden", from.ffn_hidden, to.ffn_hidden),
+    ]
+    .into_iter()
+    .find(|(_, a, b)| a != b)
+    .map(|(name, a, b)| format!("{name} = {a} (here {b})"))
 }
