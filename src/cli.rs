@@ -275,6 +275,11 @@ pub struct QuantizeArgs {
     /// Softmax temperature of that KL.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f64,
+    /// Also round every projection's input to int8, one scale per token (dynamic activation
+    /// quantization: W4A8), in quantization-aware training and in the quantized run, whose model
+    /// keeps doing so in eval and generate. Default run names then end in -w4a8 (and -qat-a8).
+    #[arg(long)]
+    pub int8_activations: bool,
 }
 
 /// `merge` arguments.

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use mixlab_trainer::config::ModelConfig;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::distill::{DistillSettings, Distillation};
 use mixlab_trainer::inference::Inference;
@@ -39,6 +40,10 @@ pub fn run(global: &GlobalArgs, args: &QuantizeArgs) -> anyhow::Result<()> {
         .map_err(|e| Usage(format!("--group-size {}: {e}", args.group_size)))?;
     let shards = source.open_shards()?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
+    let model = ModelConfig {
+        int8_activations: args.int8_activations,
+        ..source.model.clone()
+    };
     let (step, path) = source_dir.latest_model()?;
     let source_weights = Weights {
         run: &source,
@@ -46,18 +51,19 @@ pub fn run(global: &GlobalArgs, args: &QuantizeArgs) -> anyhow::Result<()> {
         step,
         path,
     };
-    let named = |suffix: &str| global.out_root().join(suffixed(&args.run, suffix));
+    let [latent_dir, default_out] = run_names(&args.run, args.qat_steps, args.int8_activations)
+        .map(|run| global.out_root().join(run));
     let latent;
     let (rounded_from, default_out) = if args.qat_steps > 0 {
         latent = quant_aware_training(
             global,
             args,
-            &source_weights,
+            (&source_weights, &model),
             config,
             &corpus,
-            &named("-qat"),
+            &latent_dir,
         )?;
-        let dir = RunDir::new(named("-qat"));
+        let dir = RunDir::new(latent_dir);
         let (step, path) = dir.latest_model()?;
         (
             Weights {
@@ -66,34 +72,52 @@ pub fn run(global: &GlobalArgs, args: &QuantizeArgs) -> anyhow::Result<()> {
                 step,
                 path,
             },
-            named("-qat-int4"),
+            default_out,
         )
     } else {
-        (source_weights, named("-int4"))
+        (source_weights, default_out)
     };
     let out = args
         .out_run
         .as_ref()
         .map_or(default_out, |r| global.out_root().join(r));
-    round(global, &rounded_from, config, &corpus, &out)
+    round(global, (&rounded_from, &model), config, &corpus, &out)
 }
 
 /// The run directories `mixlab quantize --run <run> --qat-steps <qat_steps>` writes, relative to
 /// `--out`: the quantization-aware training run (with steps), then the int4 run (last).
-pub fn runs_written(run: &Path, qat_steps: u64) -> Vec<PathBuf> {
+pub fn runs_written(run: &Path, qat_steps: u64, int8_activations: bool) -> Vec<PathBuf> {
+    let [latent, quantized] = run_names(run, qat_steps, int8_activations);
     if qat_steps > 0 {
-        vec![suffixed(run, "-qat"), suffixed(run, "-qat-int4")]
+        vec![latent, quantized]
     } else {
-        vec![suffixed(run, "-int4")]
+        vec![quantized]
     }
 }
 
-/// Trains the full-precision weights of `source` for `--qat-steps` on the rounded model,
-/// distilled from `source` itself, in the run directory `dir`.
+/// The default names of the quantization-aware training run and the quantized run: `-qat` and
+/// `-qat-int4` (or `-int4` without training) for int4 weights, `-qat-a8` and `-qat-w4a8` (`-w4a8`)
+/// with int8 activations too.
+fn run_names(run: &Path, qat_steps: u64, int8_activations: bool) -> [PathBuf; 2] {
+    let (latent, rounded) = if int8_activations {
+        ("-qat-a8", "w4a8")
+    } else {
+        ("-qat", "int4")
+    };
+    let quantized = if qat_steps > 0 {
+        format!("-qat-{rounded}")
+    } else {
+        format!("-{rounded}")
+    };
+    [suffixed(run, latent), suffixed(run, &quantized)]
+}
+
+/// Trains the full-precision weights of `source` as the `model` (int8 activations or not) for
+/// `--qat-steps` on the rounded model, distilled from `source` itself, in the run directory `dir`.
 fn quant_aware_training(
     global: &GlobalArgs,
     args: &QuantizeArgs,
-    source: &Weights<'_>,
+    (source, model): (&Weights<'_>, &ModelConfig),
     config: QuantConfig,
     corpus: &Corpus,
     dir: &Path,
@@ -111,26 +135,21 @@ fn quant_aware_training(
         .validate()
         .map_err(|e| Usage(format!("--qat-lr: {e}")))?;
     let shards = source.run.open_shards()?;
-    let resolved = ResolvedRun::new(
-        &shards,
-        source.run.model.clone(),
-        train,
-        source.run.mixture.clone(),
-    )
-    .distilled(DistillSource {
-        teacher: source.dir.root.clone(),
-        teacher_run_hash: source.run.run_hash.clone(),
-        teacher_step: source.step,
-        settings,
-    })
-    .quantized(
-        InitWeights {
-            path: source.path.clone(),
-            run_hash: source.run.run_hash.clone(),
-            step: source.step,
-        },
-        config,
-    );
+    let resolved = ResolvedRun::new(&shards, model.clone(), train, source.run.mixture.clone())
+        .distilled(DistillSource {
+            teacher: source.dir.root.clone(),
+            teacher_run_hash: source.run.run_hash.clone(),
+            teacher_step: source.step,
+            settings,
+        })
+        .quantized(
+            InitWeights {
+                path: source.path.clone(),
+                run_hash: source.run.run_hash.clone(),
+                step: source.step,
+            },
+            config,
+        );
     let teacher = Inference::load(&source.run.model, &source.path)?;
     let objective = QuantAware::new(
         Distillation::new(teacher, settings, resolved.train.document_mask)?,
@@ -146,10 +165,11 @@ fn quant_aware_training(
     Ok(resolved)
 }
 
-/// Rounds `from`'s weights to int4 and evaluates them as a run of zero steps in `out`.
+/// Rounds `from`'s weights to int4 and evaluates them as `model` (int8 activations or not) in a run
+/// of zero steps in `out`.
 fn round(
     global: &GlobalArgs,
-    from: &Weights<'_>,
+    (from, model): (&Weights<'_>, &ModelConfig),
     config: QuantConfig,
     corpus: &Corpus,
     out: &Path,
@@ -163,13 +183,8 @@ fn round(
     let mut train = from.run.train.clone();
     train.steps = 0;
     let shards = from.run.open_shards()?;
-    let resolved = ResolvedRun::new(
-        &shards,
-        from.run.model.clone(),
-        train,
-        from.run.mixture.clone(),
-    )
-    .quantized(init.clone(), config);
+    let resolved = ResolvedRun::new(&shards, model.clone(), train, from.run.mixture.clone())
+        .quantized(init.clone(), config);
     let gguf = run_dir.root.join(GGUF_FILE);
     let finished = run_of_weights(
         &run_dir,

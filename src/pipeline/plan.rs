@@ -364,7 +364,7 @@ fn model_stages(
         runs.push((StageKind::Merge, newest.clone()));
     }
     if let Some(q) = &arm.quantize {
-        let written = quantize::runs_written(&newest, q.qat_steps);
+        let written = quantize::runs_written(&newest, q.qat_steps, false);
         let args: Vec<String> = vec![
             "quantize".into(),
             "--run".into(),

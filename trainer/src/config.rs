@@ -34,6 +34,12 @@ pub struct ModelConfig {
     pub norm_eps: f64,
     /// Longest sequence the RoPE tables cover.
     pub max_seq_len: usize,
+    /// Whether every projection sees its input rounded to int8 with one scale per token (dynamic
+    /// activation quantization, the inputs an int8 × int4 kernel would multiply), gradients passed
+    /// straight through. The output head's input (the final norm's output) stays full precision.
+    /// Set by `mixlab quantize --int8-activations`; absent from the TOML when off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub int8_activations: bool,
 }
 
 /// Named model sizes (`tiny`, `small`, `base`, `mobilellm_pro`).
@@ -82,6 +88,7 @@ impl Preset {
             rope_theta: theta,
             norm_eps: 1e-5,
             max_seq_len,
+            int8_activations: false,
         }
     }
 }

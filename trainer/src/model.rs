@@ -13,6 +13,7 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::config::ModelConfig;
 use crate::kernels::{self, KeyStarts, Positions};
 use crate::mask::AttentionMasks;
+use crate::quant;
 use crate::rope::Rope;
 
 /// Tokens per block of logits when losses are computed without autodiff.
@@ -26,16 +27,21 @@ const INIT_STD: f64 = 0.02;
 pub struct Projection {
     /// `[d_in, d_out]`.
     pub weight: Param<Tensor<2>>,
+    /// Inputs rounded to int8 per token first ([`ModelConfig::int8_activations`]).
+    int8_input: bool,
 }
 
 impl Projection {
-    fn new(d_in: usize, d_out: usize, device: &Device) -> Self {
+    fn new(d_in: usize, d_out: usize, c: &ModelConfig, device: &Device) -> Self {
         let weight = Initializer::Normal {
             mean: 0.0,
             std: INIT_STD,
         }
         .init([d_in, d_out], device);
-        Self { weight }
+        Self {
+            weight,
+            int8_input: c.int8_activations,
+        }
     }
 
     /// # Shapes
@@ -44,7 +50,13 @@ impl Projection {
         let [b, t, d_in] = x.dims();
         let w = self.weight.val();
         let d_out = w.dims()[1];
-        kernels::matmul(x.reshape([b * t, d_in]), w).reshape([b, t, d_out])
+        let x = x.reshape([b * t, d_in]);
+        let x = if self.int8_input {
+            quant::fake_quantize_tokens(x)
+        } else {
+            x
+        };
+        kernels::matmul(x, w).reshape([b, t, d_out])
     }
 }
 
@@ -64,10 +76,10 @@ impl Attention {
     fn new(c: &ModelConfig, device: &Device) -> Self {
         let hd = c.head_dim();
         Self {
-            wq: Projection::new(c.d_model, c.n_heads * hd, device),
-            wk: Projection::new(c.d_model, c.n_kv_heads * hd, device),
-            wv: Projection::new(c.d_model, c.n_kv_heads * hd, device),
-            wo: Projection::new(c.n_heads * hd, c.d_model, device),
+            wq: Projection::new(c.d_model, c.n_heads * hd, c, device),
+            wk: Projection::new(c.d_model, c.n_kv_heads * hd, c, device),
+            wv: Projection::new(c.d_model, c.n_kv_heads * hd, c, device),
+            wo: Projection::new(c.n_heads * hd, c.d_model, c, device),
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
             head_dim: hd,
@@ -108,9 +120,9 @@ pub struct FeedForward {
 impl FeedForward {
     fn new(c: &ModelConfig, device: &Device) -> Self {
         Self {
-            w1: Projection::new(c.d_model, c.ffn_hidden, device),
-            w3: Projection::new(c.d_model, c.ffn_hidden, device),
-            w2: Projection::new(c.ffn_hidden, c.d_model, device),
+            w1: Projection::new(c.d_model, c.ffn_hidden, c, device),
+            w3: Projection::new(c.d_model, c.ffn_hidden, c, device),
+            w2: Projection::new(c.ffn_hidden, c.d_model, c, device),
         }
     }
 

@@ -136,6 +136,32 @@ pub fn fake_quantize_rows(values: &[f32], group_size: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Largest magnitude of an int8 activation: symmetric, so −128 is never used.
+const INT8_MAX: f32 = 127.0;
+
+/// Dynamic per-token int8 activation quantization: each row of `x` (one token's features) rounded
+/// to the nearest multiple of its own scale `max|row| / 127` and read back, so at most 255 levels
+/// per token. Gradients pass straight through to `x` (the straight-through estimator), so a model
+/// trains against the rounding it will see.
+///
+/// # Example
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use mixlab_trainer::quant::fake_quantize_tokens;
+/// let x = Tensor::<2>::from_floats([[-254.0, 3.0, 100.4], [1.0, 0.5, 0.001]], &Device::flex());
+/// let rounded: Vec<f32> = fake_quantize_tokens(x).into_data().try_to_vec().unwrap();
+/// // Row 1: scale 254/127 = 2, so 3 → 4 and 100.4 → 100. Row 2: scale 1/127, so 0.001 → 0.
+/// assert_eq!(rounded[..3], [-254.0, 4.0, 100.0]);
+/// assert_eq!(rounded[5], 0.0);
+/// ```
+pub fn fake_quantize_tokens(x: Tensor<2>) -> Tensor<2> {
+    let plain = x.clone().detach();
+    let scale = plain.clone().abs().max_dim(1).clamp_min(f32::MIN_POSITIVE) / INT8_MAX;
+    let rounded = (plain.clone() / scale.clone()).round() * scale;
+    // Forward: the rounded value; backward: the identity.
+    x + (rounded - plain)
+}
+
 /// `model` with every weight matrix and the embedding rounded to int4 and back (post-training
 /// quantization, round to nearest); norms untouched.
 ///
@@ -277,6 +303,32 @@ fn param_dims<const D: usize>(rows: usize, cols: usize) -> [usize; D] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_round_to_their_own_int8_grid_with_straight_through_gradients() {
+        let device = Device::flex().autodiff();
+        let values: Vec<f32> = (0..2 * 64)
+            .map(|i| ((i * 29 % 97) as f32 - 48.0) * if i < 64 { 0.01 } else { 3.0 })
+            .collect();
+        let x = Tensor::<2>::from_data(TensorData::new(values.clone(), [2, 64]), &device)
+            .require_grad();
+        let rounded = fake_quantize_tokens(x.clone());
+        let out: Vec<f32> = rounded.clone().into_data().try_to_vec().unwrap();
+        for (row, (x, y)) in values.chunks(64).zip(out.chunks(64)).enumerate() {
+            let step = x.iter().fold(0.0f32, |m, v| m.max(v.abs())) / INT8_MAX;
+            for (a, b) in x.iter().zip(y) {
+                assert!((a - b).abs() <= step * 0.5 + 1e-6, "row {row}: {a} → {b}");
+                let level = b / step;
+                assert!((level - level.round()).abs() < 1e-3 && level.abs() <= INT8_MAX);
+            }
+        }
+        // d(Σ w·rounded)/dx = w: the rounding is invisible to the gradient.
+        let weights = Tensor::<2>::from_data(TensorData::new(values, [2, 64]), &device);
+        let grads = (rounded * weights.clone()).sum().backward();
+        let grad: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+        let expected: Vec<f32> = weights.into_data().try_to_vec().unwrap();
+        assert_eq!(grad, expected);
+    }
 
     #[test]
     fn groups_follow_ggml_q4_0_reference_rounding() {

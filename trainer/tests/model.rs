@@ -36,6 +36,7 @@ fn config(
         rope_theta: 10_000.0,
         norm_eps: 1e-5,
         max_seq_len: 64,
+        int8_activations: false,
     }
 }
 
