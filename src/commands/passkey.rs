@@ -84,33 +84,51 @@ fn eval(global: &GlobalArgs, args: &PasskeyEvalArgs) -> anyhow::Result<()> {
     let scores = evaluate(&inference, &prompts, EVAL_BATCH);
     let retrieved: usize = scores.iter().map(|s| s.retrieved).sum();
     let accuracy = retrieved as f64 / prompts.len() as f64;
+    let answer_loss = scores
+        .iter()
+        .map(|s| s.answer_loss * s.trials as f64)
+        .sum::<f64>()
+        / prompts.len() as f64;
     if args.json {
         let depths: Vec<_> = scores
             .iter()
-            .map(|s| serde_json::json!({ "depth": s.depth, "trials": s.trials, "retrieved": s.retrieved }))
+            .map(|s| {
+                serde_json::json!({
+                    "depth": s.depth, "trials": s.trials, "retrieved": s.retrieved,
+                    "answer_loss": s.answer_loss,
+                })
+            })
             .collect();
         let json = serde_json::json!({
-            "step": step, "context": context, "accuracy": accuracy, "depths": depths,
+            "step": step, "context": context, "accuracy": accuracy,
+            "answer_loss": answer_loss, "depths": depths,
         });
         println!("{json}");
     } else {
-        print!("{}", table(&scores, context, accuracy));
+        print!("{}", table(&scores, context, accuracy, answer_loss));
     }
     Ok(())
 }
 
 /// The accuracy table: one row per depth and the total.
-fn table(scores: &[DepthScore], context: usize, accuracy: f64) -> String {
-    let mut out = format!("passkey retrieval at {context} tokens\n depth  retrieved  accuracy\n");
+fn table(scores: &[DepthScore], context: usize, accuracy: f64, answer_loss: f64) -> String {
+    let mut out = format!(
+        "passkey retrieval at {context} tokens\n depth  retrieved  accuracy  answer nats/token\n"
+    );
     for s in scores {
         out += &format!(
-            "{:>6.2}  {:>4} / {:<3}  {:>7.1}%\n",
+            "{:>6.2}  {:>4} / {:<3}  {:>7.1}%  {:>8.3}\n",
             s.depth,
             s.retrieved,
             s.trials,
-            100.0 * s.retrieved as f64 / s.trials as f64
+            100.0 * s.retrieved as f64 / s.trials as f64,
+            s.answer_loss
         );
     }
-    out += &format!("   all              {:>7.1}%\n", 100.0 * accuracy);
+    out += &format!(
+        "   all              {:>7.1}%  {:>8.3}\n",
+        100.0 * accuracy,
+        answer_loss
+    );
     out
 }

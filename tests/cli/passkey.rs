@@ -185,6 +185,15 @@ fn passkey_eval_counts_every_prompt_per_depth() {
     assert_eq!(found, [(0.0, 3), (0.5, 3), (1.0, 3)]);
     // Five steps cannot spell a random five-digit key.
     assert_eq!(json["accuracy"].as_f64(), Some(0.0), "{json}");
+    // Nor give it much probability: each depth's answer loss is far from zero, and the total is
+    // their mean (equal trials).
+    let losses: Vec<f64> = depths
+        .iter()
+        .map(|d| d["answer_loss"].as_f64().unwrap())
+        .collect();
+    assert!(losses.iter().all(|&l| l > 2.0), "{json}");
+    let mean = losses.iter().sum::<f64>() / 3.0;
+    assert!((json["answer_loss"].as_f64().unwrap() - mean).abs() < 1e-9);
     let table = p
         .run(&[
             "passkey",

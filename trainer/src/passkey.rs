@@ -10,10 +10,13 @@
 //!
 //! A prompt counts as retrieved when the model's argmax at every answer position is the answer's
 //! token: greedy decoding would then write the key (teacher forcing equals greedy decoding as long
-//! as every prediction is right).
+//! as every prediction is right). The answer's loss (mean nats per answer token) measures
+//! retrieval below that threshold: a model that cannot see the key pays about ln 10 per digit.
 
 use std::ops::RangeInclusive;
 
+use burn::tensor::Tensor;
+use burn::tensor::activation::log_softmax;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -237,6 +240,33 @@ pub struct DepthScore {
     pub trials: usize,
     /// Prompts whose answer the model spelled.
     pub retrieved: usize,
+    /// Mean over the prompts of the answer's mean negative log-likelihood (nats per token).
+    pub answer_loss: f64,
+}
+
+/// Mean negative log-likelihood (nats per token) of the prompt's answer under `logits`
+/// (`[tokens, vocab]`, row `i` predicting the token after `tokens[..=i]`).
+///
+/// # Example
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use mixlab_trainer::passkey::{PasskeyPrompt, answer_loss};
+/// let prompt = PasskeyPrompt { depth: 0.0, tokens: vec![0, 1, 1], answer_start: 2 };
+/// // Uniform over two tokens at every position: ln 2 per answer token.
+/// let logits = Tensor::<2>::zeros([3, 2], &Device::flex());
+/// assert!((answer_loss(&prompt, logits) - 2f64.ln()).abs() < 1e-6);
+/// ```
+pub fn answer_loss(prompt: &PasskeyPrompt, logits: Tensor<2>) -> f64 {
+    let [len, vocab] = logits.dims();
+    let rows = logits.slice(prompt.answer_start - 1..len - 1);
+    let log_probs: Vec<f32> = log_softmax(rows, 1).into_data().iter::<f32>().collect();
+    let answer = &prompt.tokens[prompt.answer_start..];
+    let total: f64 = answer
+        .iter()
+        .enumerate()
+        .map(|(row, &token)| -f64::from(log_probs[row * vocab + token as usize]))
+        .sum();
+    total / answer.len() as f64
 }
 
 /// Scores `prompts` with `inference` (batches of `batch` prompts), grouped by depth in the
@@ -247,6 +277,7 @@ pub fn evaluate(inference: &Inference, prompts: &[PasskeyPrompt], batch: usize) 
         let sequences: Vec<&[u32]> = chunk.iter().map(|p| p.tokens.as_slice()).collect();
         let outputs = inference.sequences_hidden_and_logits(&sequences);
         for (prompt, (_, logits)) in chunk.iter().zip(outputs) {
+            let loss = answer_loss(prompt, logits.clone());
             let predicted: Vec<u32> = logits
                 .argmax(1)
                 .into_data()
@@ -258,21 +289,47 @@ pub fn evaluate(inference: &Inference, prompts: &[PasskeyPrompt], batch: usize) 
                 Some(s) if s.depth == prompt.depth => {
                     s.trials += 1;
                     s.retrieved += hit;
+                    s.answer_loss += loss;
                 }
                 _ => scores.push(DepthScore {
                     depth: prompt.depth,
                     trials: 1,
                     retrieved: hit,
+                    answer_loss: loss,
                 }),
             }
         }
+    }
+    for s in &mut scores {
+        s.answer_loss /= s.trials as f64;
     }
     scores
 }
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::{Device, TensorData};
+
     use super::*;
+
+    #[test]
+    fn answer_loss_reads_the_row_before_each_answer_token() {
+        // Row i predicts token i + 1: rows 1 and 2 predict the answer [2, 0].
+        let prompt = PasskeyPrompt {
+            depth: 0.0,
+            tokens: vec![1, 1, 2, 0],
+            answer_start: 2,
+        };
+        let confident = [0.0, 0.0, 0.0, 0.0, 0.0, 20.0, 20.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let logits =
+            Tensor::<2>::from_data(TensorData::new(confident.to_vec(), [4, 3]), &Device::flex());
+        assert!(answer_loss(&prompt, logits) < 1e-6);
+        // The same confidence in other tokens: the answer's get about e^-20 of the mass.
+        let shifted = [0.0, 0.0, 0.0, 20.0, 0.0, 0.0, 0.0, 20.0, 0.0, 0.0, 0.0, 0.0];
+        let logits =
+            Tensor::<2>::from_data(TensorData::new(shifted.to_vec(), [4, 3]), &Device::flex());
+        assert!(answer_loss(&prompt, logits) > 19.0);
+    }
 
     /// One token per character: every piece tokenizes the same alone as inside the text.
     fn chars(text: &str) -> Result<Vec<u32>, String> {
