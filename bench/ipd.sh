@@ -2,27 +2,33 @@
 # Implicit positional distillation (MobileLLM-Pro's context extension) on the real corpus
 # (../shared/corpora, the shared 8k BPE) plus synthetic passkey tasks (`mixlab passkey make`).
 #
-# - teacher: `tiny` trained at the long context (LONG tokens) on the corpus, short passkey tasks and
-#   long ones (the key hundreds of tokens before the question), RoPE base LONG_THETA;
-# - student: `tiny` trained at the short context (SHORT tokens) on the corpus and short tasks only;
-# - three extensions of the student to LONG tokens with RoPE base LONG_THETA, EXT_STEPS each:
+# - base: `tiny` trained at the short context (SHORT tokens) on short passkey tasks only, BASE_STEPS:
+#   retrieval appears as a phase change (at 800 steps the key's tokens still cost 2.6 nats each, by
+#   3000 steps 91% of the keys are spelled), which the corpus mixtures below would delay past a session;
+# - teacher: the base continued at the long context (LONG tokens) on the corpus, short passkey tasks
+#   and long ones (the key hundreds of tokens before the question), RoPE base LONG_THETA;
+# - student: the base continued at the short context on the corpus and short tasks only;
+# - four extensions of the student to LONG tokens with RoPE base LONG_THETA, EXT_STEPS each:
 #   ce-long (plain cross-entropy on long documents: books and long tasks, the data shift of the
 #   usual recipe), ce-packed (cross-entropy on the student's own short documents packed into long
 #   windows: the control) and ipd (the same packed windows, trained only on the teacher's logits,
-#   alpha = 1).
+#   alpha = 1); and, to tell whether the teacher's signal or the data limits ipd, kd-long (the
+#   teacher's logits, alpha = 1, on ce-long's long documents).
 # Packing is plain causal with running positions: with document-causal masks RoPE would make the
 # long positions invisible (trainer/src/input.rs tests it), so no distance beyond a document occurs.
 #
 # Reports passkey retrieval at LONG and SHORT tokens (depths 0 to 1, TRIALS prompts each) and the
 # validation loss at the short context (mean over the nine corpus domains) of every run; appends the
 # table to bench/RESULTS.md. Resumable: each run its own directory under bench/out/ipd.
-# Sizes (environment): TEACHER_STEPS (1200), STUDENT_STEPS (1500), EXT_STEPS (300), TRIALS (20).
+# Sizes (environment): BASE_STEPS (3000), TEACHER_STEPS (1200), STUDENT_STEPS (1500), EXT_STEPS (300),
+# TRIALS (20).
 source "$(dirname "$0")/lib.sh"
 build_release
 W="$OUT/ipd"
 SHORT=64
 LONG=512
 LONG_THETA=100000.0
+BASE_STEPS="${BASE_STEPS:-3000}"
 TEACHER_STEPS="${TEACHER_STEPS:-1200}"
 STUDENT_STEPS="${STUDENT_STEPS:-1500}"
 EXT_STEPS="${EXT_STEPS:-300}"
@@ -88,6 +94,7 @@ PY
 }
 mixture "$W/teacher-mix.toml" 0.15 0.40 0.0
 mixture "$W/short-mix.toml" 0.37 0.0 0.0
+mixture "$W/passkey-mix.toml" 1.0 0.0 0.0
 # Long documents only: the long tasks and books (the corpus's long natural documents).
 python3 - "$W/long-mix.toml" "$CORPUS" <<'PY'
 import sys
@@ -97,10 +104,12 @@ open(sys.argv[1], "w").write(f'[[stage]]\nname = "main"\nweights = {{ {body} }}\
 PY
 
 step ingest mixlab --quiet ingest --config "$W/short.toml"
+step base mixlab --quiet --log-format json train --config "$W/short.toml" \
+  --mixture "$W/passkey-mix.toml" --run runs/base --steps "$BASE_STEPS"
 step teacher mixlab --quiet --log-format json train --config "$W/teacher.toml" \
-  --mixture "$W/teacher-mix.toml" --run runs/teacher --steps "$TEACHER_STEPS"
+  --mixture "$W/teacher-mix.toml" --run runs/teacher --steps "$TEACHER_STEPS" --init-from runs/base
 step student mixlab --quiet --log-format json train --config "$W/short.toml" \
-  --mixture "$W/short-mix.toml" --run runs/student --steps "$STUDENT_STEPS"
+  --mixture "$W/short-mix.toml" --run runs/student --steps "$STUDENT_STEPS" --init-from runs/base
 step ce-long mixlab --quiet --log-format json train --config "$W/extend.toml" \
   --mixture "$W/long-mix.toml" --run runs/ce-long --steps "$EXT_STEPS" --init-from runs/student
 step ce-packed mixlab --quiet --log-format json train --config "$W/extend.toml" \
@@ -108,8 +117,11 @@ step ce-packed mixlab --quiet --log-format json train --config "$W/extend.toml" 
 step ipd mixlab --quiet --log-format json distill --config "$W/extend.toml" \
   --mixture "$W/short-mix.toml" --run runs/ipd --steps "$EXT_STEPS" --init-from runs/student \
   --teacher runs/teacher --alpha 1 --temperature 1
+step kd-long mixlab --quiet --log-format json distill --config "$W/extend.toml" \
+  --mixture "$W/long-mix.toml" --run runs/kd-long --steps "$EXT_STEPS" --init-from runs/student \
+  --teacher runs/teacher --alpha 1 --temperature 1
 
-RUNS="teacher student ce-long ce-packed ipd"
+RUNS="base teacher student ce-long ce-packed ipd kd-long"
 for run in $RUNS; do
   for context in "$SHORT" "$LONG"; do
     step "passkey-$run-$context" sh -c "\"$MIXLAB\" --out \"$W\" passkey eval --run runs/$run \
@@ -119,23 +131,25 @@ for run in $RUNS; do
     > \"$W/results/eval-$run.json\""
 done
 
-python3 - "$W" "$RUNS" "$CORPUS" "$SHORT" "$LONG" "$LONG_THETA" "$TEACHER_STEPS" "$STUDENT_STEPS" \
+python3 - "$W" "$RUNS" "$CORPUS" "$SHORT" "$LONG" "$LONG_THETA" "$BASE_STEPS" "$TEACHER_STEPS" "$STUDENT_STEPS" \
   "$EXT_STEPS" "$TRIALS" "$(machine)" "$(isa)" <<'PY' | append_results
 import datetime, json, pathlib, sys
-w, runs, corpus, short, long_, theta, t_steps, s_steps, e_steps, trials, machine, isa = sys.argv[1:]
+w, runs, corpus, short, long_, theta, b_steps, t_steps, s_steps, e_steps, trials, machine, isa = sys.argv[1:]
 w = pathlib.Path(w)
 def load(name):
     return json.loads((w / "results" / f"{name}.json").read_text())
 def seconds(run):
-    for line in (w / "logs" / f"{run}.log").read_text().splitlines():
+    log = w / "logs" / f"{run}.log"
+    for line in (log.read_text().splitlines() if log.exists() else []):
         fields = json.loads(line).get("fields", {}) if line.startswith("{") else {}
         if fields.get("message") == "trained":
             return fields["train_seconds"]
     return float("nan")
 print(f"## {datetime.date.today()} Implicit positional distillation: `bash bench/ipd.sh`\n")
 print(f"Machine: {machine}; ISA: {isa}. Corpus ../shared/corpora (9 domains) + passkey tasks, tokenizer bpe-8k, `tiny` models.")
-print(f"Teacher: {t_steps} steps at {long_} tokens (batch 8, RoPE θ {theta}) on the corpus, short and long passkey tasks.")
-print(f"Student: {s_steps} steps at {short} tokens (batch 16, θ 10000) on the corpus and short tasks.")
+print(f"Base: {b_steps} steps at {short} tokens (batch 16, θ 10000) on short passkey tasks only.")
+print(f"Teacher: the base + {t_steps} steps at {long_} tokens (batch 8, RoPE θ {theta}) on the corpus, short and long passkey tasks.")
+print(f"Student: the base + {s_steps} steps at {short} tokens (batch 16, θ 10000) on the corpus and short tasks.")
 print(f"Extensions of the student: {e_steps} steps at {long_} tokens (batch 8, θ {theta}, lr 1e-3); causal packing, running positions.")
 print(f"Passkey: {trials} prompts per depth (0, 0.25, 0.5, 0.75, 1), accuracy = greedy answer spells the key; answer nats = mean loss of the key's tokens (lower: more of the key retrieved).")
 print(f"Short-context loss: validation at {short} tokens, mean over the 9 corpus domains (nats/token).\n")
