@@ -404,7 +404,7 @@ pub struct GenerateArgs {
 pub enum PasskeyCommand {
     /// Write passkey tasks, answer included, as JSON lines of `{"text": ...}` (gzip for .gz).
     Make(PasskeyMakeArgs),
-    /// Retrieval accuracy of a run's newest checkpoint, per depth of the key.
+    /// Retrieval accuracy and the answer's loss of a run's newest checkpoint, per depth of the key.
     Eval(PasskeyEvalArgs),
 }
 
