@@ -45,23 +45,22 @@ step data-long mixlab passkey make --output "$W/data/passkey_long.jsonl.gz" --do
 
 # Passkey tasks repeat their filler by design and differ mostly in the key: no repetition filters,
 # and MinHash only removes documents with identical word sets.
-config() { # config SEQ_LEN THETA BATCH LR
-  real_corpus_domains | sed 's/^minhash = .*/minhash = { threshold = 1.0, num_perm = 128, bands = 16, ngram = 1 }/'
+passkey_domain() { # passkey_domain NAME: the tasks in $W/data/NAME.jsonl.gz
   cat <<TOML
 [[domain]]
-name = "passkey"
+name = "$1"
 filters = { min_stop_words = 0, min_alpha_word_fraction = 0.0, min_alpha_char_fraction = 0.0, mean_word_length = [1.0, 30.0], max_duplicate_line_fraction = 1.0, max_top_ngram_fraction = [1.0, 1.0, 1.0], max_duplicate_ngram_fraction = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0] }
 [[domain.source]]
-path = "$W/data/passkey.jsonl.gz"
+path = "$W/data/$1.jsonl.gz"
 format = "jsonl"
 
-[[domain]]
-name = "passkey_long"
-filters = { min_stop_words = 0, min_alpha_word_fraction = 0.0, min_alpha_char_fraction = 0.0, mean_word_length = [1.0, 30.0], max_duplicate_line_fraction = 1.0, max_top_ngram_fraction = [1.0, 1.0, 1.0], max_duplicate_ngram_fraction = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0] }
-[[domain.source]]
-path = "$W/data/passkey_long.jsonl.gz"
-format = "jsonl"
-
+TOML
+}
+config() { # config SEQ_LEN THETA BATCH LR
+  real_corpus_domains | sed 's/^minhash = .*/minhash = { threshold = 1.0, num_perm = 128, bands = 16, ngram = 1 }/'
+  passkey_domain passkey
+  passkey_domain passkey_long
+  cat <<TOML
 [model]
 preset = "tiny"
 rope_theta = $2
