@@ -54,7 +54,7 @@ pub fn run(global: &GlobalArgs, args: &QuantizeArgs) -> anyhow::Result<()> {
     let [latent_dir, default_out] = run_names(&args.run, args.qat_steps, args.int8_activations)
         .map(|run| global.out_root().join(run));
     let latent;
-    let (rounded_from, default_out) = if args.qat_steps > 0 {
+    let rounded_from = if args.qat_steps > 0 {
         latent = quant_aware_training(
             global,
             args,
@@ -65,17 +65,14 @@ pub fn run(global: &GlobalArgs, args: &QuantizeArgs) -> anyhow::Result<()> {
         )?;
         let dir = RunDir::new(latent_dir);
         let (step, path) = dir.latest_model()?;
-        (
-            Weights {
-                run: &latent,
-                dir,
-                step,
-                path,
-            },
-            default_out,
-        )
+        Weights {
+            run: &latent,
+            dir,
+            step,
+            path,
+        }
     } else {
-        (source_weights, default_out)
+        source_weights
     };
     let out = args
         .out_run
