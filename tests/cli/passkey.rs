@@ -4,14 +4,6 @@ use std::io::Read;
 
 use crate::util::Project;
 
-fn mean_valid_loss(p: &Project, args: &[&str]) -> f64 {
-    let mut all = vec!["eval", "--json"];
-    all.extend_from_slice(args);
-    let out = p.run(&all).expect_code(0);
-    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    json["mean_loss"].as_f64().expect("mean_loss")
-}
-
 #[test]
 fn passkey_make_writes_the_same_tasks_for_the_same_seed_and_refuses_bad_counts() {
     let p = Project::new();
@@ -84,7 +76,7 @@ fn a_run_continues_from_another_with_a_new_rope_base_and_is_scored_at_any_contex
     p.run(&["ingest", "-q"]).expect_code(0);
     p.run(&["train", "-q", "--run", "runs/short", "--steps", "30"])
         .expect_code(0);
-    let short = mean_valid_loss(&p, &["--run", "runs/short"]);
+    let short = p.eval_mean_loss(&["--run", "runs/short"]);
 
     // Zero steps from the run's weights: the very same model.
     p.run(&[
@@ -98,7 +90,7 @@ fn a_run_continues_from_another_with_a_new_rope_base_and_is_scored_at_any_contex
         "runs/short",
     ])
     .expect_code(0);
-    let copy = mean_valid_loss(&p, &["--run", "runs/copy"]);
+    let copy = p.eval_mean_loss(&["--run", "runs/copy"]);
     assert!((copy - short).abs() < 1e-9, "{copy} vs {short}");
     let config = std::fs::read_to_string(p.path("out/runs/copy/config.toml")).unwrap();
     assert!(config.contains(&p.run_hash("runs/short")), "{config}");
@@ -119,11 +111,11 @@ fn a_run_continues_from_another_with_a_new_rope_base_and_is_scored_at_any_contex
         "runs/short",
     ])
     .expect_code(0);
-    let theta = mean_valid_loss(&p, &["--run", "runs/theta"]);
+    let theta = p.eval_mean_loss(&["--run", "runs/theta"]);
     assert!((theta - short).abs() > 1e-4, "{theta} vs {short}");
 
     // Evaluating at another context length: shorter contexts predict worse.
-    let at_32 = mean_valid_loss(&p, &["--run", "runs/short", "--seq-len", "32"]);
+    let at_32 = p.eval_mean_loss(&["--run", "runs/short", "--seq-len", "32"]);
     assert!(at_32 > short, "{at_32} at 32 tokens vs {short} at 128");
 
     let shapes = p

@@ -151,17 +151,10 @@ fn int8_activations_round_every_projection_input_in_training_eval_and_the_packed
         .expect_code(0);
     p.run(&["quantize", "-q", "--run", "runs/fp", "--int8-activations"])
         .expect_code(0);
-    let mean = |args: &[&str]| -> f64 {
-        let mut all = vec!["eval", "--json"];
-        all.extend_from_slice(args);
-        let out = p.run(&all).expect_code(0);
-        let value: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-        value["mean_loss"].as_f64().unwrap()
-    };
     // Same int4 weights; rounding the activations too moves the loss, by little.
     let (w4, w4a8) = (
-        mean(&["--run", "runs/fp-int4"]),
-        mean(&["--run", "runs/fp-w4a8"]),
+        p.eval_mean_loss(&["--run", "runs/fp-int4"]),
+        p.eval_mean_loss(&["--run", "runs/fp-w4a8"]),
     );
     assert!(
         w4 != w4a8 && (w4 - w4a8).abs() < 0.02 * w4,
@@ -170,7 +163,7 @@ fn int8_activations_round_every_projection_input_in_training_eval_and_the_packed
     let config = std::fs::read_to_string(p.path("out/runs/fp-w4a8/config.toml")).unwrap();
     assert!(config.contains("int8_activations = true"), "{config}");
     // The packed file carries the weights; the run's model rounds the activations.
-    let packed = mean(&["--run", "runs/fp-w4a8", "--gguf"]);
+    let packed = p.eval_mean_loss(&["--run", "runs/fp-w4a8", "--gguf"]);
     assert!((packed - w4a8).abs() < 1e-3, "{packed} vs {w4a8}");
 
     p.run(&[

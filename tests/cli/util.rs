@@ -95,4 +95,13 @@ impl Project {
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from(self.command(args).output().expect("run mixlab"))
     }
+
+    /// The mean validation loss that `mixlab eval --json ARGS` prints.
+    pub fn eval_mean_loss(&self, args: &[&str]) -> f64 {
+        let mut all = vec!["eval", "--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all).expect_code(0);
+        let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        json["mean_loss"].as_f64().expect("mean_loss")
+    }
 }

@@ -157,9 +157,14 @@ const INT8_MAX: f32 = 127.0;
 pub fn fake_quantize_tokens(x: Tensor<2>) -> Tensor<2> {
     let plain = x.clone().detach();
     let scale = plain.clone().abs().max_dim(1).clamp_min(f32::MIN_POSITIVE) / INT8_MAX;
-    let rounded = (plain.clone() / scale.clone()).round() * scale;
-    // Forward: the rounded value; backward: the identity.
-    x + (rounded - plain)
+    let rounded = (plain / scale.clone()).round() * scale;
+    with_identity_gradient(x, rounded)
+}
+
+/// `rounded` in the forward pass, the identity to `x` in the backward pass (Bengio et al. 2013's
+/// straight-through estimator); `rounded` must carry no autodiff history.
+fn with_identity_gradient<const D: usize>(x: Tensor<D>, rounded: Tensor<D>) -> Tensor<D> {
+    x.clone() + (rounded - x.detach())
 }
 
 /// `model` with every weight matrix and the embedding rounded to int4 and back (post-training
@@ -264,8 +269,7 @@ impl ModuleMapper for Int4Mapper {
         param.map(|tensor| {
             let rounded = rounded_copy(&tensor, projection, group);
             if straight_through {
-                // Forward: the rounded value; backward: the identity to the full-precision weight.
-                tensor.clone() + (rounded - tensor.detach())
+                with_identity_gradient(tensor, rounded)
             } else {
                 rounded
             }
