@@ -28,6 +28,8 @@ pub struct SimulateConfig {
     pub target_docs: usize,
     /// Side of the gradient projection: gradients become `projection²` numbers.
     pub projection: usize,
+    /// How a training document's gradient is compared with a target's.
+    pub similarity: Similarity,
     /// Bootstrap resamples for the standard errors.
     pub bootstrap: usize,
     /// Seed of the proxy run, the document sample and the projection.
@@ -50,6 +52,19 @@ pub enum GradientSource {
     /// `docs_per_domain` documents drawn per domain, each scored at every checkpoint with forward
     /// passes of their own (their first `max_doc_tokens` tokens).
     Sample,
+}
+
+/// `[simulate].similarity`: how a training document's gradient is compared with a target's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Similarity {
+    /// DataInf's influence on the gradients as they are.
+    #[default]
+    Inner,
+    /// DataInf's influence on gradients scaled to unit length, the target's too: LESS's cosine
+    /// similarity (Xia et al. 2024), which keeps the large mean-loss gradients of short or
+    /// surprising documents from outweighing the direction they point in.
+    Cosine,
 }
 
 /// `[simulate.doremi]`: DoReMi's exponentiated-gradient updates of the domain weights (Xie et al.
@@ -84,6 +99,7 @@ impl Default for SimulateConfig {
             max_doc_tokens: 128,
             target_docs: 16,
             projection: 32,
+            similarity: Similarity::Inner,
             bootstrap: 200,
             seed: 0,
             target: Vec::new(),
@@ -276,5 +292,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("stepz"), "{err}");
+    }
+
+    #[test]
+    fn similarity_is_inner_or_cosine() {
+        let parse = |text| toml::from_str::<SimulateConfig>(text);
+        assert_eq!(parse("").unwrap().similarity, Similarity::Inner);
+        let cosine = parse("similarity = \"cosine\"").unwrap();
+        assert_eq!(cosine.similarity, Similarity::Cosine);
+        let err = parse("similarity = \"dot\"").unwrap_err().to_string();
+        assert!(
+            err.contains("similarity") && err.contains("cosine"),
+            "{err}"
+        );
     }
 }

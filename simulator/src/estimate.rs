@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use mixlab_trainer::inference::Inference;
 use mixlab_trainer::sampler::DomainDocs;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 
+use crate::config::Similarity;
 use crate::datainf;
 use crate::projection::GradientProjection;
 
@@ -112,26 +113,82 @@ fn gradients(
 pub fn checkpoint_utilities(
     inference: &Inference,
     projection: &GradientProjection,
+    similarity: Similarity,
     train: &[SampledDoc],
     targets: &[TargetSet],
 ) -> Vec<Vec<f64>> {
     let docs: Vec<&[u32]> = train.iter().map(|d| d.tokens.as_slice()).collect();
     let g = gradients(inference, projection, &docs);
     let equal = Array1::ones(g.nrows());
-    target_utilities(inference, projection, g.view(), equal.view(), targets)
+    let train = Influence {
+        gradients: g.view(),
+        weights: equal.view(),
+        similarity,
+    };
+    target_utilities(inference, projection, &train, targets)
 }
 
-/// The utility for every target of training documents with the given projected gradients (one row
-/// each), the targets' gradients formed at this checkpoint: `[target][doc]`. `train_weights` weigh
-/// the documents in DataInf's curvature estimate ([`datainf::weighted_utilities`]).
+/// Training documents' projected gradients (one row each), their weights in DataInf's curvature
+/// estimate ([`datainf::weighted_utilities`]), and how they are compared with a target's.
+#[derive(Debug, Clone, Copy)]
+pub struct Influence<'a> {
+    /// One row per document.
+    pub gradients: ArrayView2<'a, f32>,
+    /// One weight per row.
+    pub weights: ArrayView1<'a, f64>,
+    /// Inner products of the gradients as they are, or of unit-length ones.
+    pub similarity: Similarity,
+}
+
+impl Influence<'_> {
+    /// Every document's utility for the target whose mean gradient is `target`.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_simulator::config::Similarity;
+    /// use mixlab_simulator::estimate::Influence;
+    /// use ndarray::array;
+    /// let (g, w) = (array![[3.0f32, 0.0], [0.0, 1.0]], array![1.0, 1.0]);
+    /// let train = |similarity| Influence { gradients: g.view(), weights: w.view(), similarity };
+    /// let target = array![1.0f32, 1.0];
+    /// // As they are, the larger gradient has the larger utility; as directions, both are equal.
+    /// let inner = train(Similarity::Inner).utilities(target.view());
+    /// assert!(inner[0] > inner[1]);
+    /// let cosine = train(Similarity::Cosine).utilities(target.view());
+    /// assert!((cosine[0] - cosine[1]).abs() < 1e-9);
+    /// ```
+    pub fn utilities(&self, target: ArrayView1<f32>) -> Array1<f64> {
+        match self.similarity {
+            Similarity::Inner => datainf::weighted_utilities(self.gradients, self.weights, target),
+            Similarity::Cosine => {
+                let gradients = unit_rows(self.gradients.to_owned());
+                let target = unit_rows(target.to_owned().insert_axis(Axis(0)));
+                datainf::weighted_utilities(gradients.view(), self.weights, target.row(0))
+            }
+        }
+    }
+}
+
+/// `rows` with each row scaled to unit length (zero rows stay zero).
+fn unit_rows(mut rows: Array2<f32>) -> Array2<f32> {
+    for mut row in rows.rows_mut() {
+        let norm = row.dot(&row).sqrt();
+        if norm > 0.0 {
+            row /= norm;
+        }
+    }
+    rows
+}
+
+/// The utility for every target of the `train` documents, the targets' gradients formed at this
+/// checkpoint: `[target][doc]`.
 ///
 /// # Panics
-/// When `train_gradients` has no row or the weights do not fit it.
+/// When `train` has no row or the weights do not fit it.
 pub fn target_utilities(
     inference: &Inference,
     projection: &GradientProjection,
-    train_gradients: ArrayView2<f32>,
-    train_weights: ArrayView1<f64>,
+    train: &Influence<'_>,
     targets: &[TargetSet],
 ) -> Vec<Vec<f64>> {
     targets
@@ -147,7 +204,7 @@ pub fn target_utilities(
             // The mean gradient of the target's token loss: documents weighted by their tokens.
             let weights = Array1::from_iter(usable.iter().map(|d| (d.len() - 1) as f32));
             let v = per_doc.t().dot(&weights) / weights.sum().max(1.0);
-            datainf::weighted_utilities(train_gradients, train_weights, v.view()).to_vec()
+            train.utilities(v.view()).to_vec()
         })
         .collect()
 }

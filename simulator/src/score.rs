@@ -22,9 +22,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::aggregate::{Scored, checkpoint_weights, domain_estimate};
 use crate::capture::{CaptureWindow, Captured, CapturedDoc};
-use crate::config::SimulateConfig;
+use crate::config::{Similarity, SimulateConfig};
 use crate::error::{Error, Result};
-use crate::estimate::{SampledDoc, TargetSet, checkpoint_utilities, target_utilities};
+use crate::estimate::{Influence, SampledDoc, TargetSet, checkpoint_utilities, target_utilities};
 use crate::projection::GradientProjection;
 
 /// The targets of `config`, each a domain's probe documents or the given file's documents
@@ -99,6 +99,8 @@ pub struct Scoring<'a> {
     pub targets: &'a [TargetSet],
     /// The gradient projection (fixed for the whole run).
     pub projection: &'a GradientProjection,
+    /// How training and target gradients are compared.
+    pub similarity: Similarity,
 }
 
 impl Scoring<'_> {
@@ -108,8 +110,13 @@ impl Scoring<'_> {
     /// A checkpoint that cannot be loaded.
     pub fn score_checkpoint(&self, step: u64, weights: &Path) -> Result<Vec<DocumentUtility>> {
         let inference = Inference::load(self.model, weights)?;
-        let utilities =
-            checkpoint_utilities(&inference, self.projection, self.sample, self.targets);
+        let utilities = checkpoint_utilities(
+            &inference,
+            self.projection,
+            self.similarity,
+            self.sample,
+            self.targets,
+        );
         let mut rows = Vec::with_capacity(self.sample.len() * self.targets.len());
         for (target, per_doc) in self.targets.iter().zip(utilities) {
             rows.extend(
@@ -183,6 +190,8 @@ pub struct InRunScoring<'a> {
     pub targets: &'a [TargetSet],
     /// The projection the objective captures with.
     pub projection: &'a GradientProjection,
+    /// How training and target gradients are compared.
+    pub similarity: Similarity,
     /// Where part files go.
     pub parts: PathBuf,
     /// Wall time spent scoring at checkpoints so far, in seconds.
@@ -209,13 +218,12 @@ impl InRunScoring<'_> {
         // Each document's curvature counts with its trained tokens: every domain has the same
         // share of the uniform proxy's tokens, whatever the length of its documents.
         let tokens = Array1::from_iter(docs.iter().map(|d| d.tokens as f64));
-        let utilities = target_utilities(
-            inference,
-            self.projection,
-            g.view(),
-            tokens.view(),
-            self.targets,
-        );
+        let train = Influence {
+            gradients: g.view(),
+            weights: tokens.view(),
+            similarity: self.similarity,
+        };
+        let utilities = target_utilities(inference, self.projection, &train, self.targets);
         let mut rows = Vec::with_capacity(docs.len() * self.targets.len());
         for (target, per_doc) in self.targets.iter().zip(utilities) {
             rows.extend(docs.iter().zip(per_doc).map(|(doc, utility)| {

@@ -243,6 +243,7 @@ fn scores_from_training(
             .collect(),
         targets,
         projection: &projection,
+        similarity: sim.similarity,
         parts: parts.clone(),
         seconds: 0.0,
     };
@@ -291,6 +292,7 @@ fn scores_of_sample(
         sample: &sample,
         targets,
         projection: &projection,
+        similarity: sim.similarity,
     };
     // Scores of another sample, projection or proxy are never mixed in: their directory is keyed
     // by everything that determines them.
