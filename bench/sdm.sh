@@ -11,8 +11,13 @@
 # a rerun skips finished work (mixlab itself resumes a killed run from its last checkpoint).
 # Sizes (environment): TARGET_STEPS (80 steps × 16 × 256 ≈ 328k tokens an arm), PROXY_STEPS (300),
 # SWEEP_RUNS (32), SWEEP_STEPS (100), SEEDS ("0 1"), ARMS (the first seed's arms besides RegMix), PHASES (default: all of
-# "simulate doremi arms regmix loo"); GRADIENTS ("training": documents of the proxy's own batches in the
+# "simulate doremi arms regmix loo variants"); GRADIENTS ("training": documents of the proxy's own batches in the
 # CAPTURE_STEPS (8) steps before each checkpoint; "sample": 256 documents a domain re-scored at every checkpoint).
+# The estimator study: LOO_SEEDS ("0 1": proxy seeds, each with its influence estimate and its nine
+# leave-one-out proxies) and VARIANTS (influence estimates with other [simulate] settings, seed 0
+# unless they set it, as "name:key=value,key=value ...", e.g. 'cosine:similarity="cosine"'), all on
+# the probe-split targets, in out directories of their own under bench/out/sdm/loo and
+# bench/out/sdm/variants that share the ablation's shards.
 source "$(dirname "$0")/lib.sh"
 build_release
 W="$OUT/sdm"
@@ -22,7 +27,9 @@ SWEEP_RUNS="${SWEEP_RUNS:-32}"
 SWEEP_STEPS="${SWEEP_STEPS:-100}"
 SEEDS="${SEEDS:-0 1}"
 ARMS="${ARMS:-uniform sdm-utilimax sdm-proportional natural unimax doremi}"
-PHASES="${PHASES:-simulate doremi arms regmix loo}"
+PHASES="${PHASES:-simulate doremi arms regmix loo variants}"
+LOO_SEEDS="${LOO_SEEDS:-0 1}"
+VARIANTS="${VARIANTS:-capture30:capture_steps=30 projection64:projection=64 sample:gradients=\"sample\"}"
 GRADIENTS="${GRADIENTS:-training}"
 CAPTURE_STEPS="${CAPTURE_STEPS:-8}"
 mkdir -p "$W/done" "$W/logs" "$W/mixtures" "$W/results"
@@ -139,13 +146,55 @@ PY
   train_arm regmix "${SEEDS%% *}"
 fi
 
+# with_simulate KEY=VALUE...: the configuration on stdin with these [simulate] keys set (replaced
+# where present, added at the end of the table where not).
+with_simulate() {
+  awk -v settings="$*" '
+    BEGIN { n = split(settings, kv, " "); for (i = 1; i <= n; i++) { split(kv[i], p, "="); value[p[1]] = p[2] } }
+    function add_missing() {
+      if (section != "[simulate]") return
+      for (key in value) if (!(key in set)) { print key " = " value[key]; set[key] = 1 }
+    }
+    /^\[/ { add_missing(); section = $0 }
+    section == "[simulate]" && ($1 in value) && $2 == "=" { print $1 " = " value[$1]; set[$1] = 1; next }
+    { print }
+    END { add_missing() }'
+}
+
+# study_root DIR: an out directory of its own (its simulate/ results apart) sharing the shards.
+study_root() {
+  mkdir -p "$1"
+  ln -sfn "$W/shards" "$1/shards"
+}
+
 if want loo; then
-  # The estimator against leave-one-out on probe-split targets (LOO cannot score file targets).
-  # Same proxy as above (same run hash), scored for these targets only; then one proxy per domain.
-  step loo-influence mixlab --log-format json --quiet simulate --config "$W/loo.toml"
-  step loo mixlab --log-format json --quiet simulate --config "$W/loo.toml" --method loo
+  # The estimator against leave-one-out on probe-split targets (LOO cannot score file targets),
+  # for each proxy seed: the influence estimate, then one proxy without each domain.
+  for seed in $LOO_SEEDS; do
+    root="$W/loo/s$seed"
+    study_root "$root"
+    with_simulate "seed=$seed" < "$W/loo.toml" > "$root/loo.toml"
+    step "loo-influence-s$seed" "$MIXLAB" --out "$root" --log-format json --quiet simulate --config "$root/loo.toml"
+    step "loo-s$seed" "$MIXLAB" --out "$root" --log-format json --quiet simulate --config "$root/loo.toml" --method loo
+  done
 fi
 
-python3 "$ROOT/bench/sdm_report.py" "$W" "$(machine)" "$(isa)" "$TARGET_STEPS" "$PROXY_STEPS" \
-  "$SWEEP_RUNS" "$SWEEP_STEPS" "$SEEDS" | append_results
-tail -n 40 "$RESULTS"
+if want variants; then
+  # Other estimator settings on the same targets, scored against the leave-one-out runs above.
+  for variant in $VARIANTS; do
+    name="${variant%%:*}"
+    root="$W/variants/$name"
+    study_root "$root"
+    settings="${variant#*:}"
+    # shellcheck disable=SC2086 # one word a setting
+    with_simulate seed=0 ${settings//,/ } < "$W/loo.toml" > "$root/loo.toml"
+    step "variant-$name" "$MIXLAB" --out "$root" --log-format json --quiet simulate --config "$root/loo.toml"
+  done
+fi
+
+# REPORT=0 leaves bench/RESULTS.md alone (a run split into several invocations reports once).
+if [ "${REPORT:-1}" = 1 ]; then
+  python3 "$ROOT/bench/sdm_report.py" "$W" "$(machine)" "$(isa)" "$TARGET_STEPS" "$PROXY_STEPS" \
+    "$SWEEP_RUNS" "$SWEEP_STEPS" "$SEEDS" | append_results
+  tail -n 40 "$RESULTS"
+fi

@@ -2,6 +2,7 @@
 import datetime
 import glob
 import json
+import math
 import os
 import re
 import sys
@@ -85,55 +86,182 @@ for arm in ARMS:
         mixtures[arm] = tomllib.load(open(path, "rb"))["stage"][0]["weights"]
 domains = list(next(iter(mixtures.values())).keys()) if mixtures else []
 
-print(f"## {datetime.date.today()} Scalable Data Mixer ablation on the real corpus: `bash bench/sdm.sh`")
-print(
-    f"\nMachine: {MACHINE}; ISA: {ISA}. Corpus ../shared/corpora (9 domains), tokenizer bpe-8k. "
-    f"Target model `small` ({target_start['parameters']:,} parameters), {TARGET_STEPS} steps × {TOKENS_PER_STEP} tokens "
-    f"= {TARGET_STEPS * TOKENS_PER_STEP:,} tokens an arm. Proxy `tiny`, {PROXY_STEPS} steps "
-    f"({PROXY_STEPS * TOKENS_PER_STEP:,} tokens) on a uniform mixture, 10 checkpoints, 256 documents a domain. "
-    f"RegMix: {SWEEP_RUNS} `tiny` proxies × {SWEEP_STEPS} steps. Targets (equal weights): HumanEval and math probe "
-    f"files, encyclopedia and speeches probe splits; losses in nats/token, lower is better.\n"
-    if target_start
-    else "\n(no target run yet)\n"
-)
-print("| arm | seed | humaneval | math | encyclopedia | speeches | weighted | compute / target run |")
-print("|---|---|---|---|---|---|---|---|")
-for arm in ARMS:
-    for seed, losses in sorted(results.get(arm, {}).items()):
-        cost = compute.get(arm)
-        cost = "-" if cost is None else f"{cost:.3f}"
-        cells = " | ".join(f"{l:.4f}" for l in losses)
-        print(f"| {arm} | {seed} | {cells} | **{sum(losses) / 4:.4f}** | {cost} |")
+def ablation():
+    """The arms' target losses, compute and mixtures."""
+    print(f"## {datetime.date.today()} Scalable Data Mixer ablation on the real corpus: `bash bench/sdm.sh`")
+    print(
+        f"\nMachine: {MACHINE}; ISA: {ISA}. Corpus ../shared/corpora (9 domains), tokenizer bpe-8k. "
+        f"Target model `small` ({target_start['parameters']:,} parameters), {TARGET_STEPS} steps × {TOKENS_PER_STEP} tokens "
+        f"= {TARGET_STEPS * TOKENS_PER_STEP:,} tokens an arm. Proxy `tiny`, {PROXY_STEPS} steps "
+        f"({PROXY_STEPS * TOKENS_PER_STEP:,} tokens) on a uniform mixture, 10 checkpoints, 256 documents a domain. "
+        f"RegMix: {SWEEP_RUNS} `tiny` proxies × {SWEEP_STEPS} steps. Targets (equal weights): HumanEval and math probe "
+        f"files, encyclopedia and speeches probe splits; losses in nats/token, lower is better.\n"
+        if target_start
+        else "\n(no target run yet)\n"
+    )
+    print("| arm | seed | humaneval | math | encyclopedia | speeches | weighted | compute / target run |")
+    print("|---|---|---|---|---|---|---|---|")
+    for arm in ARMS:
+        for seed, losses in sorted(results.get(arm, {}).items()):
+            cost = compute.get(arm)
+            cost = "-" if cost is None else f"{cost:.3f}"
+            cells = " | ".join(f"{l:.4f}" for l in losses)
+            print(f"| {arm} | {seed} | {cells} | **{sum(losses) / 4:.4f}** | {cost} |")
 
 
-def weighted(arm):
-    runs = results.get(arm, {})
-    return [sum(l) / 4 for l in runs.values()]
+    print()
+    for arm in ARMS:
+        w = [sum(l) / 4 for l in results.get(arm, {}).values()]
+        if len(w) > 1:
+            print(f"- {arm}: mean weighted loss {sum(w) / len(w):.4f} over {len(w)} seeds, spread {max(w) - min(w):.4f}.")
+    if notes:
+        print("- " + notes[0])
+
+    if mixtures:
+        print("\nMixtures (weights):\n")
+        print("| domain | " + " | ".join(mixtures) + " |")
+        print("|---" * (len(mixtures) + 1) + "|")
+        for d in domains:
+            print(f"| {d} | " + " | ".join(f"{mixtures[a].get(d, 0):.3f}" for a in mixtures) + " |")
 
 
-print()
-for arm in ARMS:
-    w = weighted(arm)
-    if len(w) > 1:
-        print(f"- {arm}: mean weighted loss {sum(w) / len(w):.4f} over {len(w)} seeds, spread {max(w) - min(w):.4f}.")
-if notes:
-    print("- " + notes[0])
+def utility_table(name):
+    """The domain × target utilities `mixlab simulate` printed in logs/NAME.out (None before it ends)."""
+    path = f"{W}/logs/{name}.out"
+    lines = open(path).read().splitlines() if os.path.exists(path) else []
+    first = next((i for i, l in enumerate(lines) if l.startswith("domain")), None)
+    if first is None:
+        return None
+    header = re.split(r"\s{2,}", lines[first].strip())
+    table = {}
+    for line in lines[first + 2 :]:
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) != len(header):
+            break
+        table[cells[0]] = {h: float(c.split("±")[0]) for h, c in zip(header[1:], cells[1:])}
+    return table
 
-if mixtures:
-    print("\nMixtures (weights):\n")
-    print("| domain | " + " | ".join(mixtures) + " |")
-    print("|---" * (len(mixtures) + 1) + "|")
+
+def printed(name, title):
+    """The table of logs/NAME.out as a text block under TITLE."""
+    path = f"{W}/logs/{name}.out"
+    if os.path.exists(path):
+        print(f"\n{title}:\n\n```text")
+        print("".join(l for l in open(path) if not l.startswith(("wrote", "Spearman"))).rstrip())
+        print("```")
+
+
+if results:
+    ablation()
+    printed("simulate", "Influence utilities (`mixlab simulate`, domain × target, all checkpoints)")
+
+
+def ranks(values):
+    """Ranks from 0, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2
+        i = j + 1
+    return out
+
+
+def spearman(a, b):
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    return cov / math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
+
+
+def mean_table(tables):
+    """The cell-wise mean of utility tables with the same domains and targets."""
+    first = tables[0]
+    return {d: {t: sum(tb[d][t] for tb in tables) / len(tables) for t in first[d]} for d in first}
+
+
+def influence_share(name):
+    """The influence pass's seconds as a share of the proxy's training, from logs/NAME.log."""
+    scored = event(name, "scored")
+    trained = event(name, "trained")
+    train = scored.get("train_seconds") if scored else None
+    train = train or (trained or {}).get("train_seconds")
+    return f"{scored['seconds']:.1f} s = {100 * scored['seconds'] / train:.1f}%" if scored and train else "-"
+
+
+def study():
+    """The estimator against leave-one-out over proxy seeds, and the estimator's variants."""
+    seeds = sorted(
+        int(re.match(r"loo-s(\d+)\.out", os.path.basename(p)).group(1)) for p in glob.glob(f"{W}/logs/loo-s*.out")
+    )
+    seeds = [s for s in seeds if utility_table(f"loo-influence-s{s}") and utility_table(f"loo-s{s}")]
+    if not seeds:
+        return
+    influence = {s: utility_table(f"loo-influence-s{s}") for s in seeds}
+    loo = {s: utility_table(f"loo-s{s}") for s in seeds}
+    loo_mean, influence_mean = mean_table(list(loo.values())), mean_table(list(influence.values()))
+    domains = list(loo_mean)
+    targets = list(loo_mean[domains[0]])
+    print(f"## {datetime.date.today()} The influence estimator against leave-one-out over proxy seeds: "
+          f"`PHASES=\"loo variants\" bash bench/sdm.sh`")
+    print(f"\nMachine: {MACHINE}; ISA: {ISA}. Real corpus (9 domains, bpe-8k); proxy `tiny`, {PROXY_STEPS} steps on "
+          f"a uniform mixture; targets the encyclopedia and speeches probe splits (equal weights; leave-one-out "
+          f"can score only probe splits). Leave-one-out: per seed, the proxy once more without each domain; the "
+          f"utility is the rise of the target loss (nats/token) without the domain. Influence: `gradients = "
+          f"\"training\"`, 8 captured steps before each of 10 checkpoints, projection 32, 16 target documents.\n")
+    cols = [f"influence s{s}" for s in seeds] + [f"LOO s{s}" for s in seeds] + (["LOO mean"] if len(seeds) > 1 else [])
+    print("Joint utilities:\n")
+    print("| domain | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
     for d in domains:
-        print(f"| {d} | " + " | ".join(f"{mixtures[a].get(d, 0):.3f}" for a in mixtures) + " |")
+        cells = [influence[s][d]["joint"] for s in seeds] + [loo[s][d]["joint"] for s in seeds]
+        cells += [loo_mean[d]["joint"]] if len(seeds) > 1 else []
+        print(f"| {d} | " + " | ".join(f"{c:+.3g}" for c in cells) + " |")
 
-simulate_out = f"{W}/logs/simulate.out"
-if os.path.exists(simulate_out):
-    print("\nInfluence utilities (`mixlab simulate`, domain × target, all checkpoints):\n\n```text")
-    print("".join(l for l in open(simulate_out) if not l.startswith("wrote")).rstrip())
-    print("```")
-loo_out = f"{W}/logs/loo.out"
-if os.path.exists(loo_out):
-    print("\nLeave-one-out utilities (targets encyclopedia and speeches probes; the rise of each target's loss "
-          "without the domain):\n\n```text")
-    print("".join(l for l in open(loo_out) if not l.startswith("wrote")).rstrip())
-    print("```")
+    def column(table, target):
+        return [table[d][target] for d in domains]
+
+    rows = [(f"influence s{s} vs LOO s{s}", influence[s], loo[s]) for s in seeds]
+    pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1 :]]
+    rows += [(f"influence s{a} vs influence s{b}", influence[a], influence[b]) for a, b in pairs]
+    rows += [(f"LOO s{a} vs LOO s{b} (the ground truth against itself)", loo[a], loo[b]) for a, b in pairs]
+    if len(seeds) > 1:
+        rows.append(("influence mean vs LOO mean", influence_mean, loo_mean))
+    names = [os.path.basename(p)[: -len(".out")] for p in sorted(glob.glob(f"{W}/logs/variant-*.out"))]
+    variants = {name[len("variant-") :]: utility_table(name) for name in names if utility_table(name)}
+    if variants and len(seeds) > 1:
+        rows.append((f"influence s{seeds[0]} vs LOO mean (the variants' baseline)", influence[seeds[0]], loo_mean))
+    rows += [(f"variant {name} vs LOO mean", table, loo_mean) for name, table in variants.items()]
+    # A variant run again with another seed ("<name>-s<seed>"): the estimator against itself.
+    for name, table in variants.items():
+        base = re.sub(r"-s\d+$", "", name)
+        if base != name and base in variants:
+            rows.append((f"variant {base} vs variant {name}", variants[base], table))
+    print("\nSpearman ρ over the nine domains:\n")
+    print("| comparison | " + " | ".join(targets) + " | influence time / proxy training |")
+    print("|---" * (len(targets) + 2) + "|")
+    for name, x, y in rows:
+        cells = " | ".join(f"{spearman(column(x, t), column(y, t)):+.3f}" for t in targets)
+        log = f"variant-{name.split()[1]}" if name.startswith("variant") else None
+        if name.startswith("influence s") and " vs LOO" in name:
+            log = f"loo-influence-s{name.split()[1][1:]}"
+        print(f"| {name} | {cells} | {influence_share(log) if log else '-'} |")
+    if variants:
+        print("\nJoint utilities of the variants:\n")
+        print("| domain | " + " | ".join(variants) + " |")
+        print("|---" * (len(variants) + 1) + "|")
+        for d in domains:
+            print(f"| {d} | " + " | ".join(f"{v[d]['joint']:+.3g}" for v in variants.values()) + " |")
+    print()
+    for t in targets:
+        gaps = [abs(loo[a][d][t] - loo[b][d][t]) for a, b in pairs for d in domains]
+        size = sum(abs(loo_mean[d][t]) for d in domains) / len(domains)
+        if gaps:
+            print(f"- LOO {t}: mean |difference between two seeds| {sum(gaps) / len(gaps):.3f} nats, "
+                  f"mean |utility| {size:.3f}.")
+
+study()
