@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use mixlab_trainer::inference::Inference;
 use mixlab_trainer::sampler::DomainDocs;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, CowArray, Ix2};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
@@ -120,28 +120,22 @@ pub fn checkpoint_utilities(
     let docs: Vec<&[u32]> = train.iter().map(|d| d.tokens.as_slice()).collect();
     let g = gradients(inference, projection, &docs);
     let equal = Array1::ones(g.nrows());
-    let train = Influence {
-        gradients: g.view(),
-        weights: equal.view(),
-        similarity,
-    };
+    let train = Influence::new(g.view(), equal.view(), similarity);
     target_utilities(inference, projection, &train, targets)
 }
 
-/// Training documents' projected gradients (one row each), their weights in DataInf's curvature
-/// estimate ([`datainf::weighted_utilities`]), and how they are compared with a target's.
-#[derive(Debug, Clone, Copy)]
+/// Training documents' projected gradients (one row each) as DataInf compares them with a
+/// target's, and their weights in its curvature estimate ([`datainf::weighted_utilities`]).
+#[derive(Debug, Clone)]
 pub struct Influence<'a> {
-    /// One row per document.
-    pub gradients: ArrayView2<'a, f32>,
-    /// One weight per row.
-    pub weights: ArrayView1<'a, f64>,
-    /// Inner products of the gradients as they are, or of unit-length ones.
-    pub similarity: Similarity,
+    gradients: CowArray<'a, f32, Ix2>,
+    weights: ArrayView1<'a, f64>,
+    similarity: Similarity,
 }
 
-impl Influence<'_> {
-    /// Every document's utility for the target whose mean gradient is `target`.
+impl<'a> Influence<'a> {
+    /// `gradients` (one row per document) weighted by `weights` (one per row), compared as they
+    /// are or as unit-length directions (normalized here, once for every target).
     ///
     /// # Example
     /// ```
@@ -149,35 +143,51 @@ impl Influence<'_> {
     /// use mixlab_simulator::estimate::Influence;
     /// use ndarray::array;
     /// let (g, w) = (array![[3.0f32, 0.0], [0.0, 1.0]], array![1.0, 1.0]);
-    /// let train = |similarity| Influence { gradients: g.view(), weights: w.view(), similarity };
     /// let target = array![1.0f32, 1.0];
     /// // As they are, the larger gradient has the larger utility; as directions, both are equal.
-    /// let inner = train(Similarity::Inner).utilities(target.view());
+    /// let inner = Influence::new(g.view(), w.view(), Similarity::Inner).utilities(target.view());
     /// assert!(inner[0] > inner[1]);
-    /// let cosine = train(Similarity::Cosine).utilities(target.view());
+    /// let cosine = Influence::new(g.view(), w.view(), Similarity::Cosine).utilities(target.view());
     /// assert!((cosine[0] - cosine[1]).abs() < 1e-9);
     /// ```
-    pub fn utilities(&self, target: ArrayView1<f32>) -> Array1<f64> {
-        match self.similarity {
-            Similarity::Inner => datainf::weighted_utilities(self.gradients, self.weights, target),
+    pub fn new(
+        gradients: ArrayView2<'a, f32>,
+        weights: ArrayView1<'a, f64>,
+        similarity: Similarity,
+    ) -> Self {
+        let gradients = match similarity {
+            Similarity::Inner => CowArray::from(gradients),
             Similarity::Cosine => {
-                let gradients = unit_rows(self.gradients.to_owned());
-                let target = unit_rows(target.to_owned().insert_axis(Axis(0)));
-                datainf::weighted_utilities(gradients.view(), self.weights, target.row(0))
+                let mut unit = gradients.to_owned();
+                unit.rows_mut().into_iter().for_each(normalize);
+                CowArray::from(unit)
             }
+        };
+        Self {
+            gradients,
+            weights,
+            similarity,
         }
+    }
+
+    /// Every document's utility for the target whose mean gradient is `target`.
+    pub fn utilities(&self, target: ArrayView1<f32>) -> Array1<f64> {
+        let mut target = CowArray::from(target);
+        if self.similarity == Similarity::Cosine {
+            let mut unit = target.to_owned();
+            normalize(unit.view_mut());
+            target = CowArray::from(unit);
+        }
+        datainf::weighted_utilities(self.gradients.view(), self.weights, target.view())
     }
 }
 
-/// `rows` with each row scaled to unit length (zero rows stay zero).
-fn unit_rows(mut rows: Array2<f32>) -> Array2<f32> {
-    for mut row in rows.rows_mut() {
-        let norm = row.dot(&row).sqrt();
-        if norm > 0.0 {
-            row /= norm;
-        }
+/// Scales `v` to unit length in place (a zero vector stays zero).
+fn normalize(mut v: ArrayViewMut1<f32>) {
+    let norm = v.dot(&v).sqrt();
+    if norm > 0.0 {
+        v /= norm;
     }
-    rows
 }
 
 /// The utility for every target of the `train` documents, the targets' gradients formed at this

@@ -218,11 +218,7 @@ impl InRunScoring<'_> {
         // Each document's curvature counts with its trained tokens: every domain has the same
         // share of the uniform proxy's tokens, whatever the length of its documents.
         let tokens = Array1::from_iter(docs.iter().map(|d| d.tokens as f64));
-        let train = Influence {
-            gradients: g.view(),
-            weights: tokens.view(),
-            similarity: self.similarity,
-        };
+        let train = Influence::new(g.view(), tokens.view(), self.similarity);
         let utilities = target_utilities(inference, self.projection, &train, self.targets);
         let mut rows = Vec::with_capacity(docs.len() * self.targets.len());
         for (target, per_doc) in self.targets.iter().zip(utilities) {
