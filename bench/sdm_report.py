@@ -225,30 +225,29 @@ def study():
     def column(table, target):
         return [table[d][target] for d in domains]
 
-    rows = [(f"influence s{s} vs LOO s{s}", influence[s], loo[s]) for s in seeds]
+    # (comparison, utilities, reference, the log whose influence pass is timed)
+    rows = [(f"influence s{s} vs LOO s{s}", influence[s], loo[s], f"loo-influence-s{s}") for s in seeds]
     pairs = [(a, b) for i, a in enumerate(seeds) for b in seeds[i + 1 :]]
-    rows += [(f"influence s{a} vs influence s{b}", influence[a], influence[b]) for a, b in pairs]
-    rows += [(f"LOO s{a} vs LOO s{b} (the ground truth against itself)", loo[a], loo[b]) for a, b in pairs]
+    rows += [(f"influence s{a} vs influence s{b}", influence[a], influence[b], None) for a, b in pairs]
+    rows += [(f"LOO s{a} vs LOO s{b} (the ground truth against itself)", loo[a], loo[b], None) for a, b in pairs]
     if len(seeds) > 1:
-        rows.append(("influence mean vs LOO mean", influence_mean, loo_mean))
+        rows.append(("influence mean vs LOO mean", influence_mean, loo_mean, None))
     names = [os.path.basename(p)[: -len(".out")] for p in sorted(glob.glob(f"{W}/logs/variant-*.out"))]
     variants = {name[len("variant-") :]: utility_table(name) for name in names if utility_table(name)}
     if variants and len(seeds) > 1:
-        rows.append((f"influence s{seeds[0]} vs LOO mean (the variants' baseline)", influence[seeds[0]], loo_mean))
-    rows += [(f"variant {name} vs LOO mean", table, loo_mean) for name, table in variants.items()]
+        rows.append((f"influence s{seeds[0]} vs LOO mean (the variants' baseline)", influence[seeds[0]], loo_mean,
+                     f"loo-influence-s{seeds[0]}"))
+    rows += [(f"variant {name} vs LOO mean", table, loo_mean, f"variant-{name}") for name, table in variants.items()]
     # A variant run again with another seed ("<name>-s<seed>"): the estimator against itself.
     for name, table in variants.items():
         base = re.sub(r"-s\d+$", "", name)
         if base != name and base in variants:
-            rows.append((f"variant {base} vs variant {name}", variants[base], table))
+            rows.append((f"variant {base} vs variant {name}", variants[base], table, f"variant-{base}"))
     print("\nSpearman ρ over the nine domains:\n")
     print("| comparison | " + " | ".join(targets) + " | influence time / proxy training |")
     print("|---" * (len(targets) + 2) + "|")
-    for name, x, y in rows:
+    for name, x, y, log in rows:
         cells = " | ".join(f"{spearman(column(x, t), column(y, t)):+.3f}" for t in targets)
-        log = f"variant-{name.split()[1]}" if name.startswith("variant") else None
-        if name.startswith("influence s") and " vs LOO" in name:
-            log = f"loo-influence-s{name.split()[1][1:]}"
         print(f"| {name} | {cells} | {influence_share(log) if log else '-'} |")
     if variants:
         print("\nJoint utilities of the variants:\n")

@@ -172,13 +172,16 @@ impl<'a> Influence<'a> {
 
     /// Every document's utility for the target whose mean gradient is `target`.
     pub fn utilities(&self, target: ArrayView1<f32>) -> Array1<f64> {
-        let mut target = CowArray::from(target);
-        if self.similarity == Similarity::Cosine {
-            let mut unit = target.to_owned();
-            normalize(unit.view_mut());
-            target = CowArray::from(unit);
+        match self.similarity {
+            Similarity::Inner => {
+                datainf::weighted_utilities(self.gradients.view(), self.weights, target)
+            }
+            Similarity::Cosine => {
+                let mut unit = target.to_owned();
+                normalize(unit.view_mut());
+                datainf::weighted_utilities(self.gradients.view(), self.weights, unit.view())
+            }
         }
-        datainf::weighted_utilities(self.gradients.view(), self.weights, target.view())
     }
 }
 
