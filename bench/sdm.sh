@@ -16,8 +16,9 @@
 # The estimator study: LOO_SEEDS ("0 1": proxy seeds, each with its influence estimate and its nine
 # leave-one-out proxies) and VARIANTS (influence estimates with other [simulate] settings, seed 0
 # unless they set it, as "name:key=value,key=value ...", e.g. 'cosine:similarity="cosine"'), all on
-# the probe-split targets, in out directories of their own under bench/out/sdm/loo and
-# bench/out/sdm/variants that share the ablation's shards.
+# the probe-split targets (VARIANT_TARGETS=sdm: the ablation's four targets instead, for timing the
+# influence pass; not comparable with leave-one-out), in out directories of their own under
+# bench/out/sdm/loo and bench/out/sdm/variants that share the ablation's shards.
 source "$(dirname "$0")/lib.sh"
 build_release
 W="$OUT/sdm"
@@ -32,6 +33,7 @@ LOO_SEEDS="${LOO_SEEDS:-0 1}"
 VARIANTS="${VARIANTS:-capture30:capture_steps=30 projection64:projection=64 sample:gradients=\"sample\"}"
 GRADIENTS="${GRADIENTS:-training}"
 CAPTURE_STEPS="${CAPTURE_STEPS:-8}"
+VARIANT_TARGETS="${VARIANT_TARGETS:-loo}"
 mkdir -p "$W/done" "$W/logs" "$W/mixtures" "$W/results"
 PROBES="$SHARED/corpora/probes"
 TEXTS=(--texts "humaneval=$PROBES/humaneval.jsonl.gz" --texts "math=$PROBES/math.jsonl.gz")
@@ -187,7 +189,7 @@ if want variants; then
     study_root "$root"
     settings="${variant#*:}"
     # shellcheck disable=SC2086 # one word a setting
-    with_simulate seed=0 ${settings//,/ } < "$W/loo.toml" > "$root/loo.toml"
+    with_simulate seed=0 ${settings//,/ } < "$W/$VARIANT_TARGETS.toml" > "$root/loo.toml"
     step "variant-$name" "$MIXLAB" --out "$root" --log-format json --quiet simulate --config "$root/loo.toml"
   done
 fi

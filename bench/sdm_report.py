@@ -233,7 +233,9 @@ def study():
     if len(seeds) > 1:
         rows.append(("influence mean vs LOO mean", influence_mean, loo_mean, None))
     names = [os.path.basename(p)[: -len(".out")] for p in sorted(glob.glob(f"{W}/logs/variant-*.out"))]
-    variants = {name[len("variant-") :]: utility_table(name) for name in names if utility_table(name)}
+    tables = {name[len("variant-") :]: utility_table(name) for name in names}
+    # Only variants on leave-one-out's targets compare with it (VARIANT_TARGETS=sdm ones time the pass).
+    variants = {name: t for name, t in tables.items() if t and list(t[domains[0]]) == targets}
     if variants and len(seeds) > 1:
         rows.append((f"influence s{seeds[0]} vs LOO mean (the variants' baseline)", influence[seeds[0]], loo_mean,
                      f"loo-influence-s{seeds[0]}"))

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 use mixlab_trainer::kernels;
 use mixlab_trainer::model::Model;
 use mixlab_trainer::objective::{MicroBatch, Objective};
@@ -59,7 +59,8 @@ pub struct CapturedDoc {
     pub doc_id: u64,
     /// Positions it was trained on in the captured batches.
     pub tokens: u64,
-    /// Its projected gradient (the mean token loss's, over those positions).
+    /// Its projected gradient: the mean token loss's, over the first `max_piece_tokens` scored
+    /// positions of each of its pieces ([`Captured::new`]).
     pub gradient: Vec<f32>,
 }
 
@@ -67,17 +68,35 @@ pub struct CapturedDoc {
 #[derive(Debug)]
 pub struct Captured {
     eos: u32,
+    max_piece_tokens: usize,
     armed: bool,
-    /// (domain, doc id) → (positions, Σ positions · gradient).
-    docs: BTreeMap<(usize, u64), (u64, Vec<f32>)>,
+    /// (domain, doc id) → its sums so far.
+    docs: BTreeMap<(usize, u64), DocSums>,
     seconds: f64,
 }
 
+/// A captured document's sums over its pieces.
+#[derive(Debug)]
+struct DocSums {
+    /// Positions trained on.
+    tokens: u64,
+    /// Positions whose gradient was formed.
+    scored: u64,
+    /// Σ scored positions · the pieces' mean gradients.
+    gradient: Vec<f32>,
+}
+
 impl Captured {
-    /// An empty buffer for batches whose documents end with the token `eos`.
-    pub fn new(eos: u32) -> Self {
+    /// An empty buffer for batches whose documents end with the token `eos`, forming each piece's
+    /// gradient from its first `max_piece_tokens` positions (at least 1).
+    ///
+    /// The logits and softmax of those positions are most of the capturing's cost, so a cap near
+    /// a target document's scored length halves it for sequences twice as long, and matches the
+    /// positions a sampled document is scored on (its first `[simulate].max_doc_tokens`).
+    pub fn new(eos: u32, max_piece_tokens: usize) -> Self {
         Self {
             eos,
+            max_piece_tokens: max_piece_tokens.max(1),
             armed: false,
             docs: BTreeMap::new(),
             seconds: 0.0,
@@ -91,7 +110,8 @@ impl Captured {
 
     /// Adds the documents of one packed batch from the final hidden states of `model`'s forward
     /// pass over it (the logits are made again outside the graph, a block of positions at a time:
-    /// reading the graph's own `[tokens, vocab]` copy costs several times more).
+    /// reading the graph's own `[tokens, vocab]` copy costs several times more). Only the scored
+    /// positions are used, at most `max_piece_tokens` of each piece.
     ///
     /// # Shapes
     /// `hidden`: `[batch, seq, d_model]`.
@@ -104,26 +124,37 @@ impl Captured {
     ) {
         let started = Instant::now();
         let [b, t, d] = hidden.dims();
-        let hidden = hidden.without_autodiff().reshape([b * t, d]);
-        let pieces = pieces(batch, self.eos);
-        let lengths: Vec<usize> = pieces.iter().map(|p| p.len).collect();
+        let (pieces, rows) = scored_rows(&pieces(batch, self.eos), self.max_piece_tokens);
+        if pieces.is_empty() {
+            return;
+        }
+        let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let device = hidden.device();
+        let hidden = hidden
+            .without_autodiff()
+            .reshape([b * t, d])
+            .select(0, Tensor::<1, Int>::from_data(index.as_slice(), &device));
+        let targets: Vec<u32> = rows.iter().map(|&r| batch.targets[r]).collect();
+        let lengths: Vec<usize> = pieces.iter().map(|(_, scored)| *scored).collect();
         let gradients = projection.segment_gradients_of_hidden(
             hidden,
             |rows| model.untracked_logits(rows),
-            &batch.targets,
+            &targets,
             &lengths,
         );
-        for (piece, gradient) in pieces.iter().zip(gradients) {
-            if !piece.scored {
-                continue;
-            }
-            let (tokens, sum) = self
+        for ((piece, scored), gradient) in pieces.iter().zip(gradients) {
+            let sums = self
                 .docs
                 .entry((piece.domain, piece.doc_id))
-                .or_insert_with(|| (0, vec![0.0; gradient.len()]));
-            *tokens += piece.len as u64;
-            for (s, g) in sum.iter_mut().zip(gradient) {
-                *s += g * piece.len as f32;
+                .or_insert_with(|| DocSums {
+                    tokens: 0,
+                    scored: 0,
+                    gradient: vec![0.0; gradient.len()],
+                });
+            sums.tokens += piece.len as u64;
+            sums.scored += *scored as u64;
+            for (s, g) in sums.gradient.iter_mut().zip(gradient) {
+                *s += g * *scored as f32;
             }
         }
         self.seconds += started.elapsed().as_secs_f64();
@@ -138,11 +169,15 @@ impl Captured {
     pub fn take(&mut self) -> Vec<CapturedDoc> {
         std::mem::take(&mut self.docs)
             .into_iter()
-            .map(|((domain, doc_id), (tokens, sum))| CapturedDoc {
+            .map(|((domain, doc_id), sums)| CapturedDoc {
                 domain,
                 doc_id,
-                tokens,
-                gradient: sum.into_iter().map(|s| s / tokens as f32).collect(),
+                tokens: sums.tokens,
+                gradient: sums
+                    .gradient
+                    .into_iter()
+                    .map(|s| s / sums.scored as f32)
+                    .collect(),
             })
             .collect()
     }
@@ -163,6 +198,23 @@ struct Piece {
     /// (whose target is the next document's first token): targets score a document's own tokens
     /// only, so its gradient leaves them out too.
     scored: bool,
+}
+
+/// The scored pieces, each with the number of its first positions whose gradient is formed (at
+/// most `cap`), and those positions' rows in the batch, in order.
+fn scored_rows(pieces: &[Piece], cap: usize) -> (Vec<(Piece, usize)>, Vec<usize>) {
+    let mut kept = Vec::new();
+    let mut rows = Vec::new();
+    let mut start = 0;
+    for piece in pieces {
+        if piece.scored {
+            let scored = piece.len.min(cap);
+            kept.push((*piece, scored));
+            rows.extend(start..start + scored);
+        }
+        start += piece.len;
+    }
+    (kept, rows)
 }
 
 /// The runs of equal segment ids in each sequence, in position order, each split into its scored
@@ -270,15 +322,15 @@ mod tests {
     }
 
     /// The objective's loss is plain cross-entropy; capturing adds each document's gradient, the
-    /// token-weighted mean of its pieces' gradients formed from a separate forward pass.
-    #[test]
-    fn captures_each_document_without_changing_the_loss() {
+    /// scored-position-weighted mean of its pieces' gradients (each from its first `cap` scored
+    /// positions) formed from a separate forward pass.
+    fn check_capture(cap: usize) {
         let config = Preset::Tiny.config(20);
         let device = Device::flex().autodiff();
         device.seed(5);
         let model = Model::new(&config, &device);
         let projection = GradientProjection::new(20, config.d_model, 4, 3, 1);
-        let captured = Rc::new(RefCell::new(Captured::new(0)));
+        let captured = Rc::new(RefCell::new(Captured::new(0, cap)));
         let objective = CapturingCrossEntropy::new(projection.clone(), Rc::clone(&captured));
         let batch = batch();
         let loss = |objective: &dyn Objective| {
@@ -299,28 +351,36 @@ mod tests {
         let pieces: Vec<Piece> = pieces(&batch, 0);
         assert_eq!(docs.len(), 3, "{pieces:?}");
 
-        // Expected: per piece, the gradient from the inference path's activations.
+        // Expected: per piece (start, length, scored positions, gradient), from the inference
+        // path's activations.
         let plain = model.valid();
         let (input, _) = to_model_input(&batch, &config, false, &Device::flex());
         let hidden = plain.hidden(&input);
         let logits = plain.logits(hidden.clone());
         let hidden = hidden.reshape([batch.batch_size * batch.seq_len, config.d_model]);
-        let lengths: Vec<usize> = pieces.iter().map(|p| p.len).collect();
-        let per_piece = projection.segment_gradients(hidden, logits, &batch.targets, &lengths);
+        let mut start = 0;
+        let mut per_piece = Vec::new();
+        for piece in &pieces {
+            let n = piece.len.min(cap);
+            let gradient = projection.document_gradient(
+                hidden.clone().narrow(0, start, n),
+                logits.clone().narrow(0, start, n),
+                &batch.targets[start..start + n],
+            );
+            per_piece.push((piece, n, gradient));
+            start += piece.len;
+        }
         for doc in &docs {
-            let mine: Vec<(usize, &Piece)> = pieces
+            let mine: Vec<_> = per_piece
                 .iter()
-                .enumerate()
-                .filter(|(_, p)| p.scored && (p.domain, p.doc_id) == (doc.domain, doc.doc_id))
+                .filter(|(p, ..)| p.scored && (p.domain, p.doc_id) == (doc.domain, doc.doc_id))
                 .collect();
-            let tokens: usize = mine.iter().map(|(_, p)| p.len).sum();
+            let tokens: usize = mine.iter().map(|(p, ..)| p.len).sum();
+            let scored: usize = mine.iter().map(|(_, n, _)| n).sum();
             assert_eq!(doc.tokens, tokens as u64);
             for (k, value) in doc.gradient.iter().enumerate() {
-                let expected: f32 = mine
-                    .iter()
-                    .map(|(i, p)| per_piece[*i][k] * p.len as f32)
-                    .sum::<f32>()
-                    / tokens as f32;
+                let expected: f32 =
+                    mine.iter().map(|(_, n, g)| g[k] * *n as f32).sum::<f32>() / scored as f32;
                 assert!((value - expected).abs() < 1e-4, "{value} vs {expected}");
             }
         }
@@ -329,5 +389,30 @@ mod tests {
                 .any(|d| d.gradient.iter().any(|g| g.abs() > 1e-4))
         );
         assert!(captured.borrow_mut().take().is_empty(), "taken");
+    }
+
+    #[test]
+    fn captures_each_document_without_changing_the_loss() {
+        check_capture(usize::MAX);
+    }
+
+    #[test]
+    fn captures_the_first_positions_of_each_piece() {
+        let pieces = pieces(&batch(), 0);
+        assert!(pieces.iter().any(|p| p.scored && p.len > 2), "{pieces:?}");
+        check_capture(2);
+    }
+
+    #[test]
+    fn scored_rows_skip_unscored_pieces_and_cap_the_rest() {
+        let piece = |len, scored| Piece {
+            domain: 0,
+            doc_id: 0,
+            len,
+            scored,
+        };
+        let (kept, rows) = scored_rows(&[piece(4, true), piece(2, false), piece(1, true)], 3);
+        assert_eq!(kept.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [3, 1]);
+        assert_eq!(rows, [0, 1, 2, 6]);
     }
 }

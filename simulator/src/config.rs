@@ -21,7 +21,8 @@ pub struct SimulateConfig {
     pub capture_steps: u64,
     /// With `gradients = "sample"`: training documents sampled per domain.
     pub docs_per_domain: usize,
-    /// Tokens scored per document (its first ones): of sampled training documents and of targets.
+    /// Tokens scored per document (its first ones): of sampled training documents and of targets,
+    /// and of each piece of a captured document (its run of positions in one sequence).
     pub max_doc_tokens: usize,
     /// Documents of each target whose mean gradient is the target's (drawn once, seeded; all when
     /// it has fewer): their forward passes at every checkpoint are most of the scoring's cost.
@@ -30,6 +31,8 @@ pub struct SimulateConfig {
     pub projection: usize,
     /// How a training document's gradient is compared with a target's.
     pub similarity: Similarity,
+    /// The inverse Hessian between a training document's gradient and a target's.
+    pub curvature: Curvature,
     /// Bootstrap resamples for the standard errors.
     pub bootstrap: usize,
     /// Seed of the proxy run, the document sample and the projection.
@@ -67,6 +70,28 @@ pub enum Similarity {
     Cosine,
 }
 
+/// `[simulate].curvature`: the inverse Hessian `H⁻¹` in a utility `(H⁻¹v)·g`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Curvature {
+    /// DataInf's closed-form approximation from the training gradients themselves (Kwon et al.
+    /// 2024), which discounts the directions most training documents share.
+    #[default]
+    DataInf,
+    /// None (`H = I`): plain inner products of the gradients, TracIn's (Pruthi et al. 2020).
+    Identity,
+}
+
+/// How a training document's gradient is compared with a target's: `[simulate].similarity` and
+/// `[simulate].curvature`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Comparison {
+    /// Gradients as they are, or as directions.
+    pub similarity: Similarity,
+    /// The inverse Hessian between them.
+    pub curvature: Curvature,
+}
+
 /// `[simulate.doremi]`: DoReMi's exponentiated-gradient updates of the domain weights (Xie et al.
 /// 2023, Algorithm 1; defaults as in the paper).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -100,6 +125,7 @@ impl Default for SimulateConfig {
             target_docs: 16,
             projection: 32,
             similarity: Similarity::Inner,
+            curvature: Curvature::DataInf,
             bootstrap: 200,
             seed: 0,
             target: Vec::new(),
@@ -214,6 +240,14 @@ impl SimulateConfig {
         Ok(())
     }
 
+    /// How training and target gradients are compared.
+    pub fn comparison(&self) -> Comparison {
+        Comparison {
+            similarity: self.similarity,
+            curvature: self.curvature,
+        }
+    }
+
     /// The proxy run's checkpoint interval: K evenly spaced checkpoints, the last at the end.
     ///
     /// # Example
@@ -292,6 +326,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("stepz"), "{err}");
+    }
+
+    #[test]
+    fn curvature_is_datainf_or_identity() {
+        let parse = |text| toml::from_str::<SimulateConfig>(text);
+        assert_eq!(parse("").unwrap().curvature, Curvature::DataInf);
+        let identity = parse("curvature = \"identity\"").unwrap();
+        assert_eq!(identity.comparison().curvature, Curvature::Identity);
+        let err = parse("curvature = \"fisher\"").unwrap_err().to_string();
+        assert!(
+            err.contains("curvature") && err.contains("identity"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::Similarity;
+use crate::config::{Comparison, Curvature, Similarity};
 use crate::datainf;
 use crate::projection::GradientProjection;
 
@@ -113,24 +113,24 @@ fn gradients(
 pub fn checkpoint_utilities(
     inference: &Inference,
     projection: &GradientProjection,
-    similarity: Similarity,
+    comparison: Comparison,
     train: &[SampledDoc],
     targets: &[TargetSet],
 ) -> Vec<Vec<f64>> {
     let docs: Vec<&[u32]> = train.iter().map(|d| d.tokens.as_slice()).collect();
     let g = gradients(inference, projection, &docs);
     let equal = Array1::ones(g.nrows());
-    let train = Influence::new(g.view(), equal.view(), similarity);
+    let train = Influence::new(g.view(), equal.view(), comparison);
     target_utilities(inference, projection, &train, targets)
 }
 
-/// Training documents' projected gradients (one row each) as DataInf compares them with a
-/// target's, and their weights in its curvature estimate ([`datainf::weighted_utilities`]).
+/// Training documents' projected gradients (one row each) as they are compared with a target's,
+/// and their weights in DataInf's curvature estimate ([`datainf::weighted_utilities`]).
 #[derive(Debug, Clone)]
 pub struct Influence<'a> {
     gradients: CowArray<'a, f32, Ix2>,
     weights: ArrayView1<'a, f64>,
-    similarity: Similarity,
+    comparison: Comparison,
 }
 
 impl<'a> Influence<'a> {
@@ -139,23 +139,29 @@ impl<'a> Influence<'a> {
     ///
     /// # Example
     /// ```
-    /// use mixlab_simulator::config::Similarity;
+    /// use mixlab_simulator::config::{Comparison, Curvature, Similarity};
     /// use mixlab_simulator::estimate::Influence;
     /// use ndarray::array;
     /// let (g, w) = (array![[3.0f32, 0.0], [0.0, 1.0]], array![1.0, 1.0]);
     /// let target = array![1.0f32, 1.0];
+    /// let with = |similarity, curvature| Comparison { similarity, curvature };
     /// // As they are, the larger gradient has the larger utility; as directions, both are equal.
-    /// let inner = Influence::new(g.view(), w.view(), Similarity::Inner).utilities(target.view());
+    /// let inner = Influence::new(g.view(), w.view(), Comparison::default()).utilities(target.view());
     /// assert!(inner[0] > inner[1]);
-    /// let cosine = Influence::new(g.view(), w.view(), Similarity::Cosine).utilities(target.view());
+    /// let cosine = with(Similarity::Cosine, Curvature::DataInf);
+    /// let cosine = Influence::new(g.view(), w.view(), cosine).utilities(target.view());
     /// assert!((cosine[0] - cosine[1]).abs() < 1e-9);
+    /// // Without curvature, a utility is the inner product itself.
+    /// let tracin = with(Similarity::Inner, Curvature::Identity);
+    /// let tracin = Influence::new(g.view(), w.view(), tracin).utilities(target.view());
+    /// assert_eq!(tracin.to_vec(), [3.0, 1.0]);
     /// ```
     pub fn new(
         gradients: ArrayView2<'a, f32>,
         weights: ArrayView1<'a, f64>,
-        similarity: Similarity,
+        comparison: Comparison,
     ) -> Self {
-        let gradients = match similarity {
+        let gradients = match comparison.similarity {
             Similarity::Inner => CowArray::from(gradients),
             Similarity::Cosine => {
                 let mut unit = gradients.to_owned();
@@ -166,21 +172,21 @@ impl<'a> Influence<'a> {
         Self {
             gradients,
             weights,
-            similarity,
+            comparison,
         }
     }
 
     /// Every document's utility for the target whose mean gradient is `target`.
     pub fn utilities(&self, target: ArrayView1<f32>) -> Array1<f64> {
-        match self.similarity {
-            Similarity::Inner => {
-                datainf::weighted_utilities(self.gradients.view(), self.weights, target)
+        let mut target = target.to_owned();
+        if self.comparison.similarity == Similarity::Cosine {
+            normalize(target.view_mut());
+        }
+        match self.comparison.curvature {
+            Curvature::DataInf => {
+                datainf::weighted_utilities(self.gradients.view(), self.weights, target.view())
             }
-            Similarity::Cosine => {
-                let mut unit = target.to_owned();
-                normalize(unit.view_mut());
-                datainf::weighted_utilities(self.gradients.view(), self.weights, unit.view())
-            }
+            Curvature::Identity => self.gradients.dot(&target).mapv(f64::from),
         }
     }
 }

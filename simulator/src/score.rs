@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::aggregate::{Scored, checkpoint_weights, domain_estimate};
 use crate::capture::{CaptureWindow, Captured, CapturedDoc};
-use crate::config::{Similarity, SimulateConfig};
+use crate::config::{Comparison, SimulateConfig};
 use crate::error::{Error, Result};
 use crate::estimate::{Influence, SampledDoc, TargetSet, checkpoint_utilities, target_utilities};
 use crate::projection::GradientProjection;
@@ -100,7 +100,7 @@ pub struct Scoring<'a> {
     /// The gradient projection (fixed for the whole run).
     pub projection: &'a GradientProjection,
     /// How training and target gradients are compared.
-    pub similarity: Similarity,
+    pub comparison: Comparison,
 }
 
 impl Scoring<'_> {
@@ -113,7 +113,7 @@ impl Scoring<'_> {
         let utilities = checkpoint_utilities(
             &inference,
             self.projection,
-            self.similarity,
+            self.comparison,
             self.sample,
             self.targets,
         );
@@ -191,7 +191,7 @@ pub struct InRunScoring<'a> {
     /// The projection the objective captures with.
     pub projection: &'a GradientProjection,
     /// How training and target gradients are compared.
-    pub similarity: Similarity,
+    pub comparison: Comparison,
     /// Where part files go.
     pub parts: PathBuf,
     /// Wall time spent scoring at checkpoints so far, in seconds.
@@ -218,7 +218,7 @@ impl InRunScoring<'_> {
         // Each document's curvature counts with its trained tokens: every domain has the same
         // share of the uniform proxy's tokens, whatever the length of its documents.
         let tokens = Array1::from_iter(docs.iter().map(|d| d.tokens as f64));
-        let train = Influence::new(g.view(), tokens.view(), self.similarity);
+        let train = Influence::new(g.view(), tokens.view(), self.comparison);
         let utilities = target_utilities(inference, self.projection, &train, self.targets);
         let mut rows = Vec::with_capacity(docs.len() * self.targets.len());
         for (target, per_doc) in self.targets.iter().zip(utilities) {

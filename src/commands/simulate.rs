@@ -221,7 +221,7 @@ fn scores_from_training(
     let (sim, corpus) = (proxies.sim(), proxies.corpus);
     let (dir, resolved) = proxies.resolve(Proxy::Capturing)?;
     let projection = projection(sim, corpus.vocab_size, resolved.model.d_model);
-    let captured = Rc::new(RefCell::new(Captured::new(corpus.eos)));
+    let captured = Rc::new(RefCell::new(Captured::new(corpus.eos, sim.max_doc_tokens)));
     let objective = CapturingCrossEntropy::new(projection.clone(), Rc::clone(&captured));
     let parts = dir.root.join("scores");
     let mut scoring = InRunScoring {
@@ -243,7 +243,7 @@ fn scores_from_training(
             .collect(),
         targets,
         projection: &projection,
-        similarity: sim.similarity,
+        comparison: sim.comparison(),
         parts: parts.clone(),
         seconds: 0.0,
     };
@@ -292,7 +292,7 @@ fn scores_of_sample(
         sample: &sample,
         targets,
         projection: &projection,
-        similarity: sim.similarity,
+        comparison: sim.comparison(),
     };
     // Scores of another sample, projection or proxy are never mixed in: their directory is keyed
     // by everything that determines them.
