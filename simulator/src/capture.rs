@@ -90,9 +90,9 @@ impl Captured {
     /// An empty buffer for batches whose documents end with the token `eos`, forming each piece's
     /// gradient from its first `max_piece_tokens` positions (at least 1).
     ///
-    /// The logits and softmax of those positions are most of the capturing's cost, so a cap near
-    /// a target document's scored length halves it for sequences twice as long, and matches the
-    /// positions a sampled document is scored on (its first `[simulate].max_doc_tokens`).
+    /// The logits and softmax of those positions are most of the capturing's cost, so the cap
+    /// bounds it per piece; `[simulate].max_doc_tokens` is the cap, as it is the number of
+    /// positions a sampled or target document is scored on.
     pub fn new(eos: u32, max_piece_tokens: usize) -> Self {
         Self {
             eos,
