@@ -178,10 +178,14 @@ impl<'a> Influence<'a> {
 
     /// Every document's utility for the target whose mean gradient is `target`.
     pub fn utilities(&self, target: ArrayView1<f32>) -> Array1<f64> {
-        let mut target = target.to_owned();
-        if self.comparison.similarity == Similarity::Cosine {
-            normalize(target.view_mut());
-        }
+        let target = match self.comparison.similarity {
+            Similarity::Inner => CowArray::from(target),
+            Similarity::Cosine => {
+                let mut unit = target.to_owned();
+                normalize(unit.view_mut());
+                CowArray::from(unit)
+            }
+        };
         match self.comparison.curvature {
             Curvature::DataInf => {
                 datainf::weighted_utilities(self.gradients.view(), self.weights, target.view())
