@@ -93,6 +93,14 @@ impl Captured {
     /// The logits and softmax of those positions are most of the capturing's cost, so the cap
     /// bounds it per piece; `[simulate].max_doc_tokens` is the cap, as it is the number of
     /// positions a sampled or target document is scored on.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_simulator::capture::Captured;
+    /// let mut captured = Captured::new(0, 128);
+    /// assert!(captured.is_empty());
+    /// assert!(captured.take().is_empty());
+    /// ```
     pub fn new(eos: u32, max_piece_tokens: usize) -> Self {
         Self {
             eos,
