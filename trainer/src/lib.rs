@@ -57,6 +57,7 @@ pub mod gguf;
 pub mod hf;
 pub mod hooks;
 pub mod inference;
+pub mod influence;
 pub mod input;
 pub mod kernels;
 pub mod mask;
