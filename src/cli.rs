@@ -182,9 +182,11 @@ pub struct ReportArgs {
     /// Run directories to compare, relative to --out (each one arm of one seed).
     #[arg(value_name = "RUN", conflicts_with = "plan")]
     pub runs: Vec<PathBuf>,
-    /// The plan of a `mixlab run` (<out>/pipeline/plan.json): its arms, seeds and stages.
+    /// The plan of a `mixlab run` (<out>/pipeline/plan.json): its arms, seeds and stages. Repeat it
+    /// to pool jobs that ran the same arms at other seeds (e.g. one job per seed, each with its own
+    /// proxy seed): arms of the same name are merged, and paired by seed.
     #[arg(long, value_name = "FILE")]
-    pub plan: Option<PathBuf>,
+    pub plan: Vec<PathBuf>,
     /// The report's name: it is written to <out>/reports/<NAME>.
     #[arg(long, default_value = "report")]
     pub name: String,
@@ -554,6 +556,10 @@ pub enum MixMethod {
     Sdm,
     /// DoReMi's averaged domain weights from `mixlab simulate --method doremi` (--doremi).
     Doremi,
+    /// The own-domain control: utility 1 for each [[simulate.target]]'s own domain (its `domain`,
+    /// else its `probe`), times the target's weight, 0 elsewhere, through --objective (needs
+    /// --config).
+    Own,
 }
 
 /// `simulate` arguments.

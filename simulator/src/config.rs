@@ -21,6 +21,14 @@ pub struct SimulateConfig {
     pub capture_steps: u64,
     /// With `gradients = "sample"`: training documents sampled per domain.
     pub docs_per_domain: usize,
+    /// With `gradients = "domain"`: packed training sequences of each domain whose gradients are
+    /// scored at every checkpoint (drawn afresh at each, one row of the bootstrap each).
+    pub domain_sequences: usize,
+    /// With `gradients = "domain"`: packed sequences of each target (like its evaluation, all of
+    /// it when it holds fewer tokens) whose mean-loss gradient is the target's.
+    pub target_sequences: usize,
+    /// With `gradients = "domain"`: how a training gradient is scaled before it meets a target's.
+    pub precondition: Precondition,
     /// Tokens scored per document (its first ones): of sampled training documents and of targets,
     /// and of each piece of a captured document (its run of positions in one sequence).
     pub max_doc_tokens: usize,
@@ -47,14 +55,32 @@ pub struct SimulateConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GradientSource {
+    /// Per-domain gradients of every parameter: `domain_sequences` packed sequences of each domain
+    /// (every training sequence comes from one domain), each a backward pass of its own at every
+    /// checkpoint of a finished proxy, preconditioned as `precondition` says and compared with
+    /// each target's gradient over `target_sequences` sequences. Captures what training on a
+    /// domain does to the target through every weight, not only the output layer.
+    #[default]
+    Domain,
     /// The documents the proxy trains on in the last `capture_steps` steps before each checkpoint,
     /// from the activations of its own forward passes (no pass of their own), scored at that
-    /// checkpoint.
-    #[default]
+    /// checkpoint. Output-layer gradients only (see [`crate::projection`]).
     Training,
     /// `docs_per_domain` documents drawn per domain, each scored at every checkpoint with forward
-    /// passes of their own (their first `max_doc_tokens` tokens).
+    /// passes of their own (their first `max_doc_tokens` tokens). Output-layer gradients only.
     Sample,
+}
+
+/// `[simulate].precondition`: the per-coordinate scale between a training gradient and a target's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precondition {
+    /// AdamW's `1/(√v̂ + ε)` from the proxy's optimizer state at the checkpoint: the step training on
+    /// the data would take, so the utility is the target loss's first-order change under it.
+    #[default]
+    Adam,
+    /// None: plain inner products of the gradients.
+    None,
 }
 
 /// `[simulate].similarity`: how a training document's gradient is compared with a target's.
@@ -75,10 +101,11 @@ pub enum Similarity {
 #[serde(rename_all = "lowercase")]
 pub enum Curvature {
     /// DataInf's closed-form approximation from the training gradients themselves (Kwon et al.
-    /// 2024), which discounts the directions most training documents share.
-    #[default]
+    /// 2024), which discounts the directions most training documents share. With
+    /// `gradients = "training"` or `"sample"` only.
     DataInf,
     /// None (`H = I`): plain inner products of the gradients, TracIn's (Pruthi et al. 2020).
+    #[default]
     Identity,
 }
 
@@ -118,14 +145,17 @@ impl Default for SimulateConfig {
             preset: Preset::Tiny,
             steps: 300,
             checkpoints: 10,
-            gradients: GradientSource::Training,
+            gradients: GradientSource::Domain,
             capture_steps: 8,
             docs_per_domain: 64,
+            domain_sequences: 8,
+            target_sequences: 16,
+            precondition: Precondition::Adam,
             max_doc_tokens: 128,
             target_docs: 16,
             projection: 32,
             similarity: Similarity::Inner,
-            curvature: Curvature::DataInf,
+            curvature: Curvature::Identity,
             bootstrap: 200,
             seed: 0,
             target: Vec::new(),
@@ -151,6 +181,28 @@ pub struct TargetConfig {
     /// Weight in the joint utility.
     #[serde(default = "one")]
     pub weight: f64,
+    /// The training domain the target belongs to, for the own-domain control (`mix --method
+    /// own`); default: `probe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+}
+
+impl TargetConfig {
+    /// The training domain this target belongs to: `domain`, else the `probe` domain.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_simulator::config::TargetConfig;
+    /// let t = TargetConfig { name: "he".into(), probe: String::new(), path: Some("he.jsonl".into()), weight: 1.0, domain: Some("code".into()) };
+    /// assert_eq!(t.own_domain(), Some("code"));
+    /// ```
+    pub fn own_domain(&self) -> Option<&str> {
+        match (&self.domain, self.probe.as_str()) {
+            (Some(d), _) => Some(d),
+            (None, "") => None,
+            (None, probe) => Some(probe),
+        }
+    }
 }
 
 fn one() -> f64 {
@@ -168,7 +220,7 @@ impl SimulateConfig {
     /// use mixlab_simulator::config::{SimulateConfig, TargetConfig};
     /// let mut config = SimulateConfig::default();
     /// assert!(config.validate().is_err()); // no target
-    /// config.target.push(TargetConfig { name: "code".into(), probe: "code".into(), path: None, weight: 1.0 });
+    /// config.target.push(TargetConfig { name: "code".into(), probe: "code".into(), path: None, weight: 1.0, domain: None });
     /// config.validate()?;
     /// # Ok::<(), mixlab_simulator::Error>(())
     /// ```
@@ -192,6 +244,20 @@ impl SimulateConfig {
         }
         if self.docs_per_domain < 2 {
             return fail("docs_per_domain", "at least 2 (for a standard error)");
+        }
+        if self.gradients == GradientSource::Domain {
+            if self.domain_sequences < 2 {
+                return fail("domain_sequences", "at least 2 (for a standard error)");
+            }
+            if self.target_sequences == 0 {
+                return fail("target_sequences", "at least 1");
+            }
+            if self.comparison() != Comparison::default() {
+                return fail(
+                    "curvature",
+                    "\"identity\" and similarity = \"inner\" with gradients = \"domain\" (DataInf and cosine need gradients = \"training\" or \"sample\")",
+                );
+            }
         }
         if self.target_docs == 0 {
             return fail("target_docs", "at least 1");
@@ -272,6 +338,7 @@ mod tests {
                 probe: "code".into(),
                 path: None,
                 weight: 1.0,
+                domain: None,
             }],
             ..SimulateConfig::default()
         }
@@ -280,7 +347,13 @@ mod tests {
     #[test]
     fn impossible_values_name_their_key() {
         type Break = fn(&mut SimulateConfig);
-        let cases: [(Break, &str); 11] = [
+        let cases: [(Break, &str); 14] = [
+            (|c| c.domain_sequences = 1, "[simulate].domain_sequences"),
+            (|c| c.target_sequences = 0, "[simulate].target_sequences"),
+            (
+                |c| c.curvature = Curvature::DataInf,
+                "DataInf and cosine need gradients",
+            ),
             (|c| c.target_docs = 0, "[simulate].target_docs"),
             (|c| c.capture_steps = 0, "[simulate].capture_steps"),
             (
@@ -331,13 +404,27 @@ mod tests {
     #[test]
     fn curvature_is_datainf_or_identity() {
         let parse = |text| toml::from_str::<SimulateConfig>(text);
-        assert_eq!(parse("").unwrap().curvature, Curvature::DataInf);
-        let identity = parse("curvature = \"identity\"").unwrap();
-        assert_eq!(identity.comparison().curvature, Curvature::Identity);
+        assert_eq!(parse("").unwrap().curvature, Curvature::Identity);
+        let datainf = parse("curvature = \"datainf\"\ngradients = \"sample\"").unwrap();
+        assert_eq!(datainf.comparison().curvature, Curvature::DataInf);
         let err = parse("curvature = \"fisher\"").unwrap_err().to_string();
         assert!(
             err.contains("curvature") && err.contains("identity"),
             "{err}"
+        );
+        let err = parse("precondition = \"lion\"").unwrap_err().to_string();
+        assert!(err.contains("adam"), "{err}");
+    }
+
+    #[test]
+    fn domain_gradients_are_the_default() {
+        let parse = |text| toml::from_str::<SimulateConfig>(text).unwrap();
+        let config = parse("");
+        assert_eq!(config.gradients, GradientSource::Domain);
+        assert_eq!(config.precondition, Precondition::Adam);
+        assert_eq!(
+            parse("precondition = \"none\"").precondition,
+            Precondition::None
         );
     }
 

@@ -1,10 +1,13 @@
 //! `mixlab-simulator`: the Scalable Data Mixer's simulation side. One proxy training run (the
-//! trainer's loop, run by the binary) leaves K checkpoints; at each, training documents of every
-//! domain are scored by their influence on each target's loss: those of the run's own batches
-//! just before the checkpoint ([`capture`]), or documents sampled once and re-scored at every
-//! checkpoint ([`estimate`]).
+//! trainer's loop, run by the binary) leaves K checkpoints; at each, training data of every domain
+//! is scored by its influence on each target's loss: packed sequences of each domain through every
+//! parameter ([`domain`], the default), or, through the output layer only, the documents of the
+//! run's own batches just before the checkpoint ([`capture`]) or documents sampled once and
+//! re-scored at every checkpoint ([`estimate`]).
 //!
 //! - [`config`]: the `[simulate]` section.
+//! - [`domain`]: per-domain gradients of every parameter, preconditioned as AdamW moves them
+//!   (the default estimator).
 //! - [`estimate`]: document sampling and one checkpoint's utilities.
 //! - [`projection`]: per-document output-layer gradients from activations, randomly projected.
 //! - [`capture`]: those gradients taken from the simulation run's own training batches.
@@ -29,6 +32,7 @@ pub mod aggregate;
 pub mod capture;
 pub mod config;
 pub mod datainf;
+pub mod domain;
 pub mod doremi;
 mod error;
 pub mod estimate;

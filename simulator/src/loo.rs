@@ -31,7 +31,7 @@ fn target_loss(losses: &[DomainLoss], target: &TargetConfig) -> Result<f64> {
 /// ```
 /// use mixlab_simulator::config::TargetConfig;
 /// use mixlab_simulator::loo::ensure_probe_targets;
-/// let file = TargetConfig { name: "he".into(), probe: String::new(), path: Some("he.jsonl".into()), weight: 1.0 };
+/// let file = TargetConfig { name: "he".into(), probe: String::new(), path: Some("he.jsonl".into()), weight: 1.0, domain: None };
 /// assert!(ensure_probe_targets(&[file]).is_err());
 /// ```
 pub fn ensure_probe_targets(targets: &[TargetConfig]) -> Result<()> {
@@ -57,7 +57,7 @@ pub fn ensure_probe_targets(targets: &[TargetConfig]) -> Result<()> {
 /// use mixlab_simulator::config::TargetConfig;
 /// use mixlab_simulator::loo::loo_utilities;
 /// let probe = |loss| vec![DomainLoss { domain: "code".into(), split: "probe".into(), loss, tokens: 10 }];
-/// let target = TargetConfig { name: "code".into(), probe: "code".into(), path: None, weight: 1.0 };
+/// let target = TargetConfig { name: "code".into(), probe: "code".into(), path: None, weight: 1.0, domain: None };
 /// let rows = loo_utilities(&probe(2.0), &[("code".into(), probe(3.0))], &[target])?;
 /// assert_eq!(rows[0].utility, 1.0); // without code, the code target is 1 nat worse
 /// # Ok::<(), mixlab_simulator::Error>(())

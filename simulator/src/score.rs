@@ -22,14 +22,15 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::aggregate::{Scored, checkpoint_weights, domain_estimate};
 use crate::capture::{CaptureWindow, Captured, CapturedDoc};
-use crate::config::{Comparison, SimulateConfig};
+use crate::config::{Comparison, GradientSource, SimulateConfig};
 use crate::error::{Error, Result};
 use crate::estimate::{Influence, SampledDoc, TargetSet, checkpoint_utilities, target_utilities};
 use crate::projection::GradientProjection;
 
 /// The targets of `config`, each a domain's probe documents or the given file's documents
-/// (`files`: token ids per target with a `path`, in target order): up to `target_docs` of them
-/// (drawn with the seed), cut to the scored length.
+/// (`files`: token ids per target with a `path`, in target order): all of them, whole, for
+/// `gradients = "domain"`; otherwise up to `target_docs` of them (drawn with the seed), cut to
+/// the scored length.
 ///
 /// # Errors
 /// [`Error::Config`] for a probe naming no domain (with a suggestion), a domain without probe
@@ -68,10 +69,25 @@ pub fn resolve_targets(
             };
             let usable: Vec<&Vec<u32>> = docs.iter().filter(|d| d.len() >= 2).collect();
             let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ i as u64);
-            let amount = config.target_docs.min(usable.len());
+            // Per-domain gradients meet the target's over its packed sequences, all of it.
+            let whole = config.gradients == GradientSource::Domain;
+            let amount = if whole {
+                usable.len()
+            } else {
+                config.target_docs.min(usable.len())
+            };
             let mut picked = sample(&mut rng, usable.len(), amount).into_vec();
             picked.sort_unstable();
-            let docs: Vec<Vec<u32>> = picked.into_iter().map(|k| cut(usable[k])).collect();
+            let docs: Vec<Vec<u32>> = picked
+                .into_iter()
+                .map(|k| {
+                    if whole {
+                        usable[k].clone()
+                    } else {
+                        cut(usable[k])
+                    }
+                })
+                .collect();
             if docs.is_empty() {
                 return Err(Error::Config(format!(
                     "[simulate].target[{i}]: no document of two tokens or more in {origin}"
@@ -149,27 +165,44 @@ impl Scoring<'_> {
         parts: &Path,
         progress: &mut dyn FnMut(u64, usize, usize),
     ) -> Result<Vec<DocumentUtility>> {
-        let steps = complete_steps(checkpoints);
-        if steps.is_empty() {
-            return Err(Error::MissingCheckpoint(checkpoints.to_owned()));
-        }
-        std::fs::create_dir_all(parts).map_err(mixlab_artefacts::Error::from)?;
-        let mut rows = Vec::new();
-        for (i, &step) in steps.iter().enumerate() {
-            let part = parts.join(format!("step-{step}.parquet"));
-            let scored = if part.exists() {
-                read_document_utilities(&part)?
-            } else {
-                let scored =
-                    self.score_checkpoint(step, &CheckpointFiles::at(checkpoints, step).model)?;
-                write_document_utilities(&part, &scored)?;
-                scored
-            };
-            rows.extend(scored);
-            progress(step, i + 1, steps.len());
-        }
-        Ok(rows)
+        let mut score = |step, files: &CheckpointFiles| self.score_checkpoint(step, &files.model);
+        score_checkpoints(checkpoints, parts, &mut score, progress)
     }
+}
+
+/// Scores every complete checkpoint in `checkpoints` that has no part file in `parts` yet
+/// (`step-N.parquet`, written atomically, so a killed run resumes after its last finished
+/// checkpoint) with `score`, and returns all rows, in step order. `progress` hears of each
+/// checkpoint.
+///
+/// # Errors
+/// [`Error::MissingCheckpoint`] when there is none, what `score` returns, and part files that
+/// cannot be read or written.
+pub fn score_checkpoints(
+    checkpoints: &Path,
+    parts: &Path,
+    score: &mut dyn FnMut(u64, &CheckpointFiles) -> Result<Vec<DocumentUtility>>,
+    progress: &mut dyn FnMut(u64, usize, usize),
+) -> Result<Vec<DocumentUtility>> {
+    let steps = complete_steps(checkpoints);
+    if steps.is_empty() {
+        return Err(Error::MissingCheckpoint(checkpoints.to_owned()));
+    }
+    std::fs::create_dir_all(parts).map_err(mixlab_artefacts::Error::from)?;
+    let mut rows = Vec::new();
+    for (i, &step) in steps.iter().enumerate() {
+        let part = parts.join(format!("step-{step}.parquet"));
+        let scored = if part.exists() {
+            read_document_utilities(&part)?
+        } else {
+            let scored = score(step, &CheckpointFiles::at(checkpoints, step))?;
+            write_document_utilities(&part, &scored)?;
+            scored
+        };
+        rows.extend(scored);
+        progress(step, i + 1, steps.len());
+    }
+    Ok(rows)
 }
 
 /// Scores the documents the simulation run captured from its own batches

@@ -37,7 +37,7 @@ pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {
     let shards_dir = global.out_root().join("shards");
     let schedule = match args.method {
         MixMethod::Regmix => regmix(args, loaded.as_ref(), &shards_dir)?,
-        MixMethod::Sdm => sdm(args, loaded.as_ref(), global)?,
+        MixMethod::Sdm | MixMethod::Own => sdm(args, loaded.as_ref(), global)?,
         MixMethod::Doremi => doremi(args, global, &shards_dir)?,
         method => baseline(method, loaded.as_ref(), &shards_dir)?,
     };
@@ -60,7 +60,9 @@ pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {
     }
     print!("{}", t.render());
     match (args.method, schedule.provenance.predicted_objective) {
-        (MixMethod::Sdm, Some(u)) => println!("joint utility of the mixture: {u:+.4e}"),
+        (MixMethod::Sdm | MixMethod::Own, Some(u)) => {
+            println!("joint utility of the mixture: {u:+.4e}")
+        }
         (_, Some(loss)) => println!("predicted loss: {loss:.4}"),
         (_, None) => {}
     }
@@ -97,7 +99,7 @@ fn baseline(
     let (weights, name) = match method {
         MixMethod::Uniform => (uniform(domains.len()), "uniform"),
         MixMethod::Natural => (natural(&tokens)?, "natural"),
-        MixMethod::Regmix | MixMethod::Sdm | MixMethod::Doremi => {
+        MixMethod::Regmix | MixMethod::Sdm | MixMethod::Doremi | MixMethod::Own => {
             unreachable!("regmix, sdm and doremi are not baselines; `run` dispatches them")
         }
         MixMethod::Unimax => {
@@ -319,11 +321,13 @@ fn sdm(
         .utilities
         .clone()
         .unwrap_or_else(|| global.out_root().join("simulate").join("utilities.parquet"));
-    let rows = read_utilities(&path).context(Usage(format!(
-        "--utilities {} (run `mixlab simulate` first)",
-        path.display()
-    )))?;
-    let joint = JointUtilities::new(&rows);
+    let joint = match args.method {
+        MixMethod::Own => own_domain_utilities(loaded, &global.out_root().join("shards"))?,
+        _ => JointUtilities::new(&read_utilities(&path).context(Usage(format!(
+            "--utilities {} (run `mixlab simulate` first)",
+            path.display()
+        )))?),
+    };
     if joint.domains.is_empty() {
         anyhow::bail!(Usage(format!("{}: no joint utilities", path.display())));
     }
@@ -361,15 +365,59 @@ fn sdm(
         SdmObjective::Utilimax => ("temperature", args.temperature),
         SdmObjective::Proportional => ("floor", args.floor),
     };
+    let (method, inputs) = match args.method {
+        MixMethod::Own => ("own", BTreeMap::new()),
+        _ => (
+            "sdm",
+            [("utilities".to_owned(), sha256_file(&path)?)].into(),
+        ),
+    };
     Ok(MixtureSchedule {
         stage: stages,
         provenance: Provenance {
-            method: format!("sdm-{}", args.objective.name()),
-            inputs: [("utilities".to_owned(), sha256_file(&path)?)].into(),
+            method: format!("{method}-{}", args.objective.name()),
+            inputs,
             settings: [(setting.0.to_owned(), setting.1.to_string())].into(),
             predicted_objective: Some(objective),
             ..Provenance::default()
         },
+    })
+}
+
+/// The own-domain control's utilities: each target's weight on its own domain (`domain`, else
+/// `probe`), summed per domain; the same at every checkpoint (there are none).
+fn own_domain_utilities(
+    loaded: Option<&LoadedConfig>,
+    shards_dir: &Path,
+) -> anyhow::Result<JointUtilities> {
+    let loaded = loaded
+        .ok_or_else(|| Usage("--method own needs --config (its [[simulate.target]])".into()))?;
+    let domains: Vec<String> = shard_tokens(shards_dir)?
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    let mut overall = vec![0.0; domains.len()];
+    for (i, target) in loaded.config.simulate.target.iter().enumerate() {
+        let own = target.own_domain().ok_or_else(|| {
+            Usage(format!(
+                "{}: [simulate].target[{i}] ({:?}) names no own domain: set domain = \"<domain>\"",
+                loaded.path.display(),
+                target.name
+            ))
+        })?;
+        let d = domains.iter().position(|d| d == own).ok_or_else(|| {
+            Usage(format!(
+                "{}: [simulate].target[{i}].domain {own:?} is not a domain of the shards",
+                loaded.path.display()
+            ))
+        })?;
+        overall[d] += target.weight;
+    }
+    Ok(JointUtilities {
+        domains,
+        overall,
+        steps: Vec::new(),
+        by_step: Vec::new(),
     })
 }
 

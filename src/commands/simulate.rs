@@ -21,12 +21,15 @@ use mixlab_mixer::metrics::spearman;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
 use mixlab_simulator::capture::{CaptureWindow, Captured, CapturingCrossEntropy};
 use mixlab_simulator::config::{DoremiConfig, GradientSource, SimulateConfig};
+use mixlab_simulator::domain::DomainScoring;
 use mixlab_simulator::doremi::ExcessLoss;
 use mixlab_simulator::estimate::{TargetSet, sample_documents};
 use mixlab_simulator::loo::{ensure_probe_targets, loo_utilities};
 use mixlab_simulator::projection::GradientProjection;
-use mixlab_simulator::score::{InRunScoring, Scoring, read_parts, resolve_targets, summarize};
-use mixlab_trainer::checkpoint::read_state;
+use mixlab_simulator::score::{
+    InRunScoring, Scoring, read_parts, resolve_targets, score_checkpoints, summarize,
+};
+use mixlab_trainer::checkpoint::{CheckpointFiles, read_state};
 use mixlab_trainer::config::KeepCheckpoints;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::inference::Inference;
@@ -198,6 +201,7 @@ fn influence(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()> {
     let rows = match sim.gradients {
         GradientSource::Training => scores_from_training(proxies, targets)?,
         GradientSource::Sample => scores_of_sample(proxies, targets)?,
+        GradientSource::Domain => scores_of_domains(proxies, targets)?,
     };
     let summary = summarize(&rows, targets, &corpus.domains, sim.bootstrap, sim.seed);
     write_document_utilities(&proxies.root.join("document_utilities.parquet"), &rows)?;
@@ -294,13 +298,7 @@ fn scores_of_sample(
         projection: &projection,
         comparison: sim.comparison(),
     };
-    // Scores of another sample, projection or proxy are never mixed in: their directory is keyed
-    // by everything that determines them.
-    let key = serde_json::json!({ "run": resolved.run_hash, "simulate": sim }).to_string();
-    let parts = proxies
-        .root
-        .join("scores")
-        .join(&sha256_hex(key.as_bytes())[..16]);
+    let parts = score_parts(proxies, &resolved.run_hash)?;
     let bar = checkpoint_bar(sim.checkpoints, proxies.quiet);
     let started = Instant::now();
     let rows = scoring
@@ -317,6 +315,59 @@ fn scores_of_sample(
         "scored"
     );
     Ok(rows)
+}
+
+/// Scores of every domain's packed sequences through every parameter, at every checkpoint of a
+/// finished proxy (`gradients = "domain"`).
+fn scores_of_domains(
+    proxies: &Proxies,
+    targets: &[TargetSet],
+) -> anyhow::Result<Vec<DocumentUtility>> {
+    let (sim, corpus) = (proxies.sim(), proxies.corpus);
+    let (proxy, resolved) = proxies.train(Proxy::Uniform, &CrossEntropy)?;
+    let scoring = DomainScoring {
+        model: &resolved.model,
+        train: &resolved.train,
+        eos: corpus.eos,
+        domains: &corpus.train,
+        targets,
+        sequences: sim.domain_sequences,
+        target_sequences: sim.target_sequences,
+        precondition: sim.precondition,
+        seed: sim.seed,
+    };
+    let parts = score_parts(proxies, &resolved.run_hash)?;
+    let bar = checkpoint_bar(sim.checkpoints, proxies.quiet);
+    let started = Instant::now();
+    let mut score = |step, files: &CheckpointFiles| scoring.score_checkpoint(step, files);
+    let rows = score_checkpoints(
+        &proxy.paths().checkpoints,
+        &parts,
+        &mut score,
+        &mut |step, done, _| {
+            bar.set_position(done as u64);
+            bar.set_message(format!("step {step}"));
+        },
+    )
+    .context("scoring the proxy's checkpoints")?;
+    bar.finish_and_clear();
+    tracing::info!(
+        sequences = rows.len() / targets.len().max(1),
+        targets = targets.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "scored"
+    );
+    Ok(rows)
+}
+
+/// Where the part files of a proxy's scores go: keyed by the run and every `[simulate]` setting,
+/// so scores of another sample, estimator or proxy are never mixed in.
+fn score_parts(proxies: &Proxies, run_hash: &str) -> anyhow::Result<PathBuf> {
+    let key = serde_json::json!({ "run": run_hash, "simulate": proxies.sim() }).to_string();
+    Ok(proxies
+        .root
+        .join("scores")
+        .join(&sha256_hex(key.as_bytes())[..16]))
 }
 
 /// The proxy once more without each domain: `loo_utilities.parquet`, and the rank agreement with

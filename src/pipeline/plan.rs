@@ -235,7 +235,8 @@ impl Sections {
         let budget = c.train.steps * c.train.tokens_per_step();
         Self {
             simulate: serde_json::json!({ "simulate": c.simulate, "model": c.model, "train": proxy_train }),
-            mix: serde_json::json!({ "mix": c.mix, "train_tokens": budget }),
+            // The own-domain control reads the targets.
+            mix: serde_json::json!({ "mix": c.mix, "train_tokens": budget, "targets": c.simulate.target }),
             train: serde_json::json!({ "model": c.model, "train": train }),
         }
     }
@@ -251,7 +252,7 @@ fn mix_stage(
     let mut args: Vec<String> = ["mix", "--method", arm.mix.name(), "--config", config]
         .map(String::from)
         .into();
-    if arm.mix == MixChoice::Sdm {
+    if matches!(arm.mix, MixChoice::Sdm | MixChoice::Own) {
         args.extend(["--objective".into(), arm.objective.name().into()]);
     }
     args.extend(["--output".into(), format!("{{out}}/{}", mixture.display())]);

@@ -26,6 +26,8 @@ pub enum MixChoice {
     Unimax,
     /// DoReMi's weights from a proxy trained against the uniform simulation run.
     Doremi,
+    /// The own-domain control: utility 1 on each target's own domain, through `objective`.
+    Own,
 }
 
 impl MixChoice {
@@ -37,6 +39,7 @@ impl MixChoice {
             MixChoice::Natural => "natural",
             MixChoice::Unimax => "unimax",
             MixChoice::Doremi => "doremi",
+            MixChoice::Own => "own",
         }
     }
 }
