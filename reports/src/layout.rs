@@ -7,6 +7,7 @@ use crate::Result;
 use crate::document::{Block, Figure, thousands};
 use crate::figures::{Marks, Series, category_chart, curves};
 use crate::input::ReportInput;
+use crate::paired::PairedDifference;
 use crate::tables::{FinalLoss, Tables};
 use crate::verdict::{Call, Verdict};
 
@@ -15,10 +16,12 @@ pub(crate) fn blocks(
     input: &ReportInput,
     tables: &Tables,
     verdicts: &[Verdict],
+    paired: &[PairedDifference],
 ) -> Result<Vec<Block>> {
     let mut blocks = vec![Block::Heading(1, input.title.clone())];
     blocks.extend(arms(input));
     blocks.extend(verdict_list(verdicts));
+    blocks.extend(paired_table(paired));
     blocks.extend(final_losses(input, &tables.final_losses)?);
     blocks.extend(mixtures(input, tables)?);
     blocks.extend(utilities(tables)?);
@@ -104,6 +107,44 @@ fn verdict_list(verdicts: &[Verdict]) -> Vec<Block> {
         })
         .collect();
     vec![Block::Heading(2, "Verdicts".into()), Block::List(items)]
+}
+
+/// Every pair of arms on the aggregate rows, paired by seed, with its 95 % interval.
+fn paired_table(paired: &[PairedDifference]) -> Vec<Block> {
+    if paired.is_empty() {
+        return Vec::new();
+    }
+    let rows = paired
+        .iter()
+        .map(|d| {
+            let interval = if d.low.is_nan() {
+                "-".to_owned()
+            } else {
+                format!("[{:+.4}, {:+.4}]", d.low, d.high)
+            };
+            vec![
+                format!("{} · {}", d.split, d.domain),
+                format!("{} − {}", d.arm, d.baseline),
+                d.seeds.to_string(),
+                format!("{:+.4}", d.mean),
+                interval,
+                d.call.words().to_owned(),
+            ]
+        })
+        .collect();
+    let header = [
+        "loss",
+        "pair",
+        "seeds",
+        "mean difference",
+        "95 % interval",
+        "verdict",
+    ];
+    vec![
+        Block::Heading(2, "Paired differences".into()),
+        Block::Text("Final losses of two arms at the same seed, subtracted, then averaged over the seeds both ran, with a 95 % Student-t interval: negative means the first arm is better; an interval that crosses zero cannot tell the arms apart at this budget.".into()),
+        Block::Table(header.map(String::from).into(), rows),
+    ]
 }
 
 fn final_losses(input: &ReportInput, losses: &[FinalLoss]) -> Result<Vec<Block>> {

@@ -21,6 +21,7 @@ pub mod document;
 pub mod figures;
 pub mod input;
 mod layout;
+pub mod paired;
 pub mod tables;
 pub mod verdict;
 
@@ -31,6 +32,7 @@ use serde::Serialize;
 
 use document::{Block, Figure, html, markdown};
 use input::ReportInput;
+use paired::PairedDifference;
 use tables::Tables;
 use verdict::Verdict;
 
@@ -68,6 +70,8 @@ pub struct Report {
     pub tables: Tables,
     /// Winners per target.
     pub verdicts: Vec<Verdict>,
+    /// Every pair of arms, paired by seed.
+    pub paired: Vec<PairedDifference>,
     /// The laid-out document.
     pub blocks: Vec<Block>,
 }
@@ -81,6 +85,8 @@ pub struct ReportJson<'a> {
     pub input: &'a ReportInput,
     /// Winners per target.
     pub verdicts: &'a [Verdict],
+    /// Every pair of arms, paired by seed.
+    pub paired: &'a [PairedDifference],
     /// The tables.
     pub tables: &'a Tables,
 }
@@ -92,12 +98,14 @@ pub struct ReportJson<'a> {
 pub fn build(input: &ReportInput) -> Result<Report> {
     let tables = tables::tables(input)?;
     let verdicts = verdict::verdicts(&tables.final_losses);
-    let blocks = layout::blocks(input, &tables, &verdicts)?;
+    let paired = paired::paired_differences(&tables.seed_losses);
+    let blocks = layout::blocks(input, &tables, &verdicts, &paired)?;
     Ok(Report {
         title: input.title.clone(),
         input: input.clone(),
         tables,
         verdicts,
+        paired,
         blocks,
     })
 }
@@ -109,6 +117,7 @@ impl Report {
             title: &self.title,
             input: &self.input,
             verdicts: &self.verdicts,
+            paired: &self.paired,
             tables: &self.tables,
         }
     }

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::Result;
 use crate::input::ReportInput;
+use crate::paired::SeedLoss;
 
 /// The row of the targets' weighted mean probe loss.
 pub const TARGETS: &str = "targets";
@@ -105,6 +106,9 @@ pub struct MixtureWeight {
 pub struct Tables {
     /// Final models per arm, split and domain.
     pub final_losses: Vec<FinalLoss>,
+    /// Final models per arm, seed and split on the aggregate rows (`mean`, `targets`): what arms
+    /// are paired by.
+    pub seed_losses: Vec<SeedLoss>,
     /// Each arm's stages.
     pub stage_losses: Vec<StageLoss>,
     /// Loss curves of the trained runs.
@@ -121,8 +125,10 @@ pub struct Tables {
 /// A missing file, or one of another format or schema (named), and polars errors.
 pub fn tables(input: &ReportInput) -> Result<Tables> {
     let evals = labelled_scans(input, |run| run.eval.as_path(), check_eval)?;
+    let (final_losses, seed_losses) = final_losses(evals.clone(), &input.targets)?;
     Ok(Tables {
-        final_losses: final_losses(evals.clone(), &input.targets)?,
+        final_losses,
+        seed_losses,
         stage_losses: stage_losses(evals)?,
         curves: curves(input)?,
         mixtures: mixtures(input),
@@ -165,8 +171,12 @@ fn scan(path: &Path) -> Result<LazyFrame> {
 }
 
 /// Loss of each arm's final models per split and domain, their mean over the domains, and the
-/// weighted mean of the targets' probe losses (when there are targets).
-fn final_losses(evals: LazyFrame, targets: &[(String, f64)]) -> Result<Vec<FinalLoss>> {
+/// weighted mean of the targets' probe losses (when there are targets); and the aggregate rows
+/// per seed.
+fn final_losses(
+    evals: LazyFrame,
+    targets: &[(String, f64)],
+) -> Result<(Vec<FinalLoss>, Vec<SeedLoss>)> {
     let keys = [col("arm"), col("seed"), col("split")];
     let finals = evals.filter(col("final"));
     let per_domain = finals.clone().select([
@@ -197,7 +207,21 @@ fn final_losses(evals: LazyFrame, targets: &[(String, f64)]) -> Result<Vec<Final
             .agg([((col("loss") * col("weight")).sum() / col("weight").sum()).alias("loss")]);
         rows.push(labelled(weighted, TARGETS));
     }
-    let df = concat(rows, UnionArgs::default())?
+    let per_seed = concat(rows, UnionArgs::default())?;
+    let aggregates = per_seed
+        .clone()
+        .filter(
+            col("domain")
+                .eq(lit("mean"))
+                .or(col("domain").eq(lit(TARGETS))),
+        )
+        .sort(
+            ["split", "domain", "arm", "seed"],
+            SortMultipleOptions::default(),
+        )
+        .collect()?;
+    let seed_losses = seed_losses(&aggregates)?;
+    let df = per_seed
         .group_by([col("arm"), col("split"), col("domain")])
         .agg(spread("loss"))
         .sort(["split", "domain", "arm"], SortMultipleOptions::default())
@@ -209,7 +233,7 @@ fn final_losses(evals: LazyFrame, targets: &[(String, f64)]) -> Result<Vec<Final
         f64s(&df, "max")?,
         u64s(&df, "seeds")?,
     );
-    Ok((0..df.height())
+    let finals = (0..df.height())
         .map(|i| FinalLoss {
             arm: arm[i].clone(),
             split: split[i].clone(),
@@ -218,6 +242,21 @@ fn final_losses(evals: LazyFrame, targets: &[(String, f64)]) -> Result<Vec<Final
             min: min[i],
             max: max[i],
             seeds: seeds[i],
+        })
+        .collect();
+    Ok((finals, seed_losses))
+}
+
+fn seed_losses(df: &DataFrame) -> Result<Vec<SeedLoss>> {
+    let (arm, split, domain) = (strs(df, "arm")?, strs(df, "split")?, strs(df, "domain")?);
+    let (seed, loss) = (u64s(df, "seed")?, f64s(df, "loss")?);
+    Ok((0..df.height())
+        .map(|i| SeedLoss {
+            arm: arm[i].clone(),
+            seed: seed[i],
+            split: split[i].clone(),
+            domain: domain[i].clone(),
+            loss: loss[i],
         })
         .collect())
 }

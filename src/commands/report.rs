@@ -14,14 +14,14 @@ use crate::run_dir::RunDir;
 /// Builds the report and writes it under `<out>/reports/<name>`, or prints its tables as JSON.
 pub fn run(global: &GlobalArgs, args: &ReportArgs) -> anyhow::Result<()> {
     let out = global.out_root();
-    let input = match &args.plan {
-        Some(plan) => from_plan(&out, plan, &args.name)?,
-        None if args.runs.is_empty() => {
+    let input = match args.plan.as_slice() {
+        [] if args.runs.is_empty() => {
             anyhow::bail!(Usage(
                 "give run directories (relative to --out) or --plan FILE".into()
             ))
         }
-        None => from_runs(&out, &args.runs, &args.name)?,
+        [] => from_runs(&out, &args.runs, &args.name)?,
+        plans => from_plans(&out, plans, &args.name)?,
     };
     let report = build(&input).context("building the report")?;
     match args.format {
@@ -34,6 +34,33 @@ pub fn run(global: &GlobalArgs, args: &ReportArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The arms of several `mixlab run` plans, merged by name (their seeds pooled); the first plan's
+/// targets and utilities.
+fn from_plans(out: &Path, plans: &[PathBuf], name: &str) -> anyhow::Result<ReportInput> {
+    let mut merged: Option<ReportInput> = None;
+    for plan in plans {
+        // A plan's run directories are relative to the out directory holding its `pipeline/`.
+        let plan_out = match plan.parent() {
+            Some(dir) if dir.file_name().is_some_and(|n| n == "pipeline") => {
+                dir.parent().unwrap_or(out).to_path_buf()
+            }
+            _ => out.to_path_buf(),
+        };
+        let input = from_plan(&plan_out, plan, name)?;
+        let Some(into) = merged.as_mut() else {
+            merged = Some(input);
+            continue;
+        };
+        for arm in input.arms {
+            match into.arms.iter_mut().find(|a| a.name == arm.name) {
+                Some(same) => same.seeds.extend(arm.seeds),
+                None => into.arms.push(arm),
+            }
+        }
+    }
+    merged.ok_or_else(|| anyhow::anyhow!(Usage("--plan: no plan given".into())))
 }
 
 /// The arms of a `mixlab run` plan, with the SDM utilities when an arm used them.
