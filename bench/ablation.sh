@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The decisive SDM ablation on the real corpus (issue 32), through `mixlab run`: one job per seed s,
+# each with its own proxy seed ([simulate].seed = s) and one training run per arm at seed s, so arms
+# are paired by seed. Arms: uniform, natural, SDM (proportional) and the own-domain control (utility
+# 1 on each target's own domain, the same floor). Targets: the probe splits of code_python, math,
+# encyclopedia and speeches, equal weights (probe splits, so leave-one-out can score them too).
+# After each seed in LOO_SEEDS, the leave-one-out ground truth in the same directory (the seed's uniform
+# proxy is the simulation run itself, so only the nine proxies without a domain are trained).
+#
+# Resumable: `mixlab run` skips finished stages and resumes a killed run from its last checkpoint;
+# `simulate --method loo` skips finished proxies. Every seed's directory shares the first one's shards.
+# Sizes (environment): SEEDS ("0 1 2 3 4"), LOO_SEEDS ("0 1 2"), PRESET (tiny), STEPS (640 steps ×
+# 16 × 256 = 2.6M tokens an arm), EVAL_EVERY (160: the curve of loss against tokens), PROXY_STEPS (300).
+# REPORT=0 skips the summary appended to bench/RESULTS.md (bench/ablation_report.py).
+source "$(dirname "$0")/lib.sh"
+build_release
+W="$OUT/ablation"
+SEEDS="${SEEDS:-0 1 2 3 4}"
+LOO_SEEDS="${LOO_SEEDS:-0 1 2}"
+PRESET="${PRESET:-tiny}"
+STEPS="${STEPS:-640}"
+EVAL_EVERY="${EVAL_EVERY:-160}"
+PROXY_STEPS="${PROXY_STEPS:-300}"
+mkdir -p "$W/done" "$W/logs"
+export RUST_LOG="${RUST_LOG:-info}"
+
+# write_config SEED: the real corpus's domains, the target budget, the simulation and the arms.
+write_config() {
+  real_corpus_domains
+  cat <<EOF
+[model]
+preset = "$PRESET"
+
+[train]
+batch_size = 16
+seq_len = 256
+steps = $STEPS
+warmup_steps = 30
+eval_every = $EVAL_EVERY
+eval_sequences = 32
+checkpoint_every = $EVAL_EVERY
+seed = $1
+
+[mix]
+max_epochs = 4.0
+
+[simulate]
+preset = "tiny"
+steps = $PROXY_STEPS
+checkpoints = 10
+seed = $1
+
+[[simulate.target]]
+name = "code_python"
+probe = "code_python"
+
+[[simulate.target]]
+name = "math"
+probe = "math"
+
+[[simulate.target]]
+name = "encyclopedia"
+probe = "encyclopedia"
+
+[[simulate.target]]
+name = "speeches"
+probe = "speeches"
+
+[run]
+seeds = [$1]
+
+[[ablation]]
+name = "uniform"
+mix = "uniform"
+
+[[ablation]]
+name = "natural"
+mix = "natural"
+
+[[ablation]]
+name = "sdm"
+mix = "sdm"
+objective = "proportional"
+
+[[ablation]]
+name = "own"
+mix = "own"
+objective = "proportional"
+EOF
+}
+
+first="${SEEDS%% *}"
+for seed in $SEEDS; do
+  root="$W/s$seed"
+  mkdir -p "$root"
+  write_config "$seed" > "$root/ablation.toml"
+  if [ "$seed" != "$first" ] && [ -e "$W/s$first/out/shards/manifest.json" ]; then
+    mkdir -p "$root/out" && ln -sfn "$W/s$first/out/shards" "$root/out/shards"
+  fi
+  step "run-s$seed" "$MIXLAB" --out "$root/out" --log-format json --quiet run --config "$root/ablation.toml"
+  if [[ " $LOO_SEEDS " == *" $seed "* ]]; then
+    step "loo-s$seed" "$MIXLAB" --out "$root/out" --log-format json --quiet simulate \
+      --config "$root/ablation.toml" --method loo
+  fi
+done
+
+if [ "${REPORT:-1}" = 1 ]; then
+  python3 "$ROOT/bench/ablation_report.py" "$W" "$(machine)" "$(isa)" "$SEEDS" "$LOO_SEEDS" | append_results
+  tail -n 60 "$RESULTS"
+fi

@@ -1,0 +1,221 @@
+"""bench/ablation.sh's summary for bench/RESULTS.md (Markdown on stdout).
+
+Reads, under the ablation directory W, every seed's `s<seed>/out`: each arm's `runs/<arm>/metrics.parquet`
+(evaluations along the run) and `eval.parquet` (final losses), the simulation's `utilities.parquet`
+and, where run, `loo_utilities.parquet`; the job logs `logs/run-s<seed>.log` for stage times.
+
+- Each arm's target loss: the mean of the four targets' final probe losses (equal weights).
+- Paired differences against every other arm over seeds, with the 95 % t-interval; "not separable
+  at this budget" where the interval crosses zero.
+- Effective-compute multiplier: the training tokens uniform needs to reach an arm's final loss
+  (uniform's loss-vs-tokens curve, interpolated in log tokens, extrapolated by a power law past its
+  end), over the arm's tokens.
+- Estimator against leave-one-out (mean over LOO seeds): Spearman on all nine domains (joint) and,
+  per target, on the eight domains other than its own.
+- SDM's cost: proxy training and scoring wall time against an arm's training time, and in FLOPs
+  (6·N·tokens for a forward and backward pass).
+
+Usage: ablation_report.py W MACHINE ISA "SEEDS" "LOO_SEEDS"
+"""
+
+import datetime
+import glob
+import json
+import math
+import os
+import sys
+
+import pyarrow.parquet as pq
+from scipy import stats
+
+ARMS = ["uniform", "natural", "sdm", "own"]
+TARGETS = ["code_python", "math", "encyclopedia", "speeches"]
+
+
+def rows(path):
+    return pq.read_table(path).to_pylist()
+
+
+def target_loss(losses):
+    """Mean probe loss of the targets in rows with domain, split, loss."""
+    by = {(r["domain"], r["split"]): r["loss"] for r in losses}
+    return sum(by[(t, "probe")] for t in TARGETS) / len(TARGETS)
+
+
+def curve(metrics):
+    """(tokens, target loss) at every evaluation of a run."""
+    points = {}
+    for r in metrics:
+        if r.get("split") == "probe" and r.get("domain") in TARGETS and r.get("eval_loss") is not None:
+            points.setdefault(r["tokens"], {})[r["domain"]] = r["eval_loss"]
+    return sorted((t, sum(v.values()) / len(v)) for t, v in points.items() if len(v) == len(TARGETS))
+
+
+def tokens_to_reach(points, loss):
+    """Tokens at which a loss-vs-tokens curve reaches `loss`: interpolated in log tokens between
+    evaluations, extrapolated past the last by a power law through the last two points."""
+    for (t0, l0), (t1, l1) in zip(points, points[1:]):
+        if l0 >= loss >= l1:
+            f = (l0 - loss) / (l0 - l1) if l0 != l1 else 0.0
+            return math.exp(math.log(t0) + f * (math.log(t1) - math.log(t0)))
+    (t0, l0), (t1, l1) = points[-2], points[-1]
+    if loss > l0 or l1 >= l0:
+        return float("nan")
+    slope = (math.log(l1) - math.log(l0)) / (math.log(t1) - math.log(t0))
+    return math.exp(math.log(t1) + (math.log(loss) - math.log(l1)) / slope)
+
+
+def interval(diffs):
+    n = len(diffs)
+    mean = sum(diffs) / n
+    if n < 2:
+        return mean, float("nan"), float("nan")
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def spearman(a, b):
+    return stats.spearmanr(a, b).statistic
+
+
+def utilities(path, target="joint"):
+    out = {}
+    for r in rows(path):
+        if r["target"] == target and r["checkpoint_step"] is None:
+            out[r["domain"]] = r["utility"]
+    return out
+
+
+def stage_seconds(log):
+    """Seconds of each finished stage in a `mixlab run` JSON log, by stage id."""
+    started, seconds = {}, {}
+    if not os.path.exists(log):
+        return seconds
+    for line in open(log):
+        try:
+            e = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        fields = e.get("fields", e)
+        stage, event = fields.get("stage"), fields.get("event")
+        ts = e.get("timestamp")
+        if not (stage and event and ts):
+            continue
+        t = datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+        if event == "started":
+            started[stage] = t
+        elif event == "finished" and stage in started:
+            seconds[stage] = t - started[stage]
+    return seconds
+
+
+def main():
+    w, machine, isa, seeds, loo_seeds = sys.argv[1:6]
+    seeds = [s for s in seeds.split() if os.path.exists(f"{w}/s{s}/out/runs")]
+    loo_seeds = [s for s in loo_seeds.split() if os.path.exists(f"{w}/s{s}/out/simulate/loo_utilities.parquet")]
+    final, curves = {}, {}
+    for s in seeds:
+        for arm in ARMS:
+            run = f"{w}/s{s}/out/runs/{arm}"
+            if os.path.exists(f"{run}/done"):
+                final[(arm, s)] = target_loss(rows(f"{run}/eval.parquet"))
+                curves[(arm, s)] = curve(rows(f"{run}/metrics.parquet"))
+    done = [s for s in seeds if all((a, s) in final for a in ARMS)]
+    print(f"## {datetime.date.today()} — SDM ablation through `mixlab run` (bench/ablation.sh)\n")
+    print(f"Machine: {machine}; ISA: {isa}. Seeds with every arm finished: {' '.join(done) or 'none'}.\n")
+    print("| arm | " + " | ".join(f"s{s}" for s in done) + " | mean |")
+    print("|---|" + "---|" * (len(done) + 1))
+    for arm in ARMS:
+        vals = [final[(arm, s)] for s in done]
+        if vals:
+            print(f"| {arm} | " + " | ".join(f"{v:.4f}" for v in vals) + f" | {sum(vals) / len(vals):.4f} |")
+    print("\nPaired differences (row − column, mean target loss; 95 % t-interval over seeds):\n")
+    print("| pair | mean | 95 % interval | verdict |")
+    print("|---|---|---|---|")
+    for a in ["sdm", "own", "natural"]:
+        for b in ["uniform", "natural", "own"]:
+            if a == b or (a, b) in [("natural", "own")]:
+                continue
+            diffs = [final[(a, s)] - final[(b, s)] for s in done]
+            if not diffs:
+                continue
+            mean, lo, hi = interval(diffs)
+            verdict = "not separable at this budget" if not (hi < 0 or lo > 0) else (
+                f"{a} better" if hi < 0 else f"{b} better")
+            print(f"| {a} − {b} | {mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] | {verdict} |")
+    print("\nEffective-compute multiplier against uniform (tokens uniform needs for the arm's loss ÷ the arm's tokens):\n")
+    print("| arm | " + " | ".join(f"s{s}" for s in done) + " |")
+    print("|---|" + "---|" * len(done))
+    for arm in ARMS[1:]:
+        cells = []
+        for s in done:
+            points = curves[("uniform", s)]
+            arm_tokens = curves[(arm, s)][-1][0] if curves[(arm, s)] else float("nan")
+            cells.append(f"{tokens_to_reach(points, final[(arm, s)]) / arm_tokens:.2f}×" if len(points) >= 2 else "-")
+        print(f"| {arm} | " + " | ".join(cells) + " |")
+    if done:
+        print("\nUniform's mean target loss along the run (spread = max − min over seeds):\n")
+        print("| tokens | mean | spread |")
+        print("|---|---|---|")
+        for i, (tokens, _) in enumerate(curves[("uniform", done[0])]):
+            vals = [curves[("uniform", s)][i][1] for s in done if len(curves[("uniform", s)]) > i]
+            print(f"| {tokens:,} | {sum(vals) / len(vals):.4f} | {max(vals) - min(vals):.4f} |")
+    estimator_vs_loo(w, seeds, loo_seeds)
+    costs(w, done)
+
+
+def estimator_vs_loo(w, seeds, loo_seeds):
+    if not loo_seeds:
+        return
+    loo = [utilities(f"{w}/s{s}/out/simulate/loo_utilities.parquet") for s in loo_seeds]
+    domains = sorted(loo[0])
+    mean_loo = [sum(l[d] for l in loo) / len(loo) for d in domains]
+    print(f"\nEstimator against leave-one-out (LOO mean over seeds {' '.join(loo_seeds)}; Spearman ρ):\n")
+    print("| estimate | all 9 (joint) | " + " | ".join(f"{t}: other 8" for t in TARGETS) + " |")
+    print("|---|---|" + "---|" * len(TARGETS))
+    for i, s in enumerate(loo_seeds):
+        others = [spearman([loo[i][d] for d in domains], [loo[j][d] for d in domains])
+                  for j in range(len(loo)) if j != i]
+        if others:
+            print(f"| LOO s{s} vs the other LOO seeds (mean) | {sum(others) / len(others):.3f} |" + " |" * len(TARGETS))
+    for s in seeds:
+        path = f"{w}/s{s}/out/simulate/utilities.parquet"
+        if not os.path.exists(path):
+            continue
+        est = utilities(path)
+        cells = [f"{spearman([est[d] for d in domains], mean_loo):.3f}"]
+        for t in TARGETS:
+            est_t = utilities(path, t)
+            loo_t = [sum(utilities(f"{w}/s{x}/out/simulate/loo_utilities.parquet", t)[d] for x in loo_seeds) / len(loo_seeds)
+                     for d in domains if d != t]
+            cells.append(f"{spearman([est_t[d] for d in domains if d != t], loo_t):.3f}")
+        print(f"| influence s{s} | " + " | ".join(cells) + " |")
+    print("\nJoint utilities (LOO: nats of the mean target loss lost without the domain, mean ± seed sd):\n")
+    print("| domain | LOO | " + " | ".join(f"influence s{s}" for s in seeds) + " |")
+    print("|---|---|" + "---|" * len(seeds))
+    ests = {s: utilities(f"{w}/s{s}/out/simulate/utilities.parquet") for s in seeds
+            if os.path.exists(f"{w}/s{s}/out/simulate/utilities.parquet")}
+    for k, d in enumerate(domains):
+        vals = [l[d] for l in loo]
+        sd = math.sqrt(sum((v - mean_loo[k]) ** 2 for v in vals) / max(len(vals) - 1, 1))
+        print(f"| {d} | {mean_loo[k]:+.4f} ± {sd:.4f} | " + " | ".join(f"{ests[s][d]:+.3e}" if s in ests else "-" for s in seeds) + " |")
+
+
+def costs(w, done):
+    if not done:
+        return
+    print("\nWall time per seed (seconds, from the job's stage events):\n")
+    print("| seed | simulate (proxy + scoring) | " + " | ".join(f"train {a}" for a in ARMS) + " | simulate ÷ train sdm |")
+    print("|---|---|" + "---|" * len(ARMS) + "---|")
+    for s in done:
+        sec = stage_seconds(f"{w}/logs/run-s{s}.log")
+        sim = sum(v for k, v in sec.items() if k.startswith("simulate"))
+        trains = [sec.get(f"train/{a}", float("nan")) for a in ARMS]
+        print(f"| s{s} | {sim:.0f} | " + " | ".join(f"{t:.0f}" for t in trains) + f" | {sim / trains[2]:.3f} |")
+    scored = glob.glob(f"{w}/logs/run-s*.log")
+    print(f"\n(Logs read: {len(scored)}.)")
+
+
+if __name__ == "__main__":
+    main()
