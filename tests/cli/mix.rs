@@ -84,3 +84,34 @@ fn epoch_caps_without_shards_are_an_error_not_a_silent_fallback() {
         out.stderr
     );
 }
+
+#[test]
+fn the_own_domain_control_puts_the_weight_on_the_targets_domains() {
+    let p = Project::with_default_config();
+    p.run(&["ingest", "-q"]).expect_code(0);
+    p.run(&[
+        "mix",
+        "--method",
+        "own",
+        "--objective",
+        "proportional",
+        "--config",
+        "datasets.toml",
+        "--output",
+        "own.toml",
+    ])
+    .expect_code(0);
+    let own = weights(&p, "own.toml");
+    let targets = ["arithmetic", "code", "prose"];
+    let weight = |d: &str| own.iter().find(|(x, _)| x == d).unwrap().1;
+    for (domain, w) in &own {
+        if !targets.contains(&domain.as_str()) {
+            assert!(targets.iter().all(|t| weight(t) > 5.0 * w), "{own:?}");
+        }
+    }
+    let text = std::fs::read_to_string(p.path("own.toml")).unwrap();
+    assert!(text.contains("method = \"own-proportional\""), "{text}");
+    // Without --config there are no targets to take the domains from.
+    let err = p.run(&["mix", "--method", "own"]).expect_code(2);
+    assert!(err.stderr.contains("--config"), "{}", err.stderr);
+}

@@ -15,6 +15,11 @@ fn project() -> Project {
     project_with("gradients = \"training\"")
 }
 
+/// [`project`] with the default estimator: per-domain gradients through every parameter.
+fn domain_project() -> Project {
+    project_with("gradients = \"domain\"")
+}
+
 /// [`project`] scoring 24 sampled documents a domain at every checkpoint.
 fn sampling_project() -> Project {
     project_with("gradients = \"sample\"\ncapture_steps = 8\ndocs_per_domain = 24")
@@ -26,7 +31,7 @@ fn project_with(gradients: &str) -> Project {
     let p = Project::with_default_config();
     let config = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
     let short = config.replacen(
-        "[simulate]\npreset = \"tiny\"\nsteps = 300\ncheckpoints = 10\ngradients = \"training\"\ncapture_steps = 8\ndocs_per_domain = 64",
+        "[simulate]\npreset = \"tiny\"\nsteps = 300\ncheckpoints = 10\ngradients = \"domain\"\ndomain_sequences = 8\ntarget_sequences = 16\ncapture_steps = 8\ndocs_per_domain = 64",
         &format!("[simulate]\npreset = \"tiny\"\nsteps = 100\ncheckpoints = 4\n{gradients}"),
         1,
     );
@@ -399,6 +404,40 @@ fn leave_one_out_finds_arithmetic_and_code_useful_and_noise_worst() {
             "{domain}: {runs:?}"
         );
     }
+}
+
+#[test]
+fn the_default_estimator_ranks_noise_last_agrees_with_leave_one_out_and_resumes() {
+    let p = domain_project();
+    p.run(&["simulate", "-q"]).expect_code(0);
+    let utilities = joint(&p);
+    println!("joint utilities: {utilities:?}");
+    assert_eq!(lowest(&utilities), "noise", "{utilities:?}");
+    let rows = read_utilities(&p.path("out/simulate/utilities.parquet")).unwrap();
+    for target in ["arithmetic", "code"] {
+        assert_eq!(best_domain(&rows, target), target, "{rows:?}");
+    }
+    // One row per sequence, target and checkpoint.
+    let sequences =
+        read_document_utilities(&p.path("out/simulate/document_utilities.parquet")).unwrap();
+    assert_eq!(sequences.len(), 5 * 8 * 3 * 4, "domains × sequences × targets × checkpoints");
+    // A lost part (a run killed while scoring) is recomputed to the same values.
+    let parts = walk(&p.path("out/simulate/scores"));
+    assert_eq!(parts.len(), 4, "{parts:?}");
+    std::fs::remove_file(&parts[1]).unwrap();
+    p.run(&["simulate", "-q"]).expect_code(0);
+    assert_eq!(joint(&p), utilities);
+    let out = p.run(&["simulate", "-q", "--method", "loo"]).expect_code(0);
+    let rho: f64 = out
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Spearman ρ of the joint utilities, influence vs leave-one-out: ")
+        })
+        .unwrap_or_else(|| panic!("{}", out.stdout))
+        .parse()
+        .unwrap();
+    assert!(rho >= 0.6, "Spearman ρ {rho}\n{}", out.stdout);
 }
 
 #[test]
