@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::Result;
+use crate::compute::EffectiveCompute;
 use crate::document::{Block, Figure, thousands};
 use crate::figures::{Marks, Series, category_chart, curves};
 use crate::input::ReportInput;
@@ -17,11 +18,13 @@ pub(crate) fn blocks(
     tables: &Tables,
     verdicts: &[Verdict],
     paired: &[PairedDifference],
+    effective: &[EffectiveCompute],
 ) -> Result<Vec<Block>> {
     let mut blocks = vec![Block::Heading(1, input.title.clone())];
     blocks.extend(arms(input));
     blocks.extend(verdict_list(verdicts));
     blocks.extend(paired_table(paired));
+    blocks.extend(effective_compute(effective));
     blocks.extend(final_losses(input, &tables.final_losses)?);
     blocks.extend(mixtures(input, tables)?);
     blocks.extend(utilities(tables)?);
@@ -143,6 +146,45 @@ fn paired_table(paired: &[PairedDifference]) -> Vec<Block> {
     vec![
         Block::Heading(2, "Paired differences".into()),
         Block::Text("Final losses of two arms at the same seed, subtracted, then averaged over the seeds both ran, with a 95 % Student-t interval: negative means the first arm is better; an interval that crosses zero cannot tell the arms apart at this budget.".into()),
+        Block::Table(header.map(String::from).into(), rows),
+    ]
+}
+
+/// Each arm's final target loss as a multiple of the baseline arm's training compute.
+fn effective_compute(effective: &[EffectiveCompute]) -> Vec<Block> {
+    let Some(first) = effective.first() else {
+        return Vec::new();
+    };
+    let rows = effective
+        .iter()
+        .map(|e| {
+            let multiplier = if e.multiplier.is_nan() {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{:.2}×{}",
+                    e.multiplier,
+                    if e.extrapolated {
+                        " (extrapolated)"
+                    } else {
+                        ""
+                    }
+                )
+            };
+            vec![e.arm.clone(), format!("{:.4}", e.loss), multiplier]
+        })
+        .collect();
+    let header = [
+        "arm",
+        "final target loss (mean of seeds)",
+        "effective compute",
+    ];
+    vec![
+        Block::Heading(2, "Effective compute".into()),
+        Block::Text(format!(
+            "The training steps {} needs to reach each arm's final target loss (its own curve, interpolated in log steps between evaluations, extrapolated past its end by a power law through its last two), divided by the arm's steps: above 1, the arm's mixture saves compute.",
+            first.baseline
+        )),
         Block::Table(header.map(String::from).into(), rows),
     ]
 }

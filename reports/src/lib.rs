@@ -17,6 +17,7 @@
 //! }
 //! ```
 
+pub mod compute;
 pub mod document;
 pub mod figures;
 pub mod input;
@@ -30,6 +31,7 @@ use std::path::Path;
 use mixlab_artefacts::atomic::write_atomic;
 use serde::Serialize;
 
+use compute::EffectiveCompute;
 use document::{Block, Figure, html, markdown};
 use input::ReportInput;
 use paired::PairedDifference;
@@ -72,6 +74,8 @@ pub struct Report {
     pub verdicts: Vec<Verdict>,
     /// Every pair of arms, paired by seed.
     pub paired: Vec<PairedDifference>,
+    /// Each arm's final target loss in the baseline arm's training compute.
+    pub effective_compute: Vec<EffectiveCompute>,
     /// The laid-out document.
     pub blocks: Vec<Block>,
 }
@@ -87,6 +91,8 @@ pub struct ReportJson<'a> {
     pub verdicts: &'a [Verdict],
     /// Every pair of arms, paired by seed.
     pub paired: &'a [PairedDifference],
+    /// Each arm's final target loss in the baseline arm's training compute.
+    pub effective_compute: &'a [EffectiveCompute],
     /// The tables.
     pub tables: &'a Tables,
 }
@@ -99,13 +105,22 @@ pub fn build(input: &ReportInput) -> Result<Report> {
     let tables = tables::tables(input)?;
     let verdicts = verdict::verdicts(&tables.final_losses);
     let paired = paired::paired_differences(&tables.seed_losses);
-    let blocks = layout::blocks(input, &tables, &verdicts, &paired)?;
+    // The baseline is the arm called `uniform` when there is one, else the first arm.
+    let baseline = input
+        .arms
+        .iter()
+        .find(|a| a.name == "uniform")
+        .or(input.arms.first())
+        .map_or("", |a| a.name.as_str());
+    let effective_compute = compute::effective_compute(&tables.target_curves, baseline);
+    let blocks = layout::blocks(input, &tables, &verdicts, &paired, &effective_compute)?;
     Ok(Report {
         title: input.title.clone(),
         input: input.clone(),
         tables,
         verdicts,
         paired,
+        effective_compute,
         blocks,
     })
 }
@@ -118,6 +133,7 @@ impl Report {
             input: &self.input,
             verdicts: &self.verdicts,
             paired: &self.paired,
+            effective_compute: &self.effective_compute,
             tables: &self.tables,
         }
     }

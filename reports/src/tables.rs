@@ -113,6 +113,9 @@ pub struct Tables {
     pub stage_losses: Vec<StageLoss>,
     /// Loss curves of the trained runs.
     pub curves: Vec<CurvePoint>,
+    /// The targets' weighted probe loss along each arm's trained runs (domain [`TARGETS`]; empty
+    /// without targets).
+    pub target_curves: Vec<CurvePoint>,
     /// Mixture weights.
     pub mixtures: Vec<MixtureWeight>,
     /// Domain utilities (joint target first).
@@ -131,6 +134,7 @@ pub fn tables(input: &ReportInput) -> Result<Tables> {
         seed_losses,
         stage_losses: stage_losses(evals)?,
         curves: curves(input)?,
+        target_curves: target_curves(input)?,
         mixtures: mixtures(input),
         utilities: match &input.utilities {
             Some(path) => utilities(path)?,
@@ -326,6 +330,45 @@ fn stage_losses(evals: LazyFrame) -> Result<Vec<StageLoss>> {
 
 /// Training loss and per-domain validation loss over the steps of each arm's trained runs,
 /// averaged over the seeds.
+/// The weighted mean of the targets' probe losses at every evaluation of the trained runs,
+/// averaged over the seeds.
+fn target_curves(input: &ReportInput) -> Result<Vec<CurvePoint>> {
+    if input.targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (domains, weights): (Vec<&str>, Vec<f64>) =
+        input.targets.iter().map(|(d, w)| (d.as_str(), *w)).unzip();
+    let weights = df!("domain" => domains, "weight" => weights)?.lazy();
+    let df = labelled_scans(input, |run| run.metrics.as_path(), check_metrics)?
+        .filter(col("order").eq(lit(0u64)))
+        .filter(
+            col("split")
+                .eq(lit("probe"))
+                .and(col("eval_loss").is_not_null()),
+        )
+        .join(
+            weights,
+            [col("domain")],
+            [col("domain")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .group_by([col("arm"), col("seed"), col("step")])
+        .agg([((col("eval_loss") * col("weight")).sum() / col("weight").sum()).alias("loss")])
+        .group_by([col("arm"), col("step")])
+        .agg([col("loss").mean()])
+        .sort(["arm", "step"], SortMultipleOptions::default())
+        .collect()?;
+    let (arm, step, loss) = (strs(&df, "arm")?, u64s(&df, "step")?, f64s(&df, "loss")?);
+    Ok((0..df.height())
+        .map(|i| CurvePoint {
+            arm: arm[i].clone(),
+            domain: TARGETS.to_owned(),
+            step: step[i],
+            loss: loss[i],
+        })
+        .collect())
+}
+
 fn curves(input: &ReportInput) -> Result<Vec<CurvePoint>> {
     let metrics = labelled_scans(input, |run| run.metrics.as_path(), check_metrics)?
         .filter(col("order").eq(lit(0u64)));

@@ -13,6 +13,8 @@
 //! sees the embedding's look-up path and every block: what a domain teaches about order, not only
 //! which next tokens are frequent.
 
+use std::sync::Arc;
+
 use mixlab_artefacts::utilities::DocumentUtility;
 use mixlab_trainer::checkpoint::CheckpointFiles;
 use mixlab_trainer::config::{ModelConfig, TrainConfig};
@@ -65,31 +67,16 @@ impl DomainScoring<'_> {
         files: &CheckpointFiles,
     ) -> Result<Vec<DocumentUtility>> {
         let checkpoint = Checkpoint::load(self.model, files)?;
-        let scale = match self.precondition {
-            Precondition::Adam => Some(checkpoint.preconditioner(&files.optimizer, self.train)?),
-            Precondition::None => None,
-        };
-        // P is diagonal, so (P·g_s)·g_c = g_s·(P·g_c): scale each target's gradient once.
-        let targets: Vec<Vec<f32>> = self
-            .targets
-            .iter()
-            .map(|t| {
-                let mut g = self.target_gradient(&checkpoint, t)?;
-                if let Some(p) = &scale {
-                    g.iter_mut().zip(p).for_each(|(g, p)| *g *= p);
-                }
-                Ok(g)
-            })
-            .collect::<Result<_>>()?;
+        let targets = self.scaled_target_gradients(&checkpoint, files)?;
         let mut rows = Vec::new();
         for (d, docs) in self.domains.iter().enumerate() {
-            for (i, (sequence, first)) in self.domain_sequences(d, docs, step).iter().enumerate() {
+            for (i, (sequence, source)) in self.domain_sequences(d, docs, step).iter().enumerate() {
                 let g = checkpoint.gradient(sequence, self.train.document_mask);
                 for (target, scaled) in self.targets.iter().zip(&targets) {
                     rows.push(DocumentUtility {
                         domain: docs.name.clone(),
                         doc_id: i as u64,
-                        source: first.source.to_string(),
+                        source: source.to_string(),
                         tokens: sequence.inputs.len() as u64,
                         target: target.name.clone(),
                         checkpoint_step: step,
@@ -99,6 +86,29 @@ impl DomainScoring<'_> {
             }
         }
         Ok(rows)
+    }
+
+    /// Each target's gradient scaled by the preconditioner: P is diagonal, so
+    /// `(P·g_s)·g_c = g_s·(P·g_c)` and each target is scaled once instead of every sequence.
+    fn scaled_target_gradients(
+        &self,
+        checkpoint: &Checkpoint,
+        files: &CheckpointFiles,
+    ) -> Result<Vec<Vec<f32>>> {
+        let scale = match self.precondition {
+            Precondition::Adam => Some(checkpoint.preconditioner(&files.optimizer, self.train)?),
+            Precondition::None => None,
+        };
+        self.targets
+            .iter()
+            .map(|t| {
+                let mut g = self.target_gradient(checkpoint, t)?;
+                if let Some(p) = &scale {
+                    g.iter_mut().zip(p).for_each(|(g, p)| *g *= p);
+                }
+                Ok(g)
+            })
+            .collect()
     }
 
     /// The gradient of a target's mean token loss over its packed sequences (in the order its
@@ -121,11 +131,11 @@ impl DomainScoring<'_> {
         Ok(sum)
     }
 
-    /// `sequences` packed sequences of domain `d` for the checkpoint at `step`, each with the first
-    /// document it holds: windows at random positions of the domain's token stream (a document
+    /// `sequences` packed sequences of domain `d` for the checkpoint at `step`, each with the source
+    /// label of the first document it holds: windows at random positions of the domain's token stream (a document
     /// drawn in proportion to its length, an offset uniform within it), packed on from there like
     /// training data with documents drawn at random.
-    fn domain_sequences(&self, d: usize, docs: &DomainDocs, step: u64) -> Vec<(Batch, Document)> {
+    fn domain_sequences(&self, d: usize, docs: &DomainDocs, step: u64) -> Vec<(Batch, Arc<str>)> {
         let seed = self.seed ^ step.rotate_left(20) ^ (d as u64).rotate_left(40);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let Ok(by_length) = WeightedIndex::new(docs.docs.iter().map(|doc| doc.tokens.len() + 1))
@@ -142,7 +152,7 @@ impl DomainScoring<'_> {
                     let next = &docs.docs[rng.random_range(0..docs.docs.len())];
                     window.push(next, 0, self.eos);
                 }
-                (window.into_batch(d), first.clone())
+                (window.into_batch(d), Arc::clone(&first.source))
             })
             .collect()
     }
@@ -191,7 +201,7 @@ impl Window {
     /// Appends `doc` from `offset` on, then end-of-text, as far as the window has room.
     fn push(&mut self, doc: &Document, offset: usize, eos: u32) {
         let segment = self.segments.last().map_or(0, |s| s + 1);
-        let mut position = match (self.restart_positions, self.positions.last()) {
+        let start = match (self.restart_positions, self.positions.last()) {
             (false, Some(&p)) => p + 1,
             _ => 0,
         };
@@ -199,12 +209,12 @@ impl Window {
             .iter()
             .copied()
             .chain(std::iter::once(eos));
-        for token in with_eos.take(self.need - self.tokens.len()) {
+        let room = self.need - self.tokens.len();
+        for (position, token) in (start..).zip(with_eos.take(room)) {
             self.tokens.push(token);
             self.segments.push(segment);
             self.positions.push(position);
             self.doc_ids.push(doc.doc_id);
-            position += 1;
         }
     }
 
@@ -230,4 +240,43 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
         .zip(b)
         .map(|(&x, &y)| f64::from(x) * f64::from(y))
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(doc_id: u64, tokens: Vec<u32>) -> Document {
+        Document {
+            doc_id,
+            source: Arc::from("d"),
+            tokens,
+        }
+    }
+
+    #[test]
+    fn a_window_packs_from_an_offset_as_the_sampler_packs() {
+        for restart in [true, false] {
+            let mut window = Window::new(7, restart);
+            window.push(&doc(1, vec![10, 11, 12, 13]), 2, 99);
+            assert!(!window.is_full());
+            window.push(&doc(2, vec![20, 21, 22, 23, 24]), 0, 99);
+            assert!(window.is_full());
+            let batch = window.into_batch(3);
+            assert_eq!(batch.inputs, [12, 13, 99, 20, 21, 22]);
+            assert_eq!(batch.targets, [13, 99, 20, 21, 22, 23]);
+            assert_eq!(batch.segments, [0, 0, 0, 1, 1, 1]);
+            assert_eq!(batch.doc_ids, [1, 1, 1, 2, 2, 2]);
+            let positions: &[u32] = if restart {
+                &[0, 1, 2, 0, 1, 2]
+            } else {
+                &[0, 1, 2, 3, 4, 5]
+            };
+            assert_eq!(batch.positions, positions);
+            assert_eq!(
+                (batch.batch_size, batch.seq_len, batch.domains),
+                (1, 6, vec![3])
+            );
+        }
+    }
 }

@@ -420,7 +420,11 @@ fn the_default_estimator_ranks_noise_last_agrees_with_leave_one_out_and_resumes(
     // One row per sequence, target and checkpoint.
     let sequences =
         read_document_utilities(&p.path("out/simulate/document_utilities.parquet")).unwrap();
-    assert_eq!(sequences.len(), 5 * 8 * 3 * 4, "domains × sequences × targets × checkpoints");
+    assert_eq!(
+        sequences.len(),
+        5 * 8 * 3 * 4,
+        "domains × sequences × targets × checkpoints"
+    );
     // A lost part (a run killed while scoring) is recomputed to the same values.
     let parts = walk(&p.path("out/simulate/scores"));
     assert_eq!(parts.len(), 4, "{parts:?}");
