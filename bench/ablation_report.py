@@ -43,10 +43,11 @@ def target_loss(losses):
 
 
 def curve(metrics):
-    """(tokens, target loss) at every evaluation of a run."""
+    """(tokens, mean valid loss of the targets' domains) at every evaluation of a run (evaluations
+    during training score the valid split; the probe split is scored at the end only)."""
     points = {}
     for r in metrics:
-        if r.get("split") == "probe" and r.get("domain") in TARGETS and r.get("eval_loss") is not None:
+        if r.get("split") == "valid" and r.get("domain") in TARGETS and r.get("eval_loss") is not None:
             points.setdefault(r["tokens"], {})[r["domain"]] = r["eval_loss"]
     return sorted((t, sum(v.values()) / len(v)) for t, v in points.items() if len(v) == len(TARGETS))
 
@@ -141,10 +142,15 @@ def main():
             if not diffs:
                 continue
             mean, lo, hi = interval(diffs)
-            verdict = "not separable at this budget" if not (hi < 0 or lo > 0) else (
-                f"{a} better" if hi < 0 else f"{b} better")
+            if len(diffs) < 2:
+                verdict = "one seed: no interval"
+            elif not (hi < 0 or lo > 0):
+                verdict = "not separable at this budget"
+            else:
+                verdict = f"{a} better" if hi < 0 else f"{b} better"
             print(f"| {a} − {b} | {mean:+.4f} | [{lo:+.4f}, {hi:+.4f}] | {verdict} |")
-    print("\nEffective-compute multiplier against uniform (tokens uniform needs for the arm's loss ÷ the arm's tokens):\n")
+    print("\nEffective-compute multiplier against uniform (tokens uniform needs for the arm's final valid loss on the targets' domains ÷ the arm's tokens; "
+          "past uniform's last evaluation a power law through its last two):\n")
     print("| arm | " + " | ".join(f"s{s}" for s in done) + " |")
     print("|---|" + "---|" * len(done))
     for arm in ARMS[1:]:
@@ -152,10 +158,11 @@ def main():
         for s in done:
             points = curves[("uniform", s)]
             arm_tokens = curves[(arm, s)][-1][0] if curves[(arm, s)] else float("nan")
-            cells.append(f"{tokens_to_reach(points, final[(arm, s)]) / arm_tokens:.2f}×" if len(points) >= 2 else "-")
+            arm_final = curves[(arm, s)][-1][1] if curves[(arm, s)] else float("nan")
+            cells.append(f"{tokens_to_reach(points, arm_final) / arm_tokens:.2f}×" if len(points) >= 2 else "-")
         print(f"| {arm} | " + " | ".join(cells) + " |")
     if done:
-        print("\nUniform's mean target loss along the run (spread = max − min over seeds):\n")
+        print("\nUniform's mean valid loss of the targets' domains along the run (spread = max − min over seeds):\n")
         print("| tokens | mean | spread |")
         print("|---|---|---|")
         for i, (tokens, _) in enumerate(curves[("uniform", done[0])]):

@@ -182,7 +182,7 @@ fn effective_compute(effective: &[EffectiveCompute]) -> Vec<Block> {
     vec![
         Block::Heading(2, "Effective compute".into()),
         Block::Text(format!(
-            "The training steps {} needs to reach each arm's final target loss (its own curve, interpolated in log steps between evaluations, extrapolated past its end by a power law through its last two), divided by the arm's steps: above 1, the arm's mixture saves compute.",
+            "The training steps {} needs to reach each arm's final loss on the targets' domains (valid split, the one evaluated during training; its own curve, interpolated in log steps between evaluations, extrapolated past its end by a power law through its last two), divided by the arm's steps: above 1, the arm's mixture saves compute.",
             first.baseline
         )),
         Block::Table(header.map(String::from).into(), rows),

@@ -113,8 +113,9 @@ pub struct Tables {
     pub stage_losses: Vec<StageLoss>,
     /// Loss curves of the trained runs.
     pub curves: Vec<CurvePoint>,
-    /// The targets' weighted probe loss along each arm's trained runs (domain [`TARGETS`]; empty
-    /// without targets).
+    /// The targets' domains' weighted validation loss along each arm's trained runs (domain
+    /// [`TARGETS`]; empty without targets). Evaluations during training score the valid split; the
+    /// probe split is scored at the end only.
     pub target_curves: Vec<CurvePoint>,
     /// Mixture weights.
     pub mixtures: Vec<MixtureWeight>,
@@ -330,8 +331,8 @@ fn stage_losses(evals: LazyFrame) -> Result<Vec<StageLoss>> {
 
 /// Training loss and per-domain validation loss over the steps of each arm's trained runs,
 /// averaged over the seeds.
-/// The weighted mean of the targets' probe losses at every evaluation of the trained runs,
-/// averaged over the seeds.
+/// The weighted mean of the targets' domains' validation losses at every evaluation of the
+/// trained runs, averaged over the seeds.
 fn target_curves(input: &ReportInput) -> Result<Vec<CurvePoint>> {
     if input.targets.is_empty() {
         return Ok(Vec::new());

@@ -262,20 +262,24 @@ fn leave_one_out(corpus: &Corpus, seeds: &[u64], dir: &Path) -> Vec<f64> {
     utilities
 }
 
+/// The target: own's probe documents, each cut to its first `tokens`.
+fn target(corpus: &Corpus, tokens: usize) -> TargetSet {
+    let docs = corpus.probe[0].docs.iter();
+    TargetSet {
+        name: "own".into(),
+        weight: 1.0,
+        docs: docs
+            .map(|d| d.tokens[..d.tokens.len().min(tokens)].to_vec())
+            .collect(),
+    }
+}
+
 /// Each domain's joint utility from one proxy's checkpoints, per-domain gradients, and its
 /// bootstrap standard error.
 fn estimate(corpus: &Corpus, seed: u64, dir: &Path) -> (Vec<f64>, Vec<f64>) {
     let run = dir.join(format!("proxy-{seed}"));
     train_proxy(corpus, &DOMAINS, seed, &run);
-    let target = TargetSet {
-        name: "own".into(),
-        weight: 1.0,
-        docs: corpus.probe[0]
-            .docs
-            .iter()
-            .map(|d| d.tokens.clone())
-            .collect(),
-    };
+    let target = target(corpus, usize::MAX);
     let (model, train_config) = (proxy_model(corpus.vocab_size), proxy_train(seed));
     let scoring = DomainScoring {
         model: &model,
@@ -310,15 +314,7 @@ fn estimate(corpus: &Corpus, seed: u64, dir: &Path) -> (Vec<f64>, Vec<f64>) {
 /// (`gradients = "sample"`): 32 documents a domain, DataInf off.
 fn output_layer_estimate(corpus: &Corpus, seed: u64, dir: &Path) -> Vec<f64> {
     let run = dir.join(format!("proxy-{seed}"));
-    let target = TargetSet {
-        name: "own".into(),
-        weight: 1.0,
-        docs: corpus.probe[0]
-            .docs
-            .iter()
-            .map(|d| d.tokens[..d.tokens.len().min(129)].to_vec())
-            .collect(),
-    };
+    let target = target(corpus, 129);
     let model = proxy_model(corpus.vocab_size);
     let sample = sample_documents(&corpus.train, 32, 128, seed);
     let projection = GradientProjection::new(corpus.vocab_size, model.d_model, 32, 32, seed);

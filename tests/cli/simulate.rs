@@ -72,6 +72,20 @@ fn joint(p: &Project) -> HashMap<String, f64> {
         .collect()
 }
 
+/// The joint utilities, after checking that noise has the lowest and that arithmetic and code
+/// each help their own probe set more than any other domain does.
+fn noise_last_and_targets_first(p: &Project) -> HashMap<String, f64> {
+    let utilities = joint(p);
+    println!("joint utilities: {utilities:?}");
+    assert_eq!(utilities.len(), 5, "{utilities:?}");
+    assert_eq!(lowest(&utilities), "noise", "{utilities:?}");
+    let rows = read_utilities(&p.path("out/simulate/utilities.parquet")).unwrap();
+    for target in ["arithmetic", "code"] {
+        assert_eq!(best_domain(&rows, target), target, "{rows:?}");
+    }
+    utilities
+}
+
 #[test]
 fn simulate_ranks_the_noise_domain_last_and_resumes_without_rescoring() {
     let p = sampling_project();
@@ -81,15 +95,7 @@ fn simulate_ranks_the_noise_domain_last_and_resumes_without_rescoring() {
         "{}",
         out.stdout
     );
-    let utilities = joint(&p);
-    println!("joint utilities: {utilities:?}");
-    assert_eq!(utilities.len(), 5, "{utilities:?}");
-    assert_eq!(lowest(&utilities), "noise", "{utilities:?}");
-    // Each real domain helps its own probe set more than any other domain does.
-    let rows = read_utilities(&p.path("out/simulate/utilities.parquet")).unwrap();
-    for target in ["arithmetic", "code"] {
-        assert_eq!(best_domain(&rows, target), target, "{rows:?}");
-    }
+    let utilities = noise_last_and_targets_first(&p);
     let documents =
         read_document_utilities(&p.path("out/simulate/document_utilities.parquet")).unwrap();
     assert_eq!(
@@ -360,21 +366,25 @@ fn simulate_scores_the_proxys_own_batches_and_a_killed_run_resumes_to_the_same_s
     );
 }
 
+/// The Spearman ρ between influence and leave-one-out that `simulate --method loo` prints.
+fn loo_agreement(stdout: &str) -> f64 {
+    stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Spearman ρ of the joint utilities, influence vs leave-one-out: ")
+        })
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn leave_one_out_finds_arithmetic_and_code_useful_and_noise_worst() {
     let p = project();
     p.run(&["simulate", "-q"]).expect_code(0);
     let out = p.run(&["simulate", "-q", "--method", "loo"]).expect_code(0);
     // The influence estimates rank the domains as leave-one-out does.
-    let rho: f64 = out
-        .stdout
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Spearman ρ of the joint utilities, influence vs leave-one-out: ")
-        })
-        .unwrap_or_else(|| panic!("{}", out.stdout))
-        .parse()
-        .unwrap();
+    let rho = loo_agreement(&out.stdout);
     assert!(rho >= 0.6, "Spearman ρ {rho}");
     assert!(
         out.stdout.contains("loo_utilities.parquet"),
@@ -410,13 +420,7 @@ fn leave_one_out_finds_arithmetic_and_code_useful_and_noise_worst() {
 fn the_default_estimator_ranks_noise_last_agrees_with_leave_one_out_and_resumes() {
     let p = domain_project();
     p.run(&["simulate", "-q"]).expect_code(0);
-    let utilities = joint(&p);
-    println!("joint utilities: {utilities:?}");
-    assert_eq!(lowest(&utilities), "noise", "{utilities:?}");
-    let rows = read_utilities(&p.path("out/simulate/utilities.parquet")).unwrap();
-    for target in ["arithmetic", "code"] {
-        assert_eq!(best_domain(&rows, target), target, "{rows:?}");
-    }
+    let utilities = noise_last_and_targets_first(&p);
     // One row per sequence, target and checkpoint.
     let sequences =
         read_document_utilities(&p.path("out/simulate/document_utilities.parquet")).unwrap();
@@ -432,15 +436,7 @@ fn the_default_estimator_ranks_noise_last_agrees_with_leave_one_out_and_resumes(
     p.run(&["simulate", "-q"]).expect_code(0);
     assert_eq!(joint(&p), utilities);
     let out = p.run(&["simulate", "-q", "--method", "loo"]).expect_code(0);
-    let rho: f64 = out
-        .stdout
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Spearman ρ of the joint utilities, influence vs leave-one-out: ")
-        })
-        .unwrap_or_else(|| panic!("{}", out.stdout))
-        .parse()
-        .unwrap();
+    let rho = loo_agreement(&out.stdout);
     assert!(rho >= 0.6, "Spearman ρ {rho}\n{}", out.stdout);
 }
 
