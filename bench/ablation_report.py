@@ -179,19 +179,23 @@ def estimator_vs_loo(w, seeds, loo_seeds):
     domains = sorted(loo[0])
     mean_loo = [sum(l[d] for l in loo) / len(loo) for d in domains]
     print(f"\nEstimator against leave-one-out (LOO mean over seeds {' '.join(loo_seeds)}; Spearman ρ):\n")
-    print("| estimate | all 9 (joint) | " + " | ".join(f"{t}: other 8" for t in TARGETS) + " |")
-    print("|---|---|" + "---|" * len(TARGETS))
+    others = [d for d in domains if d not in TARGETS]
+    print(f"| estimate | all 9 (joint) | the {len(others)} that are no target's own (joint) | "
+          + " | ".join(f"{t}: other 8" for t in TARGETS) + " |")
+    print("|---|---|---|" + "---|" * len(TARGETS))
     for i, s in enumerate(loo_seeds):
-        others = [spearman([loo[i][d] for d in domains], [loo[j][d] for d in domains])
-                  for j in range(len(loo)) if j != i]
-        if others:
-            print(f"| LOO s{s} vs the other LOO seeds (mean) | {sum(others) / len(others):.3f} |" + " |" * len(TARGETS))
+        agreement = [spearman([loo[i][d] for d in domains], [loo[j][d] for d in domains])
+                     for j in range(len(loo)) if j != i]
+        if agreement:
+            print(f"| LOO s{s} vs the other LOO seeds (mean) | {sum(agreement) / len(agreement):.3f} |" + " |" * (len(TARGETS) + 1))
     for s in seeds:
         path = f"{w}/s{s}/out/simulate/utilities.parquet"
         if not os.path.exists(path):
             continue
         est = utilities(path)
         cells = [f"{spearman([est[d] for d in domains], mean_loo):.3f}"]
+        rest = [mean_loo[domains.index(d)] for d in others]
+        cells.append(f"{spearman([est[d] for d in others], rest):.3f}")
         for t in TARGETS:
             est_t = utilities(path, t)
             loo_t = [sum(utilities(f"{w}/s{x}/out/simulate/loo_utilities.parquet", t)[d] for x in loo_seeds) / len(loo_seeds)
