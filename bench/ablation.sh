@@ -10,7 +10,8 @@
 # Resumable: `mixlab run` skips finished stages and resumes a killed run from its last checkpoint;
 # `simulate --method loo` skips finished proxies. Every seed's directory shares the first one's shards.
 # Sizes (environment): SEEDS ("0 1 2 3 4"), LOO_SEEDS ("0 1 2"), PRESET (tiny), STEPS (640 steps ×
-# 16 × 256 = 2.6M tokens an arm), EVAL_EVERY (160: the curve of loss against tokens), PROXY_STEPS (300).
+# 16 × 256 = 2.6M tokens an arm), EVAL_EVERY (160: the curve of loss against tokens), PROXY_STEPS (300),
+# DOMAIN_SEQUENCES (8) and TARGET_SEQUENCES (16) of the estimator.
 # REPORT=0 skips the summary appended to bench/RESULTS.md (bench/ablation_report.py).
 source "$(dirname "$0")/lib.sh"
 build_release
@@ -21,6 +22,9 @@ PRESET="${PRESET:-tiny}"
 STEPS="${STEPS:-640}"
 EVAL_EVERY="${EVAL_EVERY:-160}"
 PROXY_STEPS="${PROXY_STEPS:-300}"
+# The estimator's sample sizes, pinned so every seed's job scores alike whatever the defaults become.
+DOMAIN_SEQUENCES="${DOMAIN_SEQUENCES:-8}"
+TARGET_SEQUENCES="${TARGET_SEQUENCES:-16}"
 mkdir -p "$W/done" "$W/logs"
 export RUST_LOG="${RUST_LOG:-info}"
 
@@ -48,6 +52,8 @@ max_epochs = 4.0
 preset = "tiny"
 steps = $PROXY_STEPS
 checkpoints = 10
+domain_sequences = $DOMAIN_SEQUENCES
+target_sequences = $TARGET_SEQUENCES
 seed = $1
 
 [[simulate.target]]
