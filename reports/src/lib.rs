@@ -104,7 +104,8 @@ pub struct ReportJson<'a> {
 pub fn build(input: &ReportInput) -> Result<Report> {
     let tables = tables::tables(input)?;
     let verdicts = verdict::verdicts(&tables.final_losses);
-    let paired = paired::paired_differences(&tables.seed_losses);
+    let arms: Vec<&str> = input.arms.iter().map(|a| a.name.as_str()).collect();
+    let paired = paired::paired_differences(&tables.seed_losses, &arms);
     // The baseline is the arm called `uniform` when there is one, else the first arm.
     let baseline = input
         .arms

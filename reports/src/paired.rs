@@ -67,8 +67,8 @@ impl PairedCall {
     }
 }
 
-/// Every ordered pair of arms (in first-seen order, each arm against those after it) on every
-/// split and domain of `losses`, paired by seed.
+/// Every pair of `arms` (each against every arm before it in that order, so the first, often the
+/// baseline, is subtracted from all others) on every split and domain of `losses`, paired by seed.
 ///
 /// # Example
 /// ```
@@ -78,26 +78,22 @@ impl PairedCall {
 /// };
 /// let losses = [row("sdm", 0, 2.0), row("sdm", 1, 2.1), row("sdm", 2, 2.3),
 ///               row("uniform", 0, 2.2), row("uniform", 1, 2.3), row("uniform", 2, 2.45)];
-/// let d = &paired_differences(&losses)[0];
+/// let d = &paired_differences(&losses, &["uniform", "sdm"])[0];
 /// assert_eq!((d.arm.as_str(), d.baseline.as_str(), d.seeds), ("sdm", "uniform", 3));
 /// assert!((d.mean + 0.1833).abs() < 1e-3);
 /// assert_eq!(d.call, PairedCall::Better);
 /// ```
-pub fn paired_differences(losses: &[SeedLoss]) -> Vec<PairedDifference> {
-    let mut arms: Vec<&str> = Vec::new();
+pub fn paired_differences(losses: &[SeedLoss], arms: &[&str]) -> Vec<PairedDifference> {
     let mut rows: Vec<(&str, &str)> = Vec::new();
     for l in losses {
-        if !arms.contains(&l.arm.as_str()) {
-            arms.push(&l.arm);
-        }
         if !rows.contains(&(l.split.as_str(), l.domain.as_str())) {
             rows.push((&l.split, &l.domain));
         }
     }
     let mut out = Vec::new();
     for &(split, domain) in &rows {
-        for (i, &arm) in arms.iter().enumerate() {
-            for &baseline in &arms[i + 1..] {
+        for (i, &baseline) in arms.iter().enumerate() {
+            for &arm in &arms[i + 1..] {
                 out.push(difference(losses, split, domain, arm, baseline));
             }
         }
@@ -201,7 +197,7 @@ mod tests {
             row("b", 0, 2.1),
             row("b", 1, 2.25),
         ];
-        let d = &paired_differences(&losses)[0];
+        let d = &paired_differences(&losses, &["b", "a"])[0];
         assert_eq!(d.call, PairedCall::NotSeparable);
         // Differences −0.1 and +0.05: mean −0.025, sd 0.106, half-width 12.706 · 0.075.
         assert!((d.mean + 0.025).abs() < 1e-12);
@@ -211,7 +207,7 @@ mod tests {
     #[test]
     fn only_seeds_both_arms_ran_are_paired() {
         let losses = [row("a", 0, 2.0), row("a", 5, 9.0), row("b", 0, 2.5)];
-        let d = &paired_differences(&losses)[0];
+        let d = &paired_differences(&losses, &["b", "a"])[0];
         assert_eq!(
             (d.seeds, d.mean, d.call),
             (1, -0.5, PairedCall::TooFewSeeds)
