@@ -4,6 +4,7 @@
 //! scanned; each scan is labelled with its arm, seed and stage, and the scans are concatenated,
 //! grouped and joined lazily, collected once per table.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use mixlab_artefacts::eval::check_eval;
@@ -331,43 +332,62 @@ fn stage_losses(evals: LazyFrame) -> Result<Vec<StageLoss>> {
 
 /// Training loss and per-domain validation loss over the steps of each arm's trained runs,
 /// averaged over the seeds.
+/// Σ w·loss, Σ w and the targets seen, of one evaluation of one seed.
+type WeightedSum = (f64, f64, usize);
+
 /// The weighted mean of the targets' domains' validation losses at every evaluation of the
-/// trained runs, averaged over the seeds.
+/// trained runs, averaged over the seeds (an evaluation missing a target's domain is left out).
 fn target_curves(input: &ReportInput) -> Result<Vec<CurvePoint>> {
     if input.targets.is_empty() {
         return Ok(Vec::new());
     }
-    let (domains, weights): (Vec<&str>, Vec<f64>) =
-        input.targets.iter().map(|(d, w)| (d.as_str(), *w)).unzip();
-    let weights = df!("domain" => domains, "weight" => weights)?.lazy();
     let df = labelled_scans(input, |run| run.metrics.as_path(), check_metrics)?
         .filter(col("order").eq(lit(0u64)))
         .filter(
             col("split")
-                .eq(lit("probe"))
+                .eq(lit("valid"))
                 .and(col("eval_loss").is_not_null()),
         )
-        .join(
-            weights,
-            [col("domain")],
-            [col("domain")],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .group_by([col("arm"), col("seed"), col("step")])
-        .agg([((col("eval_loss") * col("weight")).sum() / col("weight").sum()).alias("loss")])
-        .group_by([col("arm"), col("step")])
-        .agg([col("loss").mean()])
-        .sort(["arm", "step"], SortMultipleOptions::default())
+        .select([
+            col("arm"),
+            col("seed"),
+            col("step"),
+            col("domain"),
+            col("eval_loss"),
+        ])
         .collect()?;
-    let (arm, step, loss) = (strs(&df, "arm")?, u64s(&df, "step")?, f64s(&df, "loss")?);
-    Ok((0..df.height())
-        .map(|i| CurvePoint {
-            arm: arm[i].clone(),
-            domain: TARGETS.to_owned(),
-            step: step[i],
-            loss: loss[i],
+    let (arm, seed, step) = (strs(&df, "arm")?, u64s(&df, "seed")?, u64s(&df, "step")?);
+    let (domain, loss) = (strs(&df, "domain")?, f64s(&df, "eval_loss")?);
+    let mut sums: BTreeMap<(&str, u64), BTreeMap<u64, WeightedSum>> = BTreeMap::new();
+    for i in 0..df.height() {
+        if let Some((_, w)) = input.targets.iter().find(|(d, _)| *d == domain[i]) {
+            let entry = sums
+                .entry((arm[i].as_str(), step[i]))
+                .or_default()
+                .entry(seed[i])
+                .or_default();
+            *entry = (entry.0 + w * loss[i], entry.1 + w, entry.2 + 1);
+        }
+    }
+    let complete = input.targets.len();
+    let mut points: Vec<CurvePoint> = sums
+        .into_iter()
+        .filter_map(|((arm, step), seeds)| {
+            let means: Vec<f64> = seeds
+                .values()
+                .filter(|(_, _, n)| *n == complete)
+                .map(|(sum, weight, _)| sum / weight)
+                .collect();
+            (!means.is_empty()).then(|| CurvePoint {
+                arm: arm.to_owned(),
+                domain: TARGETS.to_owned(),
+                step,
+                loss: means.iter().sum::<f64>() / means.len() as f64,
+            })
         })
-        .collect())
+        .collect();
+    points.sort_by(|a, b| (&a.arm, a.step).cmp(&(&b.arm, b.step)));
+    Ok(points)
 }
 
 fn curves(input: &ReportInput) -> Result<Vec<CurvePoint>> {

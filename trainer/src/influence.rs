@@ -279,7 +279,7 @@ mod tests {
     }
 
     /// A small step along the preconditioned gradient of one batch changes another batch's loss as
-    /// the first-order prediction `−η·(P·g_x)·g_target` says: same sign, within 20 %.
+    /// the first-order prediction `−η·(P·g_x)·g_target` says: same sign, within 10 %.
     #[test]
     fn a_preconditioned_step_changes_the_target_loss_as_predicted() {
         let config = Preset::Tiny.config(40);
@@ -307,15 +307,16 @@ mod tests {
         let g = checkpoint.gradient(&train_batch, false);
         let g_target = checkpoint.gradient(&target, false);
         let direction: Vec<f32> = g.iter().zip(&p).map(|(g, p)| g * p).collect();
-        // A step small enough to be first order: a predicted change of 2e-3 nats (f32 losses
-        // resolve about 1e-6).
+        // A step small enough to be first order (AdamW's scale is large where v̂ is small, so
+        // even small steps move some weights far): a predicted change of 2e-4 nats, which f32
+        // losses (about 1e-6 apart near 4) still resolve to half a per cent.
         let slope = dot(&direction, &g_target);
-        let eta = (2e-3 / slope.abs()) as f32;
+        let eta = (2e-4 / slope.abs()) as f32;
         let predicted = -f64::from(eta) * slope;
         let realized = checkpoint.moved(&direction, eta).loss(&target, false)
             - checkpoint.loss(&target, false);
         assert!(
-            predicted.abs() > 1e-6 && (realized / predicted - 1.0).abs() < 0.2,
+            predicted.abs() > 1e-6 && (realized / predicted - 1.0).abs() < 0.1,
             "predicted {predicted:e}, realized {realized:e}"
         );
     }
