@@ -18,9 +18,9 @@ use std::sync::Arc;
 use mixlab_artefacts::utilities::DocumentUtility;
 use mixlab_trainer::checkpoint::CheckpointFiles;
 use mixlab_trainer::config::{ModelConfig, TrainConfig};
-use mixlab_trainer::eval::EVAL_SEED;
+use mixlab_trainer::eval::held_out_batches;
 use mixlab_trainer::influence::Checkpoint;
-use mixlab_trainer::sampler::{Batch, Document, DomainDocs, MixtureSampler};
+use mixlab_trainer::sampler::{Batch, Document, DomainDocs};
 use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
 use rand::{Rng, SeedableRng};
@@ -111,21 +111,22 @@ impl DomainScoring<'_> {
             .collect()
     }
 
-    /// The gradient of a target's mean token loss over its packed sequences (in the order its
-    /// evaluation uses, so every checkpoint sees the same tokens).
+    /// The gradient of a target's mean token loss over its packed sequences: the batches its
+    /// evaluation would score ([`held_out_batches`]), so every checkpoint sees the same tokens.
     fn target_gradient(&self, checkpoint: &Checkpoint, target: &TargetSet) -> Result<Vec<f32>> {
         let docs = DomainDocs::from_tokens(&target.name, target.docs.clone());
-        let seq = self.train.seq_len;
-        let tokens = docs.token_count() as usize + docs.docs.len();
-        let n = tokens.div_ceil(seq + 1).clamp(1, self.target_sequences);
-        let mut sampler = self.sampler(docs, EVAL_SEED)?;
+        let batches = held_out_batches(&docs, self.train, self.target_sequences, self.eos);
+        let n: usize = batches.iter().map(|b| b.batch_size).sum();
+        if n == 0 {
+            return Err(Error::Config(format!(
+                "target {:?}: no documents to take a gradient over",
+                target.name
+            )));
+        }
         let mut sum = vec![0.0f32; checkpoint.parameter_count()];
-        let mut remaining = n;
-        while remaining > 0 {
-            let b = remaining.min(self.train.batch_size.max(1));
-            remaining -= b;
-            let g = checkpoint.gradient(&sampler.next_batch(b), self.train.document_mask);
-            let share = b as f32 / n as f32;
+        for batch in &batches {
+            let g = checkpoint.gradient(batch, self.train.document_mask);
+            let share = batch.batch_size as f32 / n as f32;
             sum.iter_mut().zip(g).for_each(|(s, g)| *s += share * g);
         }
         Ok(sum)
@@ -155,19 +156,6 @@ impl DomainScoring<'_> {
                 (window.into_batch(d), Arc::clone(&first.source))
             })
             .collect()
-    }
-
-    fn sampler(&self, docs: DomainDocs, seed: u64) -> Result<MixtureSampler> {
-        let name = docs.name.clone();
-        MixtureSampler::new(
-            vec![docs],
-            vec![1.0],
-            self.train.seq_len,
-            self.eos,
-            seed,
-            self.train.document_mask,
-        )
-        .map_err(|e| Error::Config(format!("{name}: {e}")))
     }
 }
 

@@ -68,26 +68,16 @@ pub fn resolve_targets(
                 }
             };
             let usable: Vec<&Vec<u32>> = docs.iter().filter(|d| d.len() >= 2).collect();
-            let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ i as u64);
             // Per-domain gradients meet the target's over its packed sequences, all of it.
-            let whole = config.gradients == GradientSource::Domain;
-            let amount = if whole {
-                usable.len()
+            let docs: Vec<Vec<u32>> = if config.gradients == GradientSource::Domain {
+                usable.into_iter().cloned().collect()
             } else {
-                config.target_docs.min(usable.len())
+                let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ i as u64);
+                let amount = config.target_docs.min(usable.len());
+                let mut picked = sample(&mut rng, usable.len(), amount).into_vec();
+                picked.sort_unstable();
+                picked.into_iter().map(|k| cut(usable[k])).collect()
             };
-            let mut picked = sample(&mut rng, usable.len(), amount).into_vec();
-            picked.sort_unstable();
-            let docs: Vec<Vec<u32>> = picked
-                .into_iter()
-                .map(|k| {
-                    if whole {
-                        usable[k].clone()
-                    } else {
-                        cut(usable[k])
-                    }
-                })
-                .collect();
             if docs.is_empty() {
                 return Err(Error::Config(format!(
                     "[simulate].target[{i}]: no document of two tokens or more in {origin}"

@@ -100,7 +100,7 @@ fn baseline(
         MixMethod::Uniform => (uniform(domains.len()), "uniform"),
         MixMethod::Natural => (natural(&tokens)?, "natural"),
         MixMethod::Regmix | MixMethod::Sdm | MixMethod::Doremi | MixMethod::Own => {
-            unreachable!("regmix, sdm and doremi are not baselines; `run` dispatches them")
+            unreachable!("regmix, sdm, own and doremi are not baselines; `run` dispatches them")
         }
         MixMethod::Unimax => {
             let loaded = loaded.ok_or_else(|| {
@@ -321,16 +321,25 @@ fn sdm(
         .utilities
         .clone()
         .unwrap_or_else(|| global.out_root().join("simulate").join("utilities.parquet"));
-    let joint = match args.method {
-        MixMethod::Own => own_domain_utilities(loaded, &global.out_root().join("shards"))?,
-        _ => JointUtilities::new(&read_utilities(&path).context(Usage(format!(
-            "--utilities {} (run `mixlab simulate` first)",
-            path.display()
-        )))?),
+    // The own-domain control has no utilities file: one utility per domain, no checkpoints.
+    let (joint, method, inputs) = match args.method {
+        MixMethod::Own => {
+            let joint = own_domain_utilities(loaded, &global.out_root().join("shards"))?;
+            (joint, "own", BTreeMap::new())
+        }
+        _ => {
+            let rows = read_utilities(&path).context(Usage(format!(
+                "--utilities {} (run `mixlab simulate` first)",
+                path.display()
+            )))?;
+            let joint = JointUtilities::new(&rows);
+            if joint.domains.is_empty() {
+                anyhow::bail!(Usage(format!("{}: no joint utilities", path.display())));
+            }
+            let inputs = [("utilities".to_owned(), sha256_file(&path)?)].into();
+            (joint, "sdm", inputs)
+        }
     };
-    if joint.domains.is_empty() {
-        anyhow::bail!(Usage(format!("{}: no joint utilities", path.display())));
-    }
     let mix = loaded.map(|l| l.config.mix.clone()).unwrap_or_default();
     let tokens = match (loaded, mix.max_epochs) {
         (Some(_), Some(_)) => Some(tokens_of(
@@ -345,7 +354,10 @@ fn sdm(
             SdmObjective::Utilimax => utilimax(utilities, args.temperature, &bounds),
             SdmObjective::Proportional => proportional(utilities, args.floor, &bounds),
         };
-        weights.context(Usage(format!("--method sdm on {}", path.display())))
+        weights.context(Usage(match args.method {
+            MixMethod::Own => "--method own".to_owned(),
+            _ => format!("--method sdm on {}", path.display()),
+        }))
     };
     let (stages, objective) = match loaded.filter(|_| !mix.stage.is_empty()) {
         None => {
@@ -364,13 +376,6 @@ fn sdm(
     let setting = match args.objective {
         SdmObjective::Utilimax => ("temperature", args.temperature),
         SdmObjective::Proportional => ("floor", args.floor),
-    };
-    let (method, inputs) = match args.method {
-        MixMethod::Own => ("own", BTreeMap::new()),
-        _ => (
-            "sdm",
-            [("utilities".to_owned(), sha256_file(&path)?)].into(),
-        ),
     };
     Ok(MixtureSchedule {
         stage: stages,

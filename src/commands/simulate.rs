@@ -298,16 +298,10 @@ fn scores_of_sample(
         projection: &projection,
         comparison: sim.comparison(),
     };
-    let parts = score_parts(proxies, &resolved.run_hash)?;
-    let bar = checkpoint_bar(sim.checkpoints, proxies.quiet);
     let started = Instant::now();
-    let rows = scoring
-        .score_all(&proxy.paths().checkpoints, &parts, &mut |step, done, _| {
-            bar.set_position(done as u64);
-            bar.set_message(format!("step {step}"));
-        })
-        .context("scoring the proxy's checkpoints")?;
-    bar.finish_and_clear();
+    let rows = score_proxy(proxies, &proxy, &resolved.run_hash, &mut |step, files| {
+        scoring.score_checkpoint(step, &files.model)
+    })?;
     tracing::info!(
         documents = sample.len(),
         targets = targets.len(),
@@ -336,21 +330,10 @@ fn scores_of_domains(
         precondition: sim.precondition,
         seed: sim.seed,
     };
-    let parts = score_parts(proxies, &resolved.run_hash)?;
-    let bar = checkpoint_bar(sim.checkpoints, proxies.quiet);
     let started = Instant::now();
-    let mut score = |step, files: &CheckpointFiles| scoring.score_checkpoint(step, files);
-    let rows = score_checkpoints(
-        &proxy.paths().checkpoints,
-        &parts,
-        &mut score,
-        &mut |step, done, _| {
-            bar.set_position(done as u64);
-            bar.set_message(format!("step {step}"));
-        },
-    )
-    .context("scoring the proxy's checkpoints")?;
-    bar.finish_and_clear();
+    let rows = score_proxy(proxies, &proxy, &resolved.run_hash, &mut |step, files| {
+        scoring.score_checkpoint(step, files)
+    })?;
     tracing::info!(
         sequences = rows.len() / targets.len().max(1),
         targets = targets.len(),
@@ -360,14 +343,33 @@ fn scores_of_domains(
     Ok(rows)
 }
 
-/// Where the part files of a proxy's scores go: keyed by the run and every `[simulate]` setting,
-/// so scores of another sample, estimator or proxy are never mixed in.
-fn score_parts(proxies: &Proxies, run_hash: &str) -> anyhow::Result<PathBuf> {
+/// Every checkpoint of the finished `proxy` (whose run hash is `run_hash`) scored with `score`,
+/// with a progress bar, resumably: part files go to a directory keyed by the run and every
+/// `[simulate]` setting, so scores of another sample, estimator or proxy are never mixed in.
+fn score_proxy(
+    proxies: &Proxies,
+    proxy: &RunDir,
+    run_hash: &str,
+    score: &mut dyn FnMut(u64, &CheckpointFiles) -> mixlab_simulator::Result<Vec<DocumentUtility>>,
+) -> anyhow::Result<Vec<DocumentUtility>> {
     let key = serde_json::json!({ "run": run_hash, "simulate": proxies.sim() }).to_string();
-    Ok(proxies
+    let parts = proxies
         .root
         .join("scores")
-        .join(&sha256_hex(key.as_bytes())[..16]))
+        .join(&sha256_hex(key.as_bytes())[..16]);
+    let bar = checkpoint_bar(proxies.sim().checkpoints, proxies.quiet);
+    let rows = score_checkpoints(
+        &proxy.paths().checkpoints,
+        &parts,
+        score,
+        &mut |step, done, _| {
+            bar.set_position(done as u64);
+            bar.set_message(format!("step {step}"));
+        },
+    )
+    .context("scoring the proxy's checkpoints")?;
+    bar.finish_and_clear();
+    Ok(rows)
 }
 
 /// The proxy once more without each domain: `loo_utilities.parquet`, and the rank agreement with

@@ -4,17 +4,61 @@ use mixlab_artefacts::eval::DomainLoss;
 
 use crate::config::TrainConfig;
 use crate::inference::Inference;
-use crate::sampler::{DomainDocs, MixtureSampler};
+use crate::sampler::{Batch, DomainDocs, MixtureSampler};
 
 /// The seed of the held-out documents' order, the same for every run.
 pub const EVAL_SEED: u64 = 0;
 
-/// Evaluates the model on each domain's documents of one split (`valid` or `probe`).
+/// The batches a domain's held-out documents are scored in: packed like training data (same
+/// sequence length) into at most `max_sequences` sequences, fewer when the documents hold fewer
+/// tokens, in an order seeded with [`EVAL_SEED`] (not the training seed: runs that differ only in
+/// their seed are scored on the same tokens), at most `train.batch_size` sequences a batch. None
+/// for a domain without documents.
 ///
-/// Each domain is packed like training data (same sequence length) into at most
-/// `train.eval_sequences` sequences, fewer when the split holds fewer tokens, in an order seeded with
-/// [`EVAL_SEED`] (not the training seed: runs that differ only in their seed are scored on the same
-/// tokens). Domains without documents in the split are left out.
+/// # Example
+/// ```
+/// use mixlab_trainer::config::TrainConfig;
+/// use mixlab_trainer::eval::held_out_batches;
+/// use mixlab_trainer::sampler::DomainDocs;
+/// let docs = DomainDocs::from_tokens("code", vec![vec![1; 100], vec![2; 100]]);
+/// let train = TrainConfig { seq_len: 16, batch_size: 4, ..TrainConfig::default() };
+/// let batches = held_out_batches(&docs, &train, 10, 0);
+/// // 202 tokens with end-of-text fill 12 sequences of 17; at most 10 are taken, 4 a batch.
+/// assert_eq!(batches.iter().map(|b| b.batch_size).collect::<Vec<_>>(), [4, 4, 2]);
+/// ```
+pub fn held_out_batches(
+    docs: &DomainDocs,
+    train: &TrainConfig,
+    max_sequences: usize,
+    eos: u32,
+) -> Vec<Batch> {
+    if docs.docs.is_empty() {
+        return Vec::new();
+    }
+    let tokens = docs.token_count() as usize + docs.docs.len();
+    let n_seq = tokens
+        .div_ceil(train.seq_len + 1)
+        .clamp(1, max_sequences.max(1));
+    let Ok(mut sampler) = MixtureSampler::new(
+        vec![docs.clone()],
+        vec![1.0],
+        train.seq_len,
+        eos,
+        EVAL_SEED,
+        train.document_mask,
+    ) else {
+        return Vec::new();
+    };
+    let batch_size = train.batch_size.max(1);
+    (0..n_seq)
+        .step_by(batch_size)
+        .map(|first| sampler.next_batch(batch_size.min(n_seq - first)))
+        .collect()
+}
+
+/// Evaluates the model on each domain's documents of one split (`valid` or `probe`): the mean
+/// token loss over its [`held_out_batches`] of at most `train.eval_sequences` sequences. Domains
+/// without documents in the split are left out.
 pub fn evaluate(
     inference: &Inference,
     train: &TrainConfig,
@@ -24,36 +68,19 @@ pub fn evaluate(
 ) -> Vec<DomainLoss> {
     let mut out = Vec::new();
     for docs in domains {
-        if docs.docs.is_empty() {
-            continue;
-        }
-        let tokens = docs.token_count() as usize + docs.docs.len();
-        let n_seq = tokens
-            .div_ceil(train.seq_len + 1)
-            .clamp(1, train.eval_sequences.max(1));
-        let Ok(mut sampler) = MixtureSampler::new(
-            vec![docs.clone()],
-            vec![1.0],
-            train.seq_len,
-            eos,
-            EVAL_SEED,
-            train.document_mask,
-        ) else {
-            continue;
-        };
         let (mut sum, mut count) = (0.0f64, 0u64);
-        let mut remaining = n_seq;
-        while remaining > 0 {
-            let b = remaining.min(train.batch_size);
-            remaining -= b;
-            let losses = inference.token_losses(&sampler.next_batch(b), train.document_mask);
+        for batch in held_out_batches(docs, train, train.eval_sequences, eos) {
+            let losses = inference.token_losses(&batch, train.document_mask);
             sum += losses.iter().map(|&l| f64::from(l)).sum::<f64>();
             count += losses.len() as u64;
+        }
+        if count == 0 {
+            continue;
         }
         out.push(DomainLoss {
             domain: docs.name.clone(),
             split: split.to_owned(),
-            loss: sum / count.max(1) as f64,
+            loss: sum / count as f64,
             tokens: count,
         });
     }

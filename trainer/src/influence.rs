@@ -16,11 +16,29 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::checkpoint::{CheckpointFiles, load_model};
 use crate::config::{ModelConfig, TrainConfig};
 use crate::error::{Error, Result};
+use crate::inference::Inference;
 use crate::input::to_model_input;
 use crate::model::Model;
 use crate::sampler::Batch;
 
 /// A checkpoint's model on an autodiff device, for gradients of its parameters.
+///
+/// # Example
+/// ```
+/// use burn::tensor::Device;
+/// use mixlab_trainer::config::Preset;
+/// use mixlab_trainer::influence::Checkpoint;
+/// use mixlab_trainer::model::Model;
+/// use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+/// let config = Preset::Tiny.config(40);
+/// let checkpoint = Checkpoint::of(Model::new(&config, &Device::flex().autodiff()), &config);
+/// let docs = DomainDocs::from_tokens("a", vec![(1..30).collect()]);
+/// let batch = MixtureSampler::new(vec![docs], vec![1.0], 8, 39, 0, false)?.next_batch(2);
+/// let g = checkpoint.gradient(&batch, false);
+/// assert_eq!(g.len(), checkpoint.parameter_count());
+/// assert!(g.iter().any(|&x| x != 0.0));
+/// # Ok::<(), mixlab_trainer::error::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Checkpoint {
     model: Model,
@@ -58,17 +76,11 @@ impl Checkpoint {
         &self.model
     }
 
-    /// Mean token loss of `batch` without a graph (to check predicted changes).
+    /// Mean token loss of `batch` through the no-autodiff path (to check predicted changes).
     pub fn loss(&self, batch: &Batch, document_mask: bool) -> f64 {
-        let model = self.model.valid();
-        let device = Device::flex();
-        let (input, targets) = to_model_input(batch, &self.config, document_mask, &device);
-        f64::from(
-            model
-                .token_losses(&input, targets)
-                .mean()
-                .into_scalar::<f32>(),
-        )
+        let losses =
+            Inference::of_trained(&self.model, &self.config).token_losses(batch, document_mask);
+        losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len().max(1) as f64
     }
 
     /// The gradient of `batch`'s mean token loss with respect to every parameter, flattened in
