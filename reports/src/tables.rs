@@ -617,6 +617,61 @@ mod tests {
         );
     }
 
+    /// The targets' curve weighs the targets' domains, averages the seeds, and leaves out an
+    /// evaluation that lacks a target's domain.
+    #[test]
+    fn the_targets_curve_weighs_their_domains_and_averages_the_seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let evaluated = |name: &str, base: f64, math_at_2: bool| {
+            let mut input = run(dir.path(), name, "train", base);
+            let row = |step: u64, domain: &str, loss: f64| MetricRow {
+                step,
+                tokens: 64 * step,
+                lr: 1e-3,
+                loss: None,
+                split: Some("valid".into()),
+                domain: Some(domain.into()),
+                eval_loss: Some(loss),
+            };
+            let mut rows = vec![row(1, "code", base), row(1, "math", base + 4.0)];
+            rows.push(row(2, "code", base - 1.0));
+            if math_at_2 {
+                rows.push(row(2, "math", base + 3.0));
+            }
+            input.metrics = dir.path().join(format!("{name}.evals"));
+            write_metrics(&input.metrics, &rows).unwrap();
+            input
+        };
+        let input = ReportInput {
+            title: "t".into(),
+            arms: vec![ArmInput {
+                name: "a".into(),
+                mixture: None,
+                seeds: vec![
+                    SeedInput {
+                        seed: 0,
+                        runs: vec![evaluated("s0", 2.0, true)],
+                    },
+                    SeedInput {
+                        seed: 1,
+                        runs: vec![evaluated("s1", 4.0, false)],
+                    },
+                ],
+            }],
+            utilities: None,
+            targets: vec![("code".into(), 3.0), ("math".into(), 1.0)],
+        };
+        let curve: Vec<(u64, f64)> = target_curves(&input)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.step, p.loss))
+            .collect();
+        // Step 1: seeds 3.0 and 5.0 (base + 1/4 of 4.0); step 2: seed 0 only, (3·1 + 5)/4 = 2.0.
+        assert_eq!(curve.len(), 2, "{curve:?}");
+        assert!((curve[0].1 - 4.0).abs() < 1e-12, "{curve:?}");
+        assert!((curve[1].1 - 2.0).abs() < 1e-12, "{curve:?}");
+    }
+
     #[test]
     fn a_file_of_another_schema_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
