@@ -25,6 +25,8 @@ PROXY_STEPS="${PROXY_STEPS:-300}"
 # The estimator's sample sizes, pinned so every seed's job scores alike whatever the defaults become.
 DOMAIN_SEQUENCES="${DOMAIN_SEQUENCES:-8}"
 TARGET_SEQUENCES="${TARGET_SEQUENCES:-16}"
+# The targets: these domains' probe splits, equal weights.
+TARGETS="code_python math encyclopedia speeches"
 mkdir -p "$W/done" "$W/logs"
 export RUST_LOG="${RUST_LOG:-info}"
 
@@ -55,22 +57,11 @@ checkpoints = 10
 domain_sequences = $DOMAIN_SEQUENCES
 target_sequences = $TARGET_SEQUENCES
 seed = $1
-
-[[simulate.target]]
-name = "code_python"
-probe = "code_python"
-
-[[simulate.target]]
-name = "math"
-probe = "math"
-
-[[simulate.target]]
-name = "encyclopedia"
-probe = "encyclopedia"
-
-[[simulate.target]]
-name = "speeches"
-probe = "speeches"
+EOF
+  for target in $TARGETS; do
+    printf '\n[[simulate.target]]\nname = "%s"\nprobe = "%s"\n' "$target" "$target"
+  done
+  cat <<EOF
 
 [run]
 seeds = [$1]

@@ -24,12 +24,24 @@ import json
 import math
 import os
 import sys
+import tomllib
 
 import pyarrow.parquet as pq
 from scipy import stats
 
 ARMS = ["uniform", "natural", "sdm", "own"]
-TARGETS = ["code_python", "math", "encyclopedia", "speeches"]
+# The targets' domains, read from the jobs' configuration (bench/ablation.sh's TARGETS) in main().
+TARGETS = []
+
+
+def targets_of(w, seeds):
+    """The probe domains of the first seed's [[simulate.target]] tables (equal weights)."""
+    for s in seeds:
+        path = f"{w}/s{s}/ablation.toml"
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                return [t["probe"] for t in tomllib.load(f)["simulate"]["target"]]
+    return []
 
 
 def rows(path):
@@ -113,6 +125,7 @@ def stage_seconds(log):
 
 def main():
     w, machine, isa, seeds, loo_seeds = sys.argv[1:6]
+    TARGETS.extend(targets_of(w, seeds.split()))
     seeds = [s for s in seeds.split() if os.path.exists(f"{w}/s{s}/out/runs")]
     loo_seeds = [s for s in loo_seeds.split() if os.path.exists(f"{w}/s{s}/out/simulate/loo_utilities.parquet")]
     final, curves = {}, {}
