@@ -252,10 +252,18 @@ impl SimulateConfig {
             if self.target_sequences == 0 {
                 return fail("target_sequences", "at least 1");
             }
-            if self.comparison() != Comparison::default() {
+            let other_estimators =
+                "(DataInf and cosine need gradients = \"training\" or \"sample\")";
+            if self.curvature != Curvature::Identity {
                 return fail(
                     "curvature",
-                    "\"identity\" and similarity = \"inner\" with gradients = \"domain\" (DataInf and cosine need gradients = \"training\" or \"sample\")",
+                    &format!("\"identity\" with gradients = \"domain\" {other_estimators}"),
+                );
+            }
+            if self.similarity != Similarity::Inner {
+                return fail(
+                    "similarity",
+                    &format!("\"inner\" with gradients = \"domain\" {other_estimators}"),
                 );
             }
         }
@@ -347,12 +355,16 @@ mod tests {
     #[test]
     fn impossible_values_name_their_key() {
         type Break = fn(&mut SimulateConfig);
-        let cases: [(Break, &str); 14] = [
+        let cases: [(Break, &str); 15] = [
             (|c| c.domain_sequences = 1, "[simulate].domain_sequences"),
             (|c| c.target_sequences = 0, "[simulate].target_sequences"),
             (
                 |c| c.curvature = Curvature::DataInf,
                 "DataInf and cosine need gradients",
+            ),
+            (
+                |c| c.similarity = Similarity::Cosine,
+                "[simulate].similarity: expected \"inner\" with gradients = \"domain\"",
             ),
             (|c| c.target_docs = 0, "[simulate].target_docs"),
             (|c| c.capture_steps = 0, "[simulate].capture_steps"),
