@@ -1,5 +1,7 @@
 //! Command-line interface: one subcommand per stage.
 
+use mixlab_ingest::manifest::ShardSet;
+use mixlab_ingest::verified::Verification;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -37,6 +39,11 @@ pub struct GlobalArgs {
     /// Log format on stderr; `json` gives one JSON object per line for batch jobs.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Hash every shard against the manifest before using it. Without it, shards unchanged since
+    /// their last full check (the manifest, sizes and modification times recorded in
+    /// shards/verified.json) are used without reading them again.
+    #[arg(long, global = true)]
+    pub verify: bool,
 }
 
 /// Log line format.
@@ -52,6 +59,42 @@ impl GlobalArgs {
     /// The artefact root (`--out`, default `out`).
     pub fn out_root(&self) -> PathBuf {
         self.out.clone().unwrap_or_else(|| PathBuf::from("out"))
+    }
+
+    /// How shards are checked on open (`--verify`: every checksum).
+    pub fn verification(&self) -> Verification {
+        if self.verify {
+            Verification::Full
+        } else {
+            Verification::Recorded
+        }
+    }
+
+    /// `<out>/shards`, verified as `--verify` says when opened.
+    pub fn shards(&self) -> ShardsDir {
+        ShardsDir {
+            path: self.out_root().join("shards"),
+            verification: self.verification(),
+        }
+    }
+}
+
+/// A shard directory and how to verify it when a command opens it.
+#[derive(Debug, Clone)]
+pub struct ShardsDir {
+    /// The directory holding `manifest.json`.
+    pub path: PathBuf,
+    /// Recorded state or every checksum.
+    pub verification: Verification,
+}
+
+impl ShardsDir {
+    /// Opens and verifies the shards.
+    ///
+    /// # Errors
+    /// A missing manifest or a file that differs from it, naming the file.
+    pub fn open(&self) -> mixlab_ingest::Result<ShardSet> {
+        ShardSet::open(&self.path, self.verification)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The run directory `runs/<name>/` (DESIGN.md, "Run directory"): resolved `config.toml`,
 //! `metrics.parquet`, `checkpoints/`, `eval.parquet` and the `done` marker with the inputs' hash.
 
+use mixlab_ingest::verified::Verification;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -231,8 +232,8 @@ impl ResolvedRun {
     ///
     /// # Errors
     /// A missing or damaged shard set, or one whose inputs or tokenizer hash differ (both named).
-    pub fn open_shards(&self) -> anyhow::Result<ShardSet> {
-        let shards = ShardSet::open(&self.shards)?;
+    pub fn open_shards(&self, verification: Verification) -> anyhow::Result<ShardSet> {
+        let shards = ShardSet::open(&self.shards, verification)?;
         shards.expect_identity(&self.shards_inputs_hash, &self.tokenizer_sha256)?;
         Ok(shards)
     }

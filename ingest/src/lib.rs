@@ -39,6 +39,7 @@ pub mod checksum;
 pub mod error;
 pub mod manifest;
 pub mod shard;
+pub mod verified;
 
 #[cfg(feature = "pipeline")]
 pub mod config;

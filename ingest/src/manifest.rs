@@ -14,6 +14,7 @@ use mixlab_artefacts::atomic::write_atomic;
 use crate::checksum::sha256_file;
 use crate::error::{Error, Result};
 use crate::shard::{ShardDocument, ShardFile, Split, read_shard_file};
+use crate::verified::{Snapshot, Verification};
 
 /// Version of the shard and manifest format; bumped on any incompatible change.
 pub const FORMAT_VERSION: u32 = 1;
@@ -168,6 +169,48 @@ impl Manifest {
     }
 }
 
+/// Checks the tokenizer's and every shard file's SHA-256 against the manifest.
+fn verify_checksums(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let mismatch = |path: PathBuf, what: String| Error::Manifest {
+        path,
+        message: format!("{what}; the shards changed after ingest (re-run `mixlab ingest`)"),
+    };
+    let tokenizer = dir.join(&manifest.tokenizer.file);
+    if !tokenizer.exists() {
+        return Err(mismatch(tokenizer, "tokenizer file is missing".into()));
+    }
+    let hash = sha256_file(&tokenizer)?;
+    if hash != manifest.tokenizer.sha256 {
+        return Err(mismatch(
+            tokenizer,
+            format!(
+                "tokenizer hash {hash} differs from the manifest's {}",
+                manifest.tokenizer.sha256
+            ),
+        ));
+    }
+    for file in manifest.domains.iter().flat_map(|d| &d.files) {
+        let path = dir.join(&file.path);
+        if !path.exists() {
+            return Err(mismatch(
+                path,
+                "shard file listed in the manifest is missing".into(),
+            ));
+        }
+        let hash = sha256_file(&path)?;
+        if hash != file.sha256 {
+            return Err(mismatch(
+                path,
+                format!(
+                    "checksum {hash} differs from the manifest's {}",
+                    file.sha256
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A verified shard directory: the manifest plus the guarantee that every file matches it.
 #[derive(Debug, Clone)]
 pub struct ShardSet {
@@ -176,48 +219,33 @@ pub struct ShardSet {
 }
 
 impl ShardSet {
-    /// Opens `dir` and verifies every shard file's size and SHA-256 and the tokenizer's hash.
+    /// Opens `dir` and verifies it against its manifest: with [`Verification::Recorded`], files
+    /// unchanged since the last full pass (same manifest, sizes and modification times,
+    /// [`crate::verified`]) are taken without reading them; otherwise every shard's and the
+    /// tokenizer's SHA-256 is checked and the new state recorded.
     ///
     /// # Errors
     /// [`Error::Manifest`] naming the first file that is missing or differs from the manifest.
-    pub fn open(dir: &Path) -> Result<ShardSet> {
+    ///
+    /// # Example
+    /// ```no_run
+    /// use mixlab_ingest::manifest::ShardSet;
+    /// use mixlab_ingest::verified::Verification;
+    /// let shards = ShardSet::open("out/shards".as_ref(), Verification::Recorded)?;
+    /// println!("{} domains", shards.manifest().domains.len());
+    /// # Ok::<(), mixlab_ingest::error::Error>(())
+    /// ```
+    pub fn open(dir: &Path, verification: Verification) -> Result<ShardSet> {
         let manifest = Manifest::read(dir)?;
-        let mismatch = |path: PathBuf, what: String| Error::Manifest {
-            path,
-            message: format!("{what}; the shards changed after ingest (re-run `mixlab ingest`)"),
-        };
-        let tok_path = dir.join(&manifest.tokenizer.file);
-        if !tok_path.exists() {
-            return Err(mismatch(tok_path, "tokenizer file is missing".into()));
-        }
-        let tok_hash = sha256_file(&tok_path)?;
-        if tok_hash != manifest.tokenizer.sha256 {
-            return Err(mismatch(
-                tok_path,
-                format!(
-                    "tokenizer hash {tok_hash} differs from the manifest's {}",
-                    manifest.tokenizer.sha256
-                ),
-            ));
-        }
-        for file in manifest.domains.iter().flat_map(|d| &d.files) {
-            let path = dir.join(&file.path);
-            if !path.exists() {
-                return Err(mismatch(
-                    path,
-                    "shard file listed in the manifest is missing".into(),
-                ));
+        let snapshot = Snapshot::of(dir, &manifest);
+        let recorded = snapshot.as_ref().is_some_and(|s| s.is_recorded(dir));
+        if verification == Verification::Full || !recorded {
+            verify_checksums(dir, &manifest)?;
+            if let Some(snapshot) = snapshot {
+                snapshot.record(dir);
             }
-            let hash = sha256_file(&path)?;
-            if hash != file.sha256 {
-                return Err(mismatch(
-                    path,
-                    format!(
-                        "checksum {hash} differs from the manifest's {}",
-                        file.sha256
-                    ),
-                ));
-            }
+        } else {
+            tracing::debug!(shards = %dir.display(), "unchanged since their last full verification");
         }
         Ok(ShardSet {
             root: dir.to_owned(),

@@ -29,6 +29,7 @@ use crate::manifest::{
 use crate::shard::{ShardDocument, ShardWriter, Split};
 use crate::source::{ReadOptions, SourceReader, resolve_files};
 use crate::tokenize::{TextTokenizer, train_byte_level_bpe};
+use crate::verified::{Snapshot, Verification};
 
 /// Batches read ahead of processing (each at most `batch_rows` records).
 const READ_AHEAD_BATCHES: usize = 2;
@@ -91,7 +92,7 @@ pub fn ingest(req: &IngestRequest<'_>, progress: &dyn Progress) -> Result<Ingest
     let inputs_hash = inputs_hash(req, &sources)?;
     if let Ok(manifest) = Manifest::read(req.shards_dir)
         && manifest.inputs_hash == inputs_hash
-        && ShardSet::open(req.shards_dir).is_ok()
+        && ShardSet::open(req.shards_dir, Verification::Recorded).is_ok()
     {
         return Ok(IngestOutcome::UpToDate(manifest));
     }
@@ -165,6 +166,10 @@ fn write_staging(
         domains,
     };
     manifest.write(staging)?;
+    // Every checksum in the manifest was just computed from the written files: record that.
+    if let Some(snapshot) = Snapshot::of(staging, &manifest) {
+        snapshot.record(staging);
+    }
     Ok(manifest)
 }
 
@@ -220,7 +225,8 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 /// shards verify.
 fn finished_staging(staging: &Path, inputs_hash: &str) -> Option<Manifest> {
     let manifest = Manifest::read(staging).ok()?;
-    (manifest.inputs_hash == inputs_hash && ShardSet::open(staging).is_ok()).then_some(manifest)
+    (manifest.inputs_hash == inputs_hash && ShardSet::open(staging, Verification::Recorded).is_ok())
+        .then_some(manifest)
 }
 
 /// Copies or trains the tokenizer into `out`; returns its origin for the manifest.

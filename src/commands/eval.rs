@@ -26,7 +26,7 @@ pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {
         resolved.train.seq_len = seq_len as usize;
         resolved.model.max_seq_len = resolved.model.max_seq_len.max(seq_len as usize);
     }
-    let shards = resolved.open_shards()?;
+    let shards = resolved.open_shards(global.verification())?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
     let texts = if args.texts.is_empty() {
         Vec::new()

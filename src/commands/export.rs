@@ -11,7 +11,7 @@ pub fn run(global: &GlobalArgs, args: &ExportArgs) -> anyhow::Result<()> {
     let run_dir = RunDir::new(global.out_root().join(&args.run));
     let resolved = run_dir.read_config()?;
     let (step, weights) = run_dir.latest_model()?;
-    let shards = resolved.open_shards()?;
+    let shards = resolved.open_shards(global.verification())?;
     let dir = args.dir.clone().unwrap_or_else(|| run_dir.root.join("hf"));
     export_checkpoint(&resolved.model, &weights, &dir)?;
     mixlab_artefacts::atomic::write_atomic(

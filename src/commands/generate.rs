@@ -11,7 +11,7 @@ use crate::run_dir::RunDir;
 pub fn run(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Result<()> {
     let run_dir = RunDir::new(global.out_root().join(&args.run));
     let resolved = run_dir.read_config()?;
-    let shards = resolved.open_shards()?;
+    let shards = resolved.open_shards(global.verification())?;
     let tokenizer = TextTokenizer::load(&shards.tokenizer_path())?;
     let (_, model_path) = run_dir.latest_model()?;
     let inference = Inference::load(&resolved.model, &model_path)?;

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_ingest::shard::Split;
+use mixlab_ingest::verified::Verification;
 
 use crate::cli::{GlobalArgs, InspectArgs};
 use crate::table::{Table, thousands};
@@ -13,7 +14,8 @@ pub fn run(global: &GlobalArgs, args: &InspectArgs) -> anyhow::Result<()> {
         .shards
         .clone()
         .unwrap_or_else(|| global.out_root().join("shards"));
-    let set = ShardSet::open(&dir).with_context(|| format!("inspecting {}", dir.display()))?;
+    let set = ShardSet::open(&dir, Verification::Full)
+        .with_context(|| format!("inspecting {}", dir.display()))?;
     let m = set.manifest();
     if args.json {
         println!("{}", serde_json::to_string_pretty(m)?);

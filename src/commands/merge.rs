@@ -67,7 +67,7 @@ pub fn run(global: &GlobalArgs, args: &MergeArgs) -> anyhow::Result<()> {
     let base = base_dir.read_finished(&format!("--base {}", args.base.display()))?;
     let spec = read_specialists(&args.specialists)?;
     let choice = parse_weights(&args.weights, spec.specialist.len())?;
-    let shards = base.open_shards()?;
+    let shards = base.open_shards(global.verification())?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
     let (step, path) = base_dir.latest_model()?;
     let from = InitWeights {

@@ -10,7 +10,6 @@ use mixlab_artefacts::mixture::{read_mixture, write_mixture};
 use mixlab_artefacts::run_table::{NumericTable, RunTableFiles};
 use mixlab_artefacts::utilities::{DomainUtility, JOINT_TARGET, read_utilities};
 use mixlab_ingest::checksum::sha256_file;
-use mixlab_ingest::manifest::ShardSet;
 use mixlab_ingest::shard::Split;
 use mixlab_mixer::baselines::{epoch_caps, natural, uniform, unimax};
 use mixlab_mixer::bounds::Bounds;
@@ -22,7 +21,7 @@ use mixlab_mixer::search::{SearchParams, prior_from_masses};
 use mixlab_mixer::utility::{proportional, utilimax};
 use mixlab_simulator::aggregate::window_weights;
 
-use crate::cli::{GlobalArgs, MixArgs, MixMethod, PriorArg, SdmObjective};
+use crate::cli::{GlobalArgs, MixArgs, MixMethod, PriorArg, SdmObjective, ShardsDir};
 use crate::config::LoadedConfig;
 use crate::exit::Usage;
 use crate::table::Table;
@@ -34,12 +33,12 @@ pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {
         .output
         .clone()
         .unwrap_or_else(|| global.out_root().join("mixture.toml"));
-    let shards_dir = global.out_root().join("shards");
+    let shards = global.shards();
     let schedule = match args.method {
-        MixMethod::Regmix => regmix(args, loaded.as_ref(), &shards_dir)?,
+        MixMethod::Regmix => regmix(args, loaded.as_ref(), &shards)?,
         MixMethod::Sdm | MixMethod::Own => sdm(args, loaded.as_ref(), global)?,
-        MixMethod::Doremi => doremi(args, global, &shards_dir)?,
-        method => baseline(method, loaded.as_ref(), &shards_dir)?,
+        MixMethod::Doremi => doremi(args, global, &shards)?,
+        method => baseline(method, loaded.as_ref(), &shards)?,
     };
     write_mixture(&output, &schedule)?;
     let mut header = vec!["domain"];
@@ -71,8 +70,10 @@ pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {
 }
 
 /// Training tokens per domain of the verified shards, in manifest order.
-fn shard_tokens(dir: &Path) -> anyhow::Result<Vec<(String, u64)>> {
-    let shards = ShardSet::open(dir).context("the mixture needs the shards' token counts")?;
+fn shard_tokens(shards: &ShardsDir) -> anyhow::Result<Vec<(String, u64)>> {
+    let shards = shards
+        .open()
+        .context("the mixture needs the shards' token counts")?;
     Ok(shards.manifest().split_tokens(Split::Train))
 }
 
@@ -93,9 +94,9 @@ fn train_budget(loaded: &LoadedConfig) -> anyhow::Result<u64> {
 fn baseline(
     method: MixMethod,
     loaded: Option<&LoadedConfig>,
-    shards_dir: &Path,
+    shards: &ShardsDir,
 ) -> anyhow::Result<MixtureSchedule> {
-    let (domains, tokens): (Vec<String>, Vec<u64>) = shard_tokens(shards_dir)?.into_iter().unzip();
+    let (domains, tokens): (Vec<String>, Vec<u64>) = shard_tokens(shards)?.into_iter().unzip();
     let (weights, name) = match method {
         MixMethod::Uniform => (uniform(domains.len()), "uniform"),
         MixMethod::Natural => (natural(&tokens)?, "natural"),
@@ -133,7 +134,7 @@ fn baseline(
 fn regmix(
     args: &MixArgs,
     loaded: Option<&LoadedConfig>,
-    shards_dir: &Path,
+    shards: &ShardsDir,
 ) -> anyhow::Result<MixtureSchedule> {
     let (Some(runs), Some(losses), Some(target)) = (&args.runs, &args.losses, &args.target) else {
         anyhow::bail!(Usage(
@@ -160,7 +161,7 @@ fn regmix(
     let caps_apply = loaded.is_some() && mix.max_epochs.is_some();
     let prior_needs_tokens = args.prior_file.is_none() && args.prior == PriorArg::Tokens;
     let tokens = (caps_apply || prior_needs_tokens)
-        .then(|| tokens_of(&table.domains, shards_dir))
+        .then(|| tokens_of(&table.domains, shards))
         .transpose()?;
     let prior = prior(args, &table, tokens.as_deref())?;
     let bounds = bounds(&table.domains, &mix, loaded, tokens.as_deref())?;
@@ -236,15 +237,15 @@ fn prior(args: &MixArgs, table: &RunTable, tokens: Option<&[u64]>) -> anyhow::Re
 }
 
 /// Training tokens of `domains` in the shards; every domain must be there.
-fn tokens_of(domains: &[String], shards_dir: &Path) -> anyhow::Result<Vec<u64>> {
-    let tokens: BTreeMap<String, u64> = shard_tokens(shards_dir)?.into_iter().collect();
+fn tokens_of(domains: &[String], shards: &ShardsDir) -> anyhow::Result<Vec<u64>> {
+    let tokens: BTreeMap<String, u64> = shard_tokens(shards)?.into_iter().collect();
     domains
         .iter()
         .map(|d| {
             tokens.get(d).copied().ok_or_else(|| {
                 anyhow::anyhow!(Usage(format!(
                     "domain {d:?} of the run table is not in the shards under {} (needed for --prior tokens and [mix].max_epochs)",
-                    shards_dir.display()
+                    shards.path.display()
                 )))
             })
         })
@@ -273,7 +274,7 @@ fn bounds(
 fn doremi(
     args: &MixArgs,
     global: &GlobalArgs,
-    shards_dir: &Path,
+    shards: &ShardsDir,
 ) -> anyhow::Result<MixtureSchedule> {
     let path = args
         .doremi
@@ -290,10 +291,7 @@ fn doremi(
             schedule.provenance.method
         )));
     }
-    let shard_domains: Vec<String> = shard_tokens(shards_dir)?
-        .into_iter()
-        .map(|(d, _)| d)
-        .collect();
+    let shard_domains: Vec<String> = shard_tokens(shards)?.into_iter().map(|(d, _)| d).collect();
     let weighted: Vec<&String> = schedule.stage[0].weights.keys().collect();
     if weighted.len() != shard_domains.len() || shard_domains.iter().any(|d| !weighted.contains(&d))
     {
@@ -324,7 +322,7 @@ fn sdm(
     // The own-domain control has no utilities file: one utility per domain, no checkpoints.
     let (joint, method, inputs) = match args.method {
         MixMethod::Own => {
-            let joint = own_domain_utilities(loaded, &global.out_root().join("shards"))?;
+            let joint = own_domain_utilities(loaded, &global.shards())?;
             (joint, "own", BTreeMap::new())
         }
         _ => {
@@ -342,10 +340,7 @@ fn sdm(
     };
     let mix = loaded.map(|l| l.config.mix.clone()).unwrap_or_default();
     let tokens = match (loaded, mix.max_epochs) {
-        (Some(_), Some(_)) => Some(tokens_of(
-            &joint.domains,
-            &global.out_root().join("shards"),
-        )?),
+        (Some(_), Some(_)) => Some(tokens_of(&joint.domains, &global.shards())?),
         _ => None,
     };
     let bounds = bounds(&joint.domains, &mix, loaded, tokens.as_deref())?;
@@ -393,14 +388,11 @@ fn sdm(
 /// `probe`), summed per domain; the same at every checkpoint (there are none).
 fn own_domain_utilities(
     loaded: Option<&LoadedConfig>,
-    shards_dir: &Path,
+    shards: &ShardsDir,
 ) -> anyhow::Result<JointUtilities> {
     let loaded = loaded
         .ok_or_else(|| Usage("--method own needs --config (its [[simulate.target]])".into()))?;
-    let domains: Vec<String> = shard_tokens(shards_dir)?
-        .into_iter()
-        .map(|(d, _)| d)
-        .collect();
+    let domains: Vec<String> = shard_tokens(shards)?.into_iter().map(|(d, _)| d).collect();
     let mut overall = vec![0.0; domains.len()];
     for (i, target) in loaded.config.simulate.target.iter().enumerate() {
         let own = target.own_domain().ok_or_else(|| {

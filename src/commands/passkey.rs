@@ -67,7 +67,7 @@ fn eval(global: &GlobalArgs, args: &PasskeyEvalArgs) -> anyhow::Result<()> {
     let context = args.context.unwrap_or(resolved.train.seq_len);
     // Positions beyond the trained context are what this test probes; the RoPE tables follow.
     resolved.model.max_seq_len = resolved.model.max_seq_len.max(context);
-    let shards = resolved.open_shards()?;
+    let shards = resolved.open_shards(global.verification())?;
     let tokenizer = TextTokenizer::load(&shards.tokenizer_path())?;
     let tokenize = |text: &str| tokenizer.encode(text).map_err(|e| e.to_string());
     let prompts = prompts(

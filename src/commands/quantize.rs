@@ -38,7 +38,7 @@ pub fn run(global: &GlobalArgs, args: &QuantizeArgs) -> anyhow::Result<()> {
     config
         .validate(&source.model)
         .map_err(|e| Usage(format!("--group-size {}: {e}", args.group_size)))?;
-    let shards = source.open_shards()?;
+    let shards = source.open_shards(global.verification())?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
     let model = ModelConfig {
         int8_activations: args.int8_activations,
@@ -131,7 +131,7 @@ fn quant_aware_training(
     train
         .validate()
         .map_err(|e| Usage(format!("--qat-lr: {e}")))?;
-    let shards = source.run.open_shards()?;
+    let shards = source.run.open_shards(global.verification())?;
     let resolved = ResolvedRun::new(&shards, model.clone(), train, source.run.mixture.clone())
         .distilled(DistillSource {
             teacher: source.dir.root.clone(),
@@ -179,7 +179,7 @@ fn round(
     };
     let mut train = from.run.train.clone();
     train.steps = 0;
-    let shards = from.run.open_shards()?;
+    let shards = from.run.open_shards(global.verification())?;
     let resolved = ResolvedRun::new(&shards, model.clone(), train, from.run.mixture.clone())
         .quantized(init.clone(), config);
     let gguf = run_dir.root.join(GGUF_FILE);

@@ -53,7 +53,7 @@ pub fn run(global: &GlobalArgs, args: &SimulateArgs) -> anyhow::Result<()> {
         .simulate
         .validate()
         .with_context(config_file)?;
-    let shards = ShardSet::open(&global.out_root().join("shards"))?;
+    let shards = global.shards().open()?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
     let tokenizer = TextTokenizer::load(&shards.tokenizer_path())?;
     let base = loaded

@@ -10,7 +10,6 @@ use anyhow::Context;
 use indicatif::ProgressBar;
 use mixlab_artefacts::eval::read_eval;
 use mixlab_artefacts::run_table::NumericTable;
-use mixlab_ingest::manifest::ShardSet;
 use mixlab_mixer::dirichlet::regmix_proxy_mixtures;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
 use mixlab_trainer::data::Corpus;
@@ -25,7 +24,7 @@ use crate::training::run_training;
 /// Trains `--n` proxy runs and writes `runs.csv` and `losses.csv` under `<out>/sweep/`.
 pub fn run(global: &GlobalArgs, args: &SweepArgs) -> anyhow::Result<()> {
     let loaded = LoadedConfig::load(&args.config)?;
-    let shards = ShardSet::open(&global.out_root().join("shards"))?;
+    let shards = global.shards().open()?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
     let mixtures = regmix_proxy_mixtures(&corpus.train_tokens(), args.n, args.seed)?;
     let mut train_config = loaded.config.train.clone();

@@ -4,7 +4,6 @@ use std::path::Path;
 
 use anyhow::Context;
 use mixlab_artefacts::mixture::read_mixture;
-use mixlab_ingest::manifest::ShardSet;
 use mixlab_mixer::schedule::MixtureSchedule;
 use mixlab_trainer::config::ModelConfig;
 use mixlab_trainer::data::Corpus;
@@ -30,7 +29,7 @@ pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {
 /// The run `args` describe on `<out>/shards` (configuration, overrides, mixture), and the corpus.
 pub fn resolve(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<(ResolvedRun, Corpus)> {
     let loaded = LoadedConfig::load(&args.config)?;
-    let shards = ShardSet::open(&global.out_root().join("shards"))?;
+    let shards = global.shards().open()?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
     let mixture = match &args.mixture {
         Some(path) => read_mixture(path).context(Usage(format!("--mixture {}", path.display())))?,

@@ -11,6 +11,7 @@ use mixlab_ingest::manifest::{
     TokenizerInfo,
 };
 use mixlab_ingest::shard::{ShardDocument, ShardWriter, Split};
+use mixlab_ingest::verified::Verification;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseResult;
@@ -171,7 +172,7 @@ fn find_leaf<'a>(v: &'a mut Value, left: &mut usize) -> Option<&'a mut Value> {
 /// Opening and reading never panic; an undamaged directory reads back its documents; whatever is
 /// read holds only token ids the manifest's tokenizer has.
 fn open_is_total(dir: &Path, expected: Option<&[ShardDocument]>) -> TestCaseResult {
-    let Ok(set) = ShardSet::open(dir) else {
+    let Ok(set) = ShardSet::open(dir, Verification::Full) else {
         return Ok(());
     };
     let vocab = set.manifest().tokenizer.vocab_size;
@@ -209,7 +210,7 @@ fn an_undamaged_shard_directory_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     write_shard_dir(dir.path());
     open_is_total(dir.path(), Some(&documents())).unwrap();
-    assert!(ShardSet::open(dir.path()).is_ok());
+    assert!(ShardSet::open(dir.path(), Verification::Full).is_ok());
 }
 
 /// Each corpus entry is a JSON list of [`Damage`]s to the directory of [`write_shard_dir`].

@@ -49,7 +49,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<()> {
     }
     println!("== ingest");
     job.invoke(&["ingest".into(), "--config".into(), "{config}".into()])?;
-    let shards = ShardSet::open(&out.join("shards"))?;
+    let shards = ShardSet::open(&out.join("shards"), global.verification())?;
     let plan = plan::plan(&loaded, &arms, &shards.manifest().inputs_hash)?;
     let plan_file = out.join("pipeline").join("plan.json");
     fs_err::create_dir_all(out.join("pipeline"))?;
@@ -120,6 +120,9 @@ impl<F: Fn(StageKind) -> bool> Job<'_, F> {
         ];
         if self.global.quiet {
             argv.push("--quiet".into());
+        }
+        if self.global.verify {
+            argv.push("--verify".into());
         }
         argv.extend(self.expand(args));
         let cli = Cli::try_parse_from(&argv)

@@ -119,6 +119,47 @@ fn tampered_shards_and_interrupted_runs_are_handled() {
     p.run(&["inspect"]).expect_code(0);
 }
 
+#[test]
+fn an_unchanged_shard_set_is_opened_without_reading_its_shards() {
+    let p = Project::with_default_config();
+    p.run(&["ingest", "-q"]).expect_code(0);
+    let record = p.path("out/shards/verified.json");
+    let recorded_at_publish = std::fs::read_to_string(&record).expect("ingest records its check");
+    // Change a shard's bytes but not its size or modification time: only a full pass can tell.
+    let m = demo_manifest(&p);
+    let shard = p.path("out/shards").join(&m.domains[1].files[0].path);
+    let modified = std::fs::metadata(&shard).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&shard, &bytes).unwrap();
+    let file = std::fs::File::options().write(true).open(&shard).unwrap();
+    file.set_modified(modified).unwrap();
+    drop(file);
+
+    let natural = ["mix", "-q", "--method", "natural"];
+    p.run(&natural).expect_code(0);
+    for args in [
+        &["--verify", "mix", "-q", "--method", "natural"][..],
+        &["inspect"],
+    ] {
+        let out = p.run(args).expect_code(1);
+        assert!(
+            out.stderr.contains("checksum") && out.stderr.contains("part-00000.parquet"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    // Restored bytes under a new modification time: the next open hashes again and renews the
+    // record.
+    bytes[mid] ^= 0xff;
+    std::fs::write(&shard, &bytes).unwrap();
+    p.run(&natural).expect_code(0);
+    let renewed = std::fs::read_to_string(&record).unwrap();
+    assert_ne!(renewed, recorded_at_publish);
+    p.run(&["inspect"]).expect_code(0);
+}
+
 /// A config with one domain reading `source` (TOML lines for `[[domain.source]]`).
 fn one_domain(source: &str, extra: &str) -> String {
     format!(

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_ingest::shard::Split;
+use mixlab_ingest::verified::Verification;
 
 use crate::util::Project;
 
@@ -20,7 +21,7 @@ fn eval_json(p: &Project, run: &str) -> serde_json::Value {
 
 /// Entropy (nats) of the unigram distribution of the training tokens.
 fn unigram_entropy(p: &Project) -> f64 {
-    let shards = ShardSet::open(&p.path("out/shards")).unwrap();
+    let shards = ShardSet::open(&p.path("out/shards"), Verification::Full).unwrap();
     let mut counts: HashMap<u32, f64> = HashMap::new();
     for d in &shards.manifest().domains {
         for doc in shards.read_domain(&d.name, Some(Split::Train)).unwrap() {
