@@ -259,6 +259,11 @@ fn leaves(
     out
 }
 
+/// Whether `text` is a run hash as [`ResolvedRun`] computes it: 64 lower-case hex digits.
+fn is_run_hash(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// A run directory's paths.
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -289,11 +294,19 @@ impl RunDir {
         }
     }
 
-    /// The hash in the `done` marker, if the run finished.
+    /// The hash in the `done` marker, if the run finished. A marker that holds no run hash (torn
+    /// by a power loss) counts as unfinished, with a warning: the run resumes from its checkpoints.
     pub fn finished_hash(&self) -> Option<String> {
-        std::fs::read_to_string(self.done())
-            .ok()
-            .map(|s| s.trim().to_owned())
+        let text = std::fs::read_to_string(self.done()).ok()?;
+        let hash = text.trim();
+        if is_run_hash(hash) {
+            return Some(hash.to_owned());
+        }
+        tracing::warn!(
+            "{}: a done marker that holds no run hash (torn by a crash?): the run counts as unfinished and resumes from its checkpoints",
+            self.done().display()
+        );
+        None
     }
 
     /// Whether `config.toml` exists (a run was started here).

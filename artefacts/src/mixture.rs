@@ -32,7 +32,8 @@ fn legacy_version() -> u32 {
 /// resolves the schedule ([`MixtureSchedule::validate`]).
 ///
 /// # Errors
-/// [`Error::Toml`] naming line and key for malformed files or unknown keys; [`Error::Version`] for
+/// [`Error::Toml`] naming line and key for malformed files or unknown keys, or saying that the
+/// file has no stage; [`Error::Version`] for
 /// another format version; an I/O error naming the path.
 ///
 /// # Example
@@ -66,6 +67,12 @@ pub fn read_mixture(path: &Path) -> Result<MixtureSchedule> {
         });
     }
     let file: MixtureFile = toml::from_str(&text).map_err(toml_error)?;
+    if file.stage.is_empty() {
+        return Err(Error::Toml {
+            path: path.to_owned(),
+            message: "no stage: expected at least one [[stage]] table with its weights".to_owned(),
+        });
+    }
     Ok(MixtureSchedule {
         stage: file.stage,
         provenance: file.provenance,
@@ -119,6 +126,18 @@ mod tests {
         assert!(
             err.contains("format version 2") && err.contains("reads version 1"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_schedule_without_stages_is_refused() {
+        let (_dir, path) = write("stage = []\n[provenance]\nmethod = \"uniform\"\n");
+        let err = read_mixture(&path).unwrap_err();
+        assert!(err.is_user_input());
+        let message = err.to_string();
+        assert!(
+            message.contains("mixture.toml") && message.contains("at least one [[stage]]"),
+            "{message}"
         );
     }
 

@@ -324,13 +324,17 @@ pub fn read_parts(checkpoints: &Path, parts: &Path) -> Result<Vec<DocumentUtilit
 /// Domain utilities from document utilities: per checkpoint and target, per target over all
 /// checkpoints (`Σ_t α_t u`, `α_t ∝ t`), and joint (`Σ_c w_c Σ_t α_t u`); each the token-weighted
 /// mean over the domain's documents with a bootstrap standard error. Domains in `domains` order.
+///
+/// # Errors
+/// [`Error::Config`] for a row scored against a target that `targets` does not list (scores of
+/// another configuration): it would otherwise count with weight 0 in the joint utility.
 pub fn summarize(
     rows: &[DocumentUtility],
     targets: &[TargetSet],
     domains: &[String],
     resamples: usize,
     seed: u64,
-) -> Vec<DomainUtility> {
+) -> Result<Vec<DomainUtility>> {
     let mut steps: Vec<u64> = rows.iter().map(|r| r.checkpoint_step).collect();
     steps.sort_unstable();
     steps.dedup();
@@ -343,6 +347,17 @@ pub fn summarize(
         .iter()
         .map(|t| (t.name.as_str(), t.weight))
         .collect();
+    if let Some(r) = rows
+        .iter()
+        .find(|r| !weight.contains_key(r.target.as_str()))
+    {
+        return Err(Error::Config(format!(
+            "document utilities scored against target {:?}, which [[simulate.target]] does not list \
+             (it lists {:?}): they come from another configuration; score the proxy again",
+            r.target,
+            weight.keys().collect::<Vec<_>>()
+        )));
+    }
     // (domain, target, step or None) → doc → (tokens, utility)
     let mut groups: BTreeMap<(&str, &str, Option<u64>), BTreeMap<u64, Scored>> = BTreeMap::new();
     let mut add = |key, doc: u64, tokens: u64, utility: f64| {
@@ -361,7 +376,7 @@ pub fn summarize(
             r.tokens,
             r.utility,
         );
-        let weighted = weight.get(t).copied().unwrap_or(0.0) * r.utility;
+        let weighted = weight[t] * r.utility;
         add((d, t, None), r.doc_id, r.tokens, a * r.utility);
         add(
             (d, JOINT_TARGET, Some(r.checkpoint_step)),
@@ -394,5 +409,58 @@ pub fn summarize(
             b.checkpoint_step,
         ))
     });
-    out
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(target: &str, doc_id: u64, utility: f64) -> DocumentUtility {
+        DocumentUtility {
+            domain: "code".into(),
+            doc_id,
+            source: "s".into(),
+            tokens: 10,
+            target: target.into(),
+            checkpoint_step: 100,
+            utility,
+        }
+    }
+
+    fn target(name: &str, weight: f64) -> TargetSet {
+        TargetSet {
+            name: name.into(),
+            weight,
+            docs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_joint_utility_weighs_each_target() {
+        let rows = [row("a", 0, 1.0), row("a", 1, 3.0), row("b", 0, 10.0)];
+        let targets = [target("a", 0.75), target("b", 0.25)];
+        let summary = summarize(&rows, &targets, &["code".into()], 10, 0).unwrap();
+        let joint = summary
+            .iter()
+            .find(|u| u.target == JOINT_TARGET && u.checkpoint_step.is_none())
+            .unwrap();
+        // Document 0: 0.75·1 + 0.25·10; document 1: 0.75·3; mean of the two, α = 1.
+        assert!(
+            (joint.utility - (3.25 + 2.25) / 2.0).abs() < 1e-12,
+            "{joint:?}"
+        );
+    }
+
+    #[test]
+    fn scores_of_an_unlisted_target_are_refused() {
+        let rows = [row("a", 0, 1.0), row("gone", 0, 5.0)];
+        let err = summarize(&rows, &[target("a", 1.0)], &["code".into()], 10, 0).unwrap_err();
+        assert!(err.is_config());
+        let message = err.to_string();
+        assert!(
+            message.contains("\"gone\"") && message.contains("[[simulate.target]]"),
+            "{message}"
+        );
+    }
 }

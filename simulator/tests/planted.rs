@@ -300,7 +300,7 @@ fn estimate(corpus: &Corpus, seed: u64, dir: &Path) -> (Vec<f64>, Vec<f64>) {
         &mut |_, _, _| {},
     )
     .unwrap();
-    let summary = summarize(&rows, &[target], &corpus.domains, 200, seed);
+    let summary = summarize(&rows, &[target], &corpus.domains, 200, seed).unwrap();
     DOMAINS
         .iter()
         .map(|d| {
@@ -333,7 +333,7 @@ fn output_layer_estimate(corpus: &Corpus, seed: u64, dir: &Path) -> Vec<f64> {
             &mut |_, _, _| {},
         )
         .unwrap();
-    let summary = summarize(&rows, &[target], &corpus.domains, 50, seed);
+    let summary = summarize(&rows, &[target], &corpus.domains, 50, seed).unwrap();
     DOMAINS
         .iter()
         .map(|d| overall(&summary, d, JOINT_TARGET).unwrap().utility)

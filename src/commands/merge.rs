@@ -232,7 +232,18 @@ fn specialist_mixture(
         (None, Some(file)) => {
             let path = spec_dir.join(file);
             let schedule = read_mixture(&path).map_err(|e| Usage(format!("{what}: {e}")))?;
-            schedule.stage[0].weights.clone()
+            match schedule.stage.as_slice() {
+                [only] => only.weights.clone(),
+                stages => {
+                    return Err(Usage(format!(
+                        "{what}: {} has {} stages, but a specialist trains on one mixture; \
+                         give it a single-stage file or weights = {{ ... }}",
+                        path.display(),
+                        stages.len()
+                    ))
+                    .into());
+                }
+            }
         }
         (None, None) => {
             return Err(Usage(format!(
@@ -318,9 +329,15 @@ fn search_weights(
     corpus: &Corpus,
     iters: u64,
 ) -> anyhow::Result<Vec<f64>> {
+    // The search needs a number for every point; a merge that fails is kept and reported after it.
+    let failure = std::cell::RefCell::new(None);
     let mean_valid_loss = |weights: &[f64]| -> f64 {
-        let Ok(merged) = models.merged(weights) else {
-            return f64::NAN;
+        let merged = match models.merged(weights) {
+            Ok(merged) => merged,
+            Err(e) => {
+                failure.borrow_mut().get_or_insert((weights.to_vec(), e));
+                return f64::INFINITY;
+            }
         };
         let inference = Inference::of_trained(&merged, &base.model);
         let losses = evaluate(&inference, &base.train, "valid", &corpus.valid, corpus.eos);
@@ -330,6 +347,9 @@ fn search_weights(
     };
     let best = minimize_on_simplex(models.len(), mean_valid_loss, iters)
         .map_err(|e| anyhow::anyhow!("searching the merge weights: {e}"))?;
+    if let Some((weights, e)) = failure.into_inner() {
+        return Err(anyhow::Error::new(e).context(format!("merging with weights {weights:?}")));
+    }
     tracing::info!(
         weights = ?best.weights,
         loss = best.cost,

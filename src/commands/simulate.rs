@@ -203,7 +203,7 @@ fn influence(proxies: &Proxies, targets: &[TargetSet]) -> anyhow::Result<()> {
         GradientSource::Sample => scores_of_sample(proxies, targets)?,
         GradientSource::Domain => scores_of_domains(proxies, targets)?,
     };
-    let summary = summarize(&rows, targets, &corpus.domains, sim.bootstrap, sim.seed);
+    let summary = summarize(&rows, targets, &corpus.domains, sim.bootstrap, sim.seed)?;
     write_document_utilities(&proxies.root.join("document_utilities.parquet"), &rows)?;
     let path = proxies.root.join("utilities.parquet");
     write_utilities(&path, &summary)?;

@@ -173,6 +173,24 @@ fn bad_specialists_and_weights_are_refused_before_training() {
         assert!(!p.path("out/runs/base-arith").exists(), "nothing trained");
     }
     p.write("specialists.toml", SPECIALISTS);
+    let two_stages = PROSE_MIXTURE.replace(
+        "[provenance]",
+        "[[stage]]\nname = \"anneal\"\nweights = { prose = 1.0 }\n\n[provenance]",
+    );
+    let stageless = "stage = []\n[provenance]\nmethod = \"by hand\"\n";
+    for (mixture, expected) in [
+        (two_stages.as_str(), "has 2 stages"),
+        (stageless, "at least one [[stage]]"),
+    ] {
+        p.write("prose.toml", mixture);
+        let out = merge(&p, &[]).expect_code(2);
+        assert!(
+            out.stderr.contains("prose.toml") && out.stderr.contains(expected),
+            "{expected}: {}",
+            out.stderr
+        );
+    }
+    p.write("prose.toml", PROSE_MIXTURE);
     let out = merge(&p, &["--weights", "1,2"]).expect_code(2);
     assert!(out.stderr.contains("3 numbers"), "{}", out.stderr);
     let out = p

@@ -102,7 +102,7 @@ fn two_trains_at_once_on_one_run_directory_one_works_like_a_lone_run() {
 }
 
 #[test]
-fn a_damaged_newest_checkpoint_falls_back_and_a_killed_runs_leftovers_go() {
+fn a_damaged_newest_checkpoint_and_a_torn_done_marker_resume_and_a_killed_runs_leftovers_go() {
     let p = Project::with_default_config();
     p.run(&["ingest", "-q"]).expect_code(0);
     p.edit_config("checkpoint_every = 100", "checkpoint_every = 20");
@@ -110,8 +110,9 @@ fn a_damaged_newest_checkpoint_falls_back_and_a_killed_runs_leftovers_go() {
         .expect_code(0);
     let expected = read_eval(&p.path("out/runs/a/eval.parquet")).unwrap();
 
-    // Killed while (or after) writing step 40: an empty state file, half-written leftovers.
-    std::fs::remove_file(p.path("out/runs/a/done")).unwrap();
+    // Killed while (or after) writing step 40: an empty state file, a torn (empty) done marker,
+    // half-written leftovers.
+    std::fs::write(p.path("out/runs/a/done"), b"").unwrap();
     std::fs::write(p.path("out/runs/a/checkpoints/step-40.json"), b"").unwrap();
     let leftovers = [
         p.write("out/runs/a/.metrics.parquet.Xy12.tmp", b"half"),
@@ -121,7 +122,8 @@ fn a_damaged_newest_checkpoint_falls_back_and_a_killed_runs_leftovers_go() {
         .run(&["train", "-q", "--run", "runs/a", "--steps", "40"])
         .expect_code(0);
     assert!(
-        out.stderr.contains("step-40.json: damaged checkpoint")
+        out.stderr.contains("done marker that holds no run hash")
+            && out.stderr.contains("step-40.json: damaged checkpoint")
             && out
                 .stderr
                 .contains("falling back to the previous checkpoint"),
