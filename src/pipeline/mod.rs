@@ -7,6 +7,7 @@
 //! reruns from scratch, its run directories removed first. One lock per output directory keeps
 //! a second `mixlab run` out.
 
+pub mod checks;
 pub mod ledger;
 pub mod plan;
 pub mod settings;
@@ -34,6 +35,7 @@ use plan::{Stage, StageKind};
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<()> {
     let loaded = LoadedConfig::load(&args.config)?;
     let arms = loaded.arms()?;
+    checks::before_work(&loaded, &arms)?;
     let out = global.out_root();
     fs_err::create_dir_all(&out)?;
     let _lock = lock_dir(&out, "pipeline")?;

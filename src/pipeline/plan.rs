@@ -321,7 +321,7 @@ fn model_stages(
             d.temperature.to_string(),
         ]);
         args.extend(train_args(&student));
-        args.extend(["--preset".into(), d.preset.clone()]);
+        args.extend(["--preset".into(), d.preset.name().into()]);
         if let Some(steps) = d.steps {
             args.extend(["--steps".into(), steps.to_string()]);
         }

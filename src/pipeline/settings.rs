@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::SdmObjective;
 use crate::exit::Usage;
+use mixlab_trainer::config::Preset;
 
 /// How an arm's mixture is made (`mixlab mix --method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,8 +77,8 @@ pub struct Arm {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DistillStage {
-    /// The student's preset (`tiny`, `small`, `base`).
-    pub preset: String,
+    /// The student's preset (`tiny`, `small`, `base`, `mobilellm_pro`).
+    pub preset: Preset,
     /// The student's steps. Default: `[train].steps`.
     #[serde(default)]
     pub steps: Option<u64>,
@@ -202,14 +203,6 @@ fn check(arm: &Arm, place: &str) -> anyhow::Result<()> {
     seeds.dedup();
     if seeds.len() != arm.seeds.len() {
         return bad("seeds: a seed is listed twice".into());
-    }
-    if let Some(d) = &arm.distill
-        && !["tiny", "small", "base"].contains(&d.preset.as_str())
-    {
-        return bad(format!(
-            "distill.preset `{}`: expected tiny, small or base",
-            d.preset
-        ));
     }
     Ok(())
 }

@@ -345,3 +345,43 @@ fn bad_arms_are_configuration_errors_before_any_work() {
     );
     assert!(!p.path("out/shards").exists());
 }
+
+#[test]
+fn every_section_the_job_reads_is_checked_before_any_work() {
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            "[model]\npreset = \"tiny\"",
+            "[model]\npreset = \"tiny\"\nn_heads = 3",
+            "[model]",
+        ),
+        (
+            "checkpoints = 4",
+            "checkpoints = 0",
+            "[simulate].checkpoints",
+        ),
+        (
+            "quantize = { group_size = 32 }",
+            "quantize = { group_size = 48 }",
+            "quantize.group_size",
+        ),
+        (
+            "quantize = { group_size = 32 }",
+            "quantize = { group_size = 32 }\ndistill = { preset = \"huge\" }",
+            "unknown variant `huge`",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        let p = project(ABLATION);
+        p.edit_config(from, to);
+        let run = p.run(&["run"]).expect_code(2);
+        assert!(
+            run.stderr.contains("datasets.toml") && run.stderr.contains(expected),
+            "{to}: {}",
+            run.stderr
+        );
+        assert!(
+            !p.path("out/shards").exists(),
+            "{to}: ingested before the check"
+        );
+    }
+}

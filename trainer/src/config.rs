@@ -58,6 +58,22 @@ pub enum Preset {
 }
 
 impl Preset {
+    /// The preset's name as the command line spells it (`tiny`, ..., `mobilellm-pro`).
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_trainer::config::Preset;
+    /// assert_eq!(Preset::MobilellmPro.name(), "mobilellm-pro");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Tiny => "tiny",
+            Preset::Small => "small",
+            Preset::Base => "base",
+            Preset::MobilellmPro => "mobilellm-pro",
+        }
+    }
+
     /// The preset's shape for a vocabulary size.
     ///
     /// # Example
