@@ -99,6 +99,20 @@ impl LineSource {
         })
     }
 
+    /// Decodes only `columns` of the inferred schema (JSON lines: the fields the source reads), so
+    /// a field nothing reads may change type after the inference window. Names not in the schema
+    /// are ignored.
+    pub fn keep_columns(&mut self, columns: &[String]) {
+        let kept: Vec<Field> = self
+            .schema
+            .fields()
+            .iter()
+            .filter(|f| columns.contains(f.name()))
+            .map(|f| f.as_ref().clone())
+            .collect();
+        self.schema = Arc::new(Schema::new(kept));
+    }
+
     /// The inferred Arrow schema.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
@@ -311,6 +325,7 @@ fn infer_jsonl_schema(path: &Path) -> Result<Option<SchemaRef>> {
 struct JsonlBatches {
     path: PathBuf,
     reader: Option<Box<dyn BufRead + Send>>,
+    schema: SchemaRef,
     decoder: Option<Decoder>,
     required_text: Option<String>,
     batch_rows: usize,
@@ -327,6 +342,7 @@ impl JsonlBatches {
         let mut this = Self {
             path: path.to_owned(),
             reader: None,
+            schema: Arc::clone(&source.schema),
             decoder: None,
             required_text: source.required_text.clone(),
             batch_rows: source.batch_rows,
@@ -336,10 +352,7 @@ impl JsonlBatches {
             start_bytes: source.counters.raw_bytes.load(Ordering::Relaxed),
             pending_error: None,
         };
-        let decoder = JsonReaderBuilder::new(Arc::clone(&source.schema))
-            .with_batch_size(source.batch_rows)
-            .build_decoder();
-        match (open_reader(path, &this.counters), decoder) {
+        match (open_reader(path, &this.counters), this.new_decoder()) {
             (Ok(r), Ok(d)) => {
                 this.reader = Some(r);
                 this.decoder = Some(d);
@@ -348,6 +361,12 @@ impl JsonlBatches {
             (_, Err(e)) => this.pending_error = Some(Error::Internal(format!("JSON decoder: {e}"))),
         }
         this
+    }
+
+    fn new_decoder(&self) -> std::result::Result<Decoder, arrow::error::ArrowError> {
+        JsonReaderBuilder::new(Arc::clone(&self.schema))
+            .with_batch_size(self.batch_rows)
+            .build_decoder()
     }
 
     fn read_batch(&mut self) -> Result<Option<RecordBatch>> {
@@ -371,7 +390,7 @@ impl JsonlBatches {
                 continue;
             }
             match parse_json_line(&line, self.required_text.as_deref()) {
-                Ok(value) => rows.push(value),
+                Ok(value) => rows.push((self.line_no, value)),
                 Err(_) if self.on_error == OnError::Skip => {
                     self.counters.skipped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -387,16 +406,50 @@ impl JsonlBatches {
         if rows.is_empty() {
             return Ok(None);
         }
-        let first_line = self.line_no;
-        let decode_err = |e: arrow::error::ArrowError| Error::BadSource {
-            path: self.path.clone(),
-            message: format!(
-                "records before line {first_line} do not match the schema inferred from the first lines: {e}"
-            ),
-        };
-        decoder.serialize(&rows).map_err(decode_err)?;
-        decoder.flush().map_err(decode_err)
+        let values: Vec<&Value> = rows.iter().map(|(_, v)| v).collect();
+        if let Ok(batch) = decode(decoder, &values) {
+            return Ok(batch);
+        }
+        // Some record does not fit the inferred schema: find it, then skip or report it by line.
+        let mut fitting = Vec::with_capacity(rows.len());
+        for (line, value) in &rows {
+            let fits = self
+                .new_decoder()
+                .and_then(|mut one| decode(&mut one, &[value]));
+            match fits {
+                Ok(_) => fitting.push(value),
+                Err(_) if self.on_error == OnError::Skip => {
+                    self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    return Err(Error::BadRecord {
+                        path: self.path.clone(),
+                        line: *line,
+                        message: format!(
+                            "does not match the schema inferred from the first lines: {e}"
+                        ),
+                    });
+                }
+            }
+        }
+        let mut decoder = self
+            .new_decoder()
+            .map_err(|e| Error::Internal(format!("JSON decoder: {e}")))?;
+        let batch = decode(&mut decoder, &fitting).map_err(|e| {
+            Error::Internal(format!("records that decode alone fail together: {e}"))
+        })?;
+        self.decoder = Some(decoder);
+        Ok(batch)
     }
+}
+
+/// `values` decoded into one batch (`None` when empty).
+fn decode(
+    decoder: &mut Decoder,
+    values: &[&Value],
+) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
+    decoder.serialize(values)?;
+    decoder.flush()
 }
 
 impl Iterator for JsonlBatches {
@@ -685,6 +738,59 @@ mod tests {
             ["doc 0", "doc 1", "doc 2", "doc 3", "doc 4"]
         );
         assert!(source.schema().field_with_name("n").is_ok());
+    }
+
+    /// 1,001 records whose `meta` is a number, then one whose `meta` is a string.
+    fn drifting_jsonl(dir: &Path) -> PathBuf {
+        let mut body: String = (0..=SCHEMA_SAMPLE_LINES)
+            .map(|i| format!("{{\"text\": \"doc {i}\", \"meta\": {i}}}\n"))
+            .collect();
+        body.push_str("{\"text\": \"late\", \"meta\": \"not a number\"}\n");
+        write(dir, "drift.jsonl", body.as_bytes())
+    }
+
+    fn drifting_source(path: &Path, on_error: OnError) -> LineSource {
+        LineSource::open(
+            vec![path.to_owned()],
+            SourceFormat::Jsonl,
+            Some("text".into()),
+            256,
+            on_error,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_field_nothing_reads_may_change_type_after_the_inference_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = drifting_source(&drifting_jsonl(dir.path()), OnError::Fail);
+        source.keep_columns(&["text".to_owned()]);
+        let texts = texts(&source).unwrap();
+        assert_eq!(texts.len(), SCHEMA_SAMPLE_LINES + 2);
+        assert_eq!(texts.last().unwrap(), "late");
+    }
+
+    #[test]
+    fn a_record_that_does_not_fit_the_schema_names_its_line_or_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = drifting_jsonl(dir.path());
+        let failing = drifting_source(&path, OnError::Fail);
+        let _ = texts(&failing);
+        let err = failing
+            .counters()
+            .take_error()
+            .expect("an error")
+            .to_string();
+        let line = SCHEMA_SAMPLE_LINES + 2;
+        assert!(
+            err.contains(&format!("drift.jsonl:{line}: does not match the schema")),
+            "{err}"
+        );
+        let skipping = drifting_source(&path, OnError::Skip);
+        let texts = texts(&skipping).unwrap();
+        assert_eq!(texts.len(), SCHEMA_SAMPLE_LINES + 1);
+        assert_eq!(texts.last().unwrap(), &format!("doc {SCHEMA_SAMPLE_LINES}"));
+        assert_eq!(skipping.counters().skipped.load(Ordering::Relaxed), 1);
     }
 
     #[test]

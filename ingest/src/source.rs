@@ -11,13 +11,16 @@ use std::sync::atomic::Ordering;
 
 use arrow::array::{AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::MemTable;
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
@@ -161,13 +164,17 @@ impl<'rt> SourceReader<'rt> {
                 .map_err(|e| query_err(&label, &e))?;
         } else {
             let required = source.sql.is_none().then(|| source.text_column.clone());
-            let lines = LineSource::open(
+            let mut lines = LineSource::open(
                 files,
                 source.format,
                 required,
                 options.batch_rows,
                 options.on_error,
             )?;
+            if source.format == SourceFormat::Jsonl {
+                let used = runtime.block_on(used_columns(lines.schema(), source));
+                lines.keep_columns(&used);
+            }
             counters = Some(lines.counters());
             let partition: Arc<dyn PartitionStream> = Arc::new(LinePartition { lines });
             let schema = Arc::clone(partition.schema());
@@ -322,6 +329,41 @@ async fn parquet_table(
 }
 
 /// A line-oriented source as one DataFusion partition.
+/// The columns of `schema` that the source reads: the text column without SQL, else the ones
+/// the SQL's table scan keeps after DataFusion's projection pushdown (planned over an empty table
+/// of that schema). All columns when the text column is missing or the SQL does not plan, so that
+/// the real query reports those errors with every column listed.
+async fn used_columns(schema: &SchemaRef, source: &SourceConfig) -> Vec<String> {
+    let all = || schema.fields().iter().map(|f| f.name().clone()).collect();
+    let Some(sql) = &source.sql else {
+        return match schema.field_with_name(&source.text_column) {
+            Ok(_) => vec![source.text_column.clone()],
+            Err(_) => all(),
+        };
+    };
+    let scanned = async {
+        let ctx = SessionContext::new();
+        let empty = MemTable::try_new(Arc::clone(schema), vec![vec![]])?;
+        ctx.register_table("source", Arc::new(empty))?;
+        let state = ctx.state();
+        let plan = state.optimize(&state.create_logical_plan(sql).await?)?;
+        let mut used = Vec::new();
+        plan.apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                used.extend(
+                    scan.projected_schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone()),
+                );
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok::<_, DataFusionError>(used)
+    };
+    scanned.await.unwrap_or_else(|_| all())
+}
+
 #[derive(Debug)]
 struct LinePartition {
     lines: LineSource,
@@ -359,6 +401,37 @@ mod tests {
     }
 
     #[cfg(unix)]
+    #[test]
+    fn json_lines_decode_only_the_columns_the_source_reads() {
+        use arrow::datatypes::{Field, Schema};
+        let schema: SchemaRef = Arc::new(Schema::new(
+            ["text", "meta", "n", "lang"]
+                .map(|name| Field::new(name, DataType::Utf8, true))
+                .to_vec(),
+        ));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let columns = |sql: Option<&str>, text_column: &str| {
+            let mut source = jsonl_source("a.jsonl");
+            source.sql = sql.map(str::to_owned);
+            source.text_column = text_column.to_owned();
+            runtime.block_on(used_columns(&schema, &source))
+        };
+        assert_eq!(columns(None, "text"), ["text"]);
+        assert_eq!(
+            columns(Some("SELECT text FROM source WHERE lang = 'en'"), "text"),
+            ["text", "lang"]
+        );
+        assert_eq!(
+            columns(Some("SELECT meta AS text FROM source"), "text"),
+            ["meta"]
+        );
+        // A missing text column or SQL that does not plan keep every column for the real error.
+        assert_eq!(columns(None, "body").len(), 4);
+        assert_eq!(columns(Some("SELECT nope FROM source"), "text").len(), 4);
+    }
+
     #[test]
     fn globs_follow_links_once_and_take_the_config_directory_literally() {
         use std::os::unix::fs::symlink;

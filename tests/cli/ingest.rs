@@ -301,6 +301,41 @@ fn skip_mode_counts_bad_records() {
 }
 
 #[test]
+fn a_field_that_changes_type_after_the_schema_window_counts_only_where_it_is_read() {
+    let p = Project::new();
+    // 1,000 records infer `lang` as a number; record 1,003 holds a string there.
+    let records: String = (0..1002)
+        .map(|i| {
+            format!(
+                "{{\"text\": \"document number {i} says hello to the world\", \"lang\": {}}}\n",
+                i % 2
+            )
+        })
+        .chain([
+            "{\"text\": \"a late document in another language\", \"lang\": \"fr\"}\n".to_owned(),
+        ])
+        .collect();
+    p.write("drift.jsonl", records);
+    let ingest = |sql: &str, name: &str| {
+        let source = format!("path = \"drift.jsonl\"\nformat = \"jsonl\"\n{sql}");
+        p.write(name, one_domain(&source, "on_error = \"skip\""));
+        p.run(&["ingest", "-q", "--config", name]).expect_code(0);
+        Manifest::read(&p.path("out/shards")).unwrap().domains[0]
+            .stats
+            .clone()
+    };
+    // Nothing reads `lang`: every record is a document.
+    let unread = ingest("", "unread.toml");
+    assert_eq!((unread.skipped_records, unread.records_read), (0, 1003));
+    // The SQL reads it: the one record that does not decode is skipped and counted.
+    let read = ingest(
+        "sql = \"SELECT text FROM source WHERE lang >= 0\"",
+        "read.toml",
+    );
+    assert_eq!((read.skipped_records, read.records_read), (1, 1002));
+}
+
+#[test]
 fn parquet_source_with_sql_filter() {
     let p = Project::new();
     let schema = Arc::new(Schema::new(vec![
