@@ -23,6 +23,7 @@ import glob
 import json
 import math
 import os
+import re
 import sys
 import tomllib
 
@@ -201,20 +202,34 @@ def estimator_vs_loo(w, seeds, loo_seeds):
                      for j in range(len(loo)) if j != i]
         if agreement:
             print(f"| LOO s{s} vs the other LOO seeds (mean) | {sum(agreement) / len(agreement):.3f} |" + " |" * (len(TARGETS) + 1))
-    for s in seeds:
-        path = f"{w}/s{s}/out/simulate/utilities.parquet"
-        if not os.path.exists(path):
-            continue
+    def cells(path):
         est = utilities(path)
-        cells = [f"{spearman([est[d] for d in domains], mean_loo):.3f}"]
+        row = [spearman([est[d] for d in domains], mean_loo)]
         rest = [mean_loo[domains.index(d)] for d in others]
-        cells.append(f"{spearman([est[d] for d in others], rest):.3f}")
+        row.append(spearman([est[d] for d in others], rest))
         for t in TARGETS:
             est_t = utilities(path, t)
             loo_t = [sum(utilities(f"{w}/s{x}/out/simulate/loo_utilities.parquet", t)[d] for x in loo_seeds) / len(loo_seeds)
                      for d in domains if d != t]
-            cells.append(f"{spearman([est_t[d] for d in domains if d != t], loo_t):.3f}")
-        print(f"| influence s{s} | " + " | ".join(cells) + " |")
+            row.append(spearman([est_t[d] for d in domains if d != t], loo_t))
+        return row
+
+    # The default estimator (8 domain and 16 target sequences) and the cheaper variants of
+    # bench/ablation_variants.sh, scored on the same proxies; then each one's mean over seeds.
+    estimates = {"influence (8:16)": {s: f"{w}/s{s}/out/simulate/utilities.parquet" for s in seeds}}
+    for dir in sorted(glob.glob(f"{w}/variant-d*t*-s*")):
+        d, t, s = re.fullmatch(r"variant-d(\d+)t(\d+)-s(\d+)", os.path.basename(dir)).groups()
+        estimates.setdefault(f"influence ({d}:{t})", {})[s] = f"{dir}/out/simulate/utilities.parquet"
+    means = []
+    for label, paths in estimates.items():
+        rows_of = {s: cells(p) for s, p in sorted(paths.items()) if s in seeds and os.path.exists(p)}
+        for s, row in rows_of.items():
+            print(f"| {label} s{s} | " + " | ".join(f"{c:.3f}" for c in row) + " |")
+        if rows_of:
+            mean = [sum(col) / len(col) for col in zip(*rows_of.values())]
+            means.append(f"| **{label}, mean over seeds {' '.join(rows_of)}** | " + " | ".join(f"{c:.3f}" for c in mean) + " |")
+    for line in means:
+        print(line)
     print("\nJoint utilities (LOO: nats of the mean target loss lost without the domain, mean ± seed sd):\n")
     print("| domain | LOO | " + " | ".join(f"influence s{s}" for s in seeds) + " |")
     print("|---|---|" + "---|" * len(seeds))
@@ -239,6 +254,29 @@ def costs(w, done):
         print(f"| s{s} | {sim:.0f} | " + " | ".join(f"{t:.0f}" for t in trains) + f" | {sim / trains[2]:.3f} |")
     scored = glob.glob(f"{w}/logs/run-s*.log")
     print(f"\n(Logs read: {len(scored)}.)")
+    scoring_shares(w, done[0])
+
+
+def scoring_shares(w, seed):
+    """The influence pass's FLOPs against the proxy's training, for the default and each variant:
+    at every checkpoint one forward and backward pass over D windows a domain and T sequences a
+    target, of seq_len tokens each, against steps × batch × seq_len training tokens."""
+    with open(f"{w}/s{seed}/ablation.toml", "rb") as f:
+        config = tomllib.load(f)
+    sim, train = config["simulate"], config["train"]
+    domains, targets = len(config["domain"]), len(sim["target"])
+    trained = sim["steps"] * train["batch_size"]
+    variants = {(sim["domain_sequences"], sim["target_sequences"])}
+    for dir in glob.glob(f"{w}/variant-d*t*-s*"):
+        d, t = re.fullmatch(r"variant-d(\d+)t(\d+)-s\d+", os.path.basename(dir)).groups()
+        variants.add((int(d), int(t)))
+    print(f"\nThe influence pass in FLOPs, against the proxy's training ({sim['checkpoints']} checkpoints, "
+          f"{domains} domains, {targets} targets, {trained:,} training sequences):\n")
+    print("| domain:target sequences | sequences scored | share of the proxy's training |")
+    print("|---|---|---|")
+    for d, t in sorted(variants, reverse=True):
+        scored = sim["checkpoints"] * (domains * d + targets * t)
+        print(f"| {d}:{t} | {scored:,} | {scored / trained:.1%} |")
 
 
 if __name__ == "__main__":
