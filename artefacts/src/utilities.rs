@@ -14,6 +14,8 @@ use arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
+use mixlab_mixer::staged::JointUtilities;
+
 use crate::error::Result;
 use crate::parquet_file::{Columns, Format, optional};
 
@@ -91,6 +93,51 @@ pub fn overall<'a>(
 ) -> Option<&'a DomainUtility> {
     rows.iter()
         .find(|u| u.domain == domain && u.target == target && u.checkpoint_step.is_none())
+}
+
+/// The joint utilities among `rows` (target [`JOINT_TARGET`]): over all checkpoints, in the rows'
+/// domain order, and per checkpoint (NaN where a domain lacks a checkpoint's row).
+///
+/// # Example
+/// ```
+/// use mixlab_artefacts::utilities::{joint_utilities, DomainUtility, JOINT_TARGET};
+/// let row = |domain: &str, step, utility| DomainUtility {
+///     domain: domain.into(), target: JOINT_TARGET.into(), checkpoint_step: step,
+///     utility, stderr: 0.0, n_samples: 8,
+/// };
+/// let rows = [row("code", Some(100), 1.0), row("code", None, 2.0), row("prose", None, 3.0)];
+/// let joint = joint_utilities(&rows);
+/// assert_eq!((joint.domains.len(), joint.overall[1], joint.steps[0]), (2, 3.0, 100));
+/// assert!(joint.by_step[0][1].is_nan() && !joint.has_every_checkpoint());
+/// ```
+pub fn joint_utilities(rows: &[DomainUtility]) -> JointUtilities {
+    let joint = rows.iter().filter(|u| u.target == JOINT_TARGET);
+    let (domains, overall): (Vec<String>, Vec<f64>) = joint
+        .clone()
+        .filter(|u| u.checkpoint_step.is_none())
+        .map(|u| (u.domain.clone(), u.utility))
+        .unzip();
+    let mut steps: Vec<u64> = joint.clone().filter_map(|u| u.checkpoint_step).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let by_step = steps
+        .iter()
+        .map(|&step| {
+            let at = |d: &String| {
+                joint
+                    .clone()
+                    .find(|u| &u.domain == d && u.checkpoint_step == Some(step))
+                    .map_or(f64::NAN, |u| u.utility)
+            };
+            domains.iter().map(at).collect()
+        })
+        .collect();
+    JointUtilities {
+        domains,
+        overall,
+        steps,
+        by_step,
+    }
 }
 
 /// The Arrow schema of `utilities.parquet`.

@@ -17,6 +17,8 @@
 //!   weight search).
 //! - [`utility`]: the Scalable Data Mixer's optimizer: domain utilities → weights (`proportional`,
 //!   entropy-regularized `utilimax` within bounds and epoch caps).
+//! - [`staged`]: the Scalable Data Mixer's multi-stage schedules: each stage optimized on the
+//!   utilities of the simulation checkpoints in its part of the run.
 //!
 //! Design decisions: plain vectors and `ndarray` in and out (no file formats, no tensors) so the crate
 //! builds in seconds and its doc examples run on literal numbers; every random step takes a seed and
@@ -55,6 +57,7 @@ pub mod runs;
 pub mod schedule;
 pub mod search;
 pub mod simplex;
+pub mod staged;
 pub mod utility;
 
 pub use error::{Error, Result};

@@ -20,44 +20,6 @@ pub fn checkpoint_weights(steps: &[u64]) -> Vec<f64> {
         .collect()
 }
 
-/// Checkpoint weights for one stage of a multi-stage schedule: `α_t ∝ t` over the checkpoints whose
-/// place in the proxy run, `step / last step`, falls in the stage's part of the run `(start, end]`
-/// (the first stage also takes step 0), zero elsewhere, summing to 1. A stage shorter than the
-/// checkpoint spacing takes the checkpoint nearest to its middle.
-///
-/// # Example
-/// ```
-/// use mixlab_simulator::aggregate::window_weights;
-/// let steps = [100, 200, 300, 400];
-/// assert_eq!(window_weights(&steps, (0.0, 0.5)), [1.0 / 3.0, 2.0 / 3.0, 0.0, 0.0]);
-/// assert_eq!(window_weights(&steps, (0.9, 0.95)), [0.0, 0.0, 0.0, 1.0]);
-/// ```
-pub fn window_weights(steps: &[u64], (start, end): (f64, f64)) -> Vec<f64> {
-    let last = steps.iter().copied().max().unwrap_or(0).max(1) as f64;
-    let place = |s: u64| s as f64 / last;
-    let inside = |s: u64| (place(s) > start || (start == 0.0 && s == 0)) && place(s) <= end;
-    let mut weights: Vec<f64> = steps
-        .iter()
-        .map(|&s| if inside(s) { s as f64 } else { 0.0 })
-        .collect();
-    if weights.iter().all(|&w| w == 0.0) {
-        let middle = (start + end) / 2.0;
-        let nearest = (0..steps.len()).min_by(|&a, &b| {
-            (place(steps[a]) - middle)
-                .abs()
-                .total_cmp(&(place(steps[b]) - middle).abs())
-        });
-        if let Some(i) = nearest {
-            weights[i] = 1.0;
-        }
-    }
-    let total: f64 = weights.iter().sum();
-    weights
-        .iter()
-        .map(|w| w / total.max(f64::MIN_POSITIVE))
-        .collect()
-}
-
 /// One scored document: its token count and utility.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use mixlab_artefacts::mixture::{read_mixture, write_mixture};
 use mixlab_artefacts::run_table::{NumericTable, RunTableFiles};
-use mixlab_artefacts::utilities::{DomainUtility, JOINT_TARGET, read_utilities};
+use mixlab_artefacts::utilities::{joint_utilities, read_utilities};
 use mixlab_ingest::checksum::sha256_file;
 use mixlab_ingest::shard::Split;
 use mixlab_mixer::baselines::{epoch_caps, natural, uniform, unimax};
@@ -18,8 +18,8 @@ use mixlab_mixer::regmix::recommend;
 use mixlab_mixer::runs::RunTable;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance, Stage};
 use mixlab_mixer::search::{SearchParams, prior_from_masses};
+use mixlab_mixer::staged::{JointUtilities, expected_utility, staged_weights};
 use mixlab_mixer::utility::{proportional, utilimax};
-use mixlab_simulator::aggregate::window_weights;
 
 use crate::cli::{GlobalArgs, MixArgs, MixMethod, PriorArg, SdmObjective, ShardsDir};
 use crate::config::LoadedConfig;
@@ -330,7 +330,7 @@ fn sdm(
                 "--utilities {} (run `mixlab simulate` first)",
                 path.display()
             )))?;
-            let joint = JointUtilities::new(&rows);
+            let joint = joint_utilities(&rows);
             if joint.domains.is_empty() {
                 anyhow::bail!(Usage(format!("{}: no joint utilities", path.display())));
             }
@@ -357,7 +357,7 @@ fn sdm(
     let (stages, objective) = match loaded.filter(|_| !mix.stage.is_empty()) {
         None => {
             let weights = optimize(&joint.overall)?;
-            let objective = dot(&weights, &joint.overall);
+            let objective = expected_utility(&weights, &joint.overall);
             let stage = Stage {
                 name: "main".into(),
                 tokens: None,
@@ -418,47 +418,6 @@ fn own_domain_utilities(
     })
 }
 
-/// The joint utilities of `utilities.parquet`: over all checkpoints, and per checkpoint.
-struct JointUtilities {
-    domains: Vec<String>,
-    overall: Vec<f64>,
-    /// Checkpoint steps, ascending, and per step the utilities in `domains` order.
-    steps: Vec<u64>,
-    by_step: Vec<Vec<f64>>,
-}
-
-impl JointUtilities {
-    fn new(rows: &[DomainUtility]) -> Self {
-        let joint = rows.iter().filter(|u| u.target == JOINT_TARGET);
-        let (domains, overall): (Vec<String>, Vec<f64>) = joint
-            .clone()
-            .filter(|u| u.checkpoint_step.is_none())
-            .map(|u| (u.domain.clone(), u.utility))
-            .unzip();
-        let mut steps: Vec<u64> = joint.clone().filter_map(|u| u.checkpoint_step).collect();
-        steps.sort_unstable();
-        steps.dedup();
-        let by_step = steps
-            .iter()
-            .map(|&step| {
-                let at = |d: &String| {
-                    joint
-                        .clone()
-                        .find(|u| &u.domain == d && u.checkpoint_step == Some(step))
-                        .map_or(f64::NAN, |u| u.utility)
-                };
-                domains.iter().map(at).collect()
-            })
-            .collect();
-        Self {
-            domains,
-            overall,
-            steps,
-            by_step,
-        }
-    }
-}
-
 /// One stage per `[[mix.stage]]`, each optimized on the utilities of the proxy checkpoints in its
 /// part of the run; the objective reported is the token-weighted mean over stages.
 fn staged(
@@ -470,37 +429,25 @@ fn staged(
 ) -> anyhow::Result<(Vec<Stage>, f64)> {
     let budgets: Vec<Option<u64>> = mix.stage.iter().map(|s| s.tokens).collect();
     let windows = stage_windows(&budgets, budget).context(Usage("--method sdm".into()))?;
-    if joint.steps.is_empty() || joint.by_step.iter().flatten().any(|u| u.is_nan()) {
+    if !joint.has_every_checkpoint() {
         anyhow::bail!(Usage(format!(
             "{}: no per-checkpoint joint utilities for [[mix.stage]]; run `mixlab simulate` again with this mixlab",
             path.display()
         )));
     }
-    let (mut stages, mut objective) = (Vec::new(), 0.0);
-    for (config, window) in mix.stage.iter().zip(windows) {
-        let alpha = window_weights(&joint.steps, window);
-        let utilities: Vec<f64> = (0..joint.domains.len())
-            .map(|d| {
-                alpha
-                    .iter()
-                    .zip(&joint.by_step)
-                    .map(|(a, u)| a * u[d])
-                    .sum()
-            })
-            .collect();
-        let weights =
-            optimize(&utilities).with_context(|| format!("[[mix.stage]] {:?}", config.name))?;
-        objective += (window.1 - window.0) * dot(&weights, &utilities);
-        stages.push(Stage {
+    let (weights, objective) = staged_weights(joint, &windows, |i, utilities| {
+        optimize(utilities).with_context(|| format!("[[mix.stage]] {:?}", mix.stage[i].name))
+    })?;
+    let stages = mix
+        .stage
+        .iter()
+        .zip(weights)
+        .map(|(config, weights)| Stage {
             name: config.name.clone(),
             tokens: config.tokens,
             lr: config.lr,
             weights: joint.domains.iter().cloned().zip(weights).collect(),
-        });
-    }
+        })
+        .collect();
     Ok((stages, objective))
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
