@@ -8,6 +8,7 @@
 //! - [`eval`]: `eval.parquet` (final per-domain losses) and its row type [`eval::DomainLoss`].
 //! - [`mixture`]: `mixture.toml` (the schedule types live in `mixlab-mixer`).
 //! - [`run_table`]: run tables (`runs.csv`, `losses.csv`, RegMix's published tables).
+//! - [`specialists`]: the specialists file of `mixlab merge` and `[run.merge]`.
 //! - [`utilities`]: `utilities.parquet` and `document_utilities.parquet` (the Scalable Data Mixer's
 //!   domain and document utilities).
 //!
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod mixture;
 mod parquet_file;
 pub mod run_table;
+pub mod specialists;
 pub mod utilities;
 
 pub use error::{Error, Result};

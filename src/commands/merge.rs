@@ -1,13 +1,11 @@
 //! `mixlab merge`: specialists annealed from one run on domain-skewed mixtures, merged into one
 //! model by a weighted average of their parameters.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mixlab_artefacts::eval::{DomainLoss, read_eval};
-use mixlab_artefacts::mixture::read_mixture;
-use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
+use mixlab_artefacts::specialists::read_specialists;
 use mixlab_mixer::simplex::minimize_on_simplex;
 use mixlab_trainer::checkpoint::save_weights;
 use mixlab_trainer::data::Corpus;
@@ -15,34 +13,12 @@ use mixlab_trainer::eval::evaluate;
 use mixlab_trainer::inference::Inference;
 use mixlab_trainer::merge::Ingredients;
 use mixlab_trainer::objective::CrossEntropy;
-use serde::Deserialize;
 
 use crate::cli::{GlobalArgs, MergeArgs};
 use crate::exit::Usage;
 use crate::run_dir::{InitWeights, MergeSource, MergedSpecialist, ResolvedRun, RunDir, suffixed};
 use crate::table::Table;
 use crate::training::{run_of_weights, run_training};
-
-/// The specialists file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SpecialistsFile {
-    /// Training steps of each specialist.
-    steps: u64,
-    /// Peak learning rate, decaying to 0 [default: a tenth of the base run's].
-    lr: Option<f64>,
-    /// The specialists, in merge order.
-    specialist: Vec<SpecialistSpec>,
-}
-
-/// One `[[specialist]]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SpecialistSpec {
-    name: String,
-    weights: Option<BTreeMap<String, f64>>,
-    mixture: Option<PathBuf>,
-}
 
 /// How the specialists are weighted.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +41,10 @@ struct Specialist {
 pub fn run(global: &GlobalArgs, args: &MergeArgs) -> anyhow::Result<()> {
     let base_dir = RunDir::new(global.out_root().join(&args.base));
     let base = base_dir.read_finished(&format!("--base {}", args.base.display()))?;
-    let spec = read_specialists(&args.specialists)?;
+    let spec = read_specialists(&args.specialists).context(Usage(format!(
+        "--specialists {}",
+        args.specialists.display()
+    )))?;
     let choice = parse_weights(&args.weights, spec.specialist.len())?;
     let shards = base.open_shards(global.verification())?;
     let corpus = Corpus::load(&shards).context("reading the shards")?;
@@ -75,10 +54,9 @@ pub fn run(global: &GlobalArgs, args: &MergeArgs) -> anyhow::Result<()> {
         run_hash: base.run_hash.clone(),
         step,
     };
-    let spec_dir = args.specialists.parent().unwrap_or(Path::new(""));
     let mut specialists = Vec::new();
     for s in &spec.specialist {
-        let mixture = specialist_mixture(s, &corpus.domains, spec_dir)?;
+        let mixture = spec.mixture_of(s, &corpus.domains)?;
         let mut train = base.train.clone();
         (train.steps, train.warmup_steps, train.min_lr_ratio) = (spec.steps, 0, 0.0);
         train.lr = spec.lr.unwrap_or(base.train.lr / 10.0);
@@ -174,7 +152,8 @@ fn sibling(global: &GlobalArgs, base: &Path, suffix: &str) -> PathBuf {
 /// # Errors
 /// An unreadable or invalid specialists file.
 pub fn runs_written(base: &Path, specialists: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let spec = read_specialists(specialists)?;
+    let spec = read_specialists(specialists)
+        .context(Usage(format!("--specialists {}", specialists.display())))?;
     let mut runs: Vec<PathBuf> = spec
         .specialist
         .iter()
@@ -182,100 +161,6 @@ pub fn runs_written(base: &Path, specialists: &Path) -> anyhow::Result<Vec<PathB
         .collect();
     runs.push(suffixed(base, "-merged"));
     Ok(runs)
-}
-
-/// Reads and checks the specialists file.
-fn read_specialists(path: &Path) -> anyhow::Result<SpecialistsFile> {
-    let text = fs_err::read_to_string(path).map_err(|e| Usage(e.to_string()))?;
-    let file: SpecialistsFile =
-        toml::from_str(&text).map_err(|e| Usage(format!("{}: {e}", path.display())))?;
-    let fail = |what: String| Usage(format!("{}: {what}", path.display()));
-    if file.steps == 0 {
-        return Err(fail("steps = 0: expected at least 1".into()).into());
-    }
-    if file.specialist.is_empty() {
-        return Err(fail("no [[specialist]]: expected one or more".into()).into());
-    }
-    for (i, s) in file.specialist.iter().enumerate() {
-        let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-        if s.name.is_empty() || !s.name.chars().all(plain) {
-            return Err(fail(format!(
-                "specialist[{i}].name {:?}: expected letters, digits, '-' or '_' (it names a run directory)",
-                s.name
-            ))
-            .into());
-        }
-        if file.specialist[..i].iter().any(|o| o.name == s.name) {
-            return Err(fail(format!("specialist[{i}].name {:?} repeats", s.name)).into());
-        }
-        if s.weights.is_some() == s.mixture.is_some() {
-            return Err(fail(format!(
-                "specialist[{i}] ({}): expected exactly one of weights = {{ ... }} and mixture = \"file.toml\"",
-                s.name
-            ))
-            .into());
-        }
-    }
-    Ok(file)
-}
-
-/// The single-stage mixture a specialist trains on: its weights over every domain (unlisted
-/// ones get none), scaled to sum to 1.
-fn specialist_mixture(
-    spec: &SpecialistSpec,
-    domains: &[String],
-    spec_dir: &Path,
-) -> anyhow::Result<MixtureSchedule> {
-    let what = format!("specialist {:?}", spec.name);
-    let given = match (&spec.weights, &spec.mixture) {
-        (Some(weights), _) => weights.clone(),
-        (None, Some(file)) => {
-            let path = spec_dir.join(file);
-            let schedule = read_mixture(&path).map_err(|e| Usage(format!("{what}: {e}")))?;
-            match schedule.stage.as_slice() {
-                [only] => only.weights.clone(),
-                stages => {
-                    return Err(Usage(format!(
-                        "{what}: {} has {} stages, but a specialist trains on one mixture; \
-                         give it a single-stage file or weights = {{ ... }}",
-                        path.display(),
-                        stages.len()
-                    ))
-                    .into());
-                }
-            }
-        }
-        (None, None) => {
-            return Err(Usage(format!(
-                "{what}: expected weights = {{ ... }} or mixture = \"file.toml\""
-            ))
-            .into());
-        }
-    };
-    let known: Vec<&str> = domains.iter().map(String::as_str).collect();
-    for (domain, w) in &given {
-        mixlab_mixer::names::position(domain, &known, &format!("{what}: weights"))
-            .map_err(|e| Usage(e.to_string()))?;
-        if !(w.is_finite() && *w >= 0.0) {
-            return Err(Usage(format!(
-                "{what}: weight {w} of {domain:?}: expected a number ≥ 0"
-            ))
-            .into());
-        }
-    }
-    let total: f64 = given.values().sum();
-    if total <= 0.0 {
-        return Err(Usage(format!("{what}: its weights sum to 0")).into());
-    }
-    let weights = domains
-        .iter()
-        .map(|d| (d.clone(), given.get(d).copied().unwrap_or(0.0) / total))
-        .collect();
-    let provenance = Provenance {
-        method: format!("specialist {}", spec.name),
-        ..Provenance::default()
-    };
-    Ok(MixtureSchedule::single(weights, provenance))
 }
 
 /// `--weights`: `uniform`, `search` or one number per specialist.
