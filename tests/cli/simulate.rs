@@ -31,7 +31,7 @@ fn project_with(gradients: &str) -> Project {
     let p = Project::with_default_config();
     let config = std::fs::read_to_string(p.path("datasets.toml")).unwrap();
     let short = config.replacen(
-        "[simulate]\npreset = \"tiny\"\nsteps = 300\ncheckpoints = 10\ngradients = \"domain\"\ndomain_sequences = 8\ntarget_sequences = 16\ncapture_steps = 8\ndocs_per_domain = 64",
+        "[simulate]\npreset = \"tiny\"\nsteps = 300\ncheckpoints = 10\ngradients = \"domain\"\ndomain_sequences = 2\ntarget_sequences = 6\ncapture_steps = 8\ndocs_per_domain = 64",
         &format!("[simulate]\npreset = \"tiny\"\nsteps = 100\ncheckpoints = 4\n{gradients}"),
         1,
     );
@@ -426,7 +426,7 @@ fn the_default_estimator_ranks_noise_last_agrees_with_leave_one_out_and_resumes(
         read_document_utilities(&p.path("out/simulate/document_utilities.parquet")).unwrap();
     assert_eq!(
         sequences.len(),
-        5 * 8 * 3 * 4,
+        5 * 2 * 3 * 4,
         "domains × sequences × targets × checkpoints"
     );
     // A lost part (a run killed while scoring) is recomputed to the same values.
