@@ -1,10 +1,10 @@
 //! Command-line interface: one subcommand per stage.
 
-use mixlab_ingest::manifest::ShardSet;
-use mixlab_ingest::verified::Verification;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mixlab_ingest::manifest::ShardSet;
+use mixlab_ingest::verified::Verification;
 
 use crate::pipeline::plan::StageKind;
 

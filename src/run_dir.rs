@@ -1,12 +1,12 @@
 //! The run directory `runs/<name>/` (DESIGN.md, "Run directory"): resolved `config.toml`,
 //! `metrics.parquet`, `checkpoints/`, `eval.parquet` and the `done` marker with the inputs' hash.
 
-use mixlab_ingest::verified::Verification;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mixlab_artefacts::atomic::write_atomic;
 use mixlab_ingest::manifest::ShardSet;
+use mixlab_ingest::verified::Verification;
 use mixlab_mixer::schedule::MixtureSchedule;
 use mixlab_trainer::checkpoint::{CheckpointFiles, complete_steps, read_state};
 use mixlab_trainer::config::{ModelConfig, TrainConfig};

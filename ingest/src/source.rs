@@ -328,7 +328,6 @@ async fn parquet_table(
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
-/// A line-oriented source as one DataFusion partition.
 /// The columns of `schema` that the source reads: the text column without SQL, else the ones
 /// the SQL's table scan keeps after DataFusion's projection pushdown (planned over an empty table
 /// of that schema). All columns when the text column is missing or the SQL does not plan, so that
@@ -364,6 +363,7 @@ async fn used_columns(schema: &SchemaRef, source: &SourceConfig) -> Vec<String> 
     scanned.await.unwrap_or_else(|_| all())
 }
 
+/// A line-oriented source as one DataFusion partition.
 #[derive(Debug)]
 struct LinePartition {
     lines: LineSource,
@@ -400,7 +400,6 @@ mod tests {
         }
     }
 
-    #[cfg(unix)]
     #[test]
     fn json_lines_decode_only_the_columns_the_source_reads() {
         use arrow::datatypes::{Field, Schema};
@@ -432,6 +431,7 @@ mod tests {
         assert_eq!(columns(Some("SELECT nope FROM source"), "text").len(), 4);
     }
 
+    #[cfg(unix)]
     #[test]
     fn globs_follow_links_once_and_take_the_config_directory_literally() {
         use std::os::unix::fs::symlink;
