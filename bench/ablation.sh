@@ -11,11 +11,13 @@
 # `simulate --method loo` skips finished proxies. Every seed's directory shares the first one's shards.
 # Sizes (environment): SEEDS ("0 1 2 3 4"), LOO_SEEDS ("0 1 2"), PRESET (tiny), STEPS (640 steps ×
 # 16 × 256 = 2.6M tokens an arm), EVAL_EVERY (160: the curve of loss against tokens), PROXY_STEPS (300),
-# DOMAIN_SEQUENCES (8) and TARGET_SEQUENCES (16) of the estimator.
+# DOMAIN_SEQUENCES (8) and TARGET_SEQUENCES (16) of the estimator, ARMS ("uniform natural sdm own"),
+# ABLATION_DIR (bench/out/ablation; the `small` confirmation uses its own directory).
 # REPORT=0 skips the summary appended to bench/RESULTS.md (bench/ablation_report.py).
 source "$(dirname "$0")/lib.sh"
 build_release
-W="$OUT/ablation"
+W="${ABLATION_DIR:-$OUT/ablation}"
+ARMS="${ARMS:-uniform natural sdm own}"
 SEEDS="${SEEDS:-0 1 2 3 4}"
 LOO_SEEDS="${LOO_SEEDS:-0 1 2}"
 PRESET="${PRESET:-tiny}"
@@ -65,25 +67,11 @@ EOF
 
 [run]
 seeds = [$1]
-
-[[ablation]]
-name = "uniform"
-mix = "uniform"
-
-[[ablation]]
-name = "natural"
-mix = "natural"
-
-[[ablation]]
-name = "sdm"
-mix = "sdm"
-objective = "proportional"
-
-[[ablation]]
-name = "own"
-mix = "own"
-objective = "proportional"
 EOF
+  for arm in $ARMS; do
+    printf '\n[[ablation]]\nname = "%s"\nmix = "%s"\n' "$arm" "$arm"
+    case "$arm" in sdm | own) echo 'objective = "proportional"' ;; esac
+  done
 }
 
 first="${SEEDS%% *}"

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::commands::{merge, quantize};
 use crate::config::LoadedConfig;
-use crate::pipeline::settings::{Arm, MixChoice};
+use crate::pipeline::settings::{Arm, DistillStage, MixChoice, QuantizeStage};
 use crate::run_dir::{BOOKKEEPING, suffixed};
 
 /// The kinds of stage, in pipeline order (`--from`).
@@ -275,118 +275,143 @@ fn model_stages(
     mix_key: &str,
     sections: &Sections,
 ) -> anyhow::Result<(Vec<Stage>, SeedRuns)> {
-    let config = "{config}".to_owned();
-    let mixture = format!("{{out}}/{}", mixture.display());
     let name = if arm.seeds.len() > 1 {
         format!("{}-s{seed}", arm.name)
     } else {
         arm.name.clone()
     };
-    let run = PathBuf::from("runs").join(&name);
-    let train_args = |run: &Path| -> Vec<String> {
+    let mut chain = ModelChain {
+        mixture: format!("{{out}}/{}", mixture.display()),
+        seed,
+        stages: Vec::new(),
+        runs: Vec::new(),
+    };
+    chain.train(&name, mix_key, sections);
+    if let Some(d) = &arm.distill {
+        chain.distill(&name, d, sections);
+    }
+    if let Some(m) = &arm.merge {
+        chain.merge(&name, &loaded.base_dir.join(&m.specialists), &m.weights)?;
+    }
+    if let Some(q) = &arm.quantize {
+        chain.quantize(&name, q);
+    }
+    let runs = SeedRuns {
+        seed,
+        runs: chain.runs,
+    };
+    Ok((chain.stages, runs))
+}
+
+/// The model stages of one arm and seed, built in order: each reads the newest run before it.
+struct ModelChain {
+    /// The arm's mixture file, with the `{out}` placeholder.
+    mixture: String,
+    seed: u64,
+    stages: Vec<Stage>,
+    /// `(stage, run)` in order; the last is the newest model.
+    runs: Vec<(StageKind, PathBuf)>,
+}
+
+impl ModelChain {
+    fn newest(&self) -> PathBuf {
+        self.runs.last().map(|r| r.1.clone()).unwrap_or_default()
+    }
+
+    /// The arguments a training stage writing `run` shares with `train` (distill takes them too).
+    fn train_args(&self, run: &Path) -> Vec<String> {
         vec![
             "--config".into(),
-            config.clone(),
+            "{config}".into(),
             "--mixture".into(),
-            mixture.clone(),
+            self.mixture.clone(),
             "--run".into(),
             run.display().to_string(),
             "--seed".into(),
-            seed.to_string(),
+            self.seed.to_string(),
         ]
-    };
-    let mut args = vec!["train".to_owned()];
-    args.extend(train_args(&run));
-    let key = stage_key(&args, &[mix_key], &sections.train);
-    let mut stages = vec![stage(
-        StageKind::Train,
-        format!("train/{name}"),
-        args,
-        key,
-        vec![run.clone()],
-    )];
-    let mut runs = vec![(StageKind::Train, run.clone())];
-    let mut newest = run;
-    if let Some(d) = &arm.distill {
-        let student = suffixed(&newest, "-distilled");
+    }
+
+    fn push(
+        &mut self,
+        kind: StageKind,
+        name: &str,
+        args: Vec<String>,
+        key: String,
+        runs: Vec<PathBuf>,
+    ) {
+        let newest = runs.last().cloned().unwrap_or_default();
+        self.stages.push(stage(
+            kind,
+            format!("{}/{name}", kind.name()),
+            args,
+            key,
+            runs,
+        ));
+        self.runs.push((kind, newest));
+    }
+
+    fn train(&mut self, name: &str, mix_key: &str, sections: &Sections) {
+        let run = PathBuf::from("runs").join(name);
+        let mut args = vec!["train".to_owned()];
+        args.extend(self.train_args(&run));
+        let key = stage_key(&args, &[mix_key], &sections.train);
+        self.push(StageKind::Train, name, args, key, vec![run]);
+    }
+
+    fn distill(&mut self, name: &str, d: &DistillStage, sections: &Sections) {
+        let student = suffixed(&self.newest(), "-distilled");
         let mut args: Vec<String> = vec![
             "distill".into(),
             "--teacher".into(),
-            newest.display().to_string(),
-        ];
-        args.extend([
+            self.newest().display().to_string(),
             "--alpha".into(),
             d.alpha.to_string(),
             "--temperature".into(),
             d.temperature.to_string(),
-        ]);
-        args.extend(train_args(&student));
+        ];
+        args.extend(self.train_args(&student));
         args.extend(["--preset".into(), d.preset.name().into()]);
         if let Some(steps) = d.steps {
             args.extend(["--steps".into(), steps.to_string()]);
         }
-        let key = stage_key(&args, &[&last_key(&stages)], &sections.train);
-        stages.push(stage(
-            StageKind::Distill,
-            format!("distill/{name}"),
-            args,
-            key,
-            vec![student.clone()],
-        ));
-        runs.push((StageKind::Distill, student.clone()));
-        newest = student;
+        let key = stage_key(&args, &[&last_key(&self.stages)], &sections.train);
+        self.push(StageKind::Distill, name, args, key, vec![student]);
     }
-    if let Some(m) = &arm.merge {
-        let specialists = loaded.base_dir.join(&m.specialists);
-        let written = merge::runs_written(&newest, &specialists)?;
-        let text = fs_err::read_to_string(&specialists)?;
+
+    fn merge(&mut self, name: &str, specialists: &Path, weights: &str) -> anyhow::Result<()> {
+        let written = merge::runs_written(&self.newest(), specialists)?;
+        let text = fs_err::read_to_string(specialists)?;
         let args: Vec<String> = vec![
             "merge".into(),
             "--base".into(),
-            newest.display().to_string(),
+            self.newest().display().to_string(),
             "--specialists".into(),
             specialists.display().to_string(),
             "--weights".into(),
-            m.weights.clone(),
+            weights.to_owned(),
         ];
-        let key = stage_key(
-            &args,
-            &[&last_key(&stages), &sha256_hex(text.as_bytes())],
-            &serde_json::Value::Null,
-        );
-        newest = written.last().cloned().unwrap_or_default();
-        stages.push(stage(
-            StageKind::Merge,
-            format!("merge/{name}"),
-            args,
-            key,
-            written,
-        ));
-        runs.push((StageKind::Merge, newest.clone()));
+        let upstream = [last_key(&self.stages), sha256_hex(text.as_bytes())];
+        let upstream: Vec<&str> = upstream.iter().map(String::as_str).collect();
+        let key = stage_key(&args, &upstream, &serde_json::Value::Null);
+        self.push(StageKind::Merge, name, args, key, written);
+        Ok(())
     }
-    if let Some(q) = &arm.quantize {
-        let written = quantize::runs_written(&newest, q.qat_steps, false);
+
+    fn quantize(&mut self, name: &str, q: &QuantizeStage) {
+        let written = quantize::runs_written(&self.newest(), q.qat_steps, false);
         let args: Vec<String> = vec![
             "quantize".into(),
             "--run".into(),
-            newest.display().to_string(),
+            self.newest().display().to_string(),
             "--group-size".into(),
             q.group_size.to_string(),
             "--qat-steps".into(),
             q.qat_steps.to_string(),
         ];
-        let key = stage_key(&args, &[&last_key(&stages)], &serde_json::Value::Null);
-        newest = written.last().cloned().unwrap_or_default();
-        stages.push(stage(
-            StageKind::Quantize,
-            format!("quantize/{name}"),
-            args,
-            key,
-            written,
-        ));
-        runs.push((StageKind::Quantize, newest.clone()));
+        let key = stage_key(&args, &[&last_key(&self.stages)], &serde_json::Value::Null);
+        self.push(StageKind::Quantize, name, args, key, written);
     }
-    Ok((stages, SeedRuns { seed, runs }))
 }
 
 fn last_key(stages: &[Stage]) -> String {
@@ -481,6 +506,44 @@ mod tests {
         assert_eq!(
             changed(("steps = 300\nbatch_size", "steps = 200\nbatch_size")),
             all[1..]
+        );
+    }
+
+    /// The keys of a plan with every model stage, pinned: a refactoring that changes a run's key
+    /// (and so reruns finished work after an upgrade) fails here and has to say so. The merge
+    /// stage's arguments hold the specialists file's absolute path (here a temporary directory),
+    /// so merge and the stages after it are left out.
+    #[test]
+    fn stage_keys_are_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let specialists = "steps = 5\n\n[[specialist]]\nname = \"a\"\nweights = { prose = 1.0 }\n";
+        std::fs::write(dir.path().join("specialists.toml"), specialists).unwrap();
+        let run = "[run]\nseeds = [0, 1]\ndistill = { preset = \"tiny\", steps = 7 }\n\
+                   merge = { specialists = \"specialists.toml\" }\nquantize = { group_size = 32, qat_steps = 3 }\n";
+        let loaded = loaded(
+            dir.path(),
+            (
+                "[run]\nseeds = [0, 1]\nquantize = { group_size = 32 }\n",
+                run,
+            ),
+        );
+        let plan = plan(&loaded, &loaded.arms().unwrap(), "shards").unwrap();
+        let ids: Vec<&str> = plan.stages.iter().map(|s| s.id.as_str()).collect();
+        assert!(
+            ids.contains(&"merge/sdm-s1") && ids.contains(&"distill/uniform-s0"),
+            "{ids:?}"
+        );
+        let keys: Vec<&str> = (plan.stages.iter())
+            .filter(|s| s.kind < StageKind::Merge)
+            .map(|s| s.key.as_str())
+            .collect();
+        for s in &plan.stages {
+            eprintln!("{} {} {:?}", s.id, s.key, s.args);
+        }
+        let digest = sha256_hex(keys.join(",").as_bytes());
+        assert_eq!(
+            digest,
+            "31f4cb69bd4be4de2d2facdacfb4b61527096026acac49f01cfe7b1504a45528"
         );
     }
 }
