@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mixlab_artefacts::eval::{DomainLoss, read_eval};
-use mixlab_artefacts::specialists::read_specialists;
+use mixlab_artefacts::specialists::{Specialist as SpecialistSpec, Specialists, read_specialists};
+use mixlab_ingest::manifest::ShardSet;
 use mixlab_mixer::simplex::minimize_on_simplex;
 use mixlab_trainer::checkpoint::save_weights;
 use mixlab_trainer::data::Corpus;
@@ -54,91 +55,162 @@ pub fn run(global: &GlobalArgs, args: &MergeArgs) -> anyhow::Result<()> {
         run_hash: base.run_hash.clone(),
         step,
     };
-    let mut specialists = Vec::new();
-    for s in &spec.specialist {
-        let mixture = spec.mixture_of(s, &corpus.domains)?;
+    let trainer = SpecialistTrainer {
+        global,
+        args,
+        base: &base,
+        shards: &shards,
+        corpus: &corpus,
+        from,
+    };
+    let specialists = (spec.specialist.iter())
+        .map(|s| trainer.train(&spec, s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let out = args.run.as_ref().map_or_else(
+        || sibling(global, &args.base, "-merged"),
+        |r| global.out_root().join(r),
+    );
+    let merged = Merged {
+        dir: RunDir::new(out),
+        base: &base,
+        shards: &shards,
+        base_step: step,
+    };
+    let shown = merged.write(
+        global.quiet,
+        args.search_iters,
+        choice,
+        &specialists,
+        &corpus,
+    )?;
+    let mut columns = vec![("base".to_owned(), base_dir)];
+    columns.extend(specialists.into_iter().map(|s| (s.name, s.dir)));
+    columns.push(("merged".to_owned(), merged.dir));
+    print!("{}", comparison_table(&columns)?);
+    println!("merged ({}): {}", shown.method, shown.weights);
+    Ok(())
+}
+
+/// Trains specialists from the base run's newest weights.
+struct SpecialistTrainer<'a> {
+    global: &'a GlobalArgs,
+    args: &'a MergeArgs,
+    base: &'a ResolvedRun,
+    shards: &'a ShardSet,
+    corpus: &'a Corpus,
+    /// The base's newest weights.
+    from: InitWeights,
+}
+
+impl SpecialistTrainer<'_> {
+    /// Anneals one specialist on its mixture (resuming its run when one is there).
+    fn train(&self, spec: &Specialists, s: &SpecialistSpec) -> anyhow::Result<Specialist> {
+        let (base, args) = (self.base, self.args);
+        let mixture = spec.mixture_of(s, &self.corpus.domains)?;
         let mut train = base.train.clone();
         (train.steps, train.warmup_steps, train.min_lr_ratio) = (spec.steps, 0, 0.0);
         train.lr = spec.lr.unwrap_or(base.train.lr / 10.0);
         train
             .validate()
             .map_err(|e| Usage(format!("{}: {e}", args.specialists.display())))?;
-        let resolved = ResolvedRun::new(&shards, base.model.clone(), train, mixture)
-            .started_from(from.clone());
-        let dir = RunDir::new(sibling(global, &args.base, &format!("-{}", s.name)));
-        run_training(&dir, &resolved, &corpus, &CrossEntropy, global.quiet)?;
+        let resolved = ResolvedRun::new(self.shards, base.model.clone(), train, mixture)
+            .started_from(self.from.clone());
+        let dir = RunDir::new(sibling(self.global, &args.base, &format!("-{}", s.name)));
+        run_training(
+            &dir,
+            &resolved,
+            self.corpus,
+            &CrossEntropy,
+            self.global.quiet,
+        )?;
         let (step, weights) = dir.latest_model()?;
-        specialists.push(Specialist {
+        Ok(Specialist {
             name: s.name.clone(),
             dir,
             run_hash: resolved.run_hash,
             step,
             weights,
-        });
+        })
     }
-    let paths: Vec<PathBuf> = specialists.iter().map(|s| s.weights.clone()).collect();
-    let models = Ingredients::load(&base.model, &paths)?;
-    let out = args.run.as_ref().map_or_else(
-        || sibling(global, &args.base, "-merged"),
-        |r| global.out_root().join(r),
-    );
-    let run_dir = RunDir::new(out);
-    let (method, weights) = match choice {
-        WeightChoice::Uniform => ("uniform", vec![1.0 / models.len() as f64; models.len()]),
-        WeightChoice::Given(w) => ("given", scaled(&w)),
-        WeightChoice::Search => {
-            let found = earlier_search(&run_dir, &specialists).map_or_else(
-                || search_weights(&models, &base, &corpus, args.search_iters),
-                Ok,
-            )?;
-            ("search", found)
-        }
-    };
-    let merge = MergeSource {
-        method: method.to_owned(),
-        specialists: specialists
-            .iter()
-            .zip(&weights)
-            .map(|(s, &weight)| MergedSpecialist {
-                name: s.name.clone(),
-                run_hash: s.run_hash.clone(),
-                step: s.step,
-                weight,
-            })
-            .collect(),
-    };
-    let init = InitWeights {
-        path: run_dir.root.join("init.bpk"),
-        run_hash: base.run_hash.clone(),
-        step,
-    };
-    let mut train = base.train.clone();
-    train.steps = 0;
-    let resolved = ResolvedRun::new(&shards, base.model.clone(), train, base.mixture.clone())
+}
+
+/// The merged run: where it goes and the base it descends from.
+struct Merged<'a> {
+    dir: RunDir,
+    base: &'a ResolvedRun,
+    shards: &'a ShardSet,
+    /// The base's step the specialists started from.
+    base_step: u64,
+}
+
+/// How a merge was weighted, for printing.
+struct MergeSummary {
+    method: &'static str,
+    /// `name weight` per specialist.
+    weights: String,
+}
+
+impl Merged<'_> {
+    /// Weighs the specialists (by `choice`), averages them and evaluates the average as a run.
+    fn write(
+        &self,
+        quiet: bool,
+        search_iters: u64,
+        choice: WeightChoice,
+        specialists: &[Specialist],
+        corpus: &Corpus,
+    ) -> anyhow::Result<MergeSummary> {
+        let paths: Vec<PathBuf> = specialists.iter().map(|s| s.weights.clone()).collect();
+        let models = Ingredients::load(&self.base.model, &paths)?;
+        let (method, weights) = match choice {
+            WeightChoice::Uniform => ("uniform", vec![1.0 / models.len() as f64; models.len()]),
+            WeightChoice::Given(w) => ("given", scaled(&w)),
+            WeightChoice::Search => {
+                let found = earlier_search(&self.dir, specialists).map_or_else(
+                    || search_weights(&models, self.base, corpus, search_iters),
+                    Ok,
+                )?;
+                ("search", found)
+            }
+        };
+        let merge = MergeSource {
+            method: method.to_owned(),
+            specialists: (specialists.iter().zip(&weights))
+                .map(|(s, &weight)| MergedSpecialist {
+                    name: s.name.clone(),
+                    run_hash: s.run_hash.clone(),
+                    step: s.step,
+                    weight,
+                })
+                .collect(),
+        };
+        let init = InitWeights {
+            path: self.dir.root.join("init.bpk"),
+            run_hash: self.base.run_hash.clone(),
+            step: self.base_step,
+        };
+        let mut train = self.base.train.clone();
+        train.steps = 0;
+        let resolved = ResolvedRun::new(
+            self.shards,
+            self.base.model.clone(),
+            train,
+            self.base.mixture.clone(),
+        )
         .merged(init.clone(), merge);
-    run_of_weights(
-        &run_dir,
-        &resolved,
-        &corpus,
-        &init.path,
-        global.quiet,
-        || {
+        run_of_weights(&self.dir, &resolved, corpus, &init.path, quiet, || {
             save_weights(models.merged(&weights)?, &init.path)?;
             Ok(())
-        },
-    )?;
-    let mut columns = vec![("base".to_owned(), base_dir)];
-    columns.extend(specialists.into_iter().map(|s| (s.name, s.dir)));
-    columns.push(("merged".to_owned(), run_dir));
-    print!("{}", comparison_table(&columns)?);
-    let shown: Vec<String> = resolved
-        .merge
-        .iter()
-        .flat_map(|m| &m.specialists)
-        .map(|s| format!("{} {:.3}", s.name, s.weight))
-        .collect();
-    println!("merged ({method}): {}", shown.join(", "));
-    Ok(())
+        })?;
+        let shown: Vec<String> = (resolved.merge.iter())
+            .flat_map(|m| &m.specialists)
+            .map(|s| format!("{} {:.3}", s.name, s.weight))
+            .collect();
+        Ok(MergeSummary {
+            method,
+            weights: shown.join(", "),
+        })
+    }
 }
 
 /// `<out>/<base><suffix>`: a run beside the base run.
