@@ -301,58 +301,73 @@ pub fn validate(
     ingest: &IngestConfig,
     domains: &[DomainConfig],
 ) -> Result<()> {
-    let bad = |msg: String| Err(Error::Config(msg));
+    validate_tokenizer(tokenizer)
+        .and_then(|()| validate_ingest(ingest))
+        .and_then(|()| validate_domains(domains))
+        .map_err(Error::Config)
+}
+
+/// `[tokenizer]`: exactly one of a file and a training request, a vocabulary in range.
+fn validate_tokenizer(tokenizer: &TokenizerConfig) -> std::result::Result<(), String> {
     match (&tokenizer.path, &tokenizer.train) {
         (Some(_), Some(_)) | (None, None) => {
-            return bad("[tokenizer]: set exactly one of `path` and `train`".into());
+            Err("[tokenizer]: set exactly one of `path` and `train`".into())
         }
-        (None, Some(t)) if !(257..=MAX_VOCAB_SIZE).contains(&t.vocab_size) => {
-            return bad(format!(
-                "tokenizer.train.vocab_size = {}: expected 257 to {MAX_VOCAB_SIZE}",
-                t.vocab_size
-            ));
-        }
-        _ => {}
+        (None, Some(t)) if !(257..=MAX_VOCAB_SIZE).contains(&t.vocab_size) => Err(format!(
+            "tokenizer.train.vocab_size = {}: expected 257 to {MAX_VOCAB_SIZE}",
+            t.vocab_size
+        )),
+        _ => Ok(()),
     }
+}
+
+/// `[ingest]`: split fractions, batch and shard sizes, length bounds, MinHash settings.
+fn validate_ingest(ingest: &IngestConfig) -> std::result::Result<(), String> {
     let split = ingest.valid_fraction + ingest.probe_fraction;
     if !(0.0..1.0).contains(&ingest.valid_fraction)
         || !(0.0..1.0).contains(&ingest.probe_fraction)
         || split >= 1.0
     {
-        return bad(format!(
+        return Err(format!(
             "ingest.valid_fraction + ingest.probe_fraction = {split}: expected each in [0, 1) and their sum below 1"
         ));
     }
     if ingest.shard_rows == 0 || ingest.batch_rows == 0 {
-        return bad("ingest.shard_rows and ingest.batch_rows must be at least 1".into());
+        return Err("ingest.shard_rows and ingest.batch_rows must be at least 1".into());
     }
     if ingest.batch_rows > MAX_BATCH_ROWS {
-        return bad(format!(
+        return Err(format!(
             "ingest.batch_rows = {}: expected at most {MAX_BATCH_ROWS} (records held in memory at once)",
             ingest.batch_rows
         ));
     }
     if ingest.min_chars > ingest.max_chars {
-        return bad(format!(
+        return Err(format!(
             "ingest.min_chars = {} exceeds ingest.max_chars = {}",
             ingest.min_chars, ingest.max_chars
         ));
     }
-    if let Some(m) = &ingest.dedup.minhash {
-        if m.num_perm == 0 || m.bands == 0 || m.num_perm % m.bands != 0 {
-            return bad(format!(
-                "ingest.dedup.minhash: num_perm = {} must be a positive multiple of bands = {}",
-                m.num_perm, m.bands
-            ));
-        }
-        if !(0.0..=1.0).contains(&m.threshold) || m.ngram == 0 {
-            return bad(
-                "ingest.dedup.minhash: threshold must be in [0, 1] and ngram at least 1".into(),
-            );
-        }
+    let Some(m) = &ingest.dedup.minhash else {
+        return Ok(());
+    };
+    if m.num_perm == 0 || m.bands == 0 || m.num_perm % m.bands != 0 {
+        return Err(format!(
+            "ingest.dedup.minhash: num_perm = {} must be a positive multiple of bands = {}",
+            m.num_perm, m.bands
+        ));
     }
+    if !(0.0..=1.0).contains(&m.threshold) || m.ngram == 0 {
+        return Err(
+            "ingest.dedup.minhash: threshold must be in [0, 1] and ngram at least 1".into(),
+        );
+    }
+    Ok(())
+}
+
+/// `[[domain]]`: at least one, each with a valid unique name and at least one source.
+fn validate_domains(domains: &[DomainConfig]) -> std::result::Result<(), String> {
     if domains.is_empty() {
-        return bad("no [[domain]] defined: expected at least one".into());
+        return Err("no [[domain]] defined: expected at least one".into());
     }
     let mut seen = BTreeMap::new();
     for (i, d) in domains.iter().enumerate() {
@@ -361,16 +376,16 @@ pub fn validate(
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if !valid_name {
-            return bad(format!(
+            return Err(format!(
                 "domain[{i}].name = {:?}: expected lower-case letters, digits, '_' or '-'",
                 d.name
             ));
         }
         if seen.insert(d.name.as_str(), i).is_some() {
-            return bad(format!("domain {:?} is defined twice", d.name));
+            return Err(format!("domain {:?} is defined twice", d.name));
         }
         if d.source.is_empty() {
-            return bad(format!(
+            return Err(format!(
                 "domain {:?} has no [[domain.source]]: expected at least one",
                 d.name
             ));

@@ -340,6 +340,15 @@ struct DomainStage<'a> {
     staging: &'a Path,
 }
 
+/// What one domain has written so far.
+#[derive(Default)]
+struct DomainTally {
+    stats: DomainStats,
+    splits: BTreeMap<Split, SplitCounts>,
+    /// Compressed bytes of the sources read to the end.
+    done_bytes: u64,
+}
+
 impl DomainStage<'_> {
     fn run(
         &mut self,
@@ -353,128 +362,90 @@ impl DomainStage<'_> {
         }
         progress.domain_started(&domain.name, input_bytes);
         let filter = quality_filter(self.req.ingest, domain);
-        let mut stats = DomainStats::default();
-        let mut splits: BTreeMap<Split, SplitCounts> = BTreeMap::new();
+        let mut tally = DomainTally::default();
         let mut writer = ShardWriter::new(self.staging, &domain.name, self.req.ingest.shard_rows);
-        let mut done_bytes = 0u64;
         for (source, files) in domain.source.iter().zip(files) {
-            let label = source.label();
             let reader = SourceReader::open(
                 self.runtime,
                 source,
                 files.clone(),
                 read_options(self.req.ingest),
             )?;
-            // Reading (decompression, JSON, the query) runs on its own thread, a few batches ahead
-            // of filtering, dedup and tokenization, so the two overlap.
-            let (skipped, raw_bytes) = std::thread::scope(|scope| -> Result<(u64, u64)> {
-                let (tx, rx) =
-                    std::sync::mpsc::sync_channel::<Result<(StringArray, u64)>>(READ_AHEAD_BATCHES);
-                let producer = scope.spawn(move || {
-                    let mut reader = reader;
-                    loop {
-                        let next = reader
-                            .next_texts()
-                            .map(|t| t.map(|texts| (texts, reader.raw_bytes_read())));
-                        let item = match next {
-                            Ok(Some(batch)) => Ok(batch),
-                            Ok(None) => break,
-                            Err(e) => Err(e),
-                        };
-                        let failed = item.is_err();
-                        if tx.send(item).is_err() || failed {
-                            break;
-                        }
-                    }
-                    (reader.skipped(), reader.raw_bytes_read())
-                });
-                for item in rx {
-                    let (texts, raw_bytes) = item?;
-                    let docs = self.process_batch(&texts, &label, &filter, &mut stats, source)?;
-                    for doc in docs {
-                        let counts = splits.entry(doc.split).or_default();
-                        counts.documents += 1;
-                        counts.tokens += doc.tokens.len() as u64;
-                        stats.documents += 1;
-                        stats.tokens += doc.tokens.len() as u64;
-                        writer.push(doc)?;
-                    }
-                    progress.domain_advanced(
-                        &domain.name,
-                        done_bytes + raw_bytes,
-                        stats.records_read,
-                    );
-                }
-                producer
-                    .join()
-                    .map_err(|_| Error::Internal("the source reader thread panicked".into()))
-            })?;
-            stats.skipped_records += skipped;
-            done_bytes += raw_bytes;
+            let sink = BatchSink {
+                domain: &domain.name,
+                label: source.label(),
+                source,
+                filter: &filter,
+                progress,
+            };
+            self.read_source(reader, &sink, &mut tally, &mut writer)?;
         }
+        let stats = tally.stats;
         if stats.documents == 0 {
-            return Err(Error::BadSource {
-                path: PathBuf::from(&domain.source[0].path),
-                message: format!(
-                    "domain {:?} is empty: {} records read, {} skipped, {} filtered ({:?}), {} exact and {} near duplicates; \
-                     expected at least one document (check the sources, sql and filter overrides)",
-                    domain.name,
-                    stats.records_read,
-                    stats.skipped_records,
-                    stats.filtered_total(),
-                    stats.filtered,
-                    stats.exact_duplicates,
-                    stats.near_duplicates
-                ),
-            });
+            return Err(empty_domain(domain, &stats));
         }
         let files = writer.finish()?;
         progress.domain_finished(&domain.name, &stats);
         Ok(DomainManifest {
             name: domain.name.clone(),
             files,
-            splits,
+            splits: tally.splits,
             stats,
         })
+    }
+
+    /// Reads one source to its end into `writer`. Reading (decompression, JSON, the query) runs on
+    /// its own thread, a few batches ahead of filtering, dedup and tokenization, so the two overlap.
+    fn read_source(
+        &mut self,
+        reader: SourceReader<'_>,
+        sink: &BatchSink,
+        tally: &mut DomainTally,
+        writer: &mut ShardWriter,
+    ) -> Result<()> {
+        let (skipped, raw_bytes) = std::thread::scope(|scope| -> Result<(u64, u64)> {
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<Result<(StringArray, u64)>>(READ_AHEAD_BATCHES);
+            let producer = scope.spawn(move || read_ahead(reader, &tx));
+            for item in rx {
+                let (texts, raw_bytes) = item?;
+                let docs = self.process_batch(&texts, sink, &mut tally.stats)?;
+                for doc in docs {
+                    let counts = tally.splits.entry(doc.split).or_default();
+                    counts.documents += 1;
+                    counts.tokens += doc.tokens.len() as u64;
+                    tally.stats.documents += 1;
+                    tally.stats.tokens += doc.tokens.len() as u64;
+                    writer.push(doc)?;
+                }
+                let (done, records) = (tally.done_bytes + raw_bytes, tally.stats.records_read);
+                sink.progress.domain_advanced(sink.domain, done, records);
+            }
+            producer
+                .join()
+                .map_err(|_| Error::Internal("the source reader thread panicked".into()))
+        })?;
+        tally.stats.skipped_records += skipped;
+        tally.done_bytes += raw_bytes;
+        Ok(())
     }
 
     /// Filters, dedups and tokenizes one batch; returns the documents to write, in record order.
     fn process_batch(
         &mut self,
         texts: &StringArray,
-        label: &str,
-        filter: &QualityFilter,
+        sink: &BatchSink,
         stats: &mut DomainStats,
-        source: &SourceConfig,
     ) -> Result<Vec<ShardDocument>> {
-        let exact = self.req.ingest.dedup.exact;
-        let hasher = self.hasher.as_ref();
+        let judge = Judge {
+            filter: sink.filter,
+            exact: self.req.ingest.dedup.exact,
+            hasher: self.hasher.as_ref(),
+        };
         let verdicts: Vec<(usize, Verdict)> = (0..texts.len())
             .into_par_iter()
-            .map(|i| {
-                if texts.is_null(i) {
-                    return (0, Verdict::Null);
-                }
-                let raw_len = texts.value(i).len();
-                let text = clean(texts.value(i));
-                if let Some(reason) = filter.check(&text) {
-                    return (raw_len, Verdict::Filtered(reason));
-                }
-                let needs_norm = exact || hasher.is_some();
-                let normalized = if needs_norm {
-                    normalize(&text)
-                } else {
-                    String::new()
-                };
-                let verdict = Verdict::Candidate {
-                    hash: exact.then(|| exact_hash(&normalized)),
-                    signature: hasher.map(|h| h.signature(&normalized)),
-                    text,
-                };
-                (raw_len, verdict)
-            })
+            .map(|i| judge.verdict(texts, i))
             .collect();
-
         let mut survivors = Vec::new();
         for (raw_len, verdict) in verdicts {
             stats.records_read += 1;
@@ -483,10 +454,10 @@ impl DomainStage<'_> {
                 Verdict::Null => {
                     if self.req.ingest.on_error == crate::config::OnError::Fail {
                         return Err(Error::BadSource {
-                            path: PathBuf::from(&source.path),
+                            path: PathBuf::from(&sink.source.path),
                             message: format!(
                                 "record {} has a null {:?}; expected text",
-                                stats.records_read, source.text_column
+                                stats.records_read, sink.source.text_column
                             ),
                         });
                     }
@@ -506,12 +477,16 @@ impl DomainStage<'_> {
                 },
             }
         }
+        self.tokenize(survivors, &sink.label)
+    }
 
+    /// The shard documents of the texts that survived filtering and dedup.
+    fn tokenize(&self, texts: Vec<String>, label: &str) -> Result<Vec<ShardDocument>> {
         let (valid, probe) = (
             self.req.ingest.valid_fraction,
             self.req.ingest.probe_fraction,
         );
-        survivors
+        texts
             .into_par_iter()
             .map(|text| {
                 let doc_id = doc_id(label, &text);
@@ -523,6 +498,86 @@ impl DomainStage<'_> {
                 })
             })
             .collect()
+    }
+}
+
+/// Where one source's batches go, and what they are checked against.
+struct BatchSink<'a> {
+    domain: &'a str,
+    /// The source's label (each document's `source`).
+    label: String,
+    source: &'a SourceConfig,
+    filter: &'a QualityFilter,
+    progress: &'a dyn Progress,
+}
+
+/// Sends `reader`'s batches, each with the compressed bytes read so far, until the end or the
+/// first error; returns the records it skipped and the bytes it read.
+fn read_ahead(
+    mut reader: SourceReader<'_>,
+    tx: &std::sync::mpsc::SyncSender<Result<(StringArray, u64)>>,
+) -> (u64, u64) {
+    loop {
+        let item = match reader.next_texts() {
+            Ok(Some(texts)) => Ok((texts, reader.raw_bytes_read())),
+            Ok(None) => break,
+            Err(e) => Err(e),
+        };
+        let failed = item.is_err();
+        if tx.send(item).is_err() || failed {
+            break;
+        }
+    }
+    (reader.skipped(), reader.raw_bytes_read())
+}
+
+/// The per-record checks of a batch that need no shared state (run in parallel).
+struct Judge<'a> {
+    filter: &'a QualityFilter,
+    exact: bool,
+    hasher: Option<&'a MinHasher>,
+}
+
+impl Judge<'_> {
+    /// Record `i`'s raw length and verdict: null, filtered, or a dedup candidate with its hashes.
+    fn verdict(&self, texts: &StringArray, i: usize) -> (usize, Verdict) {
+        if texts.is_null(i) {
+            return (0, Verdict::Null);
+        }
+        let raw_len = texts.value(i).len();
+        let text = clean(texts.value(i));
+        if let Some(reason) = self.filter.check(&text) {
+            return (raw_len, Verdict::Filtered(reason));
+        }
+        let normalized = if self.exact || self.hasher.is_some() {
+            normalize(&text)
+        } else {
+            String::new()
+        };
+        let verdict = Verdict::Candidate {
+            hash: self.exact.then(|| exact_hash(&normalized)),
+            signature: self.hasher.map(|h| h.signature(&normalized)),
+            text,
+        };
+        (raw_len, verdict)
+    }
+}
+
+/// The error for a domain whose sources left no document, with where they went.
+fn empty_domain(domain: &DomainConfig, stats: &DomainStats) -> Error {
+    Error::BadSource {
+        path: PathBuf::from(&domain.source[0].path),
+        message: format!(
+            "domain {:?} is empty: {} records read, {} skipped, {} filtered ({:?}), {} exact and {} near duplicates; \
+             expected at least one document (check the sources, sql and filter overrides)",
+            domain.name,
+            stats.records_read,
+            stats.skipped_records,
+            stats.filtered_total(),
+            stats.filtered,
+            stats.exact_duplicates,
+            stats.near_duplicates
+        ),
     }
 }
 

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arrow::array::{AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, SchemaRef};
-use datafusion::catalog::MemTable;
+use arrow::datatypes::{DataType, Fields, SchemaRef};
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -104,6 +104,65 @@ fn walk_root(base: &Path, pattern: &Path) -> (PathBuf, usize) {
     (root, depth)
 }
 
+/// A line-oriented source (JSONL, CSV, text) as a streaming table, with its read counters. A JSONL
+/// source decodes only the columns its text column and SQL use.
+fn line_table(
+    runtime: &Runtime,
+    source: &SourceConfig,
+    files: Vec<PathBuf>,
+    options: ReadOptions,
+) -> Result<(Arc<dyn TableProvider>, Arc<ReadCounters>)> {
+    let required = source.sql.is_none().then(|| source.text_column.clone());
+    let mut lines = LineSource::open(
+        files,
+        source.format,
+        required,
+        options.batch_rows,
+        options.on_error,
+    )?;
+    if source.format == SourceFormat::Jsonl {
+        let used = runtime.block_on(used_columns(lines.schema(), source));
+        lines.keep_columns(&used);
+    }
+    let counters = lines.counters();
+    let partition: Arc<dyn PartitionStream> = Arc::new(LinePartition { lines });
+    let schema = Arc::clone(partition.schema());
+    let table = StreamingTable::try_new(schema, vec![partition])
+        .map_err(|e| query_err(Path::new(&source.path), &e))?;
+    Ok((Arc::new(table), counters))
+}
+
+/// Checks that the query's result has the source's text column, as text.
+fn check_text_column(fields: &Fields, source: &SourceConfig) -> Result<()> {
+    let path = PathBuf::from(&source.path);
+    let Some(text) = fields.iter().find(|f| f.name() == &source.text_column) else {
+        let columns: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+        return Err(Error::BadSource {
+            path,
+            message: format!(
+                "no column {:?} (columns: {}); set text_column, or make the sql select it",
+                source.text_column,
+                columns.join(", ")
+            ),
+        });
+    };
+    if matches!(
+        text.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) {
+        return Ok(());
+    }
+    Err(Error::BadSource {
+        path,
+        message: format!(
+            "column {:?} is {}, not text; point text_column at a string column, or convert it in sql (CAST(... AS VARCHAR) AS {})",
+            source.text_column,
+            text.data_type(),
+            source.text_column
+        ),
+    })
+}
+
 /// A running query over one source, yielding its text column batch by batch.
 pub struct SourceReader<'rt> {
     runtime: &'rt Runtime,
@@ -150,9 +209,8 @@ impl<'rt> SourceReader<'rt> {
             .with_batch_size(options.batch_rows)
             .with_repartition_file_scans(false);
         let ctx = SessionContext::new_with_config(config);
-        let mut counters = None;
-        let mut parquet_bytes = 0;
-        if source.format == SourceFormat::Parquet {
+        let (table, counters, parquet_bytes) = if source.format == SourceFormat::Parquet {
+            let mut parquet_bytes = 0;
             for file in &files {
                 check_parquet_footer(file)?;
                 parquet_bytes += fs_err::metadata(file)?.len();
@@ -160,29 +218,13 @@ impl<'rt> SourceReader<'rt> {
             let table = runtime
                 .block_on(parquet_table(&ctx, &files))
                 .map_err(|e| query_err(&label, &e))?;
-            ctx.register_table("source", table)
-                .map_err(|e| query_err(&label, &e))?;
+            (table as Arc<dyn TableProvider>, None, parquet_bytes)
         } else {
-            let required = source.sql.is_none().then(|| source.text_column.clone());
-            let mut lines = LineSource::open(
-                files,
-                source.format,
-                required,
-                options.batch_rows,
-                options.on_error,
-            )?;
-            if source.format == SourceFormat::Jsonl {
-                let used = runtime.block_on(used_columns(lines.schema(), source));
-                lines.keep_columns(&used);
-            }
-            counters = Some(lines.counters());
-            let partition: Arc<dyn PartitionStream> = Arc::new(LinePartition { lines });
-            let schema = Arc::clone(partition.schema());
-            let table = StreamingTable::try_new(schema, vec![partition])
-                .map_err(|e| query_err(&label, &e))?;
-            ctx.register_table("source", Arc::new(table))
-                .map_err(|e| query_err(&label, &e))?;
-        }
+            let (table, counters) = line_table(runtime, source, files, options)?;
+            (table, Some(counters), 0)
+        };
+        ctx.register_table("source", table)
+            .map_err(|e| query_err(&label, &e))?;
         let sql = source
             .sql
             .clone()
@@ -191,32 +233,7 @@ impl<'rt> SourceReader<'rt> {
             path: label.clone(),
             message: format!("sql {sql:?} failed to plan: {e}"),
         })?;
-        let fields = frame.schema().fields();
-        let Some(text) = fields.iter().find(|f| f.name() == &source.text_column) else {
-            let columns: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-            return Err(Error::BadSource {
-                path: label,
-                message: format!(
-                    "no column {:?} (columns: {}); set text_column, or make the sql select it",
-                    source.text_column,
-                    columns.join(", ")
-                ),
-            });
-        };
-        if !matches!(
-            text.data_type(),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-        ) {
-            return Err(Error::BadSource {
-                path: label,
-                message: format!(
-                    "column {:?} is {}, not text; point text_column at a string column, or convert it in sql (CAST(... AS VARCHAR) AS {})",
-                    source.text_column,
-                    text.data_type(),
-                    source.text_column
-                ),
-            });
-        }
+        check_text_column(frame.schema().fields(), source)?;
         let stream = runtime
             .block_on(frame.execute_stream())
             .map_err(|e| query_err(&label, &e))?;

@@ -228,89 +228,107 @@ impl SimulateConfig {
     /// # Ok::<(), mixlab_simulator::Error>(())
     /// ```
     pub fn validate(&self) -> Result<()> {
-        let fail = |key: &str, expected: &str| {
-            Err(Error::Config(format!(
-                "[simulate].{key}: expected {expected}"
-            )))
-        };
+        (self.check_sampling())
+            .and_then(|()| self.check_estimator())
+            .and_then(|()| self.check_targets())
+            .map_err(|Invalid { key, expected }| {
+                Error::Config(format!("[simulate].{key}: expected {expected}"))
+            })
+    }
+
+    /// Checkpoints, captured steps and the documents and sequences sampled from each domain.
+    fn check_sampling(&self) -> std::result::Result<(), Invalid> {
         if self.checkpoints == 0 || self.steps < self.checkpoints {
-            return fail("checkpoints", "between 1 and [simulate].steps");
+            return invalid("checkpoints", "between 1 and [simulate].steps");
         }
         if !(1..=self.checkpoint_every()).contains(&self.capture_steps) {
-            return fail(
+            return invalid(
                 "capture_steps",
-                &format!(
+                format!(
                     "between 1 and the steps between checkpoints ({})",
                     self.checkpoint_every()
                 ),
             );
         }
         if self.docs_per_domain < 2 {
-            return fail("docs_per_domain", "at least 2 (for a standard error)");
+            return invalid("docs_per_domain", "at least 2 (for a standard error)");
         }
+        if self.target_docs == 0 {
+            return invalid("target_docs", "at least 1");
+        }
+        if self.max_doc_tokens < 2 {
+            return invalid("max_doc_tokens", "at least 2");
+        }
+        if self.gradients != GradientSource::Domain {
+            return Ok(());
+        }
+        if self.domain_sequences < 2 {
+            return invalid("domain_sequences", "at least 2 (for a standard error)");
+        }
+        if self.target_sequences == 0 {
+            return invalid("target_sequences", "at least 1");
+        }
+        Ok(())
+    }
+
+    /// The estimator's settings and DoReMi's.
+    fn check_estimator(&self) -> std::result::Result<(), Invalid> {
         if self.gradients == GradientSource::Domain {
-            if self.domain_sequences < 2 {
-                return fail("domain_sequences", "at least 2 (for a standard error)");
-            }
-            if self.target_sequences == 0 {
-                return fail("target_sequences", "at least 1");
-            }
             let other_estimators =
                 "(DataInf and cosine need gradients = \"training\" or \"sample\")";
             if self.curvature != Curvature::Identity {
-                return fail(
+                return invalid(
                     "curvature",
-                    &format!("\"identity\" with gradients = \"domain\" {other_estimators}"),
+                    format!("\"identity\" with gradients = \"domain\" {other_estimators}"),
                 );
             }
             if self.similarity != Similarity::Inner {
-                return fail(
+                return invalid(
                     "similarity",
-                    &format!("\"inner\" with gradients = \"domain\" {other_estimators}"),
+                    format!("\"inner\" with gradients = \"domain\" {other_estimators}"),
                 );
             }
         }
-        if self.target_docs == 0 {
-            return fail("target_docs", "at least 1");
-        }
-        if self.max_doc_tokens < 2 {
-            return fail("max_doc_tokens", "at least 2");
-        }
         if !(1..=256).contains(&self.projection) {
-            return fail("projection", "between 1 and 256");
+            return invalid("projection", "between 1 and 256");
         }
         if !(self.doremi.step_size.is_finite() && self.doremi.step_size > 0.0) {
-            return fail("doremi.step_size", "a finite number above 0");
+            return invalid("doremi.step_size", "a finite number above 0");
         }
         if !(0.0..=1.0).contains(&self.doremi.smoothing) {
-            return fail("doremi.smoothing", "a number between 0 and 1");
+            return invalid("doremi.smoothing", "a number between 0 and 1");
         }
+        Ok(())
+    }
+
+    /// At least one target; each with a positive weight, a unique name and one source.
+    fn check_targets(&self) -> std::result::Result<(), Invalid> {
         if self.target.is_empty() {
-            return fail(
+            return invalid(
                 "target",
                 "at least one [[simulate.target]] with a name and a probe domain",
             );
         }
         for (i, t) in self.target.iter().enumerate() {
             if !(t.weight.is_finite() && t.weight > 0.0) {
-                return fail(&format!("target[{i}].weight"), "a finite number above 0");
+                return invalid(format!("target[{i}].weight"), "a finite number above 0");
             }
             if t.name.is_empty() || t.name == mixlab_artefacts::utilities::JOINT_TARGET {
-                return fail(
-                    &format!("target[{i}].name"),
+                return invalid(
+                    format!("target[{i}].name"),
                     "a non-empty name other than \"joint\"",
                 );
             }
             if t.probe.is_empty() == t.path.is_none() {
-                return fail(
-                    &format!("target[{i}]"),
+                return invalid(
+                    format!("target[{i}]"),
                     "exactly one of probe = \"<domain>\" and path = \"<file.jsonl>\"",
                 );
             }
             if self.target[..i].iter().any(|o| o.name == t.name) {
-                return fail(
-                    &format!("target[{i}].name"),
-                    &format!("a name used once, {:?} repeats", t.name),
+                return invalid(
+                    format!("target[{i}].name"),
+                    format!("a name used once, {:?} repeats", t.name),
                 );
             }
         }
@@ -336,6 +354,22 @@ impl SimulateConfig {
     pub fn checkpoint_every(&self) -> u64 {
         self.steps / self.checkpoints.max(1)
     }
+}
+
+/// A `[simulate]` key whose value is out of range, and what it expects.
+struct Invalid {
+    key: String,
+    expected: String,
+}
+
+fn invalid(
+    key: impl Into<String>,
+    expected: impl Into<String>,
+) -> std::result::Result<(), Invalid> {
+    Err(Invalid {
+        key: key.into(),
+        expected: expected.into(),
+    })
 }
 
 #[cfg(test)]

@@ -335,14 +335,6 @@ pub fn summarize(
     resamples: usize,
     seed: u64,
 ) -> Result<Vec<DomainUtility>> {
-    let mut steps: Vec<u64> = rows.iter().map(|r| r.checkpoint_step).collect();
-    steps.sort_unstable();
-    steps.dedup();
-    let alpha: BTreeMap<u64, f64> = steps
-        .iter()
-        .copied()
-        .zip(checkpoint_weights(&steps))
-        .collect();
     let weight: BTreeMap<&str, f64> = targets
         .iter()
         .map(|t| (t.name.as_str(), t.weight))
@@ -358,34 +350,7 @@ pub fn summarize(
             weight.keys().collect::<Vec<_>>()
         )));
     }
-    // (domain, target, step or None) → doc → (tokens, utility)
-    let mut groups: BTreeMap<(&str, &str, Option<u64>), BTreeMap<u64, Scored>> = BTreeMap::new();
-    let mut add = |key, doc: u64, tokens: u64, utility: f64| {
-        let entry = groups.entry(key).or_default().entry(doc).or_insert(Scored {
-            tokens,
-            utility: 0.0,
-        });
-        entry.utility += utility;
-    };
-    for r in rows {
-        let (d, t) = (r.domain.as_str(), r.target.as_str());
-        let a = alpha[&r.checkpoint_step];
-        add(
-            (d, t, Some(r.checkpoint_step)),
-            r.doc_id,
-            r.tokens,
-            r.utility,
-        );
-        let weighted = weight[t] * r.utility;
-        add((d, t, None), r.doc_id, r.tokens, a * r.utility);
-        add(
-            (d, JOINT_TARGET, Some(r.checkpoint_step)),
-            r.doc_id,
-            r.tokens,
-            weighted,
-        );
-        add((d, JOINT_TARGET, None), r.doc_id, r.tokens, a * weighted);
-    }
+    let groups = group_scores(rows, &weight);
     let order = |name: &str| domains.iter().position(|d| d == name).unwrap_or(usize::MAX);
     let mut out: Vec<DomainUtility> = groups
         .into_iter()
@@ -410,6 +375,43 @@ pub fn summarize(
         ))
     });
     Ok(out)
+}
+
+/// `(domain, target, step)` (step `None`: over all checkpoints) → document → its tokens and summed
+/// utility; the joint target's rows weigh each target by `weight`.
+type Groups<'a> = BTreeMap<(&'a str, &'a str, Option<u64>), BTreeMap<u64, Scored>>;
+
+/// Groups the rows per checkpoint and over checkpoints (`α_t ∝ t`), per target and joint.
+fn group_scores<'a>(rows: &'a [DocumentUtility], weight: &BTreeMap<&str, f64>) -> Groups<'a> {
+    let mut steps: Vec<u64> = rows.iter().map(|r| r.checkpoint_step).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let alpha: BTreeMap<u64, f64> = steps
+        .iter()
+        .copied()
+        .zip(checkpoint_weights(&steps))
+        .collect();
+    let mut groups = Groups::new();
+    let mut add = |key, r: &DocumentUtility, utility: f64| {
+        let entry = groups
+            .entry(key)
+            .or_default()
+            .entry(r.doc_id)
+            .or_insert(Scored {
+                tokens: r.tokens,
+                utility: 0.0,
+            });
+        entry.utility += utility;
+    };
+    for r in rows {
+        let (d, t, step) = (r.domain.as_str(), r.target.as_str(), r.checkpoint_step);
+        let (a, weighted) = (alpha[&step], weight[t] * r.utility);
+        add((d, t, Some(step)), r, r.utility);
+        add((d, t, None), r, a * r.utility);
+        add((d, JOINT_TARGET, Some(step)), r, weighted);
+        add((d, JOINT_TARGET, None), r, a * weighted);
+    }
+    groups
 }
 
 #[cfg(test)]
