@@ -6,20 +6,7 @@
 //! errors, and library errors caused by what the user configured (the mixer's `[mix]` checks), with
 //! the [`Usage`] context, which keeps the cause below it.
 
-use std::fmt;
-
-/// Marks an error as a usage or configuration error (exit code 2). Attach it as context
-/// (`result.context(Usage(..))`) so the underlying cause stays in the chain, or raise it alone.
-#[derive(Debug)]
-pub struct Usage(pub String);
-
-impl fmt::Display for Usage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Usage {}
+use mixlab_stages::Usage;
 
 /// The kinds of ending a batch scheduler needs to tell apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +26,7 @@ impl ExitClass {
         if err.downcast_ref::<Usage>().is_some() || err.chain().any(is_usage) {
             ExitClass::Usage
         } else if err.chain().any(is_interruption) {
-            ExitClass::Stopped(crate::signals::stop_requested().unwrap_or(libc::SIGINT))
+            ExitClass::Stopped(mixlab_stages::signals::stop_requested().unwrap_or(libc::SIGINT))
         } else {
             ExitClass::Stage
         }

@@ -2,7 +2,8 @@
 //!
 //! | crate | owns |
 //! |---|---|
-//! | `mixlab` (this binary) | CLI, `datasets.toml`, stage orchestration, run directories, progress bars |
+//! | `mixlab` (this binary) | CLI, `datasets.toml`, stage orchestration, progress bars |
+//! | `mixlab-stages` | run directories, resolved runs and their hashes, locks, the training stage |
 //! | `mixlab-ingest` | sources → cleaned, filtered, deduplicated token shards + manifest |
 //! | `mixlab-artefacts` | the artefact formats between stages (metrics, eval, mixture, run tables), atomic writes |
 //! | `mixlab-mixer` | pure math: run tables → mixture weights; regression mixers; baselines; `[mix]` |
@@ -18,21 +19,17 @@ mod config;
 mod exit;
 #[cfg(test)]
 mod fuzz;
-mod locks;
 mod logging;
 mod pipeline;
 mod progress;
-mod run_dir;
-mod signals;
 mod table;
 mod texts;
-mod training;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     mixlab_trainer::allocator::tune();
-    signals::set_dispositions();
+    mixlab_stages::signals::set_dispositions();
     let cli = cli::Cli::parse();
     logging::init(cli.global.log_format, cli.global.quiet);
     match commands::run(&cli) {

@@ -5,10 +5,10 @@ use mixlab_trainer::inference::Inference;
 
 use crate::cli::{DistillArgs, GlobalArgs};
 use crate::commands::train::resolve;
-use crate::exit::Usage;
-use crate::run_dir::{DistillSource, RunDir};
 use crate::table::eval_table;
-use crate::training::run_training;
+use mixlab_stages::Usage;
+use mixlab_stages::run_dir::{DistillSource, RunDir};
+use mixlab_stages::training::run_training;
 
 /// Distils (or resumes, or skips a finished) student run and prints its final evaluation.
 pub fn run(global: &GlobalArgs, args: &DistillArgs) -> anyhow::Result<()> {

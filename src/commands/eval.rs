@@ -13,10 +13,10 @@ use mixlab_trainer::sampler::DomainDocs;
 
 use crate::cli::{EvalArgs, GlobalArgs};
 use crate::commands::quantize::GGUF_FILE;
-use crate::exit::Usage;
-use crate::run_dir::RunDir;
 use crate::table::eval_table;
 use crate::texts::read_texts;
+use mixlab_stages::Usage;
+use mixlab_stages::run_dir::RunDir;
 
 /// Evaluates the validation and probe splits, and the `--texts` files, at the newest checkpoint.
 pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {

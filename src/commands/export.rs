@@ -3,7 +3,7 @@
 use mixlab_trainer::hf::export_checkpoint;
 
 use crate::cli::{ExportArgs, GlobalArgs};
-use crate::run_dir::RunDir;
+use mixlab_stages::run_dir::RunDir;
 
 /// Writes `model.safetensors`, `config.json` and the shards' `tokenizer.json` to `--dir`
 /// (default `<run>/hf`).

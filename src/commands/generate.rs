@@ -5,7 +5,7 @@ use mixlab_trainer::generate::{Sampling, generate};
 use mixlab_trainer::inference::Inference;
 
 use crate::cli::{GenerateArgs, GlobalArgs};
-use crate::run_dir::RunDir;
+use mixlab_stages::run_dir::RunDir;
 
 /// Prints the prompt followed by the model's continuation.
 pub fn run(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Result<()> {

@@ -8,9 +8,9 @@ use mixlab_ingest::pipeline::{IngestOutcome, IngestRequest, ingest};
 
 use crate::cli::{ConfigArgs, GlobalArgs};
 use crate::config::LoadedConfig;
-use crate::locks::lock_dir;
 use crate::progress::IngestBars;
 use crate::table::{Table, thousands};
+use mixlab_stages::locks::lock_dir;
 
 /// Runs the ingest stage and prints the summary on stdout.
 pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {

@@ -16,10 +16,12 @@ use mixlab_trainer::merge::Ingredients;
 use mixlab_trainer::objective::CrossEntropy;
 
 use crate::cli::{GlobalArgs, MergeArgs};
-use crate::exit::Usage;
-use crate::run_dir::{InitWeights, MergeSource, MergedSpecialist, ResolvedRun, RunDir, suffixed};
 use crate::table::Table;
-use crate::training::{run_of_weights, run_training};
+use mixlab_stages::Usage;
+use mixlab_stages::run_dir::{
+    InitWeights, MergeSource, MergedSpecialist, ResolvedRun, RunDir, suffixed,
+};
+use mixlab_stages::training::{run_of_weights, run_training};
 
 /// How the specialists are weighted.
 #[derive(Debug, Clone, PartialEq)]

@@ -23,8 +23,8 @@ use mixlab_mixer::utility::{proportional, utilimax};
 
 use crate::cli::{GlobalArgs, MixArgs, MixMethod, PriorArg, SdmObjective, ShardsDir};
 use crate::config::LoadedConfig;
-use crate::exit::Usage;
 use crate::table::Table;
+use mixlab_stages::Usage;
 
 /// Computes the mixture and writes `mixture.toml`.
 pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {

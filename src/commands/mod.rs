@@ -20,7 +20,7 @@ mod train;
 use mixlab_trainer::kernels::MatmulIsa;
 
 use crate::cli::{Cli, Command};
-use crate::exit::Usage;
+use mixlab_stages::Usage;
 
 /// Runs the chosen subcommand.
 pub fn run(cli: &Cli) -> anyhow::Result<()> {

@@ -10,8 +10,8 @@ use mixlab_trainer::inference::Inference;
 use mixlab_trainer::passkey::{DepthScore, documents, evaluate, prompts};
 
 use crate::cli::{GlobalArgs, PasskeyCommand, PasskeyEvalArgs, PasskeyMakeArgs};
-use crate::exit::Usage;
-use crate::run_dir::RunDir;
+use mixlab_stages::Usage;
+use mixlab_stages::run_dir::RunDir;
 
 /// Prompts scored in one forward pass.
 const EVAL_BATCH: usize = 8;

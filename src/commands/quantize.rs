@@ -11,10 +11,10 @@ use mixlab_trainer::inference::Inference;
 use mixlab_trainer::quant::{QuantAware, QuantConfig, quantize_checkpoint};
 
 use crate::cli::{GlobalArgs, QuantizeArgs};
-use crate::exit::Usage;
-use crate::run_dir::{DistillSource, InitWeights, ResolvedRun, RunDir, suffixed};
 use crate::table::eval_table;
-use crate::training::{run_of_weights, run_training};
+use mixlab_stages::Usage;
+use mixlab_stages::run_dir::{DistillSource, InitWeights, ResolvedRun, RunDir, suffixed};
+use mixlab_stages::training::{run_of_weights, run_training};
 
 /// The packed int4 file of a quantized run (group size 32 only: GGUF's `Q4_0`).
 pub const GGUF_FILE: &str = "model-q4_0.gguf";

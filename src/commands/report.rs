@@ -7,9 +7,9 @@ use mixlab_reports::build;
 use mixlab_reports::input::{ArmInput, ReportInput, RunInput, SeedInput};
 
 use crate::cli::{GlobalArgs, ReportArgs, ReportFormat};
-use crate::exit::Usage;
 use crate::pipeline::plan::Plan;
-use crate::run_dir::RunDir;
+use mixlab_stages::Usage;
+use mixlab_stages::run_dir::RunDir;
 
 /// Builds the report and writes it under `<out>/reports/<name>`, or prints its tables as JSON.
 pub fn run(global: &GlobalArgs, args: &ReportArgs) -> anyhow::Result<()> {

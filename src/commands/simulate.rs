@@ -37,12 +37,12 @@ use mixlab_trainer::objective::{CrossEntropy, Objective};
 
 use crate::cli::{GlobalArgs, SimulateArgs, SimulateMethod};
 use crate::config::LoadedConfig;
-use crate::locks::lock_dir;
-use crate::run_dir::{ResolvedRun, RunDir};
 use crate::table::Table;
 use crate::texts::read_texts;
-use crate::training::{run_training, run_training_with};
 use mixlab_ingest::checksum::sha256_hex;
+use mixlab_stages::locks::lock_dir;
+use mixlab_stages::run_dir::{ResolvedRun, RunDir};
+use mixlab_stages::training::{run_training, run_training_with};
 
 /// Estimates every domain's utility for each target with the chosen method.
 pub fn run(global: &GlobalArgs, args: &SimulateArgs) -> anyhow::Result<()> {

@@ -17,9 +17,9 @@ use mixlab_trainer::objective::CrossEntropy;
 
 use crate::cli::{GlobalArgs, SweepArgs};
 use crate::config::LoadedConfig;
-use crate::locks::lock_dir;
-use crate::run_dir::{ResolvedRun, RunDir};
-use crate::training::run_training;
+use mixlab_stages::locks::lock_dir;
+use mixlab_stages::run_dir::{ResolvedRun, RunDir};
+use mixlab_stages::training::run_training;
 
 /// Trains `--n` proxy runs and writes `runs.csv` and `losses.csv` under `<out>/sweep/`.
 pub fn run(global: &GlobalArgs, args: &SweepArgs) -> anyhow::Result<()> {

@@ -11,10 +11,10 @@ use mixlab_trainer::objective::CrossEntropy;
 
 use crate::cli::{GlobalArgs, TrainArgs};
 use crate::config::LoadedConfig;
-use crate::exit::Usage;
-use crate::run_dir::{InitWeights, ResolvedRun, RunDir};
 use crate::table::eval_table;
-use crate::training::run_training;
+use mixlab_stages::Usage;
+use mixlab_stages::run_dir::{InitWeights, ResolvedRun, RunDir};
+use mixlab_stages::training::run_training;
 
 /// Trains (or resumes, or skips a finished) run and prints its final evaluation.
 pub fn run(global: &GlobalArgs, args: &TrainArgs) -> anyhow::Result<()> {

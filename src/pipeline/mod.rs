@@ -22,9 +22,9 @@ use mixlab_ingest::manifest::ShardSet;
 
 use crate::cli::{Cli, GlobalArgs, RunArgs};
 use crate::config::LoadedConfig;
-use crate::exit::Usage;
-use crate::locks::lock_dir;
 use ledger::{Ledger, Progress};
+use mixlab_stages::Usage;
+use mixlab_stages::locks::lock_dir;
 use plan::{Stage, StageKind};
 
 /// Runs every stage of the pipeline that is not up to date, then prints where the report is.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::commands::{merge, quantize};
 use crate::config::LoadedConfig;
 use crate::pipeline::settings::{Arm, DistillStage, MixChoice, QuantizeStage};
-use crate::run_dir::{BOOKKEEPING, suffixed};
+use mixlab_stages::run_dir::{BOOKKEEPING, suffixed};
 
 /// The kinds of stage, in pipeline order (`--from`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
@@ -537,9 +537,6 @@ mod tests {
             .filter(|s| s.kind < StageKind::Merge)
             .map(|s| s.key.as_str())
             .collect();
-        for s in &plan.stages {
-            eprintln!("{} {} {:?}", s.id, s.key, s.args);
-        }
         let digest = sha256_hex(keys.join(",").as_bytes());
         assert_eq!(
             digest,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::SdmObjective;
-use crate::exit::Usage;
+use mixlab_stages::Usage;
 use mixlab_trainer::config::Preset;
 
 /// How an arm's mixture is made (`mixlab mix --method`).

@@ -15,7 +15,7 @@ use mixlab_trainer::quant::QuantConfig;
 use mixlab_trainer::train::RunPaths;
 use serde::{Deserialize, Serialize};
 
-use crate::exit::Usage;
+use crate::Usage;
 
 /// `[train]` settings that do not change what a run computes (how often it evaluates and saves,
 /// how many checkpoints it keeps): left out of the run hash, so changing them continues a run.

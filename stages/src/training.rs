@@ -16,7 +16,7 @@ use mixlab_trainer::objective::{CrossEntropy, Objective};
 use mixlab_trainer::schedule::StagePlan;
 use mixlab_trainer::train::{RunSpec, TrainOutcome, train};
 
-use crate::exit::Usage;
+use crate::Usage;
 use crate::locks::lock_dir;
 use crate::run_dir::{ResolvedRun, RunDir};
 use crate::signals::{self, StoppableTraining};
