@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mixlab_ingest::manifest::ShardSet;
 use mixlab_ingest::verified::Verification;
 
-use crate::pipeline::plan::StageKind;
+use mixlab_stages::arms::SdmObjective;
+use mixlab_stages::plan::StageKind;
+use mixlab_stages::train::TrainSpec;
+use mixlab_stages::workspace::{ShardsDir, Workspace};
 
 /// mixlab: data pipeline and data-mixture optimization for language-model pre-training.
 ///
@@ -72,29 +74,16 @@ impl GlobalArgs {
 
     /// `<out>/shards`, verified as `--verify` says when opened.
     pub fn shards(&self) -> ShardsDir {
-        ShardsDir {
-            path: self.out_root().join("shards"),
-            verification: self.verification(),
-        }
+        self.workspace().shards()
     }
-}
 
-/// A shard directory and how to verify it when a command opens it.
-#[derive(Debug, Clone)]
-pub struct ShardsDir {
-    /// The directory holding `manifest.json`.
-    pub path: PathBuf,
-    /// Recorded state or every checksum.
-    pub verification: Verification,
-}
-
-impl ShardsDir {
-    /// Opens and verifies the shards.
-    ///
-    /// # Errors
-    /// A missing manifest or a file that differs from it, naming the file.
-    pub fn open(&self) -> mixlab_ingest::Result<ShardSet> {
-        ShardSet::open(&self.path, self.verification)
+    /// Where the stages read and write, as the global flags say.
+    pub fn workspace(&self) -> Workspace {
+        Workspace {
+            out: self.out_root(),
+            verification: self.verification(),
+            quiet: self.quiet,
+        }
     }
 }
 
@@ -274,6 +263,21 @@ pub struct TrainArgs {
     /// the run's; the attention pattern and RoPE base may change.
     #[arg(long, value_name = "DIR")]
     pub init_from: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    /// The training run these arguments describe.
+    pub fn spec(&self) -> TrainSpec {
+        TrainSpec {
+            config: self.config.clone(),
+            mixture: self.mixture.clone(),
+            run: self.run.clone(),
+            preset: self.preset.map(|p| p.preset()),
+            steps: self.steps,
+            seed: self.seed,
+            init_from: self.init_from.clone(),
+        }
+    }
 }
 
 /// `distill` arguments: those of `train`, plus the teacher and the loss's settings.
@@ -629,26 +633,6 @@ pub enum SimulateMethod {
     /// domain weights follow the excess loss ([simulate.doremi]); their average over the run is
     /// written to doremi.toml for `mix --method doremi`.
     Doremi,
-}
-
-/// How `--method sdm` turns utilities into weights (also `[run].objective`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SdmObjective {
-    /// Maximize Σ w·utility + temperature · entropy(w) within the bounds and epoch caps.
-    Utilimax,
-    /// Weights proportional to the positive utilities, plus a floor share for every domain.
-    Proportional,
-}
-
-impl SdmObjective {
-    /// The name in provenance.
-    pub fn name(self) -> &'static str {
-        match self {
-            SdmObjective::Utilimax => "utilimax",
-            SdmObjective::Proportional => "proportional",
-        }
-    }
 }
 
 /// Centres of the RegMix search.

@@ -15,7 +15,6 @@
 
 mod cli;
 mod commands;
-mod config;
 mod exit;
 #[cfg(test)]
 mod fuzz;

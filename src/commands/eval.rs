@@ -6,17 +6,16 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use mixlab_artefacts::eval::DomainLoss;
 use mixlab_ingest::tokenize::TextTokenizer;
+use mixlab_stages::Usage;
+use mixlab_stages::run_dir::{GGUF_FILE, RunDir};
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::eval::evaluate;
 use mixlab_trainer::inference::Inference;
 use mixlab_trainer::sampler::DomainDocs;
 
 use crate::cli::{EvalArgs, GlobalArgs};
-use crate::commands::quantize::GGUF_FILE;
 use crate::table::eval_table;
 use crate::texts::read_texts;
-use mixlab_stages::Usage;
-use mixlab_stages::run_dir::RunDir;
 
 /// Evaluates the validation and probe splits, and the `--texts` files, at the newest checkpoint.
 pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {

@@ -1,9 +1,9 @@
 //! `mixlab export`: a run's newest checkpoint in Hugging Face's Llama layout.
 
+use mixlab_stages::run_dir::RunDir;
 use mixlab_trainer::hf::export_checkpoint;
 
 use crate::cli::{ExportArgs, GlobalArgs};
-use mixlab_stages::run_dir::RunDir;
 
 /// Writes `model.safetensors`, `config.json` and the shards' `tokenizer.json` to `--dir`
 /// (default `<run>/hf`).

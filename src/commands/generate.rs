@@ -1,11 +1,11 @@
 //! `mixlab generate`: continue a prompt with a trained run's model.
 
 use mixlab_ingest::tokenize::TextTokenizer;
+use mixlab_stages::run_dir::RunDir;
 use mixlab_trainer::generate::{Sampling, generate};
 use mixlab_trainer::inference::Inference;
 
 use crate::cli::{GenerateArgs, GlobalArgs};
-use mixlab_stages::run_dir::RunDir;
 
 /// Prints the prompt followed by the model's continuation.
 pub fn run(global: &GlobalArgs, args: &GenerateArgs) -> anyhow::Result<()> {

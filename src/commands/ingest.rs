@@ -5,12 +5,12 @@ use mixlab_ingest::demo::{DEMO_DOMAINS, write_demo_corpus};
 use mixlab_ingest::filter::REASONS;
 use mixlab_ingest::manifest::Manifest;
 use mixlab_ingest::pipeline::{IngestOutcome, IngestRequest, ingest};
+use mixlab_stages::config::LoadedConfig;
+use mixlab_stages::locks::lock_dir;
 
 use crate::cli::{ConfigArgs, GlobalArgs};
-use crate::config::LoadedConfig;
 use crate::progress::IngestBars;
 use crate::table::{Table, thousands};
-use mixlab_stages::locks::lock_dir;
 
 /// Runs the ingest stage and prints the summary on stdout.
 pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {

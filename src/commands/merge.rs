@@ -8,6 +8,11 @@ use mixlab_artefacts::eval::{DomainLoss, read_eval};
 use mixlab_artefacts::specialists::{Specialist as SpecialistSpec, Specialists, read_specialists};
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_mixer::simplex::minimize_on_simplex;
+use mixlab_stages::Usage;
+use mixlab_stages::run_dir::{
+    InitWeights, MergeSource, MergedSpecialist, ResolvedRun, RunDir, suffixed,
+};
+use mixlab_stages::training::{run_of_weights, run_training};
 use mixlab_trainer::checkpoint::save_weights;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::eval::evaluate;
@@ -17,11 +22,6 @@ use mixlab_trainer::objective::CrossEntropy;
 
 use crate::cli::{GlobalArgs, MergeArgs};
 use crate::table::Table;
-use mixlab_stages::Usage;
-use mixlab_stages::run_dir::{
-    InitWeights, MergeSource, MergedSpecialist, ResolvedRun, RunDir, suffixed,
-};
-use mixlab_stages::training::{run_of_weights, run_training};
 
 /// How the specialists are weighted.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,23 +218,6 @@ impl Merged<'_> {
 /// `<out>/<base><suffix>`: a run beside the base run.
 fn sibling(global: &GlobalArgs, base: &Path, suffix: &str) -> PathBuf {
     global.out_root().join(suffixed(base, suffix))
-}
-
-/// The run directories `mixlab merge --base <base> --specialists <file>` writes, relative to
-/// `--out`: each specialist's, then the merged run's (at its default name, last).
-///
-/// # Errors
-/// An unreadable or invalid specialists file.
-pub fn runs_written(base: &Path, specialists: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let spec = read_specialists(specialists)
-        .context(Usage(format!("--specialists {}", specialists.display())))?;
-    let mut runs: Vec<PathBuf> = spec
-        .specialist
-        .iter()
-        .map(|s| suffixed(base, &format!("-{}", s.name)))
-        .collect();
-    runs.push(suffixed(base, "-merged"));
-    Ok(runs)
 }
 
 /// `--weights`: `uniform`, `search` or one number per specialist.

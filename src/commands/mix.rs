@@ -20,11 +20,13 @@ use mixlab_mixer::schedule::{MixtureSchedule, Provenance, Stage};
 use mixlab_mixer::search::{SearchParams, prior_from_masses};
 use mixlab_mixer::staged::{JointUtilities, expected_utility, staged_weights};
 use mixlab_mixer::utility::{proportional, utilimax};
-
-use crate::cli::{GlobalArgs, MixArgs, MixMethod, PriorArg, SdmObjective, ShardsDir};
-use crate::config::LoadedConfig;
-use crate::table::Table;
 use mixlab_stages::Usage;
+use mixlab_stages::arms::SdmObjective;
+use mixlab_stages::config::LoadedConfig;
+use mixlab_stages::workspace::ShardsDir;
+
+use crate::cli::{GlobalArgs, MixArgs, MixMethod, PriorArg};
+use crate::table::Table;
 
 /// Computes the mixture and writes `mixture.toml`.
 pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {

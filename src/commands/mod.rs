@@ -17,10 +17,10 @@ mod simulate;
 mod sweep;
 mod train;
 
+use mixlab_stages::Usage;
 use mixlab_trainer::kernels::MatmulIsa;
 
 use crate::cli::{Cli, Command};
-use mixlab_stages::Usage;
 
 /// Runs the chosen subcommand.
 pub fn run(cli: &Cli) -> anyhow::Result<()> {

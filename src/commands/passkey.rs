@@ -6,12 +6,12 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use mixlab_artefacts::atomic::write_atomic;
 use mixlab_ingest::tokenize::TextTokenizer;
+use mixlab_stages::Usage;
+use mixlab_stages::run_dir::RunDir;
 use mixlab_trainer::inference::Inference;
 use mixlab_trainer::passkey::{DepthScore, documents, evaluate, prompts};
 
 use crate::cli::{GlobalArgs, PasskeyCommand, PasskeyEvalArgs, PasskeyMakeArgs};
-use mixlab_stages::Usage;
-use mixlab_stages::run_dir::RunDir;
 
 /// Prompts scored in one forward pass.
 const EVAL_BATCH: usize = 8;

@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use mixlab_stages::Usage;
+use mixlab_stages::run_dir::{DistillSource, GGUF_FILE, InitWeights, ResolvedRun, RunDir};
+use mixlab_stages::run_names::quantize_run_names;
+use mixlab_stages::training::{run_of_weights, run_training};
 use mixlab_trainer::config::ModelConfig;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::distill::{DistillSettings, Distillation};
@@ -12,12 +16,6 @@ use mixlab_trainer::quant::{QuantAware, QuantConfig, quantize_checkpoint};
 
 use crate::cli::{GlobalArgs, QuantizeArgs};
 use crate::table::eval_table;
-use mixlab_stages::Usage;
-use mixlab_stages::run_dir::{DistillSource, InitWeights, ResolvedRun, RunDir, suffixed};
-use mixlab_stages::training::{run_of_weights, run_training};
-
-/// The packed int4 file of a quantized run (group size 32 only: GGUF's `Q4_0`).
-pub const GGUF_FILE: &str = "model-q4_0.gguf";
 
 /// A finished run's newest checkpoint: the weights a quantization starts from.
 struct Weights<'a> {
@@ -51,8 +49,9 @@ pub fn run(global: &GlobalArgs, args: &QuantizeArgs) -> anyhow::Result<()> {
         step,
         path,
     };
-    let [latent_dir, default_out] = run_names(&args.run, args.qat_steps, args.int8_activations)
-        .map(|run| global.out_root().join(run));
+    let [latent_dir, default_out] =
+        quantize_run_names(&args.run, args.qat_steps, args.int8_activations)
+            .map(|run| global.out_root().join(run));
     let latent;
     let rounded_from = if args.qat_steps > 0 {
         latent = quant_aware_training(
@@ -79,34 +78,6 @@ pub fn run(global: &GlobalArgs, args: &QuantizeArgs) -> anyhow::Result<()> {
         .as_ref()
         .map_or(default_out, |r| global.out_root().join(r));
     round(global, (&rounded_from, &model), config, &corpus, &out)
-}
-
-/// The run directories `mixlab quantize --run <run> --qat-steps <qat_steps>` writes, relative to
-/// `--out`: the quantization-aware training run (with steps), then the int4 run (last).
-pub fn runs_written(run: &Path, qat_steps: u64, int8_activations: bool) -> Vec<PathBuf> {
-    let [latent, quantized] = run_names(run, qat_steps, int8_activations);
-    if qat_steps > 0 {
-        vec![latent, quantized]
-    } else {
-        vec![quantized]
-    }
-}
-
-/// The default names of the quantization-aware training run and the quantized run: `-qat` and
-/// `-qat-int4` (or `-int4` without training) for int4 weights, `-qat-a8` and `-qat-w4a8` (`-w4a8`)
-/// with int8 activations too.
-fn run_names(run: &Path, qat_steps: u64, int8_activations: bool) -> [PathBuf; 2] {
-    let (latent, rounded) = if int8_activations {
-        ("-qat-a8", "w4a8")
-    } else {
-        ("-qat", "int4")
-    };
-    let quantized = if qat_steps > 0 {
-        format!("-qat-{rounded}")
-    } else {
-        format!("-{rounded}")
-    };
-    [suffixed(run, latent), suffixed(run, &quantized)]
 }
 
 /// Trains the full-precision weights of `source` as the `model` (int8 activations or not) for

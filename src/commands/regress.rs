@@ -4,10 +4,10 @@ use std::time::Instant;
 
 use mixlab_mixer::metrics::FitMetrics;
 use mixlab_mixer::regress::{CV_FOLDS, cross_validate, fit};
+use mixlab_stages::Usage;
 
 use crate::cli::{GlobalArgs, RegressArgs};
 use crate::table::Table;
-use mixlab_stages::Usage;
 
 /// Fits each requested model and prints cross-validated (and test) ρ, r and MSE.
 pub fn run(_global: &GlobalArgs, args: &RegressArgs) -> anyhow::Result<()> {

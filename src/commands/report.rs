@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use mixlab_reports::build;
 use mixlab_reports::input::{ArmInput, ReportInput, RunInput, SeedInput};
+use mixlab_stages::Usage;
+use mixlab_stages::plan::Plan;
+use mixlab_stages::run_dir::RunDir;
 
 use crate::cli::{GlobalArgs, ReportArgs, ReportFormat};
-use crate::pipeline::plan::Plan;
-use mixlab_stages::Usage;
-use mixlab_stages::run_dir::RunDir;
 
 /// Builds the report and writes it under `<out>/reports/<name>`, or prints its tables as JSON.
 pub fn run(global: &GlobalArgs, args: &ReportArgs) -> anyhow::Result<()> {

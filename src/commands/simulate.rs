@@ -15,6 +15,7 @@ use mixlab_artefacts::utilities::{
     DocumentUtility, DomainUtility, JOINT_TARGET, overall, read_utilities,
     write_document_utilities, write_utilities,
 };
+use mixlab_ingest::checksum::sha256_hex;
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_ingest::tokenize::TextTokenizer;
 use mixlab_mixer::metrics::spearman;
@@ -29,6 +30,10 @@ use mixlab_simulator::projection::GradientProjection;
 use mixlab_simulator::score::{
     InRunScoring, Scoring, read_parts, resolve_targets, score_checkpoints, summarize,
 };
+use mixlab_stages::config::LoadedConfig;
+use mixlab_stages::locks::lock_dir;
+use mixlab_stages::run_dir::{ResolvedRun, RunDir};
+use mixlab_stages::training::{run_training, run_training_with};
 use mixlab_trainer::checkpoint::{CheckpointFiles, read_state};
 use mixlab_trainer::config::KeepCheckpoints;
 use mixlab_trainer::data::Corpus;
@@ -36,13 +41,8 @@ use mixlab_trainer::inference::Inference;
 use mixlab_trainer::objective::{CrossEntropy, Objective};
 
 use crate::cli::{GlobalArgs, SimulateArgs, SimulateMethod};
-use crate::config::LoadedConfig;
 use crate::table::Table;
 use crate::texts::read_texts;
-use mixlab_ingest::checksum::sha256_hex;
-use mixlab_stages::locks::lock_dir;
-use mixlab_stages::run_dir::{ResolvedRun, RunDir};
-use mixlab_stages::training::{run_training, run_training_with};
 
 /// Estimates every domain's utility for each target with the chosen method.
 pub fn run(global: &GlobalArgs, args: &SimulateArgs) -> anyhow::Result<()> {

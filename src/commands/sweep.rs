@@ -12,14 +12,14 @@ use mixlab_artefacts::eval::read_eval;
 use mixlab_artefacts::run_table::NumericTable;
 use mixlab_mixer::dirichlet::regmix_proxy_mixtures;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
+use mixlab_stages::config::LoadedConfig;
+use mixlab_stages::locks::lock_dir;
+use mixlab_stages::run_dir::{ResolvedRun, RunDir};
+use mixlab_stages::training::run_training;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::objective::CrossEntropy;
 
 use crate::cli::{GlobalArgs, SweepArgs};
-use crate::config::LoadedConfig;
-use mixlab_stages::locks::lock_dir;
-use mixlab_stages::run_dir::{ResolvedRun, RunDir};
-use mixlab_stages::training::run_training;
 
 /// Trains `--n` proxy runs and writes `runs.csv` and `losses.csv` under `<out>/sweep/`.
 pub fn run(global: &GlobalArgs, args: &SweepArgs) -> anyhow::Result<()> {

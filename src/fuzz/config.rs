@@ -5,7 +5,7 @@ use proptest::test_runner::TestCaseResult;
 
 use super::toml_edits::{apply, edited};
 use super::{corpus, fuzz, seeds};
-use crate::config::LoadedConfig;
+use mixlab_stages::config::LoadedConfig;
 
 /// Loading never panics; a refusal names the file; a file that loads once loads the same twice.
 fn load_is_total(bytes: &[u8]) -> TestCaseResult {

@@ -2,15 +2,10 @@
 //!
 //! Ingest first (it decides on its own whether its inputs changed), then the stages
 //! [`plan::plan`] derives from `[run]` and `[[ablation]]`, each run as the subcommand a user
-//! would type. The [`ledger::Ledger`] skips the stages that finished with their current key;
+//! would type. The [`Ledger`] skips the stages that finished with their current key;
 //! a stage killed mid-way resumes (training from its last checkpoint); a stage whose key changed
 //! reruns from scratch, its run directories removed first. One lock per output directory keeps
 //! a second `mixlab run` out.
-
-pub mod checks;
-pub mod ledger;
-pub mod plan;
-pub mod settings;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -19,13 +14,14 @@ use anyhow::Context;
 use clap::Parser;
 use mixlab_artefacts::atomic::write_atomic;
 use mixlab_ingest::manifest::ShardSet;
+use mixlab_stages::Usage;
+use mixlab_stages::checks;
+use mixlab_stages::config::LoadedConfig;
+use mixlab_stages::ledger::{Ledger, Progress};
+use mixlab_stages::locks::lock_dir;
+use mixlab_stages::plan::{self, Stage, StageKind};
 
 use crate::cli::{Cli, GlobalArgs, RunArgs};
-use crate::config::LoadedConfig;
-use ledger::{Ledger, Progress};
-use mixlab_stages::Usage;
-use mixlab_stages::locks::lock_dir;
-use plan::{Stage, StageKind};
 
 /// Runs every stage of the pipeline that is not up to date, then prints where the report is.
 ///

@@ -2,7 +2,15 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`config`] | `datasets.toml`: the sections composed, read, relative paths resolved |
+//! | [`arms`] | `[run]` and `[[ablation]]`: the arms `mixlab run` trains |
+//! | [`checks`] | what `mixlab run` checks before any work |
+//! | [`plan`] | `mixlab run`'s stages after ingest, each keyed by a hash of its inputs |
+//! | [`ledger`] | which stages finished with which key |
+//! | [`run_names`] | the runs a stage writes beside the run it reads |
 //! | [`run_dir`] | the run directory (`runs/<name>/`): resolved configuration, hashes, `done` marker |
+//! | [`workspace`] | where a job's stages read and write: `--out`, its shards, verification |
+//! | [`train`] | the `train` and `distill` stages: typed specs, one call each |
 //! | [`training`] | the training stage: a run directory trained or resumed, with a progress bar |
 //! | [`locks`] | the directory locks writing stages hold |
 //! | [`signals`] | signal dispositions and clean stops of training on `SIGINT`/`SIGTERM` |
@@ -10,10 +18,18 @@
 //!
 //! Only this crate touches the layout of a run directory (DESIGN.md).
 
+pub mod arms;
+pub mod checks;
+pub mod config;
+pub mod ledger;
 pub mod locks;
+pub mod plan;
 pub mod run_dir;
+pub mod run_names;
 pub mod signals;
+pub mod train;
 pub mod training;
 mod usage;
+pub mod workspace;
 
 pub use usage::Usage;

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Usage;
 
+/// The packed int4 file of a quantized run (group size 32 only: GGUF's `Q4_0`).
+pub const GGUF_FILE: &str = "model-q4_0.gguf";
+
 /// `[train]` settings that do not change what a run computes (how often it evaluates and saves,
 /// how many checkpoints it keeps): left out of the run hash, so changing them continues a run.
 pub const BOOKKEEPING: [&str; 3] = ["eval_every", "checkpoint_every", "keep_checkpoints"];

@@ -13,8 +13,8 @@ use mixlab_simulator::config::SimulateConfig;
 use mixlab_trainer::config::{ModelSection, TrainConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::settings::{Arm, arms};
-use mixlab_stages::Usage;
+use crate::Usage;
+use crate::arms::{Arm, arms};
 
 /// The whole `datasets.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

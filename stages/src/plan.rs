@@ -11,10 +11,10 @@ use clap::ValueEnum;
 use mixlab_ingest::checksum::sha256_hex;
 use serde::{Deserialize, Serialize};
 
-use crate::commands::{merge, quantize};
+use crate::arms::{Arm, DistillStage, MixChoice, QuantizeStage};
 use crate::config::LoadedConfig;
-use crate::pipeline::settings::{Arm, DistillStage, MixChoice, QuantizeStage};
-use mixlab_stages::run_dir::{BOOKKEEPING, suffixed};
+use crate::run_dir::{BOOKKEEPING, suffixed};
+use crate::run_names::{merge_runs, quantize_runs};
 
 /// The kinds of stage, in pipeline order (`--from`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
@@ -380,7 +380,7 @@ impl ModelChain {
     }
 
     fn merge(&mut self, name: &str, specialists: &Path, weights: &str) -> anyhow::Result<()> {
-        let written = merge::runs_written(&self.newest(), specialists)?;
+        let written = merge_runs(&self.newest(), specialists)?;
         let text = fs_err::read_to_string(specialists)?;
         let args: Vec<String> = vec![
             "merge".into(),
@@ -399,7 +399,7 @@ impl ModelChain {
     }
 
     fn quantize(&mut self, name: &str, q: &QuantizeStage) {
-        let written = quantize::runs_written(&self.newest(), q.qat_steps, false);
+        let written = quantize_runs(&self.newest(), q.qat_steps, false);
         let args: Vec<String> = vec![
             "quantize".into(),
             "--run".into(),

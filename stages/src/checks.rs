@@ -4,9 +4,9 @@
 use mixlab_trainer::config::{ModelConfig, Preset};
 use mixlab_trainer::quant::QuantConfig;
 
+use crate::Usage;
+use crate::arms::{Arm, MixChoice};
 use crate::config::LoadedConfig;
-use crate::pipeline::settings::{Arm, MixChoice};
-use mixlab_stages::Usage;
 
 /// The vocabulary the shapes are checked with before the tokenizer exists (no shape rule
 /// depends on it).

@@ -7,11 +7,31 @@
 
 use std::path::PathBuf;
 
+use clap::ValueEnum;
+use mixlab_trainer::config::Preset;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::SdmObjective;
-use mixlab_stages::Usage;
-use mixlab_trainer::config::Preset;
+use crate::Usage;
+
+/// How `--method sdm` turns utilities into weights (also `[run].objective`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdmObjective {
+    /// Maximize Σ w·utility + temperature · entropy(w) within the bounds and epoch caps.
+    Utilimax,
+    /// Weights proportional to the positive utilities, plus a floor share for every domain.
+    Proportional,
+}
+
+impl SdmObjective {
+    /// The name in provenance.
+    pub fn name(self) -> &'static str {
+        match self {
+            SdmObjective::Utilimax => "utilimax",
+            SdmObjective::Proportional => "proportional",
+        }
+    }
+}
 
 /// How an arm's mixture is made (`mixlab mix --method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
