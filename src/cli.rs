@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use mixlab_ingest::verified::Verification;
 
 use mixlab_stages::arms::SdmObjective;
+use mixlab_stages::merge::MergeWeights;
 use mixlab_stages::plan::StageKind;
 use mixlab_stages::train::TrainSpec;
 use mixlab_stages::workspace::{ShardsDir, Workspace};
@@ -339,13 +340,13 @@ pub struct MergeArgs {
     pub base: PathBuf,
     /// The specialists: a TOML file with `steps`, optional `lr` and [[specialist]] tables, each
     /// with a `name` and either `weights = { domain = w, ... }` (unlisted domains get none) or
-    /// `mixture = "file.toml"` (a mixture file; its first stage), relative to the file.
+    /// `mixture = "file.toml"` (a mixture file of one stage), relative to the file.
     #[arg(long, value_name = "FILE")]
     pub specialists: PathBuf,
     /// How the specialists are weighted: `uniform`, `search`, or one weight per specialist in
     /// file order (`0.5,0.3,0.2`; scaled to sum to 1).
     #[arg(long, default_value = "uniform")]
-    pub weights: String,
+    pub weights: MergeWeights,
     /// Nelder-Mead iterations of --weights search (each one or two evaluations of a merged model).
     #[arg(long, default_value_t = 30)]
     pub search_iters: u64,

@@ -12,6 +12,7 @@ use mixlab_trainer::config::Preset;
 use serde::{Deserialize, Serialize};
 
 use crate::Usage;
+use crate::merge::MergeWeights;
 
 /// How `--method sdm` turns utilities into weights (also `[run].objective`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -118,7 +119,7 @@ pub struct MergeStage {
     pub specialists: PathBuf,
     /// `uniform`, `search` or comma-separated weights. Default: `search`.
     #[serde(default = "search")]
-    pub weights: String,
+    pub weights: MergeWeights,
 }
 
 /// `[run.quantize]`: int4 weights of the newest model.
@@ -148,8 +149,8 @@ fn half() -> f64 {
 fn two() -> f64 {
     2.0
 }
-fn search() -> String {
-    "search".into()
+fn search() -> MergeWeights {
+    MergeWeights::Search
 }
 fn thirty_two() -> usize {
     32

@@ -11,6 +11,7 @@
 //! | [`run_dir`] | the run directory (`runs/<name>/`): resolved configuration, hashes, `done` marker |
 //! | [`workspace`] | where a job's stages read and write: `--out`, its shards, verification |
 //! | [`train`] | the `train` and `distill` stages: typed specs, one call each |
+//! | [`merge`] | the `merge` stage: specialists annealed from one run, merged, evaluated |
 //! | [`training`] | the training stage: a run directory trained or resumed, with a progress bar |
 //! | [`locks`] | the directory locks writing stages hold |
 //! | [`signals`] | signal dispositions and clean stops of training on `SIGINT`/`SIGTERM` |
@@ -23,6 +24,7 @@ pub mod checks;
 pub mod config;
 pub mod ledger;
 pub mod locks;
+pub mod merge;
 pub mod plan;
 pub mod run_dir;
 pub mod run_names;

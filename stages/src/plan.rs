@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arms::{Arm, DistillStage, MixChoice, QuantizeStage};
 use crate::config::LoadedConfig;
+use crate::merge::MergeWeights;
 use crate::run_dir::{BOOKKEEPING, suffixed};
 use crate::run_names::{merge_runs, quantize_runs};
 
@@ -379,7 +380,12 @@ impl ModelChain {
         self.push(StageKind::Distill, name, args, key, vec![student]);
     }
 
-    fn merge(&mut self, name: &str, specialists: &Path, weights: &str) -> anyhow::Result<()> {
+    fn merge(
+        &mut self,
+        name: &str,
+        specialists: &Path,
+        weights: &MergeWeights,
+    ) -> anyhow::Result<()> {
         let written = merge_runs(&self.newest(), specialists)?;
         let text = fs_err::read_to_string(specialists)?;
         let args: Vec<String> = vec![
@@ -389,7 +395,7 @@ impl ModelChain {
             "--specialists".into(),
             specialists.display().to_string(),
             "--weights".into(),
-            weights.to_owned(),
+            weights.to_string(),
         ];
         let upstream = [last_key(&self.stages), sha256_hex(text.as_bytes())];
         let upstream: Vec<&str> = upstream.iter().map(String::as_str).collect();
