@@ -12,6 +12,7 @@
 //! | [`workspace`] | where a job's stages read and write: `--out`, its shards, verification |
 //! | [`train`] | the `train` and `distill` stages: typed specs, one call each |
 //! | [`merge`] | the `merge` stage: specialists annealed from one run, merged, evaluated |
+//! | [`quantize`] | the `quantize` stage: int4 weights, with or without quantization-aware training |
 //! | [`training`] | the training stage: a run directory trained or resumed, with a progress bar |
 //! | [`locks`] | the directory locks writing stages hold |
 //! | [`signals`] | signal dispositions and clean stops of training on `SIGINT`/`SIGTERM` |
@@ -26,6 +27,7 @@ pub mod ledger;
 pub mod locks;
 pub mod merge;
 pub mod plan;
+pub mod quantize;
 pub mod run_dir;
 pub mod run_names;
 pub mod signals;
