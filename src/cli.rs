@@ -8,6 +8,7 @@ use mixlab_ingest::verified::Verification;
 use mixlab_stages::arms::SdmObjective;
 use mixlab_stages::merge::MergeWeights;
 use mixlab_stages::plan::StageKind;
+use mixlab_stages::simulate::SimulateMethod;
 use mixlab_stages::train::TrainSpec;
 use mixlab_stages::workspace::{ShardsDir, Workspace};
 
@@ -619,21 +620,6 @@ pub struct SimulateArgs {
     /// How utilities are estimated.
     #[arg(long, value_enum, default_value_t = SimulateMethod::Influence)]
     pub method: SimulateMethod,
-}
-
-/// Utility estimators of `simulate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SimulateMethod {
-    /// One proxy run; DataInf influence of training documents at each checkpoint
-    /// (utilities.parquet).
-    Influence,
-    /// Leave-one-out: the proxy trained once more without each domain; a domain's utility is the
-    /// rise of each target's loss without it (loo_utilities.parquet; one run per domain).
-    Loo,
-    /// DoReMi: a second proxy trained with group DRO against the uniform proxy as reference; its
-    /// domain weights follow the excess loss ([simulate.doremi]); their average over the run is
-    /// written to doremi.toml for `mix --method doremi`.
-    Doremi,
 }
 
 /// Centres of the RegMix search.

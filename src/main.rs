@@ -22,7 +22,6 @@ mod logging;
 mod pipeline;
 mod progress;
 mod table;
-mod texts;
 
 use clap::Parser;
 

@@ -8,6 +8,7 @@ use mixlab_artefacts::eval::DomainLoss;
 use mixlab_ingest::tokenize::TextTokenizer;
 use mixlab_stages::Usage;
 use mixlab_stages::run_dir::{GGUF_FILE, RunDir};
+use mixlab_stages::texts::read_texts;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::eval::evaluate;
 use mixlab_trainer::inference::Inference;
@@ -15,7 +16,6 @@ use mixlab_trainer::sampler::DomainDocs;
 
 use crate::cli::{EvalArgs, GlobalArgs};
 use crate::table::eval_table;
-use crate::texts::read_texts;
 
 /// Evaluates the validation and probe splits, and the `--texts` files, at the newest checkpoint.
 pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {

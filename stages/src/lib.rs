@@ -13,6 +13,8 @@
 //! | [`train`] | the `train` and `distill` stages: typed specs, one call each |
 //! | [`merge`] | the `merge` stage: specialists annealed from one run, merged, evaluated |
 //! | [`quantize`] | the `quantize` stage: int4 weights, with or without quantization-aware training |
+//! | [`simulate`] | the `simulate` stage: proxy runs, influence, leave-one-out and DoReMi |
+//! | [`texts`] | probe texts outside the shards (JSONL), tokenized |
 //! | [`training`] | the training stage: a run directory trained or resumed, with a progress bar |
 //! | [`locks`] | the directory locks writing stages hold |
 //! | [`signals`] | signal dispositions and clean stops of training on `SIGINT`/`SIGTERM` |
@@ -31,6 +33,8 @@ pub mod quantize;
 pub mod run_dir;
 pub mod run_names;
 pub mod signals;
+pub mod simulate;
+pub mod texts;
 pub mod train;
 pub mod training;
 mod usage;
