@@ -11,6 +11,7 @@
 //! | [`run_dir`] | the run directory (`runs/<name>/`): resolved configuration, hashes, `done` marker |
 //! | [`workspace`] | where a job's stages read and write: `--out`, its shards, verification |
 //! | [`train`] | the `train` and `distill` stages: typed specs, one call each |
+//! | [`mix`] | the `mix` stage: RegMix, the SDM's mixture, DoReMi's weights, baselines |
 //! | [`merge`] | the `merge` stage: specialists annealed from one run, merged, evaluated |
 //! | [`quantize`] | the `quantize` stage: int4 weights, with or without quantization-aware training |
 //! | [`simulate`] | the `simulate` stage: proxy runs, influence, leave-one-out and DoReMi |
@@ -28,6 +29,7 @@ pub mod config;
 pub mod ledger;
 pub mod locks;
 pub mod merge;
+pub mod mix;
 pub mod plan;
 pub mod quantize;
 pub mod run_dir;
