@@ -7,6 +7,7 @@
 //! | [`checks`] | what `mixlab run` checks before any work |
 //! | [`plan`] | `mixlab run`'s stages after ingest, each keyed by a hash of its inputs |
 //! | [`ledger`] | which stages finished with which key |
+//! | [`report`] | the `report` stage's input: the runs of plans or run directories |
 //! | [`run_names`] | the runs a stage writes beside the run it reads |
 //! | [`run_dir`] | the run directory (`runs/<name>/`): resolved configuration, hashes, `done` marker |
 //! | [`workspace`] | where a job's stages read and write: `--out`, its shards, verification |
@@ -32,6 +33,7 @@ pub mod merge;
 pub mod mix;
 pub mod plan;
 pub mod quantize;
+pub mod report;
 pub mod run_dir;
 pub mod run_names;
 pub mod signals;
