@@ -2,6 +2,7 @@
 //! baseline mixture.
 
 use mixlab_stages::Usage;
+use mixlab_stages::config::LoadedConfig;
 use mixlab_stages::mix::{MixMethod as Method, MixSpec, Prior, RegmixSpec, SdmSettings, mix};
 
 use crate::cli::{GlobalArgs, MixArgs, MixMethod, PriorArg};
@@ -9,9 +10,11 @@ use crate::table::Table;
 
 /// Computes the mixture, writes `mixture.toml` and prints its weights.
 pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {
+    // The configuration first: its errors come before those of the method's arguments.
+    let config = args.config.as_deref().map(LoadedConfig::load).transpose()?;
     let spec = MixSpec {
         method: method(args)?,
-        config: args.config.clone(),
+        config,
         output: args.output.clone(),
     };
     let (schedule, output) = mix(&global.workspace(), &spec)?;

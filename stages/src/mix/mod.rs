@@ -28,8 +28,8 @@ use crate::workspace::{ShardsDir, Workspace};
 pub struct MixSpec {
     /// The method and its inputs.
     pub method: MixMethod,
-    /// `datasets.toml`; `None`: default `[mix]`, no epoch caps.
-    pub config: Option<PathBuf>,
+    /// `datasets.toml`, loaded; `None`: default `[mix]`, no epoch caps.
+    pub config: Option<LoadedConfig>,
     /// The mixture file; `None`: `<out>/mixture.toml`.
     pub output: Option<PathBuf>,
 }
@@ -125,27 +125,27 @@ impl Prior {
 /// Missing or bad inputs (utilities, run tables, DoReMi weights, shards), infeasible `[mix]`
 /// bounds ([`Usage`]), and write failures.
 pub fn mix(workspace: &Workspace, spec: &MixSpec) -> anyhow::Result<(MixtureSchedule, PathBuf)> {
-    let loaded = spec.config.as_deref().map(LoadedConfig::load).transpose()?;
+    let loaded = spec.config.as_ref();
     let output = (spec.output.clone()).unwrap_or_else(|| workspace.path(Path::new("mixture.toml")));
     let shards = workspace.shards();
     let schedule = match &spec.method {
-        MixMethod::Regmix(regmix) => regmix::regmix(regmix, loaded.as_ref(), &shards)?,
+        MixMethod::Regmix(regmix) => regmix::regmix(regmix, loaded, &shards)?,
         MixMethod::Sdm {
             utilities,
             objective,
         } => {
             let path = (utilities.clone())
                 .unwrap_or_else(|| workspace.path(Path::new("simulate/utilities.parquet")));
-            sdm::sdm(Some(&path), *objective, loaded.as_ref(), &shards)?
+            sdm::sdm(Some(&path), *objective, loaded, &shards)?
         }
-        MixMethod::Own(objective) => sdm::sdm(None, *objective, loaded.as_ref(), &shards)?,
+        MixMethod::Own(objective) => sdm::sdm(None, *objective, loaded, &shards)?,
         MixMethod::Doremi(weights) => {
             let path = (weights.clone())
                 .unwrap_or_else(|| workspace.path(Path::new("simulate/doremi.toml")));
             baseline::doremi(&path, &shards)?
         }
         MixMethod::Uniform | MixMethod::Natural | MixMethod::Unimax => {
-            baseline::baseline(&spec.method, loaded.as_ref(), &shards)?
+            baseline::baseline(&spec.method, loaded, &shards)?
         }
     };
     write_mixture(&output, &schedule)?;
