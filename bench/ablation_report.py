@@ -30,19 +30,31 @@ import tomllib
 import pyarrow.parquet as pq
 from scipy import stats
 
-ARMS = ["uniform", "natural", "sdm", "own"]
-# The targets' domains, read from the jobs' configuration (bench/ablation.sh's TARGETS) in main().
+# The arms and the targets' domains, read from the jobs' configuration (bench/ablation.sh's ARMS
+# and TARGETS) in main(): the `small` confirmation runs uniform, natural and SDM only.
+ARMS = []
 TARGETS = []
 
 
-def targets_of(w, seeds):
-    """The probe domains of the first seed's [[simulate.target]] tables (equal weights)."""
+def config_of(w, seeds):
+    """The first seed's job configuration."""
     for s in seeds:
         path = f"{w}/s{s}/ablation.toml"
         if os.path.exists(path):
             with open(path, "rb") as f:
-                return [t["probe"] for t in tomllib.load(f)["simulate"]["target"]]
-    return []
+                return tomllib.load(f)
+    return {}
+
+
+def targets_of(config):
+    """The probe domains of the [[simulate.target]] tables (equal weights)."""
+    return [t["probe"] for t in config.get("simulate", {}).get("target", [])]
+
+
+def arms_of(config):
+    """The [[ablation]] arms' names, uniform first (the reference of the effective compute)."""
+    names = [a["name"] for a in config.get("ablation", [])]
+    return sorted(names, key=lambda n: n != "uniform")
 
 
 def rows(path):
@@ -126,7 +138,9 @@ def stage_seconds(log):
 
 def main():
     w, machine, isa, seeds, loo_seeds = sys.argv[1:6]
-    TARGETS.extend(targets_of(w, seeds.split()))
+    config = config_of(w, seeds.split())
+    TARGETS.extend(targets_of(config))
+    ARMS.extend(arms_of(config))
     seeds = [s for s in seeds.split() if os.path.exists(f"{w}/s{s}/out/runs")]
     loo_seeds = [s for s in loo_seeds.split() if os.path.exists(f"{w}/s{s}/out/simulate/loo_utilities.parquet")]
     final, curves = {}, {}
@@ -150,7 +164,7 @@ def main():
     print("|---|---|---|---|")
     for a in ["sdm", "own", "natural"]:
         for b in ["uniform", "natural", "own"]:
-            if a == b or (a, b) in [("natural", "own")]:
+            if a == b or (a, b) in [("natural", "own")] or not {a, b} <= set(ARMS):
                 continue
             diffs = [final[(a, s)] - final[(b, s)] for s in done]
             if not diffs:
