@@ -32,7 +32,7 @@ pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {
     } else {
         let tokenizer = TextTokenizer::load(&shards.tokenizer_path())?;
         let read = |(name, path): &(String, std::path::PathBuf)| {
-            let docs = read_texts(path, &tokenizer).map_err(|e| Usage(e.to_string()))?;
+            let docs = read_texts(path, &tokenizer)?;
             anyhow::Ok(DomainDocs::from_tokens(name, docs))
         };
         args.texts.iter().map(read).collect::<anyhow::Result<_>>()?
