@@ -1,12 +1,10 @@
 //! `mixlab ingest`: sources → token shards, with a per-domain summary.
 
-use anyhow::Context;
-use mixlab_ingest::demo::{DEMO_DOMAINS, write_demo_corpus};
 use mixlab_ingest::filter::REASONS;
 use mixlab_ingest::manifest::Manifest;
-use mixlab_ingest::pipeline::{IngestOutcome, IngestRequest, ingest};
+use mixlab_ingest::pipeline::IngestOutcome;
 use mixlab_stages::config::LoadedConfig;
-use mixlab_stages::locks::lock_dir;
+use mixlab_stages::ingest::ingest;
 
 use crate::cli::{ConfigArgs, GlobalArgs};
 use crate::progress::IngestBars;
@@ -15,21 +13,9 @@ use crate::table::{Table, thousands};
 /// Runs the ingest stage and prints the summary on stdout.
 pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
     let loaded = LoadedConfig::load(&args.config)?;
-    let _lock = lock_dir(&global.out_root(), "ingest")?;
-    ensure_demo_corpus(&loaded)?;
-    let shards_dir = global.out_root().join("shards");
-    let config_hash = loaded.ingest_hash();
-    let request = IngestRequest {
-        tokenizer: &loaded.config.tokenizer,
-        ingest: &loaded.config.ingest,
-        domains: &loaded.config.domain,
-        base_dir: &loaded.base_dir,
-        shards_dir: &shards_dir,
-        config_hash: &config_hash,
-    };
     let bars = IngestBars::new(global.quiet);
-    let outcome =
-        ingest(&request, &bars).with_context(|| format!("ingest of {}", loaded.path.display()))?;
+    let outcome = ingest(&global.workspace(), &loaded, &bars)?;
+    let shards_dir = global.out_root().join("shards");
     match &outcome {
         IngestOutcome::UpToDate(_) => {
             println!(
@@ -40,30 +26,6 @@ pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
         IngestOutcome::Written(_) => println!("wrote {}", shards_dir.display()),
     }
     print!("{}", summary(outcome.manifest()));
-    Ok(())
-}
-
-/// Writes the demo corpus first when `[demo]` is configured and a file is missing.
-fn ensure_demo_corpus(loaded: &LoadedConfig) -> anyhow::Result<()> {
-    let Some(demo) = &loaded.config.demo else {
-        return Ok(());
-    };
-    let dir = loaded.base_dir.join(&demo.dir);
-    let complete = dir.is_dir()
-        && DEMO_DOMAINS.iter().all(|d| {
-            std::fs::read_dir(&dir)
-                .map(|entries| {
-                    entries
-                        .flatten()
-                        .any(|e| e.file_name().to_string_lossy().starts_with(d))
-                })
-                .unwrap_or(false)
-        });
-    if !complete {
-        tracing::info!("writing the demo corpus to {}", dir.display());
-        write_demo_corpus(&dir, demo.seed)
-            .with_context(|| format!("writing the demo corpus to {}", dir.display()))?;
-    }
     Ok(())
 }
 

@@ -12,6 +12,7 @@
 //! | [`run_dir`] | the run directory (`runs/<name>/`): resolved configuration, hashes, `done` marker |
 //! | [`workspace`] | where a job's stages read and write: `--out`, its shards, verification |
 //! | [`train`] | the `train` and `distill` stages: typed specs, one call each |
+//! | [`ingest`] | the `ingest` stage: sources → shards, the demo corpus first when configured |
 //! | [`mix`] | the `mix` stage: RegMix, the SDM's mixture, DoReMi's weights, baselines |
 //! | [`merge`] | the `merge` stage: specialists annealed from one run, merged, evaluated |
 //! | [`quantize`] | the `quantize` stage: int4 weights, with or without quantization-aware training |
@@ -27,6 +28,7 @@
 pub mod arms;
 pub mod checks;
 pub mod config;
+pub mod ingest;
 pub mod ledger;
 pub mod locks;
 pub mod merge;
