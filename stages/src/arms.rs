@@ -289,6 +289,12 @@ mod tests {
                 vec![table("name = \"a\"\nseeds = [1, 1]")],
                 "a seed is listed twice",
             ),
+            (
+                vec![table(
+                    "name = \"a\"\nmerge = { specialists = \"s.toml\", weights = \"1,x\" }",
+                )],
+                "[[ablation]] 1: merge.weights = \"1,x\": expected uniform, search",
+            ),
         ];
         for (ablation, expected) in cases {
             let err = arms(&run, &ablation, 0).unwrap_err().to_string();

@@ -74,8 +74,9 @@ impl FromStr for MergeWeights {
 impl TryFrom<String> for MergeWeights {
     type Error = String;
 
+    /// As [`FromStr`], naming the configuration key (`[run.merge].weights`) in the error.
     fn try_from(text: String) -> Result<Self, String> {
-        text.parse()
+        text.parse().map_err(|e| format!("merge.weights = {e}"))
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mixlab_artefacts::eval::DomainLoss;
+use mixlab_ingest::manifest::ShardSet;
 use mixlab_trainer::config::ModelConfig;
 use mixlab_trainer::data::Corpus;
 use mixlab_trainer::distill::{DistillSettings, Distillation};
@@ -64,8 +65,15 @@ pub fn quantize(
     config
         .validate(&source.model)
         .map_err(|e| Usage(format!("--group-size {}: {e}", spec.group_size)))?;
+    if spec.qat_steps > 0 {
+        spec.settings.validate().context(Usage("quantize".into()))?;
+    }
     let shards = source.open_shards(workspace.verification)?;
-    let corpus = Corpus::load(&shards).context("reading the shards")?;
+    let data = Data {
+        corpus: &Corpus::load(&shards).context("reading the shards")?,
+        shards: &shards,
+        quiet: workspace.quiet,
+    };
     let model = ModelConfig {
         int8_activations: spec.int8_activations,
         ..source.model.clone()
@@ -82,14 +90,7 @@ pub fn quantize(
             .map(|run| workspace.path(&run));
     let latent;
     let rounded_from = if spec.qat_steps > 0 {
-        latent = quant_aware_training(
-            workspace,
-            spec,
-            (&source_weights, &model),
-            config,
-            &corpus,
-            &latent_dir,
-        )?;
+        latent = quant_aware_training(&data, spec, (&source_weights, &model), config, &latent_dir)?;
         let dir = RunDir::new(latent_dir);
         let (step, path) = dir.latest_model()?;
         Weights {
@@ -105,21 +106,26 @@ pub fn quantize(
         .out_run
         .as_ref()
         .map_or(default_out, |r| workspace.path(r));
-    round(workspace, (&rounded_from, &model), config, &corpus, &out)
+    round(&data, (&rounded_from, &model), config, &out)
+}
+
+/// The shards every run of a quantization reads (opened and verified once), and their corpus.
+struct Data<'a> {
+    shards: &'a ShardSet,
+    corpus: &'a Corpus,
+    quiet: bool,
 }
 
 /// Trains the full-precision weights of `source` as the `model` (int8 activations or not) for
 /// `qat_steps` on the rounded model, distilled from `source` itself, in the run directory `dir`.
 fn quant_aware_training(
-    workspace: &Workspace,
+    data: &Data<'_>,
     spec: &QuantizeSpec,
     (source, model): (&Weights<'_>, &ModelConfig),
     config: QuantConfig,
-    corpus: &Corpus,
     dir: &Path,
 ) -> anyhow::Result<ResolvedRun> {
     let settings = spec.settings;
-    settings.validate().context(Usage("quantize".into()))?;
     let mut train = source.run.train.clone();
     train.steps = spec.qat_steps;
     train.lr = spec.qat_lr.unwrap_or(train.lr / 10.0);
@@ -127,22 +133,26 @@ fn quant_aware_training(
     train
         .validate()
         .map_err(|e| Usage(format!("--qat-lr: {e}")))?;
-    let shards = source.run.open_shards(workspace.verification)?;
-    let resolved = ResolvedRun::new(&shards, model.clone(), train, source.run.mixture.clone())
-        .distilled(DistillSource {
-            teacher: source.dir.root.clone(),
-            teacher_run_hash: source.run.run_hash.clone(),
-            teacher_step: source.step,
-            settings,
-        })
-        .quantized(
-            InitWeights {
-                path: source.path.clone(),
-                run_hash: source.run.run_hash.clone(),
-                step: source.step,
-            },
-            config,
-        );
+    let resolved = ResolvedRun::new(
+        data.shards,
+        model.clone(),
+        train,
+        source.run.mixture.clone(),
+    )
+    .distilled(DistillSource {
+        teacher: source.dir.root.clone(),
+        teacher_run_hash: source.run.run_hash.clone(),
+        teacher_step: source.step,
+        settings,
+    })
+    .quantized(
+        InitWeights {
+            path: source.path.clone(),
+            run_hash: source.run.run_hash.clone(),
+            step: source.step,
+        },
+        config,
+    );
     let teacher = Inference::load(&source.run.model, &source.path)?;
     let objective = QuantAware::new(
         Distillation::new(teacher, settings, resolved.train.document_mask)?,
@@ -151,9 +161,9 @@ fn quant_aware_training(
     run_training(
         &RunDir::new(dir.to_owned()),
         &resolved,
-        corpus,
+        data.corpus,
         &objective,
-        workspace.quiet,
+        data.quiet,
     )?;
     Ok(resolved)
 }
@@ -161,10 +171,9 @@ fn quant_aware_training(
 /// Rounds `from`'s weights to int4 and evaluates them as `model` (int8 activations or not) in a run
 /// of zero steps in `out`.
 fn round(
-    workspace: &Workspace,
+    data: &Data<'_>,
     (from, model): (&Weights<'_>, &ModelConfig),
     config: QuantConfig,
-    corpus: &Corpus,
     out: &Path,
 ) -> anyhow::Result<Option<Vec<DomainLoss>>> {
     let run_dir = RunDir::new(out.to_owned());
@@ -175,16 +184,15 @@ fn round(
     };
     let mut train = from.run.train.clone();
     train.steps = 0;
-    let shards = from.run.open_shards(workspace.verification)?;
-    let resolved = ResolvedRun::new(&shards, model.clone(), train, from.run.mixture.clone())
+    let resolved = ResolvedRun::new(data.shards, model.clone(), train, from.run.mixture.clone())
         .quantized(init.clone(), config);
     let gguf = run_dir.root.join(GGUF_FILE);
     run_of_weights(
         &run_dir,
         &resolved,
-        corpus,
+        data.corpus,
         &init.path,
-        workspace.quiet,
+        data.quiet,
         || {
             let packed =
                 quantize_checkpoint(&from.run.model, &from.path, config, &init.path, Some(&gguf))?;

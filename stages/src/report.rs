@@ -10,6 +10,7 @@ use crate::Usage;
 use crate::arms::MixChoice;
 use crate::plan::Plan;
 use crate::run_dir::RunDir;
+use crate::simulate::{UTILITIES_FILE, simulation_dir};
 use crate::workspace::Workspace;
 
 /// What a report is over.
@@ -92,7 +93,7 @@ fn from_plan(out: &Path, plan_file: &Path, name: &str) -> anyhow::Result<ReportI
         }
         arms.push(arm_input(out, arm.arm.name.clone(), seeds)?);
     }
-    let utilities = out.join("simulate").join("utilities.parquet");
+    let utilities = simulation_dir(out).join(UTILITIES_FILE);
     let used = plan.arms.iter().any(|a| a.arm.mix == MixChoice::Sdm);
     Ok(ReportInput {
         title: format!("mixlab report: {name}"),

@@ -11,6 +11,16 @@ use crate::run_dir::suffixed;
 
 /// The run directories `mixlab quantize --run <run> --qat-steps <qat_steps>` writes, relative to
 /// `--out`: the quantization-aware training run (with steps), then the int4 run (last).
+///
+/// # Example
+/// ```
+/// use std::path::{Path, PathBuf};
+/// use mixlab_stages::run_names::quantize_runs;
+///
+/// let run = Path::new("runs/a");
+/// assert_eq!(quantize_runs(run, 0, false), [PathBuf::from("runs/a-int4")]);
+/// assert_eq!(quantize_runs(run, 10, true), [PathBuf::from("runs/a-qat-a8"), PathBuf::from("runs/a-qat-w4a8")]);
+/// ```
 pub fn quantize_runs(run: &Path, qat_steps: u64, int8_activations: bool) -> Vec<PathBuf> {
     let [latent, quantized] = quantize_run_names(run, qat_steps, int8_activations);
     if qat_steps > 0 {

@@ -19,6 +19,17 @@ pub struct Workspace {
 
 impl Workspace {
     /// `relative` under the root (a run directory such as `runs/a`).
+    ///
+    /// # Example
+    /// ```
+    /// use std::path::{Path, PathBuf};
+    /// use mixlab_ingest::verified::Verification;
+    /// use mixlab_stages::workspace::Workspace;
+    ///
+    /// let workspace = Workspace { out: "out".into(), verification: Verification::Recorded, quiet: true };
+    /// assert_eq!(workspace.path(Path::new("runs/a")), PathBuf::from("out/runs/a"));
+    /// assert_eq!(workspace.shards().path, PathBuf::from("out/shards"));
+    /// ```
     pub fn path(&self, relative: &Path) -> PathBuf {
         self.out.join(relative)
     }

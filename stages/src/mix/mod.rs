@@ -20,6 +20,7 @@ use mixlab_mixer::schedule::MixtureSchedule;
 use crate::Usage;
 use crate::arms::SdmObjective;
 use crate::config::LoadedConfig;
+use crate::simulate::{DOREMI_FILE, UTILITIES_FILE, simulation_dir};
 use crate::workspace::{ShardsDir, Workspace};
 
 /// A mixture to make: how, with which `datasets.toml` (its `[mix]` bounds, `[train]` budget and
@@ -109,6 +110,14 @@ pub enum Prior {
 
 impl Prior {
     /// Its name in provenance (a file's path).
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_stages::mix::Prior;
+    ///
+    /// assert_eq!(Prior::Tokens.name(), "tokens");
+    /// assert_eq!(Prior::File("prior.csv".into()).name(), "prior.csv");
+    /// ```
     pub fn name(&self) -> String {
         match self {
             Prior::Runs => "runs".into(),
@@ -135,13 +144,13 @@ pub fn mix(workspace: &Workspace, spec: &MixSpec) -> anyhow::Result<(MixtureSche
             objective,
         } => {
             let path = (utilities.clone())
-                .unwrap_or_else(|| workspace.path(Path::new("simulate/utilities.parquet")));
+                .unwrap_or_else(|| simulation_dir(&workspace.out).join(UTILITIES_FILE));
             sdm::sdm(Some(&path), *objective, loaded, &shards)?
         }
         MixMethod::Own(objective) => sdm::sdm(None, *objective, loaded, &shards)?,
         MixMethod::Doremi(weights) => {
             let path = (weights.clone())
-                .unwrap_or_else(|| workspace.path(Path::new("simulate/doremi.toml")));
+                .unwrap_or_else(|| simulation_dir(&workspace.out).join(DOREMI_FILE));
             baseline::doremi(&path, &shards)?
         }
         MixMethod::Uniform | MixMethod::Natural | MixMethod::Unimax => {

@@ -26,7 +26,7 @@ use crate::workspace::ShardsDir;
 /// utilities file (one utility per domain, no checkpoints).
 pub(super) fn sdm(
     file: Option<&Path>,
-    args: SdmSettings,
+    settings: SdmSettings,
     loaded: Option<&LoadedConfig>,
     shards: &ShardsDir,
 ) -> anyhow::Result<MixtureSchedule> {
@@ -55,9 +55,9 @@ pub(super) fn sdm(
     };
     let bounds = bounds(&joint.domains, &mix, loaded, tokens.as_deref())?;
     let optimize = |utilities: &[f64]| {
-        let weights = match args.objective {
-            SdmObjective::Utilimax => utilimax(utilities, args.temperature, &bounds),
-            SdmObjective::Proportional => proportional(utilities, args.floor, &bounds),
+        let weights = match settings.objective {
+            SdmObjective::Utilimax => utilimax(utilities, settings.temperature, &bounds),
+            SdmObjective::Proportional => proportional(utilities, settings.floor, &bounds),
         };
         weights.context(Usage(match file {
             None => "--method own".to_owned(),
@@ -78,14 +78,14 @@ pub(super) fn sdm(
         }
         Some(loaded) => staged(&mix, train_budget(loaded)?, &joint, file, optimize)?,
     };
-    let setting = match args.objective {
-        SdmObjective::Utilimax => ("temperature", args.temperature),
-        SdmObjective::Proportional => ("floor", args.floor),
+    let setting = match settings.objective {
+        SdmObjective::Utilimax => ("temperature", settings.temperature),
+        SdmObjective::Proportional => ("floor", settings.floor),
     };
     Ok(MixtureSchedule {
         stage: stages,
         provenance: Provenance {
-            method: format!("{method}-{}", args.objective.name()),
+            method: format!("{method}-{}", settings.objective.name()),
             inputs,
             settings: [(setting.0.to_owned(), setting.1.to_string())].into(),
             predicted_objective: Some(objective),

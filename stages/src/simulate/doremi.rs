@@ -7,8 +7,8 @@ use mixlab_trainer::checkpoint::read_state;
 use mixlab_trainer::inference::Inference;
 use mixlab_trainer::objective::{CrossEntropy, Objective};
 
-use super::SimulateOutcome;
 use super::proxies::{Proxies, Proxy, doremi_settings};
+use super::{DOREMI_FILE, SimulateOutcome};
 
 /// A DoReMi proxy against the uniform proxy as reference; its averaged domain weights become
 /// `doremi.toml` (a mixture file, read by `mix --method doremi`).
@@ -55,7 +55,7 @@ pub(super) fn doremi(proxies: &Proxies) -> anyhow::Result<SimulateOutcome> {
             .collect(),
         provenance,
     );
-    let path = proxies.root.join("doremi.toml");
+    let path = proxies.root.join(DOREMI_FILE);
     write_mixture(&path, &schedule)?;
     let weights = (corpus.domains.iter().cloned())
         .zip(weights.weights.iter().copied())

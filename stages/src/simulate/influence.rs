@@ -18,8 +18,8 @@ use mixlab_simulator::score::{InRunScoring, Scoring, read_parts, score_checkpoin
 use mixlab_trainer::checkpoint::CheckpointFiles;
 use mixlab_trainer::objective::CrossEntropy;
 
-use super::SimulateOutcome;
 use super::proxies::{Proxies, Proxy};
+use super::{SimulateOutcome, UTILITIES_FILE};
 use crate::run_dir::RunDir;
 use crate::training::run_training_with;
 
@@ -36,7 +36,7 @@ pub(super) fn influence(
     };
     let summary = summarize(&rows, targets, &corpus.domains, sim.bootstrap, sim.seed)?;
     write_document_utilities(&proxies.root.join("document_utilities.parquet"), &rows)?;
-    let path = proxies.root.join("utilities.parquet");
+    let path = proxies.root.join(UTILITIES_FILE);
     write_utilities(&path, &summary)?;
     Ok(SimulateOutcome::Utilities {
         path,

@@ -9,8 +9,8 @@ use mixlab_simulator::estimate::TargetSet;
 use mixlab_simulator::loo::{ensure_probe_targets, loo_utilities};
 use mixlab_trainer::objective::CrossEntropy;
 
-use super::SimulateOutcome;
 use super::proxies::{Proxies, Proxy};
+use super::{SimulateOutcome, UTILITIES_FILE};
 use crate::run_dir::RunDir;
 
 /// The proxy once more without each domain: `loo_utilities.parquet`, and the rank agreement with
@@ -31,7 +31,7 @@ pub(super) fn leave_one_out(
     let rows = loo_utilities(&full, &without, &proxies.sim().target)?;
     let path = proxies.root.join("loo_utilities.parquet");
     write_utilities(&path, &rows)?;
-    let influence_path = proxies.root.join("utilities.parquet");
+    let influence_path = proxies.root.join(UTILITIES_FILE);
     let joint = |rows: &[DomainUtility]| -> Vec<f64> {
         let domains = proxies.corpus.domains.iter();
         domains

@@ -27,6 +27,26 @@ use crate::texts::read_texts;
 use crate::workspace::Workspace;
 use proxies::Proxies;
 
+/// The simulation's directory under an output root: proxies, scores and estimates.
+///
+/// # Example
+/// ```
+/// use std::path::Path;
+/// use mixlab_stages::simulate::{UTILITIES_FILE, simulation_dir};
+///
+/// let utilities = simulation_dir(Path::new("out")).join(UTILITIES_FILE);
+/// assert_eq!(utilities, Path::new("out/simulate/utilities.parquet"));
+/// ```
+pub fn simulation_dir(out: &Path) -> PathBuf {
+    out.join("simulate")
+}
+
+/// The influence estimates (`simulate --method influence`), read by `mix --method sdm`.
+pub const UTILITIES_FILE: &str = "utilities.parquet";
+
+/// DoReMi's averaged weights (`simulate --method doremi`), read by `mix --method doremi`.
+pub const DOREMI_FILE: &str = "doremi.toml";
+
 /// Utility estimators of `simulate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SimulateMethod {
@@ -103,7 +123,7 @@ pub fn simulate(workspace: &Workspace, spec: &SimulateSpec) -> anyhow::Result<Si
         read_texts(&base.join(path), &tokenizer)
     })
     .with_context(config_file)?;
-    let root = workspace.path(Path::new("simulate"));
+    let root = simulation_dir(&workspace.out);
     let _lock = lock_dir(&root, "simulate")?;
     let proxies = Proxies {
         loaded: &loaded,
