@@ -4,13 +4,15 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mixlab_ingest::verified::Verification;
-
 use mixlab_stages::arms::SdmObjective;
-use mixlab_stages::merge::MergeWeights;
+use mixlab_stages::merge::{DEFAULT_SEARCH_ITERS, MergeWeights};
+use mixlab_stages::mix::SdmSettings;
 use mixlab_stages::plan::StageKind;
+use mixlab_stages::quantize::QAT_DISTILLATION;
 use mixlab_stages::simulate::SimulateMethod;
 use mixlab_stages::train::TrainSpec;
 use mixlab_stages::workspace::{ShardsDir, Workspace};
+use mixlab_trainer::distill::DistillSettings;
 
 /// mixlab: data pipeline and data-mixture optimization for language-model pre-training.
 ///
@@ -289,10 +291,10 @@ pub struct DistillArgs {
     #[arg(long, value_name = "DIR")]
     pub teacher: PathBuf,
     /// Weight of the KL term (1: teacher only; 0: plain cross-entropy).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = DistillSettings::default().alpha)]
     pub alpha: f64,
     /// Softmax temperature of teacher and student in the KL term.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = DistillSettings::default().temperature)]
     pub temperature: f64,
     #[command(flatten)]
     pub train: TrainArgs,
@@ -321,10 +323,10 @@ pub struct QuantizeArgs {
     pub qat_lr: Option<f64>,
     /// Weight of the KL to the full-precision model in quantization-aware training (the rest:
     /// cross-entropy on the data).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = QAT_DISTILLATION.alpha)]
     pub alpha: f64,
     /// Softmax temperature of that KL.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = QAT_DISTILLATION.temperature)]
     pub temperature: f64,
     /// Also round every projection's input to int8, one scale per token (dynamic activation
     /// quantization: W4A8), in quantization-aware training and in the quantized run, whose model
@@ -349,7 +351,7 @@ pub struct MergeArgs {
     #[arg(long, default_value = "uniform")]
     pub weights: MergeWeights,
     /// Nelder-Mead iterations of --weights search (each one or two evaluations of a merged model).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = DEFAULT_SEARCH_ITERS)]
     pub search_iters: u64,
     /// The merged run's directory, relative to --out [default: <BASE>-merged].
     #[arg(long, value_name = "DIR")]
@@ -689,10 +691,10 @@ pub struct MixArgs {
     pub objective: SdmObjective,
     /// Entropy weight of --objective utilimax (utilities are scaled to a largest magnitude of 1;
     /// near 0 puts all weight on the best domains, large values tend to uniform).
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = SdmSettings::DEFAULT_TEMPERATURE)]
     pub temperature: f64,
     /// Share every domain keeps under --objective proportional.
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = SdmSettings::DEFAULT_FLOOR)]
     pub floor: f64,
     /// Output file [default: <out>/mixture.toml].
     #[arg(long, value_name = "FILE")]

@@ -2,12 +2,14 @@
 //!
 //! | crate | owns |
 //! |---|---|
-//! | `mixlab` (this binary) | CLI, `datasets.toml`, stage orchestration, progress bars |
-//! | `mixlab-stages` | run directories, resolved runs and their hashes, locks, the training stage |
+//! | `mixlab` (this binary) | CLI: arguments → stage specs, what each stage prints, progress bars, `mixlab run`'s loop over its plan |
+//! | `mixlab-stages` | one typed call per stage, `datasets.toml`, `mixlab run`'s typed plan and stage keys, run directories, locks |
 //! | `mixlab-ingest` | sources → cleaned, filtered, deduplicated token shards + manifest |
 //! | `mixlab-artefacts` | the artefact formats between stages (metrics, eval, mixture, run tables), atomic writes |
+//! | `mixlab-simulator` | the SDM's utility estimation: influence, leave-one-out and DoReMi scoring |
 //! | `mixlab-mixer` | pure math: run tables → mixture weights; regression mixers; baselines; `[mix]` |
 //! | `mixlab-trainer` | Llama-style model in burn, mixture sampler, the training loop with objectives and hooks |
+//! | `mixlab-reports` | the ablation report: tables, verdicts, figures |
 //!
 //! ```text
 //! datasets.toml ─► ingest ─► shards/ ─► trainer ◄── mixture.toml ◄── mixer ◄── runs table (regress / sweep)
@@ -20,17 +22,22 @@ mod exit;
 mod fuzz;
 mod logging;
 mod pipeline;
+mod print;
 mod progress;
 mod table;
 
 use clap::Parser;
+use mixlab_stages::Usage;
+use mixlab_trainer::kernels::MatmulIsa;
+
+use crate::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     mixlab_trainer::allocator::tune();
     mixlab_stages::signals::set_dispositions();
-    let cli = cli::Cli::parse();
+    let cli = Cli::parse();
     logging::init(cli.global.log_format, cli.global.quiet);
-    match commands::run(&cli) {
+    match dispatch(&cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             let code = exit::ExitClass::of(&err).code();
@@ -46,6 +53,32 @@ fn main() -> std::process::ExitCode {
             }
             std::process::ExitCode::from(code)
         }
+    }
+}
+
+/// Runs the chosen subcommand.
+fn dispatch(cli: &Cli) -> anyhow::Result<()> {
+    // A bad kernel override is refused before any work, not silently ignored mid-run.
+    MatmulIsa::from_env().map_err(|err| Usage(err.to_string()))?;
+    let global = &cli.global;
+    match &cli.command {
+        Command::Ingest(args) => commands::ingest::run(global, args),
+        Command::Inspect(args) => commands::inspect::run(global, args),
+        Command::DemoData(args) => commands::demo::run(global, args),
+        Command::Train(args) => commands::train::run(global, args),
+        Command::Distill(args) => commands::distill::run(global, args),
+        Command::Quantize(args) => commands::quantize::run(global, args),
+        Command::Merge(args) => commands::merge::run(global, args),
+        Command::Eval(args) => commands::eval::run(global, args),
+        Command::Export(args) => commands::export::run(global, args),
+        Command::Generate(args) => commands::generate::run(global, args),
+        Command::Passkey(command) => commands::passkey::run(global, command),
+        Command::Regress(args) => commands::regress::run(global, args),
+        Command::Mix(args) => commands::mix::run(global, args),
+        Command::Sweep(args) => commands::sweep::run(global, args),
+        Command::Simulate(args) => commands::simulate::run(global, args),
+        Command::Run(args) => pipeline::run(global, args),
+        Command::Report(args) => commands::report::run(global, args),
     }
 }
 

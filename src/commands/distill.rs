@@ -4,7 +4,7 @@ use mixlab_stages::train::{DistillSpec, distill};
 use mixlab_trainer::distill::DistillSettings;
 
 use crate::cli::{DistillArgs, GlobalArgs};
-use crate::table::eval_table;
+use crate::print::evaluated;
 
 /// Distils (or resumes, or skips a finished) student run and prints its final evaluation.
 pub fn run(global: &GlobalArgs, args: &DistillArgs) -> anyhow::Result<()> {
@@ -16,8 +16,6 @@ pub fn run(global: &GlobalArgs, args: &DistillArgs) -> anyhow::Result<()> {
         },
         student: args.train.spec(),
     };
-    if let Some(losses) = distill(&global.workspace(), &spec)? {
-        print!("{}", eval_table(&losses));
-    }
+    evaluated(distill(&global.workspace(), &spec)?.as_deref());
     Ok(())
 }

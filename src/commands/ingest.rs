@@ -1,102 +1,17 @@
 //! `mixlab ingest`: sources → token shards, with a per-domain summary.
 
-use mixlab_ingest::filter::REASONS;
-use mixlab_ingest::manifest::Manifest;
-use mixlab_ingest::pipeline::IngestOutcome;
 use mixlab_stages::config::LoadedConfig;
 use mixlab_stages::ingest::ingest;
 
 use crate::cli::{ConfigArgs, GlobalArgs};
+use crate::print::ingested;
 use crate::progress::IngestBars;
-use crate::table::{Table, thousands};
 
 /// Runs the ingest stage and prints the summary on stdout.
 pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
     let loaded = LoadedConfig::load(&args.config)?;
-    let bars = IngestBars::new(global.quiet);
-    let outcome = ingest(&global.workspace(), &loaded, &bars)?;
-    let shards_dir = global.out_root().join("shards");
-    match &outcome {
-        IngestOutcome::UpToDate(_) => {
-            println!(
-                "{}: up to date (inputs and configuration unchanged); nothing to do",
-                shards_dir.display()
-            );
-        }
-        IngestOutcome::Written(_) => println!("wrote {}", shards_dir.display()),
-    }
-    print!("{}", summary(outcome.manifest()));
+    let workspace = global.workspace();
+    let outcome = ingest(&workspace, &loaded, &IngestBars::new(global.quiet))?;
+    ingested(&workspace.shards().path, &outcome);
     Ok(())
-}
-
-/// The per-domain summary: counts in and out, then what each filter rule dropped.
-pub fn summary(manifest: &Manifest) -> String {
-    let mut t = Table::new(&[
-        "domain",
-        "read",
-        "skipped",
-        "filtered",
-        "exact dup",
-        "near dup",
-        "documents",
-        "tokens",
-        "shards",
-    ]);
-    for d in &manifest.domains {
-        let s = &d.stats;
-        t.row(vec![
-            d.name.clone(),
-            thousands(s.records_read),
-            thousands(s.skipped_records),
-            thousands(s.filtered_total()),
-            format!(
-                "{} ({})",
-                thousands(s.exact_duplicates),
-                percent(s.exact_duplicates, s.records_read)
-            ),
-            format!(
-                "{} ({})",
-                thousands(s.near_duplicates),
-                percent(s.near_duplicates, s.records_read)
-            ),
-            thousands(s.documents),
-            thousands(s.tokens),
-            d.files.len().to_string(),
-        ]);
-    }
-    let mut out = t.render();
-    let used: Vec<&str> = REASONS
-        .iter()
-        .copied()
-        .filter(|r| {
-            manifest
-                .domains
-                .iter()
-                .any(|d| d.stats.filtered.contains_key(*r))
-        })
-        .collect();
-    if !used.is_empty() {
-        let mut header = vec!["filtered by rule"];
-        header.extend(&used);
-        let mut rules = Table::new(&header);
-        for d in &manifest.domains {
-            let mut row = vec![d.name.clone()];
-            row.extend(
-                used.iter()
-                    .map(|r| thousands(d.stats.filtered.get(*r).copied().unwrap_or(0))),
-            );
-            rules.row(row);
-        }
-        out.push('\n');
-        out.push_str(&rules.render());
-    }
-    out
-}
-
-fn percent(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        "0.0%".into()
-    } else {
-        format!("{:.1}%", 100.0 * part as f64 / whole as f64)
-    }
 }

@@ -1,12 +1,10 @@
 //! `mixlab merge`: specialists annealed from one run on domain-skewed mixtures, merged into one
 //! model by a weighted average of their parameters.
 
-use mixlab_artefacts::eval::{DomainLoss, read_eval};
 use mixlab_stages::merge::{MergeSpec, merge};
-use mixlab_stages::run_dir::RunDir;
 
 use crate::cli::{GlobalArgs, MergeArgs};
-use crate::table::Table;
+use crate::print::merged;
 
 /// Trains the specialists of `--specialists` from `--base`, merges them and evaluates the merge;
 /// prints each run's losses and the weights.
@@ -18,53 +16,5 @@ pub fn run(global: &GlobalArgs, args: &MergeArgs) -> anyhow::Result<()> {
         search_iters: args.search_iters,
         run: args.run.clone(),
     };
-    let outcome = merge(&global.workspace(), &spec)?;
-    print!("{}", comparison_table(&outcome.runs)?);
-    let shown: Vec<String> = (outcome.weights.iter())
-        .map(|(name, weight)| format!("{name} {weight:.3}"))
-        .collect();
-    println!("merged ({}): {}", outcome.method, shown.join(", "));
-    Ok(())
-}
-
-/// Each run's final loss per domain (valid split) and the means of both splits, one column per run.
-fn comparison_table(columns: &[(String, RunDir)]) -> anyhow::Result<String> {
-    let evals: Vec<Vec<DomainLoss>> = columns
-        .iter()
-        .map(|(_, dir)| read_eval(&dir.paths().eval))
-        .collect::<Result<_, _>>()?;
-    let mut header = vec!["valid loss"];
-    header.extend(columns.iter().map(|(name, _)| name.as_str()));
-    let mut table = Table::new(&header);
-    let domains: Vec<&str> = evals[0]
-        .iter()
-        .filter(|l| l.split == "valid")
-        .map(|l| l.domain.as_str())
-        .collect();
-    let cell = |eval: &[DomainLoss], split: &str, domain: &str| {
-        eval.iter()
-            .find(|l| l.split == split && l.domain == domain)
-            .map_or("-".to_owned(), |l| format!("{:.4}", l.loss))
-    };
-    for domain in &domains {
-        let mut row = vec![(*domain).to_owned()];
-        row.extend(evals.iter().map(|e| cell(e, "valid", domain)));
-        table.row(row);
-    }
-    for split in ["valid", "probe"] {
-        let mut row = vec![format!("mean ({split})")];
-        row.extend(evals.iter().map(|e| {
-            let losses: Vec<f64> = e
-                .iter()
-                .filter(|l| l.split == split)
-                .map(|l| l.loss)
-                .collect();
-            format!(
-                "{:.4}",
-                losses.iter().sum::<f64>() / losses.len().max(1) as f64
-            )
-        }));
-        table.row(row);
-    }
-    Ok(table.render())
+    merged(&merge(&global.workspace(), &spec)?)
 }

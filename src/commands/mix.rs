@@ -6,7 +6,7 @@ use mixlab_stages::config::LoadedConfig;
 use mixlab_stages::mix::{MixMethod as Method, MixSpec, Prior, RegmixSpec, SdmSettings, mix};
 
 use crate::cli::{GlobalArgs, MixArgs, MixMethod, PriorArg};
-use crate::table::Table;
+use crate::print::mixed;
 
 /// Computes the mixture, writes `mixture.toml` and prints its weights.
 pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {
@@ -18,31 +18,8 @@ pub fn run(global: &GlobalArgs, args: &MixArgs) -> anyhow::Result<()> {
         output: args.output.clone(),
     };
     let (schedule, output) = mix(&global.workspace(), &spec)?;
-    let mut header = vec!["domain"];
-    match schedule.stage.as_slice() {
-        [_] => header.push("weight"),
-        stages => header.extend(stages.iter().map(|s| s.name.as_str())),
-    }
-    let mut t = Table::new(&header);
-    for d in schedule.stage[0].weights.keys() {
-        let mut row = vec![d.clone()];
-        row.extend(
-            schedule
-                .stage
-                .iter()
-                .map(|s| format!("{:.4}", s.weights[d])),
-        );
-        t.row(row);
-    }
-    print!("{}", t.render());
-    match (args.method, schedule.provenance.predicted_objective) {
-        (MixMethod::Sdm | MixMethod::Own, Some(u)) => {
-            println!("joint utility of the mixture: {u:+.4e}")
-        }
-        (_, Some(loss)) => println!("predicted loss: {loss:.4}"),
-        (_, None) => {}
-    }
-    println!("wrote {}", output.display());
+    let utility = matches!(args.method, MixMethod::Sdm | MixMethod::Own);
+    mixed(&schedule, &output, utility);
     Ok(())
 }
 

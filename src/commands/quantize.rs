@@ -5,7 +5,7 @@ use mixlab_stages::quantize::{QuantizeSpec, quantize};
 use mixlab_trainer::distill::DistillSettings;
 
 use crate::cli::{GlobalArgs, QuantizeArgs};
-use crate::table::eval_table;
+use crate::print::evaluated;
 
 /// Quantizes the newest checkpoint of `--run` (after `--qat-steps` of quantization-aware
 /// training, when given), evaluates the int4 model as the run `--out-run` and prints its losses.
@@ -22,8 +22,6 @@ pub fn run(global: &GlobalArgs, args: &QuantizeArgs) -> anyhow::Result<()> {
         },
         int8_activations: args.int8_activations,
     };
-    if let Some(losses) = quantize(&global.workspace(), &spec)? {
-        print!("{}", eval_table(&losses));
-    }
+    evaluated(quantize(&global.workspace(), &spec)?.as_deref());
     Ok(())
 }

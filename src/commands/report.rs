@@ -2,9 +2,10 @@
 
 use anyhow::Context;
 use mixlab_reports::build;
-use mixlab_stages::report::{ReportSource, report_input};
+use mixlab_stages::report::{ReportSource, report_input, write_report};
 
 use crate::cli::{GlobalArgs, ReportArgs, ReportFormat};
+use crate::print::reported;
 
 /// Builds the report and writes it under `<out>/reports/<name>`, or prints its tables as JSON.
 pub fn run(global: &GlobalArgs, args: &ReportArgs) -> anyhow::Result<()> {
@@ -13,16 +14,14 @@ pub fn run(global: &GlobalArgs, args: &ReportArgs) -> anyhow::Result<()> {
     } else {
         ReportSource::Plans(args.plan.clone())
     };
-    let input = report_input(&global.workspace(), &source, &args.name)?;
-    let report = build(&input).context("building the report")?;
+    let workspace = global.workspace();
     match args.format {
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report.json())?),
-        ReportFormat::Files => {
-            let dir = global.out_root().join("reports").join(&args.name);
-            report.write(&dir)?;
-            println!("wrote {}", dir.join("report.html").display());
-            println!("wrote {}", dir.join("report.md").display());
+        ReportFormat::Json => {
+            let report = build(&report_input(&workspace, &source, &args.name)?)
+                .context("building the report")?;
+            println!("{}", serde_json::to_string_pretty(&report.json())?);
         }
+        ReportFormat::Files => reported(&write_report(&workspace, &source, &args.name)?),
     }
     Ok(())
 }

@@ -1,10 +1,9 @@
 //! `mixlab simulate`: the Scalable Data Mixer's simulation run and utility estimation.
 
-use mixlab_artefacts::utilities::{DomainUtility, JOINT_TARGET, overall};
-use mixlab_stages::simulate::{SimulateOutcome, SimulateSpec, simulate};
+use mixlab_stages::simulate::{SimulateSpec, simulate};
 
 use crate::cli::{GlobalArgs, SimulateArgs};
-use crate::table::Table;
+use crate::print::simulated;
 
 /// Estimates every domain's utility for each target with the chosen method; prints the table.
 pub fn run(global: &GlobalArgs, args: &SimulateArgs) -> anyhow::Result<()> {
@@ -12,47 +11,6 @@ pub fn run(global: &GlobalArgs, args: &SimulateArgs) -> anyhow::Result<()> {
         config: args.config.clone(),
         method: args.method,
     };
-    match simulate(&global.workspace(), &spec)? {
-        SimulateOutcome::Utilities {
-            path,
-            rows,
-            domains,
-            targets,
-            influence_agreement,
-        } => {
-            print!("{}", utility_table(&rows, &domains, &targets));
-            println!("wrote {}", path.display());
-            if let Some(rho) = influence_agreement {
-                println!("Spearman ρ of the joint utilities, influence vs leave-one-out: {rho:.3}");
-            }
-        }
-        SimulateOutcome::Doremi { path, weights } => {
-            let mut table = Table::new(&["domain", "final weight", "average weight"]);
-            for (domain, last, average) in weights {
-                table.row(vec![domain, format!("{last:.4}"), format!("{average:.4}")]);
-            }
-            print!("{}", table.render());
-            println!("wrote {}", path.display());
-        }
-    }
+    simulated(&simulate(&global.workspace(), &spec)?);
     Ok(())
-}
-
-/// Domain × target utilities over all checkpoints, `utility ± stderr`, joint last.
-fn utility_table(summary: &[DomainUtility], domains: &[String], targets: &[String]) -> String {
-    let mut header = vec!["domain"];
-    header.extend(targets.iter().map(String::as_str));
-    header.push(JOINT_TARGET);
-    let mut table = Table::new(&header);
-    for domain in domains {
-        let mut row = vec![domain.clone()];
-        for target in header.iter().skip(1) {
-            let cell = overall(summary, domain, target).map_or("-".to_owned(), |u| {
-                format!("{:+.3e} ± {:.1e}", u.utility, u.stderr)
-            });
-            row.push(cell);
-        }
-        table.row(row);
-    }
-    table.render()
 }

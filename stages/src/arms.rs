@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use mixlab_trainer::config::Preset;
+use mixlab_trainer::distill::DistillSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::Usage;
@@ -64,6 +65,11 @@ impl MixChoice {
             MixChoice::Own => "own",
         }
     }
+
+    /// Whether the method turns utilities into weights through an [`SdmObjective`].
+    pub fn takes_objective(self) -> bool {
+        matches!(self, MixChoice::Sdm | MixChoice::Own)
+    }
 }
 
 /// One arm of the pipeline, resolved: `[run]` with an `[[ablation]]` table's keys over it.
@@ -104,11 +110,21 @@ pub struct DistillStage {
     #[serde(default)]
     pub steps: Option<u64>,
     /// Weight of the KL term. Default: 0.5.
-    #[serde(default = "half")]
+    #[serde(default = "default_alpha")]
     pub alpha: f64,
     /// Softmax temperature. Default: 2.
-    #[serde(default = "two")]
+    #[serde(default = "default_temperature")]
     pub temperature: f64,
+}
+
+impl DistillStage {
+    /// The distillation loss's settings.
+    pub fn loss(&self) -> DistillSettings {
+        DistillSettings {
+            alpha: self.alpha,
+            temperature: self.temperature,
+        }
+    }
 }
 
 /// `[run.merge]`: specialists annealed from the newest model, merged.
@@ -143,11 +159,11 @@ fn default_mix() -> MixChoice {
 fn default_objective() -> SdmObjective {
     SdmObjective::Utilimax
 }
-fn half() -> f64 {
-    0.5
+fn default_alpha() -> f64 {
+    DistillSettings::default().alpha
 }
-fn two() -> f64 {
-    2.0
+fn default_temperature() -> f64 {
+    DistillSettings::default().temperature
 }
 fn search() -> MergeWeights {
     MergeWeights::Search

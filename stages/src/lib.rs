@@ -5,7 +5,7 @@
 //! | [`config`] | `datasets.toml`: the sections composed, read, relative paths resolved |
 //! | [`arms`] | `[run]` and `[[ablation]]`: the arms `mixlab run` trains |
 //! | [`checks`] | what `mixlab run` checks before any work |
-//! | [`plan`] | `mixlab run`'s stages after ingest, each keyed by a hash of its inputs |
+//! | [`plan`] | `mixlab run`'s stages after ingest: typed specs, keys, and one call to run each |
 //! | [`ledger`] | which stages finished with which key |
 //! | [`report`] | the `report` stage's input: the runs of plans or run directories |
 //! | [`run_names`] | the runs a stage writes beside the run it reads |

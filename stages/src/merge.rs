@@ -99,6 +99,9 @@ impl From<MergeWeights> for String {
     }
 }
 
+/// Nelder-Mead iterations of [`MergeWeights::Search`] unless told otherwise.
+pub const DEFAULT_SEARCH_ITERS: u64 = 30;
+
 /// Specialists trained from a finished run and merged.
 #[derive(Debug, Clone)]
 pub struct MergeSpec {

@@ -38,6 +38,30 @@ pub struct QuantizeSpec {
     pub int8_activations: bool,
 }
 
+/// The self-distillation of quantization-aware training unless told otherwise: the full-precision
+/// model's distribution alone, at temperature 1.
+pub const QAT_DISTILLATION: DistillSettings = DistillSettings {
+    alpha: 1.0,
+    temperature: 1.0,
+};
+
+impl QuantizeSpec {
+    /// `run` rounded in groups of `group_size` after `qat_steps`, with every other setting at its
+    /// default: the int4 run named after `run`, a tenth of its learning rate,
+    /// [`QAT_DISTILLATION`], full-precision activations.
+    pub fn new(run: PathBuf, group_size: usize, qat_steps: u64) -> Self {
+        Self {
+            run,
+            out_run: None,
+            group_size,
+            qat_steps,
+            qat_lr: None,
+            settings: QAT_DISTILLATION,
+            int8_activations: false,
+        }
+    }
+}
+
 /// A finished run's newest checkpoint: the weights a quantization starts from.
 struct Weights<'a> {
     run: &'a ResolvedRun,

@@ -4,11 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use mixlab_reports::build;
 use mixlab_reports::input::{ArmInput, ReportInput, RunInput, SeedInput};
+use serde::Deserialize;
 
 use crate::Usage;
 use crate::arms::MixChoice;
-use crate::plan::Plan;
+use crate::plan::ArmRuns;
 use crate::run_dir::RunDir;
 use crate::simulate::{UTILITIES_FILE, simulation_dir};
 use crate::workspace::Workspace;
@@ -40,6 +42,28 @@ pub fn report_input(
     }
 }
 
+/// Where the report named `name` goes: `<out>/reports/<name>`.
+pub fn report_dir(out: &Path, name: &str) -> PathBuf {
+    out.join("reports").join(name)
+}
+
+/// Builds the report over `source` and writes its files (report.md, report.html, figures) to
+/// [`report_dir`]; that directory.
+///
+/// # Errors
+/// Those of [`report_input`], a report that cannot be built, and write failures.
+pub fn write_report(
+    workspace: &Workspace,
+    source: &ReportSource,
+    name: &str,
+) -> anyhow::Result<PathBuf> {
+    let input = report_input(workspace, source, name)?;
+    let report = build(&input).context("building the report")?;
+    let dir = report_dir(&workspace.out, name);
+    report.write(&dir)?;
+    Ok(dir)
+}
+
 /// The arms of several `mixlab run` plans, merged by name (their seeds pooled); the first plan's
 /// targets and utilities.
 fn from_plans(out: &Path, plans: &[PathBuf], name: &str) -> anyhow::Result<ReportInput> {
@@ -67,11 +91,20 @@ fn from_plans(out: &Path, plans: &[PathBuf], name: &str) -> anyhow::Result<Repor
     merged.ok_or_else(|| anyhow::anyhow!(Usage("--plan: no plan given".into())))
 }
 
+/// What the report reads of a plan: its arms and targets (so plans whose stages were written by
+/// another version still read).
+#[derive(Deserialize)]
+struct PlannedArms {
+    arms: Vec<ArmRuns>,
+    #[serde(default)]
+    targets: Vec<(String, f64)>,
+}
+
 /// The arms of a `mixlab run` plan, with the SDM utilities when an arm used them.
 fn from_plan(out: &Path, plan_file: &Path, name: &str) -> anyhow::Result<ReportInput> {
     let text =
         fs_err::read_to_string(plan_file).context(Usage("--plan: cannot read the plan".into()))?;
-    let plan: Plan = serde_json::from_str(&text).map_err(|e| {
+    let plan: PlannedArms = serde_json::from_str(&text).map_err(|e| {
         Usage(format!(
             "{}: not a plan written by `mixlab run`: {e}",
             plan_file.display()

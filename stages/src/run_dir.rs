@@ -20,10 +20,6 @@ use crate::Usage;
 /// The packed int4 file of a quantized run (group size 32 only: GGUF's `Q4_0`).
 pub const GGUF_FILE: &str = "model-q4_0.gguf";
 
-/// `[train]` settings that do not change what a run computes (how often it evaluates and saves,
-/// how many checkpoints it keeps): left out of the run hash, so changing them continues a run.
-pub const BOOKKEEPING: [&str; 3] = ["eval_every", "checkpoint_every", "keep_checkpoints"];
-
 /// `<run><suffix>`: the name of a run derived from `run` (`runs/a` and `-int4` give `runs/a-int4`).
 pub fn suffixed(run: &Path, suffix: &str) -> PathBuf {
     let mut name = run.as_os_str().to_owned();
@@ -36,8 +32,8 @@ pub fn suffixed(run: &Path, suffix: &str) -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResolvedRun {
-    /// Hash of everything below that changes the result (all but [`BOOKKEEPING`]) plus the shards'
-    /// identity.
+    /// Hash of everything below that changes the result (`[train]` as
+    /// [`TrainConfig::result_settings`]) plus the shards' identity.
     pub run_hash: String,
     /// The shard directory trained on.
     pub shards: PathBuf,
@@ -173,13 +169,9 @@ impl ResolvedRun {
 
     /// Hex SHA-256 of the result-changing settings.
     fn hash(&self) -> String {
-        let mut result_settings = serde_json::json!(self.train);
-        if let Some(fields) = result_settings.as_object_mut() {
-            fields.retain(|key, _| !BOOKKEEPING.contains(&key.as_str()));
-        }
         let mut json = serde_json::json!({
             "shards_inputs_hash": self.shards_inputs_hash, "tokenizer_sha256": self.tokenizer_sha256,
-            "model": self.model, "train": result_settings, "mixture": self.mixture,
+            "model": self.model, "train": self.train.result_settings(), "mixture": self.mixture,
         });
         // Only runs that have these sections carry the keys, so the hashes of plain runs stay as
         // they were. The init weights count by their origin, not their path.
@@ -199,9 +191,15 @@ impl ResolvedRun {
     }
 
     /// The result-changing settings in which `other` differs from this run, as `section.key old →
-    /// new` (the mixture and shards as a whole); empty when only [`BOOKKEEPING`] differs.
+    /// new` (the mixture and shards as a whole); empty when only bookkeeping differs (how often a
+    /// run evaluates and saves, how many checkpoints it keeps).
     pub fn differences(&self, other: &Self) -> Vec<String> {
-        let (old, new) = (serde_json::json!(self), serde_json::json!(other));
+        let result_json = |run: &Self| {
+            let mut json = serde_json::json!(run);
+            json["train"] = serde_json::json!(run.train.result_settings());
+            json
+        };
+        let (old, new) = (result_json(self), result_json(other));
         let mut changes = Vec::new();
         for section in ["model", "train", "distill", "init", "quantize", "merge"] {
             let (old, new) = (
@@ -211,8 +209,7 @@ impl ResolvedRun {
             let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
             for key in keys {
                 let (was, now) = (old.get(key), new.get(key));
-                let bookkeeping = BOOKKEEPING.iter().any(|b| key == &format!("train.{b}"));
-                if was != now && !bookkeeping {
+                if was != now {
                     let show = |v: Option<&serde_json::Value>| {
                         v.map_or("none".into(), ToString::to_string)
                     };

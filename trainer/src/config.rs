@@ -305,6 +305,52 @@ impl Default for TrainConfig {
     }
 }
 
+/// The `[train]` settings that decide what a run computes: all of them but how often it
+/// evaluates and saves and how many checkpoints it keeps, which a run may change and continue.
+/// Run hashes and `mixlab run`'s stage keys hash this, never [`TrainConfig`] as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ResultSettings {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Seed of initialisation and data order.
+    pub seed: u64,
+    /// Everything else that changes the result.
+    #[serde(flatten)]
+    pub recipe: Recipe,
+}
+
+/// How a run trains, apart from its length and seed: what a simulation's proxy run takes from
+/// `[train]` (its steps and seed come from `[simulate]`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Recipe {
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Tokens per sequence.
+    pub seq_len: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate as a fraction of the peak.
+    pub min_lr_ratio: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: u64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// AdamW β1.
+    pub beta1: f32,
+    /// AdamW β2.
+    pub beta2: f32,
+    /// AdamW ε.
+    pub eps: f32,
+    /// Global gradient-norm clip.
+    pub grad_clip: f32,
+    /// Attention within documents only.
+    pub document_mask: bool,
+    /// Sequences per domain and split in evaluation.
+    pub eval_sequences: usize,
+}
+
 /// The longest sequence a run may use.
 pub const MAX_SEQ_LEN: usize = 1 << 16;
 
@@ -313,6 +359,62 @@ pub const MAX_SEQ_LEN: usize = 1 << 16;
 pub const MAX_MICRO_BATCH_TOKENS: usize = 1 << 24;
 
 impl TrainConfig {
+    /// The settings that change what the run computes.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_trainer::config::TrainConfig;
+    ///
+    /// let a = TrainConfig::default();
+    /// let b = TrainConfig { eval_every: 7, ..a.clone() };
+    /// assert_eq!(a.result_settings(), b.result_settings());
+    /// let c = TrainConfig { lr: 1e-3, ..a.clone() };
+    /// assert_ne!(a.result_settings(), c.result_settings());
+    /// ```
+    pub fn result_settings(&self) -> ResultSettings {
+        // No `..`: a new field fails to compile here until it is sorted into result or bookkeeping.
+        let TrainConfig {
+            steps,
+            batch_size,
+            seq_len,
+            grad_accum,
+            lr,
+            min_lr_ratio,
+            warmup_steps,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            grad_clip,
+            document_mask,
+            eval_every: _,
+            eval_sequences,
+            checkpoint_every: _,
+            keep_checkpoints: _,
+            seed,
+        } = *self;
+        let recipe = Recipe {
+            batch_size,
+            seq_len,
+            grad_accum,
+            lr,
+            min_lr_ratio,
+            warmup_steps,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            grad_clip,
+            document_mask,
+            eval_sequences,
+        };
+        ResultSettings {
+            steps,
+            seed,
+            recipe,
+        }
+    }
+
     /// Checks ranges.
     ///
     /// # Errors

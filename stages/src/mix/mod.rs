@@ -70,6 +70,22 @@ pub struct SdmSettings {
     pub floor: f64,
 }
 
+impl SdmSettings {
+    /// The entropy weight of utilimax unless told otherwise.
+    pub const DEFAULT_TEMPERATURE: f64 = 0.3;
+    /// The floor share of proportional unless told otherwise.
+    pub const DEFAULT_FLOOR: f64 = 0.02;
+
+    /// `objective` with the default temperature and floor.
+    pub fn new(objective: SdmObjective) -> Self {
+        Self {
+            objective,
+            temperature: Self::DEFAULT_TEMPERATURE,
+            floor: Self::DEFAULT_FLOOR,
+        }
+    }
+}
+
 /// RegMix's inputs: the run table and the search.
 #[derive(Debug, Clone)]
 pub struct RegmixSpec {

@@ -20,6 +20,7 @@ use mixlab_artefacts::utilities::DomainUtility;
 use mixlab_ingest::tokenize::TextTokenizer;
 use mixlab_simulator::score::resolve_targets;
 use mixlab_trainer::data::Corpus;
+use serde::{Deserialize, Serialize};
 
 use crate::config::LoadedConfig;
 use crate::locks::lock_dir;
@@ -48,7 +49,8 @@ pub const UTILITIES_FILE: &str = "utilities.parquet";
 pub const DOREMI_FILE: &str = "doremi.toml";
 
 /// Utility estimators of `simulate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SimulateMethod {
     /// One proxy run; DataInf influence of training documents at each checkpoint
     /// (utilities.parquet).
@@ -60,6 +62,17 @@ pub enum SimulateMethod {
     /// domain weights follow the excess loss ([simulate.doremi]); their average over the run is
     /// written to doremi.toml for `mix --method doremi`.
     Doremi,
+}
+
+impl SimulateMethod {
+    /// The `--method` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimulateMethod::Influence => "influence",
+            SimulateMethod::Loo => "loo",
+            SimulateMethod::Doremi => "doremi",
+        }
+    }
 }
 
 /// A simulation: the configuration file (its `[simulate]`, `[model]` and `[train]`) and the

@@ -1,9 +1,14 @@
 //! The stages `mixlab run` runs after ingest, in order, each keyed by a hash of its inputs.
 //!
-//! A stage is a subcommand with its arguments (so a user can run or debug any one by hand) and a
-//! key: the SHA-256 of its arguments, the configuration sections it reads, and the keys of the
-//! stages it reads from. Changing one section changes the keys of the stages that read it and of
-//! every stage after them, and of nothing before.
+//! A stage is a typed [`StageSpec`] (shown as the subcommand a user would type, so any one can be
+//! run or debugged by hand) and a key: the SHA-256 of its arguments, the configuration sections it
+//! reads and the keys of the stages it reads from ([`keys`]). Changing one section changes the
+//! keys of the stages that read it and of every stage after them, and of nothing before.
+//! [`StageSpec::run`] runs a stage by calling the library.
+
+mod keys;
+mod run;
+mod spec;
 
 use std::path::{Path, PathBuf};
 
@@ -14,8 +19,15 @@ use serde::{Deserialize, Serialize};
 use crate::arms::{Arm, DistillStage, MixChoice, QuantizeStage};
 use crate::config::LoadedConfig;
 use crate::merge::MergeWeights;
-use crate::run_dir::{BOOKKEEPING, suffixed};
+use crate::run_dir::suffixed;
 use crate::run_names::{merge_runs, quantize_runs};
+use crate::simulate::SimulateMethod;
+use keys::{NO_SECTIONS, Sections, stage_key};
+pub use run::StageOutcome;
+pub use spec::{CONFIG, ModelRun, OUT, StageSpec};
+
+/// Where `mixlab run` writes its plan, relative to the output directory (the report reads it).
+pub const PLAN_FILE: &str = "pipeline/plan.json";
 
 /// The kinds of stage, in pipeline order (`--from`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
@@ -55,19 +67,46 @@ impl StageKind {
     }
 }
 
-/// One stage: a subcommand, its key and the run directories it writes.
+/// One stage: what it does, its key and the run directories it writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
-    /// Its kind.
-    pub kind: StageKind,
     /// A name unique in the plan, such as `train/sdm-s1`.
     pub id: String,
-    /// The subcommand and its arguments (without the global flags).
+    /// What it does.
+    pub spec: StageSpec,
+    /// The subcommand and arguments that run it by hand ([`StageSpec::args`]), for display and
+    /// replay.
     pub args: Vec<String>,
     /// SHA-256 of everything that decides its result.
     pub key: String,
     /// Run directories it writes, relative to `--out`: removed before it runs with another key.
     pub runs: Vec<PathBuf>,
+}
+
+impl Stage {
+    /// A stage reading the stages keyed `upstream` and the configuration `sections`.
+    fn new(
+        id: String,
+        spec: StageSpec,
+        upstream: &[&str],
+        sections: &impl Serialize,
+        runs: Vec<PathBuf>,
+    ) -> Self {
+        let args = spec.args();
+        let key = stage_key(&args, upstream, sections);
+        Self {
+            id,
+            spec,
+            args,
+            key,
+            runs,
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> StageKind {
+        self.spec.kind()
+    }
 }
 
 /// What each arm's runs are, for the report.
@@ -106,9 +145,10 @@ pub struct Plan {
 impl Plan {
     /// The report's directory, relative to `--out`, when the plan has a report stage.
     pub fn report_dir(&self) -> Option<PathBuf> {
-        let report = self.stages.iter().find(|s| s.kind == StageKind::Report)?;
-        let at = report.args.iter().position(|a| a == "--name")?;
-        Some(PathBuf::from("reports").join(report.args.get(at + 1)?))
+        self.stages.iter().find_map(|s| match &s.spec {
+            StageSpec::Report { name } => Some(PathBuf::from("reports").join(name)),
+            _ => None,
+        })
     }
 }
 
@@ -117,45 +157,29 @@ impl Plan {
 /// # Errors
 /// An unreadable specialists file of a `merge` stage.
 pub fn plan(loaded: &LoadedConfig, arms: &[Arm], shards_key: &str) -> anyhow::Result<Plan> {
-    let config = "{config}".to_owned();
     let sections = Sections::of(loaded);
     let mut stages = Vec::new();
-    let simulate = |method: &str, stages: &mut Vec<Stage>| {
-        let args = vec![
-            "simulate".into(),
-            "--config".into(),
-            config.clone(),
-            "--method".into(),
-            method.into(),
-        ];
-        let key = stage_key(&args, &[shards_key], &sections.simulate);
-        stages.push(stage(
-            StageKind::Simulate,
-            format!("simulate/{method}"),
-            args,
-            key,
-            vec![],
-        ));
-        stages.last().map(|s| s.key.clone()).unwrap_or_default()
+    let mut simulate = |method: SimulateMethod| {
+        let id = format!("simulate/{}", method.name());
+        let spec = StageSpec::Simulate { method };
+        let stage = Stage::new(id, spec, &[shards_key], &sections.simulate, vec![]);
+        let key = stage.key.clone();
+        stages.push(stage);
+        key
     };
-    let sdm_key = arms
-        .iter()
-        .any(|a| a.mix == MixChoice::Sdm)
-        .then(|| simulate("influence", &mut stages));
-    let doremi_key = arms
-        .iter()
-        .any(|a| a.mix == MixChoice::Doremi)
-        .then(|| simulate("doremi", &mut stages));
+    let uses = |choice: MixChoice| arms.iter().any(|a| a.mix == choice);
+    let sdm_key = uses(MixChoice::Sdm).then(|| simulate(SimulateMethod::Influence));
+    let doremi_key = uses(MixChoice::Doremi).then(|| simulate(SimulateMethod::Doremi));
     let mut arm_runs = Vec::new();
     for arm in arms {
         let upstream = match arm.mix {
-            MixChoice::Sdm => sdm_key.clone(),
-            MixChoice::Doremi => doremi_key.clone(),
+            MixChoice::Sdm => sdm_key.as_deref(),
+            MixChoice::Doremi => doremi_key.as_deref(),
             _ => None,
         }
-        .unwrap_or_else(|| shards_key.to_owned());
+        .unwrap_or(shards_key);
         let mixture = PathBuf::from("mixtures").join(format!("{}.toml", arm.name));
-        let mix = mix_stage(arm, &config, &mixture, &upstream, &sections);
+        let mix = mix_stage(arm, &mixture, upstream, &sections);
         let mix_key = mix.key.clone();
         stages.push(mix);
         let mut seeds = Vec::new();
@@ -172,11 +196,7 @@ pub fn plan(loaded: &LoadedConfig, arms: &[Arm], shards_key: &str) -> anyhow::Re
         });
     }
     stages.push(report_stage(loaded, &stages));
-    let targets = loaded
-        .config
-        .simulate
-        .target
-        .iter()
+    let targets = (loaded.config.simulate.target.iter())
         .filter(|t| !t.probe.is_empty())
         .map(|t| (t.probe.clone(), t.weight))
         .collect();
@@ -189,82 +209,22 @@ pub fn plan(loaded: &LoadedConfig, arms: &[Arm], shards_key: &str) -> anyhow::Re
 
 /// The report over every arm, named after the configuration file; it reruns when any stage did.
 fn report_stage(loaded: &LoadedConfig, stages: &[Stage]) -> Stage {
-    let name = loaded
-        .path
-        .file_stem()
+    let name = (loaded.path.file_stem())
         .map_or_else(|| "report".to_owned(), |s| s.to_string_lossy().into_owned());
-    let args: Vec<String> = [
-        "report",
-        "--plan",
-        "{out}/pipeline/plan.json",
-        "--name",
-        &name,
-    ]
-    .map(String::from)
-    .into();
     let keys: Vec<&str> = stages.iter().map(|s| s.key.as_str()).collect();
-    let key = stage_key(&args, &keys, &serde_json::Value::Null);
     let dir = PathBuf::from("reports").join(&name);
-    stage(StageKind::Report, "report".into(), args, key, vec![dir])
+    let spec = StageSpec::Report { name };
+    Stage::new("report".into(), spec, &keys, &NO_SECTIONS, vec![dir])
 }
 
-/// The configuration sections each stage reads, as JSON.
-struct Sections {
-    /// `[simulate]`, and the `[model]` and `[train]` settings the proxy inherits.
-    simulate: serde_json::Value,
-    /// `[mix]` and the training budget its epoch caps use.
-    mix: serde_json::Value,
-    /// `[model]` and `[train]` without bookkeeping keys.
-    train: serde_json::Value,
-}
-
-impl Sections {
-    fn of(loaded: &LoadedConfig) -> Self {
-        let c = &loaded.config;
-        let mut train = serde_json::to_value(&c.train).unwrap_or_default();
-        if let Some(map) = train.as_object_mut() {
-            BOOKKEEPING.iter().for_each(|k| {
-                map.remove(*k);
-            });
-        }
-        let mut proxy_train = train.clone();
-        if let Some(map) = proxy_train.as_object_mut() {
-            // The proxy takes its steps and seed from [simulate].
-            map.remove("steps");
-            map.remove("seed");
-        }
-        let budget = c.train.steps * c.train.tokens_per_step();
-        Self {
-            simulate: serde_json::json!({ "simulate": c.simulate, "model": c.model, "train": proxy_train }),
-            // The own-domain control reads the targets.
-            mix: serde_json::json!({ "mix": c.mix, "train_tokens": budget, "targets": c.simulate.target }),
-            train: serde_json::json!({ "model": c.model, "train": train }),
-        }
-    }
-}
-
-fn mix_stage(
-    arm: &Arm,
-    config: &str,
-    mixture: &Path,
-    upstream: &str,
-    sections: &Sections,
-) -> Stage {
-    let mut args: Vec<String> = ["mix", "--method", arm.mix.name(), "--config", config]
-        .map(String::from)
-        .into();
-    if matches!(arm.mix, MixChoice::Sdm | MixChoice::Own) {
-        args.extend(["--objective".into(), arm.objective.name().into()]);
-    }
-    args.extend(["--output".into(), format!("{{out}}/{}", mixture.display())]);
-    let key = stage_key(&args, &[upstream], &sections.mix);
-    stage(
-        StageKind::Mix,
-        format!("mix/{}", arm.name),
-        args,
-        key,
-        vec![],
-    )
+fn mix_stage(arm: &Arm, mixture: &Path, upstream: &str, sections: &Sections) -> Stage {
+    let spec = StageSpec::Mix {
+        method: arm.mix,
+        objective: arm.objective,
+        mixture: mixture.to_owned(),
+    };
+    let id = format!("mix/{}", arm.name);
+    Stage::new(id, spec, &[upstream], &sections.mix, vec![])
 }
 
 /// The training run of `arm` at `seed`, then its optional distill, merge and quantize stages.
@@ -282,20 +242,21 @@ fn model_stages(
         arm.name.clone()
     };
     let mut chain = ModelChain {
-        mixture: format!("{{out}}/{}", mixture.display()),
+        name,
+        mixture: mixture.to_owned(),
         seed,
         stages: Vec::new(),
         runs: Vec::new(),
     };
-    chain.train(&name, mix_key, sections);
+    chain.train(mix_key, sections);
     if let Some(d) = &arm.distill {
-        chain.distill(&name, d, sections);
+        chain.distill(d, sections);
     }
     if let Some(m) = &arm.merge {
-        chain.merge(&name, &loaded.base_dir.join(&m.specialists), &m.weights)?;
+        chain.merge(&loaded.base_dir.join(&m.specialists), &m.weights)?;
     }
     if let Some(q) = &arm.quantize {
-        chain.quantize(&name, q);
+        chain.quantize(q);
     }
     let runs = SeedRuns {
         seed,
@@ -306,8 +267,10 @@ fn model_stages(
 
 /// The model stages of one arm and seed, built in order: each reads the newest run before it.
 struct ModelChain {
-    /// The arm's mixture file, with the `{out}` placeholder.
-    mixture: String,
+    /// The arm's name, with the seed when it has several.
+    name: String,
+    /// The arm's mixture file.
+    mixture: PathBuf,
     seed: u64,
     stages: Vec<Stage>,
     /// `(stage, run)` in order; the last is the newest model.
@@ -319,125 +282,78 @@ impl ModelChain {
         self.runs.last().map(|r| r.1.clone()).unwrap_or_default()
     }
 
-    /// The arguments a training stage writing `run` shares with `train` (distill takes them too).
-    fn train_args(&self, run: &Path) -> Vec<String> {
-        vec![
-            "--config".into(),
-            "{config}".into(),
-            "--mixture".into(),
-            self.mixture.clone(),
-            "--run".into(),
-            run.display().to_string(),
-            "--seed".into(),
-            self.seed.to_string(),
-        ]
+    fn newest_key(&self) -> String {
+        self.stages
+            .last()
+            .map(|s| s.key.clone())
+            .unwrap_or_default()
     }
 
+    fn model_run(&self, run: PathBuf) -> ModelRun {
+        ModelRun {
+            mixture: self.mixture.clone(),
+            run,
+            seed: self.seed,
+        }
+    }
+
+    /// Adds the stage `spec` reading `upstream` and `sections`, writing `runs` (the last the newest
+    /// model).
     fn push(
         &mut self,
-        kind: StageKind,
-        name: &str,
-        args: Vec<String>,
-        key: String,
+        spec: StageSpec,
+        upstream: &[&str],
+        sections: &impl Serialize,
         runs: Vec<PathBuf>,
     ) {
+        let kind = spec.kind();
         let newest = runs.last().cloned().unwrap_or_default();
-        self.stages.push(stage(
-            kind,
-            format!("{}/{name}", kind.name()),
-            args,
-            key,
-            runs,
-        ));
+        let id = format!("{}/{}", kind.name(), self.name);
+        self.stages
+            .push(Stage::new(id, spec, upstream, sections, runs));
         self.runs.push((kind, newest));
     }
 
-    fn train(&mut self, name: &str, mix_key: &str, sections: &Sections) {
-        let run = PathBuf::from("runs").join(name);
-        let mut args = vec!["train".to_owned()];
-        args.extend(self.train_args(&run));
-        let key = stage_key(&args, &[mix_key], &sections.train);
-        self.push(StageKind::Train, name, args, key, vec![run]);
+    fn train(&mut self, mix_key: &str, sections: &Sections) {
+        let run = PathBuf::from("runs").join(&self.name);
+        let spec = StageSpec::Train(self.model_run(run.clone()));
+        self.push(spec, &[mix_key], &sections.train, vec![run]);
     }
 
-    fn distill(&mut self, name: &str, d: &DistillStage, sections: &Sections) {
+    fn distill(&mut self, settings: &DistillStage, sections: &Sections) {
         let student = suffixed(&self.newest(), "-distilled");
-        let mut args: Vec<String> = vec![
-            "distill".into(),
-            "--teacher".into(),
-            self.newest().display().to_string(),
-            "--alpha".into(),
-            d.alpha.to_string(),
-            "--temperature".into(),
-            d.temperature.to_string(),
-        ];
-        args.extend(self.train_args(&student));
-        args.extend(["--preset".into(), d.preset.name().into()]);
-        if let Some(steps) = d.steps {
-            args.extend(["--steps".into(), steps.to_string()]);
-        }
-        let key = stage_key(&args, &[&last_key(&self.stages)], &sections.train);
-        self.push(StageKind::Distill, name, args, key, vec![student]);
+        let spec = StageSpec::Distill {
+            teacher: self.newest(),
+            settings: settings.clone(),
+            student: self.model_run(student.clone()),
+        };
+        let upstream = self.newest_key();
+        self.push(spec, &[&upstream], &sections.train, vec![student]);
     }
 
-    fn merge(
-        &mut self,
-        name: &str,
-        specialists: &Path,
-        weights: &MergeWeights,
-    ) -> anyhow::Result<()> {
+    fn merge(&mut self, specialists: &Path, weights: &MergeWeights) -> anyhow::Result<()> {
         let written = merge_runs(&self.newest(), specialists)?;
         let text = fs_err::read_to_string(specialists)?;
-        let args: Vec<String> = vec![
-            "merge".into(),
-            "--base".into(),
-            self.newest().display().to_string(),
-            "--specialists".into(),
-            specialists.display().to_string(),
-            "--weights".into(),
-            weights.to_string(),
-        ];
-        let upstream = [last_key(&self.stages), sha256_hex(text.as_bytes())];
+        let spec = StageSpec::Merge {
+            base: self.newest(),
+            specialists: specialists.to_owned(),
+            weights: weights.clone(),
+        };
+        let upstream = [self.newest_key(), sha256_hex(text.as_bytes())];
         let upstream: Vec<&str> = upstream.iter().map(String::as_str).collect();
-        let key = stage_key(&args, &upstream, &serde_json::Value::Null);
-        self.push(StageKind::Merge, name, args, key, written);
+        self.push(spec, &upstream, &NO_SECTIONS, written);
         Ok(())
     }
 
-    fn quantize(&mut self, name: &str, q: &QuantizeStage) {
-        let written = quantize_runs(&self.newest(), q.qat_steps, false);
-        let args: Vec<String> = vec![
-            "quantize".into(),
-            "--run".into(),
-            self.newest().display().to_string(),
-            "--group-size".into(),
-            q.group_size.to_string(),
-            "--qat-steps".into(),
-            q.qat_steps.to_string(),
-        ];
-        let key = stage_key(&args, &[&last_key(&self.stages)], &serde_json::Value::Null);
-        self.push(StageKind::Quantize, name, args, key, written);
+    fn quantize(&mut self, settings: &QuantizeStage) {
+        let written = quantize_runs(&self.newest(), settings.qat_steps, false);
+        let spec = StageSpec::Quantize {
+            run: self.newest(),
+            settings: settings.clone(),
+        };
+        let upstream = self.newest_key();
+        self.push(spec, &[&upstream], &NO_SECTIONS, written);
     }
-}
-
-fn last_key(stages: &[Stage]) -> String {
-    stages.last().map(|s| s.key.clone()).unwrap_or_default()
-}
-
-fn stage(kind: StageKind, id: String, args: Vec<String>, key: String, runs: Vec<PathBuf>) -> Stage {
-    Stage {
-        kind,
-        id,
-        args,
-        key,
-        runs,
-    }
-}
-
-/// SHA-256 of a stage's arguments, the keys it reads from and its configuration sections.
-fn stage_key(args: &[String], upstream: &[&str], sections: &serde_json::Value) -> String {
-    let json = serde_json::json!({ "args": args, "upstream": upstream, "config": sections });
-    sha256_hex(json.to_string().as_bytes())
 }
 
 #[cfg(test)]
@@ -445,7 +361,7 @@ mod tests {
     use super::*;
 
     fn loaded(dir: &Path, edit: (&str, &str)) -> LoadedConfig {
-        let config = include_str!("../../datasets.toml").replace(edit.0, edit.1);
+        let config = include_str!("../../../datasets.toml").replace(edit.0, edit.1);
         let path = dir.join("datasets.toml");
         std::fs::write(&path, config).unwrap();
         LoadedConfig::load(&path).unwrap()
@@ -515,6 +431,21 @@ mod tests {
         );
     }
 
+    /// plan.json holds each stage's typed spec: it reads back as the same plan, and every stage's
+    /// arguments are its spec's.
+    #[test]
+    fn a_plan_reads_back_from_its_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = loaded(dir.path(), ("", ""));
+        let plan = plan(&loaded, &loaded.arms().unwrap(), "shards").unwrap();
+        let json = serde_json::to_string_pretty(&plan).unwrap();
+        assert!(json.contains("\"stage\": \"quantize\""), "{json}");
+        let back: Plan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, plan);
+        assert!(plan.stages.iter().all(|s| s.args == s.spec.args()));
+        assert_eq!(plan.report_dir(), Some(PathBuf::from("reports/datasets")));
+    }
+
     /// The keys of a plan with every model stage, pinned: a refactoring that changes a run's key
     /// (and so reruns finished work after an upgrade) fails here and has to say so. The merge
     /// stage's arguments hold the specialists file's absolute path (here a temporary directory),
@@ -540,7 +471,7 @@ mod tests {
             "{ids:?}"
         );
         let keys: Vec<&str> = (plan.stages.iter())
-            .filter(|s| s.kind < StageKind::Merge)
+            .filter(|s| s.kind() < StageKind::Merge)
             .map(|s| s.key.as_str())
             .collect();
         let digest = sha256_hex(keys.join(",").as_bytes());
