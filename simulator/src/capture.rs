@@ -3,23 +3,18 @@
 //! The proxy's forward pass already makes the final hidden states and logits of every document it
 //! trains on, so the projected output-layer gradient of each document (see
 //! [`crate::projection`]) costs one softmax and two small products more, and no forward pass of its
-//! own. [`CapturingCrossEntropy`] is the proxy's objective: plain next-token cross-entropy (the same
-//! loss and graph as [`mixlab_trainer::objective::CrossEntropy`]), which in the last
-//! [`CaptureWindow::steps`] steps before each checkpoint also hands the documents of its batches to
-//! [`Captured`]. The documents are scored at the checkpoint that follows
-//! ([`crate::score::InRunScoring`]), with the weights they were trained with a few steps earlier
+//! own. The proxy trains on plain next-token cross-entropy; in the last [`CaptureWindow::steps`]
+//! steps before each checkpoint the training loop hands the final hidden states of its batches to
+//! a hook ([`crate::score::InRunScoring`]), which adds their documents to [`Captured`] and scores
+//! them at the checkpoint that follows, with the weights they were trained with a few steps earlier
 //! (TracIn's approximation: the gradient of a document where it was trained stands for its gradient
 //! at the checkpoint).
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::time::Instant;
 
 use burn::tensor::{Int, Tensor};
-use mixlab_trainer::kernels;
 use mixlab_trainer::model::Model;
-use mixlab_trainer::objective::{MicroBatch, Objective};
 use mixlab_trainer::sampler::Batch;
 
 use crate::projection::GradientProjection;
@@ -64,12 +59,11 @@ pub struct CapturedDoc {
     pub gradient: Vec<f32>,
 }
 
-/// The documents captured since the last checkpoint, and whether the current step captures.
+/// The documents captured since the last checkpoint.
 #[derive(Debug)]
 pub struct Captured {
     eos: u32,
     max_piece_tokens: usize,
-    armed: bool,
     /// (domain, doc id) → its sums so far.
     docs: BTreeMap<(usize, u64), DocSums>,
     seconds: f64,
@@ -105,15 +99,9 @@ impl Captured {
         Self {
             eos,
             max_piece_tokens: max_piece_tokens.max(1),
-            armed: false,
             docs: BTreeMap::new(),
             seconds: 0.0,
         }
-    }
-
-    /// Whether the batches of the coming step are captured.
-    pub fn arm(&mut self, armed: bool) {
-        self.armed = armed;
     }
 
     /// Adds the documents of one packed batch from the final hidden states of `model`'s forward
@@ -256,42 +244,13 @@ fn pieces(batch: &Batch, eos: u32) -> Vec<Piece> {
     out
 }
 
-/// Next-token cross-entropy that also captures the documents of armed steps' batches.
-#[derive(Debug)]
-pub struct CapturingCrossEntropy {
-    projection: GradientProjection,
-    captured: Rc<RefCell<Captured>>,
-}
-
-impl CapturingCrossEntropy {
-    /// Captures into `captured` with `projection`.
-    pub fn new(projection: GradientProjection, captured: Rc<RefCell<Captured>>) -> Self {
-        Self {
-            projection,
-            captured,
-        }
-    }
-}
-
-impl Objective for CapturingCrossEntropy {
-    fn loss(&self, model: &Model, micro: MicroBatch<'_>) -> Tensor<1> {
-        let hidden = model.hidden(&micro.input);
-        let logits = model.logits(hidden.clone());
-        let mut captured = self.captured.borrow_mut();
-        if captured.armed {
-            captured.add_batch(&self.projection, micro.batch, model, hidden.clone());
-        }
-        kernels::cross_entropy(logits, micro.targets).mean()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::module::Module;
     use burn::tensor::Device;
     use mixlab_trainer::config::Preset;
     use mixlab_trainer::input::to_model_input;
-    use mixlab_trainer::objective::CrossEntropy;
+    use mixlab_trainer::objective::{CrossEntropy, MicroBatch, Objective};
     use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
 
     use super::*;
@@ -329,33 +288,36 @@ mod tests {
         assert!(pieces.iter().any(|p| !p.scored));
     }
 
-    /// The objective's loss is plain cross-entropy; capturing adds each document's gradient, the
-    /// scored-position-weighted mean of its pieces' gradients (each from its first `cap` scored
-    /// positions) formed from a separate forward pass.
+    /// Cross-entropy's loss is the same with its hidden states handed out; capturing them adds
+    /// each document's gradient, the scored-position-weighted mean of its pieces' gradients (each
+    /// from its first `cap` scored positions) formed from a separate forward pass.
     fn check_capture(cap: usize) {
         let config = Preset::Tiny.config(20);
         let device = Device::flex().autodiff();
         device.seed(5);
         let model = Model::new(&config, &device);
         let projection = GradientProjection::new(20, config.d_model, 4, 3, 1);
-        let captured = Rc::new(RefCell::new(Captured::new(0, cap)));
-        let objective = CapturingCrossEntropy::new(projection.clone(), Rc::clone(&captured));
+        let mut captured = Captured::new(0, cap);
         let batch = batch();
-        let loss = |objective: &dyn Objective| {
+        let micro = || {
             let (input, targets) = to_model_input(&batch, &config, false, &device);
-            let micro = MicroBatch {
+            MicroBatch {
                 batch: &batch,
                 input,
                 targets,
-            };
-            objective.loss(&model, micro).into_scalar::<f32>()
+            }
         };
-        assert_eq!(loss(&objective), loss(&CrossEntropy));
-        assert!(captured.borrow_mut().take().is_empty(), "not armed");
-
-        captured.borrow_mut().arm(true);
-        assert_eq!(loss(&objective), loss(&CrossEntropy));
-        let docs = captured.borrow_mut().take();
+        let (loss, hidden) = CrossEntropy.loss_with_hidden(&model, micro());
+        let plain_loss = CrossEntropy.loss(&model, micro()).into_scalar::<f32>();
+        assert_eq!(loss.into_scalar::<f32>(), plain_loss);
+        assert!(captured.is_empty());
+        captured.add_batch(
+            &projection,
+            &batch,
+            &model,
+            hidden.expect("cross-entropy hands them"),
+        );
+        let docs = captured.take();
         let pieces: Vec<Piece> = pieces(&batch, 0);
         assert_eq!(docs.len(), 3, "{pieces:?}");
 
@@ -396,7 +358,7 @@ mod tests {
             docs.iter()
                 .any(|d| d.gradient.iter().any(|g| g.abs() > 1e-4))
         );
-        assert!(captured.borrow_mut().take().is_empty(), "taken");
+        assert!(captured.take().is_empty(), "taken");
     }
 
     #[test]

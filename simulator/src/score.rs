@@ -1,9 +1,7 @@
 //! Scoring a proxy run's checkpoints, resumably, and summarizing the scores per domain.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,7 +11,7 @@ use mixlab_artefacts::utilities::{
 use mixlab_trainer::checkpoint::{CheckpointFiles, complete_steps};
 use mixlab_trainer::config::ModelConfig;
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::hooks::{DueCheckpoint, Hook, HookError, StepReport};
+use mixlab_trainer::hooks::{Activations, DueCheckpoint, Hook, HookError};
 use mixlab_trainer::inference::Inference;
 use ndarray::{Array1, Array2};
 use rand::SeedableRng;
@@ -195,16 +193,16 @@ pub fn score_checkpoints(
     Ok(rows)
 }
 
-/// Scores the documents the simulation run captured from its own batches
-/// ([`crate::capture`]) at each checkpoint, before the checkpoint is written: the part file
+/// Captures the documents of the simulation run's own batches from the activations the training
+/// loop hands it ([`crate::capture`]), and scores them at each checkpoint, before the checkpoint is written: the part file
 /// `step-N.parquet` in `parts` is on disk whenever checkpoint N is, so a killed run resumes (and
 /// captures again) from its last checkpoint without losing scores.
 #[derive(Debug)]
 pub struct InRunScoring<'a> {
     /// The steps whose batches are captured.
     pub window: CaptureWindow,
-    /// What the run's objective captures into.
-    pub captured: Rc<RefCell<Captured>>,
+    /// The documents captured since the last checkpoint.
+    pub captured: Captured,
     /// Domain names, in the order of [`CapturedDoc::domain`].
     pub domains: &'a [String],
     /// The source label of every training document, by (domain, doc id).
@@ -265,27 +263,35 @@ impl InRunScoring<'_> {
 }
 
 impl Hook for InRunScoring<'_> {
-    fn started(&mut self, start_step: u64, _total_steps: u64) {
+    fn started(&mut self, _start_step: u64, _total_steps: u64) {
         // A resumed run captures again from its checkpoint: nothing of before it is kept.
-        let mut captured = self.captured.borrow_mut();
-        captured.take();
-        captured.arm(self.window.contains(start_step + 1));
+        self.captured.take();
     }
 
-    fn after_step(&mut self, report: &StepReport) -> std::result::Result<(), HookError> {
-        let next = self.window.contains(report.step + 1);
-        self.captured.borrow_mut().arm(next);
+    fn wants_activations(&self, step: u64) -> bool {
+        self.window.contains(step)
+    }
+
+    fn activations(&mut self, activations: Activations<'_>) -> std::result::Result<(), HookError> {
+        let Activations {
+            batch,
+            model,
+            hidden,
+            ..
+        } = activations;
+        self.captured
+            .add_batch(self.projection, batch, model, hidden);
         Ok(())
     }
 
     fn can_stop_at(&self, _step: u64) -> bool {
         // Documents captured for the next checkpoint would be lost to a resumed run.
-        self.captured.borrow().is_empty()
+        self.captured.is_empty()
     }
 
     fn before_checkpoint(&mut self, due: &DueCheckpoint<'_>) -> std::result::Result<(), HookError> {
         let started = Instant::now();
-        let docs = self.captured.borrow_mut().take();
+        let docs = self.captured.take();
         let inference = Inference::of_trained(due.model, due.config);
         let rows = self.score(due.step, &inference, &docs);
         std::fs::create_dir_all(&self.parts)?;

@@ -6,9 +6,12 @@
 
 use mixlab_artefacts::eval::DomainLoss;
 
+use burn::tensor::Tensor;
+
 use crate::checkpoint::CheckpointFiles;
 use crate::config::ModelConfig;
 use crate::model::Model;
+use crate::sampler::Batch;
 
 /// What one optimizer step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,6 +53,20 @@ pub struct DueCheckpoint<'a> {
     pub config: &'a ModelConfig,
 }
 
+/// The final hidden states of one micro-batch of a training step, as the objective formed them
+/// on the way to its loss (no extra forward pass).
+#[derive(Debug)]
+pub struct Activations<'a> {
+    /// The step being taken (1-based).
+    pub step: u64,
+    /// The micro-batch.
+    pub batch: &'a Batch,
+    /// The model being trained, before the step's update.
+    pub model: &'a Model,
+    /// Its final hidden states, `[batch, seq, d_model]`, in the autodiff graph (detach them).
+    pub hidden: Tensor<3>,
+}
+
 /// An error a hook returns; the loop stops with [`crate::error::Error::Hook`].
 pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -60,6 +77,19 @@ pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 pub trait Hook {
     /// Training starts at `start_step` (0, or the step of the checkpoint it resumed from).
     fn started(&mut self, _start_step: u64, _total_steps: u64) {}
+
+    /// Whether the hook reads the activations of the micro-batches of step `step` (1-based).
+    fn wants_activations(&self, _step: u64) -> bool {
+        false
+    }
+
+    /// The activations of one micro-batch of a step [`Hook::wants_activations`] asked for.
+    ///
+    /// # Errors
+    /// Whatever stops the run.
+    fn activations(&mut self, _activations: Activations<'_>) -> Result<(), HookError> {
+        Ok(())
+    }
 
     /// An optimizer step finished.
     ///

@@ -8,6 +8,7 @@
 
 use burn::tensor::{Int, Tensor};
 
+use crate::kernels;
 use crate::model::{Model, ModelInput};
 use crate::sampler::Batch;
 
@@ -35,6 +36,17 @@ pub trait Objective {
     /// # Shapes
     /// Output `[1]`.
     fn loss(&self, model: &Model, micro: MicroBatch<'_>) -> Tensor<1>;
+
+    /// [`Objective::loss`], with the final hidden states `[batch, seq, d_model]` of the model being
+    /// trained when the objective forms them, for hooks that read activations
+    /// ([`crate::hooks::Hook::wants_activations`]); `None` by default.
+    fn loss_with_hidden(
+        &self,
+        model: &Model,
+        micro: MicroBatch<'_>,
+    ) -> (Tensor<1>, Option<Tensor<3>>) {
+        (self.loss(model, micro), None)
+    }
 
     /// What the objective carries from one step to the next (DoReMi's domain weights), saved with
     /// every checkpoint so that a resumed run continues it; stateless objectives keep `None`.
@@ -77,6 +89,18 @@ pub struct CrossEntropy;
 impl Objective for CrossEntropy {
     fn loss(&self, model: &Model, micro: MicroBatch<'_>) -> Tensor<1> {
         model.token_losses(&micro.input, micro.targets).mean()
+    }
+
+    /// The same loss and graph as [`Objective::loss`] on the autodiff model.
+    fn loss_with_hidden(
+        &self,
+        model: &Model,
+        micro: MicroBatch<'_>,
+    ) -> (Tensor<1>, Option<Tensor<3>>) {
+        let hidden = model.hidden(&micro.input);
+        let logits = model.logits(hidden.clone());
+        let loss = kernels::cross_entropy(logits, micro.targets).mean();
+        (loss, Some(hidden))
     }
 }
 

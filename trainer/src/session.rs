@@ -4,14 +4,14 @@
 use std::time::Instant;
 
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use mixlab_artefacts::eval::{DomainLoss, write_eval};
 use mixlab_artefacts::metrics::{MetricRow, read_metrics, write_metrics};
 
 use crate::checkpoint::{self, CheckpointFiles, STATE_VERSION, TrainState};
 use crate::error::{Error, Result};
 use crate::eval::evaluate;
-use crate::hooks::StepReport;
+use crate::hooks::{Activations, Hook, StepReport};
 use crate::inference::Inference;
 use crate::input::to_model_input;
 use crate::model::Model;
@@ -138,8 +138,42 @@ impl<'s, 'c> Session<'s, 'c> {
             .expect("the model is present between steps")
     }
 
-    /// One optimizer step: `grad_accum` micro-batches of `objective`, clipping, AdamW.
-    pub fn optimizer_step(&mut self, objective: &dyn Objective) -> Result<StepReport> {
+    /// The loss of one micro-batch of the coming step, its activations handed to the hooks that
+    /// want them.
+    fn micro_loss(
+        &self,
+        objective: &dyn Objective,
+        micro: MicroBatch<'_>,
+        hooks: &mut [&mut dyn Hook],
+    ) -> Result<Tensor<1>> {
+        let step = self.step + 1;
+        if !hooks.iter().any(|h| h.wants_activations(step)) {
+            return Ok(objective.loss(self.model(), micro));
+        }
+        let batch = micro.batch;
+        let (loss, hidden) = objective.loss_with_hidden(self.model(), micro);
+        let hidden = hidden.ok_or_else(|| {
+            Error::Hook("a hook reads activations, and this objective does not hand them".into())
+        })?;
+        for hook in hooks.iter_mut().filter(|h| h.wants_activations(step)) {
+            let activations = Activations {
+                step,
+                batch,
+                model: self.model(),
+                hidden: hidden.clone(),
+            };
+            hook.activations(activations).map_err(Error::Hook)?;
+        }
+        Ok(loss)
+    }
+
+    /// One optimizer step: `grad_accum` micro-batches of `objective`, clipping, AdamW; the
+    /// micro-batches' activations go to the `hooks` that want them.
+    pub fn optimizer_step(
+        &mut self,
+        objective: &dyn Objective,
+        hooks: &mut [&mut dyn Hook],
+    ) -> Result<StepReport> {
         let spec = self.spec;
         let tc = &spec.train;
         let stage_index = spec.plan.stage_at(self.tokens);
@@ -167,7 +201,7 @@ impl<'s, 'c> Session<'s, 'c> {
                 input,
                 targets,
             };
-            let loss = objective.loss(self.model(), micro);
+            let loss = self.micro_loss(objective, micro, hooks)?;
             let value = loss.clone().into_scalar::<f32>();
             if !value.is_finite() {
                 return Err(self.diverged(value));

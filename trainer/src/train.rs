@@ -87,7 +87,7 @@ pub fn train(
         .for_each(|h| h.started(resumed_from, tc.steps));
     let mut train_seconds = 0.0;
     while session.step < tc.steps {
-        let report = session.optimizer_step(objective)?;
+        let report = session.optimizer_step(objective, hooks)?;
         train_seconds += report.seconds;
         for hook in hooks.iter_mut() {
             hook.after_step(&report).map_err(Error::Hook)?;

@@ -11,7 +11,9 @@ use mixlab_mixer::schedule::MixtureSchedule;
 use mixlab_trainer::checkpoint::complete_steps;
 use mixlab_trainer::config::{KeepCheckpoints, Preset, TrainConfig};
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::hooks::{DueCheckpoint, Hook, HookError, SavedCheckpoint, StepReport};
+use mixlab_trainer::hooks::{
+    Activations, DueCheckpoint, Hook, HookError, SavedCheckpoint, StepReport,
+};
 use mixlab_trainer::model::Model;
 use mixlab_trainer::objective::{CrossEntropy, MicroBatch, Objective};
 use mixlab_trainer::sampler::DomainDocs;
@@ -170,6 +172,62 @@ fn the_loop_calls_the_objective_per_micro_batch_and_hooks_in_order() {
     assert_eq!(
         metrics.iter().filter(|r| r.eval_loss.is_some()).count(),
         2 * 2
+    );
+}
+
+/// Reads the activations of even steps: (step, hidden shape) per micro-batch.
+#[derive(Default)]
+struct Activated {
+    seen: Vec<(u64, [usize; 3])>,
+}
+
+impl Hook for Activated {
+    fn wants_activations(&self, step: u64) -> bool {
+        step.is_multiple_of(2)
+    }
+    fn activations(&mut self, a: Activations<'_>) -> Result<(), HookError> {
+        assert_eq!(a.batch.batch_size, 2);
+        self.seen.push((a.step, a.hidden.dims()));
+        Ok(())
+    }
+}
+
+#[test]
+fn hooks_get_the_activations_of_the_steps_they_ask_for_without_changing_training() {
+    let _serial = serial();
+    let corpus = corpus();
+    let losses = |hooks: &mut [&mut dyn Hook]| {
+        let dir = tempfile::tempdir().unwrap();
+        train(&spec(&corpus, dir.path(), 4), &CrossEntropy, hooks).unwrap();
+        let metrics = read_metrics(&dir.path().join("metrics.parquet")).unwrap();
+        metrics.iter().filter_map(|r| r.loss).collect::<Vec<_>>()
+    };
+    let mut activated = Activated::default();
+    let with_hook = losses(&mut [&mut activated]);
+    let d = Preset::Tiny.config(corpus.vocab_size).d_model;
+    assert_eq!(
+        activated.seen,
+        [
+            (2, [2, 16, d]),
+            (2, [2, 16, d]),
+            (4, [2, 16, d]),
+            (4, [2, 16, d])
+        ],
+        "2 micro-batches of steps 2 and 4"
+    );
+    assert_eq!(with_hook, losses(&mut []));
+    // An objective that forms no hidden states cannot serve such a hook: the run says so.
+    let dir = tempfile::tempdir().unwrap();
+    let err = train(
+        &spec(&corpus, dir.path(), 4),
+        &Counted::default(),
+        &mut [&mut Activated::default()],
+    )
+    .unwrap_err();
+    let cause = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        cause.is_some_and(|c| c.contains("does not hand them")),
+        "{err}"
     );
 }
 

@@ -1,7 +1,5 @@
 //! One proxy's training documents (or domains) scored by influence at its checkpoints.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +7,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use mixlab_artefacts::utilities::{DocumentUtility, write_document_utilities, write_utilities};
 use mixlab_ingest::checksum::sha256_hex;
-use mixlab_simulator::capture::{CaptureWindow, Captured, CapturingCrossEntropy};
+use mixlab_simulator::capture::{CaptureWindow, Captured};
 use mixlab_simulator::config::{GradientSource, SimulateConfig};
 use mixlab_simulator::domain::DomainScoring;
 use mixlab_simulator::estimate::{TargetSet, sample_documents};
@@ -60,15 +58,13 @@ fn scores_from_training(
     let (sim, corpus) = (proxies.sim(), proxies.corpus);
     let (dir, resolved) = proxies.resolve(Proxy::Capturing)?;
     let projection = projection(sim, corpus.vocab_size, resolved.model.d_model);
-    let captured = Rc::new(RefCell::new(Captured::new(corpus.eos, sim.max_doc_tokens)));
-    let objective = CapturingCrossEntropy::new(projection.clone(), Rc::clone(&captured));
     let parts = dir.root.join("scores");
     let mut scoring = InRunScoring {
         window: CaptureWindow {
             every: resolved.train.checkpoint_every,
             steps: sim.capture_steps,
         },
-        captured: Rc::clone(&captured),
+        captured: Captured::new(corpus.eos, sim.max_doc_tokens),
         domains: &corpus.domains,
         sources: corpus
             .train
@@ -90,13 +86,13 @@ fn scores_from_training(
         &dir,
         &resolved,
         corpus,
-        &objective,
+        &CrossEntropy,
         &mut [&mut scoring],
         proxies.quiet,
     )?;
     let rows = read_parts(&dir.paths().checkpoints, &parts)?;
     if let Some(outcome) = trained {
-        let capture = captured.borrow().seconds();
+        let capture = scoring.captured.seconds();
         tracing::info!(
             documents = rows.len() / targets.len().max(1),
             targets = targets.len(),
