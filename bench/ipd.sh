@@ -15,7 +15,7 @@
 #   alpha = 1); and, to tell whether the teacher's signal or the data limits ipd, kd-long (the
 #   teacher's logits, alpha = 1, on ce-long's long documents).
 # Packing is plain causal with running positions: with document-causal masks RoPE would make the
-# long positions invisible (trainer/src/input.rs tests it), so no distance beyond a document occurs.
+# long positions invisible (trainer/src/model/input.rs tests it), so no distance beyond a document occurs.
 #
 # Reports passkey retrieval at LONG and SHORT tokens (depths 0 to 1, TRIALS prompts each) and the
 # validation loss at the short context (mean over the nine corpus domains) of every run; appends the

@@ -12,7 +12,7 @@ use mixlab_stages::quantize::QAT_DISTILLATION;
 use mixlab_stages::simulate::SimulateMethod;
 use mixlab_stages::train::TrainSpec;
 use mixlab_stages::workspace::{ShardsDir, Workspace};
-use mixlab_trainer::distill::DistillSettings;
+use mixlab_trainer::downstream::distill::DistillSettings;
 
 /// mixlab: data pipeline and data-mixture optimization for language-model pre-training.
 ///

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use burn::tensor::{Int, Tensor};
+use mixlab_trainer::data::sampler::Batch;
 use mixlab_trainer::model::Model;
-use mixlab_trainer::sampler::Batch;
 
 use crate::projection::GradientProjection;
 
@@ -249,9 +249,9 @@ mod tests {
     use burn::module::Module;
     use burn::tensor::Device;
     use mixlab_trainer::config::Preset;
-    use mixlab_trainer::input::to_model_input;
-    use mixlab_trainer::objective::{CrossEntropy, MicroBatch, Objective};
-    use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+    use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
+    use mixlab_trainer::engine::objective::{CrossEntropy, MicroBatch, Objective};
+    use mixlab_trainer::model::input::to_model_input;
 
     use super::*;
 

@@ -16,11 +16,11 @@
 use std::sync::Arc;
 
 use mixlab_artefacts::utilities::DocumentUtility;
-use mixlab_trainer::checkpoint::CheckpointFiles;
 use mixlab_trainer::config::{ModelConfig, TrainConfig};
-use mixlab_trainer::eval::held_out_batches;
-use mixlab_trainer::influence::Checkpoint;
-use mixlab_trainer::sampler::{Batch, Document, DomainDocs};
+use mixlab_trainer::data::sampler::{Batch, Document, DomainDocs};
+use mixlab_trainer::engine::checkpoint::CheckpointFiles;
+use mixlab_trainer::inference::eval::held_out_batches;
+use mixlab_trainer::inference::influence::Checkpoint;
 use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
 use rand::{Rng, SeedableRng};

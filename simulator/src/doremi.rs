@@ -13,10 +13,10 @@
 use std::cell::RefCell;
 
 use burn::tensor::{Tensor, TensorData};
+use mixlab_trainer::data::sampler::Batch;
+use mixlab_trainer::engine::objective::{MicroBatch, Objective};
 use mixlab_trainer::inference::Inference;
 use mixlab_trainer::model::Model;
-use mixlab_trainer::objective::{MicroBatch, Objective};
-use mixlab_trainer::sampler::Batch;
 use serde::{Deserialize, Serialize};
 
 use crate::config::DoremiConfig;
@@ -136,10 +136,10 @@ pub fn domain_excess(
 /// use mixlab_simulator::doremi::ExcessLoss;
 /// use mixlab_trainer::config::Preset;
 /// use mixlab_trainer::inference::Inference;
-/// use mixlab_trainer::input::to_model_input;
+/// use mixlab_trainer::model::input::to_model_input;
 /// use mixlab_trainer::model::Model;
-/// use mixlab_trainer::objective::{MicroBatch, Objective};
-/// use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+/// use mixlab_trainer::engine::objective::{MicroBatch, Objective};
+/// use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
 /// let config = Preset::Tiny.config(16);
 /// let device = Device::flex();
 /// let reference = Inference::of_trained(&Model::new(&config, &device), &config);
@@ -250,8 +250,8 @@ fn token_scale(batch: &Batch, weights: &[f64], tokens: &[usize]) -> Vec<f32> {
 mod tests {
     use burn::tensor::Device;
     use mixlab_trainer::config::Preset;
-    use mixlab_trainer::input::to_model_input;
-    use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+    use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
+    use mixlab_trainer::model::input::to_model_input;
 
     use super::*;
 

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use mixlab_trainer::data::sampler::DomainDocs;
 use mixlab_trainer::inference::Inference;
-use mixlab_trainer::sampler::DomainDocs;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, CowArray, Ix2};
 use rand::SeedableRng;
 use rand::seq::index::sample;
@@ -50,7 +50,7 @@ pub struct TargetSet {
 /// # Example
 /// ```
 /// use mixlab_simulator::estimate::sample_documents;
-/// use mixlab_trainer::sampler::DomainDocs;
+/// use mixlab_trainer::data::sampler::DomainDocs;
 /// let code = DomainDocs::from_tokens("code", vec![vec![1, 2, 3, 4], vec![5], vec![6, 7]]);
 /// let sample = sample_documents(&[code], 5, 2, 0);
 /// // The one-token document cannot be scored; the others keep their first 3 tokens.

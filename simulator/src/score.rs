@@ -8,10 +8,10 @@ use std::time::Instant;
 use mixlab_artefacts::utilities::{
     DocumentUtility, DomainUtility, JOINT_TARGET, read_document_utilities, write_document_utilities,
 };
-use mixlab_trainer::checkpoint::{CheckpointFiles, complete_steps};
 use mixlab_trainer::config::ModelConfig;
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::hooks::{Activations, DueCheckpoint, Hook, HookError};
+use mixlab_trainer::engine::checkpoint::{CheckpointFiles, complete_steps};
+use mixlab_trainer::engine::hooks::{Activations, DueCheckpoint, Hook, HookError};
 use mixlab_trainer::inference::Inference;
 use ndarray::{Array1, Array2};
 use rand::SeedableRng;

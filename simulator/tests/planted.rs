@@ -28,10 +28,10 @@ use mixlab_simulator::projection::GradientProjection;
 use mixlab_simulator::score::{Scoring, score_checkpoints, summarize};
 use mixlab_trainer::config::{KeepCheckpoints, ModelConfig, Preset, TrainConfig};
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::objective::CrossEntropy;
-use mixlab_trainer::sampler::DomainDocs;
-use mixlab_trainer::schedule::StagePlan;
-use mixlab_trainer::train::{RunPaths, RunSpec, train};
+use mixlab_trainer::data::sampler::DomainDocs;
+use mixlab_trainer::engine::objective::CrossEntropy;
+use mixlab_trainer::engine::schedule::StagePlan;
+use mixlab_trainer::engine::{RunPaths, RunSpec, train};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -414,7 +414,7 @@ fn check_planted(seed: u64) -> Checked {
     // Half of the mix's documents are own's (the first half), but not half of its tokens: the
     // BPE, trained mostly on lower-case words, spells the disjoint words in more tokens.
     let mix = &corpus.train[at("mix")].docs;
-    let tokens = |docs: &[mixlab_trainer::sampler::Document]| -> f64 {
+    let tokens = |docs: &[mixlab_trainer::data::sampler::Document]| -> f64 {
         docs.iter().map(|d| d.tokens.len() as f64 + 1.0).sum()
     };
     let own_share = tokens(&mix[..DOCS / 2]) / tokens(mix);

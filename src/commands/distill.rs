@@ -1,7 +1,7 @@
 //! `mixlab distill`: train a student on the shards towards a finished teacher run's logits.
 
 use mixlab_stages::train::{DistillSpec, distill};
-use mixlab_trainer::distill::DistillSettings;
+use mixlab_trainer::downstream::distill::DistillSettings;
 
 use crate::cli::{DistillArgs, GlobalArgs};
 use crate::print::evaluated;

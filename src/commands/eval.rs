@@ -10,9 +10,9 @@ use mixlab_stages::Usage;
 use mixlab_stages::run_dir::{GGUF_FILE, RunDir};
 use mixlab_stages::texts::read_texts;
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::eval::evaluate;
+use mixlab_trainer::data::sampler::DomainDocs;
 use mixlab_trainer::inference::Inference;
-use mixlab_trainer::sampler::DomainDocs;
+use mixlab_trainer::inference::eval::evaluate;
 
 use crate::cli::{EvalArgs, GlobalArgs};
 use crate::table::eval_table;

@@ -1,7 +1,7 @@
 //! `mixlab export`: a run's newest checkpoint in Hugging Face's Llama layout.
 
 use mixlab_stages::run_dir::RunDir;
-use mixlab_trainer::hf::export_checkpoint;
+use mixlab_trainer::export::hf::export_checkpoint;
 
 use crate::cli::{ExportArgs, GlobalArgs};
 

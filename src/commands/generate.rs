@@ -2,8 +2,8 @@
 
 use mixlab_ingest::tokenize::TextTokenizer;
 use mixlab_stages::run_dir::RunDir;
-use mixlab_trainer::generate::{Sampling, generate};
 use mixlab_trainer::inference::Inference;
+use mixlab_trainer::inference::generate::{Sampling, generate};
 
 use crate::cli::{GenerateArgs, GlobalArgs};
 

@@ -9,7 +9,7 @@ use mixlab_ingest::tokenize::TextTokenizer;
 use mixlab_stages::Usage;
 use mixlab_stages::run_dir::RunDir;
 use mixlab_trainer::inference::Inference;
-use mixlab_trainer::passkey::{DepthScore, documents, evaluate, prompts};
+use mixlab_trainer::inference::passkey::{DepthScore, documents, evaluate, prompts};
 
 use crate::cli::{GlobalArgs, PasskeyCommand, PasskeyEvalArgs, PasskeyMakeArgs};
 

@@ -2,7 +2,7 @@
 //! post-training rounding alone or after quantization-aware training.
 
 use mixlab_stages::quantize::{QuantizeSpec, quantize};
-use mixlab_trainer::distill::DistillSettings;
+use mixlab_trainer::downstream::distill::DistillSettings;
 
 use crate::cli::{GlobalArgs, QuantizeArgs};
 use crate::print::evaluated;

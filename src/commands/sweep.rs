@@ -17,7 +17,7 @@ use mixlab_stages::locks::lock_dir;
 use mixlab_stages::run_dir::{ResolvedRun, RunDir};
 use mixlab_stages::training::run_training;
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::objective::CrossEntropy;
+use mixlab_trainer::engine::objective::CrossEntropy;
 
 use crate::cli::{GlobalArgs, SweepArgs};
 

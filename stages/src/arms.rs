@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use mixlab_trainer::config::Preset;
-use mixlab_trainer::distill::DistillSettings;
+use mixlab_trainer::downstream::distill::DistillSettings;
 use serde::{Deserialize, Serialize};
 
 use crate::Usage;

@@ -2,7 +2,7 @@
 //! a value that would stop a stage after ingest and the simulation stops the job at once.
 
 use mixlab_trainer::config::{ModelConfig, Preset};
-use mixlab_trainer::quant::QuantConfig;
+use mixlab_trainer::downstream::quant::QuantConfig;
 
 use crate::Usage;
 use crate::arms::{Arm, MixChoice};

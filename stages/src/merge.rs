@@ -9,12 +9,12 @@ use anyhow::Context;
 use mixlab_artefacts::specialists::{Specialist as SpecialistSpec, Specialists, read_specialists};
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_mixer::simplex::minimize_on_simplex;
-use mixlab_trainer::checkpoint::save_weights;
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::eval::evaluate;
+use mixlab_trainer::downstream::merge::Ingredients;
+use mixlab_trainer::engine::checkpoint::save_weights;
+use mixlab_trainer::engine::objective::CrossEntropy;
 use mixlab_trainer::inference::Inference;
-use mixlab_trainer::merge::Ingredients;
-use mixlab_trainer::objective::CrossEntropy;
+use mixlab_trainer::inference::eval::evaluate;
 use serde::{Deserialize, Serialize};
 
 use crate::Usage;

@@ -8,9 +8,9 @@ use mixlab_artefacts::eval::DomainLoss;
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_trainer::config::ModelConfig;
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::distill::{DistillSettings, Distillation};
+use mixlab_trainer::downstream::distill::{DistillSettings, Distillation};
+use mixlab_trainer::downstream::quant::{QuantAware, QuantConfig, quantize_checkpoint};
 use mixlab_trainer::inference::Inference;
-use mixlab_trainer::quant::{QuantAware, QuantConfig, quantize_checkpoint};
 
 use crate::Usage;
 use crate::run_dir::{DistillSource, GGUF_FILE, InitWeights, ResolvedRun, RunDir};

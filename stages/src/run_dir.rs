@@ -8,11 +8,11 @@ use mixlab_artefacts::atomic::write_atomic;
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_ingest::verified::Verification;
 use mixlab_mixer::schedule::MixtureSchedule;
-use mixlab_trainer::checkpoint::{CheckpointFiles, complete_steps, read_state};
 use mixlab_trainer::config::{ModelConfig, TrainConfig};
-use mixlab_trainer::distill::DistillSettings;
-use mixlab_trainer::quant::QuantConfig;
-use mixlab_trainer::train::RunPaths;
+use mixlab_trainer::downstream::distill::DistillSettings;
+use mixlab_trainer::downstream::quant::QuantConfig;
+use mixlab_trainer::engine::RunPaths;
+use mixlab_trainer::engine::checkpoint::{CheckpointFiles, complete_steps, read_state};
 use serde::{Deserialize, Serialize};
 
 use crate::Usage;

@@ -9,9 +9,9 @@ use mixlab_artefacts::mixture::read_mixture;
 use mixlab_mixer::schedule::MixtureSchedule;
 use mixlab_trainer::config::{ModelConfig, Preset};
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::distill::{DistillSettings, Distillation};
+use mixlab_trainer::downstream::distill::{DistillSettings, Distillation};
+use mixlab_trainer::engine::objective::CrossEntropy;
 use mixlab_trainer::inference::Inference;
-use mixlab_trainer::objective::CrossEntropy;
 
 use crate::Usage;
 use crate::config::LoadedConfig;

@@ -14,7 +14,7 @@ use mixlab_stages::report::{ReportSource, report_input};
 use mixlab_stages::simulate::{SimulateMethod, SimulateOutcome, SimulateSpec, simulate};
 use mixlab_stages::train::{TrainSpec, train};
 use mixlab_stages::workspace::Workspace;
-use mixlab_trainer::distill::DistillSettings;
+use mixlab_trainer::downstream::distill::DistillSettings;
 
 /// No progress shown.
 struct Quiet;

@@ -55,7 +55,7 @@ pub enum Error {
     },
     /// A training hook failed; the run stops (its last checkpoint is kept).
     #[error("a training hook failed")]
-    Hook(#[source] crate::hooks::HookError),
+    Hook(#[source] crate::engine::hooks::HookError),
 }
 
 impl Error {

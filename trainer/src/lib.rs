@@ -1,24 +1,16 @@
 //! `mixlab-trainer`: a MobileLLM-Pro-style decoder in burn, a deterministic mixture sampler and a
 //! resumable training loop.
 //!
-//! - [`config`]: model shapes (presets `tiny`, `small`, `base`, and the 1.08B MobileLLM-Pro shape) and
-//!   training hyperparameters.
-//! - [`model`]: the decoder (RMSNorm, RoPE at per-token positions, grouped-query attention with
-//!   local/global layers, SwiGLU, tied embeddings); [`mask`] and [`rope`] its pieces; [`kernels`] its
-//!   fused attention and cross-entropy with hand-written backward passes and its matrix products on
-//!   kernels chosen per CPU; [`allocator`] the allocator settings tensor workloads want.
-//! - [`sampler`]: packs documents of weighted domains into sequences, exactly resumable; [`data`]
-//!   loads every domain's documents (with `doc_id` and source) from verified shards.
-//! - [`train`]: the one loop skeleton (resume, steps, accumulation, clipping, evaluation,
-//!   checkpoints, metrics), given an [`objective::Objective`] (what a step minimises) and
-//!   [`hooks::Hook`]s (code run after a step, an evaluation, a checkpoint); [`optim`] its AdamW and
-//!   global-norm clipping.
-//! - [`inference`]: the one forward path without autodiff, used by [`eval`], [`generate`] and
-//!   teachers.
-//! - [`distill`], [`quant`], [`merge`]: the stages after pre-training: a distillation objective,
-//!   int4 rounding and quantization-aware training, and the parameter average of specialists.
-//! - [`checkpoint`]: checkpoints and their versioned state file (`metrics.parquet` and `eval.parquet`
-//!   belong to `mixlab-artefacts`); the binary chooses the paths.
+//! | folder | holds |
+//! |---|---|
+//! | [`model`] | the decoder (RMSNorm, RoPE at per-token positions, grouped-query attention with local/global layers, SwiGLU, tied embeddings); [`model::mask`], [`model::rope`] its pieces; [`model::input`] batches → tensors |
+//! | [`kernels`] | fused attention, norms, SwiGLU and cross-entropy with hand-written backward passes; matrix products on kernels chosen per CPU |
+//! | [`engine`] | the one training loop (resume, steps, accumulation, clipping, evaluation, checkpoints, metrics), given an [`engine::objective::Objective`] and [`engine::hooks::Hook`]s; its AdamW ([`engine::optim`]), schedules ([`engine::schedule`]) and checkpoints ([`engine::checkpoint`]) |
+//! | [`data`] | every domain's documents (with `doc_id` and source) from verified shards; [`data::sampler`] packs weighted domains into sequences, exactly resumable |
+//! | [`inference`] | the one forward path without autodiff, used by [`inference::eval`], [`inference::generate`], teachers, [`inference::influence`] (per-parameter gradients for the SDM) and [`inference::passkey`] |
+//! | [`downstream`] | distillation, int4 quantization with QAT, merging of specialists |
+//! | [`export`] | GGUF and Hugging Face files |
+//! | [`config`], [`error`], [`allocator`] | model shapes and training hyperparameters; errors; allocator settings for tensor workloads |
 //!
 //! Design decisions: the device is the `flex` CPU backend, chosen at run time (burn 0.22); training
 //! runs on `Device::flex().autodiff()`, evaluation and generation on `model.valid()` so no autograd
@@ -29,9 +21,9 @@
 //! ```
 //! use burn::tensor::Device;
 //! use mixlab_trainer::config::Preset;
-//! use mixlab_trainer::input::to_model_input;
+//! use mixlab_trainer::model::input::to_model_input;
 //! use mixlab_trainer::model::Model;
-//! use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+//! use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
 //!
 //! let config = Preset::Tiny.config(64);
 //! let device = Device::flex();
@@ -46,30 +38,12 @@
 #![deny(missing_docs)]
 
 pub mod allocator;
-pub mod checkpoint;
 pub mod config;
 pub mod data;
-pub mod distill;
+pub mod downstream;
+pub mod engine;
 pub mod error;
-pub mod eval;
-pub mod generate;
-pub mod gguf;
-pub mod hf;
-pub mod hooks;
+pub mod export;
 pub mod inference;
-pub mod influence;
-pub mod input;
 pub mod kernels;
-pub mod mask;
-pub mod merge;
 pub mod model;
-pub mod named;
-pub mod objective;
-pub mod optim;
-pub mod passkey;
-pub mod quant;
-pub mod rope;
-pub mod sampler;
-pub mod schedule;
-mod session;
-pub mod train;

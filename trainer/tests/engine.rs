@@ -8,17 +8,17 @@ use burn::tensor::Tensor;
 use mixlab_artefacts::eval::DomainLoss;
 use mixlab_artefacts::metrics::read_metrics;
 use mixlab_mixer::schedule::MixtureSchedule;
-use mixlab_trainer::checkpoint::complete_steps;
 use mixlab_trainer::config::{KeepCheckpoints, Preset, TrainConfig};
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::hooks::{
+use mixlab_trainer::data::sampler::DomainDocs;
+use mixlab_trainer::engine::checkpoint::complete_steps;
+use mixlab_trainer::engine::hooks::{
     Activations, DueCheckpoint, Hook, HookError, SavedCheckpoint, StepReport,
 };
+use mixlab_trainer::engine::objective::{CrossEntropy, MicroBatch, Objective};
+use mixlab_trainer::engine::schedule::StagePlan;
+use mixlab_trainer::engine::{RunPaths, RunSpec, train};
 use mixlab_trainer::model::Model;
-use mixlab_trainer::objective::{CrossEntropy, MicroBatch, Objective};
-use mixlab_trainer::sampler::DomainDocs;
-use mixlab_trainer::schedule::StagePlan;
-use mixlab_trainer::train::{RunPaths, RunSpec, train};
 
 /// burn's seeded generator is process-wide: runs in concurrent tests would draw from each other's
 /// stream, so the tests that train take this lock.

@@ -6,12 +6,12 @@ use burn::nn::{RmsNorm, RmsNormConfig};
 use burn::tensor::activation::{log_softmax, silu};
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
 use mixlab_trainer::config::{ModelConfig, Preset};
+use mixlab_trainer::data::sampler::Batch;
 use mixlab_trainer::inference::Inference;
-use mixlab_trainer::input::to_model_input;
 use mixlab_trainer::kernels;
-use mixlab_trainer::mask::AttentionMasks;
 use mixlab_trainer::model::Model;
-use mixlab_trainer::sampler::Batch;
+use mixlab_trainer::model::input::to_model_input;
+use mixlab_trainer::model::mask::AttentionMasks;
 
 mod common;
 use common::{flat, max_diff};
@@ -434,7 +434,8 @@ fn save_and_load_give_identical_logits() {
     let path = dir.path().join("m.bpk");
     model.save_file(&path).unwrap();
     device.seed(99);
-    let loaded = mixlab_trainer::checkpoint::load_model(Model::new(&cfg, &device), &path).unwrap();
+    let loaded =
+        mixlab_trainer::engine::checkpoint::load_model(Model::new(&cfg, &device), &path).unwrap();
     assert_eq!(before, logits(&loaded, &cfg, &tokens));
 }
 

@@ -2,7 +2,7 @@
 //!
 //! A stage is a typed [`StageSpec`] (shown as the subcommand a user would type, so any one can be
 //! run or debugged by hand) and a key: the SHA-256 of its arguments, the configuration sections it
-//! reads and the keys of the stages it reads from ([`keys`]). Changing one section changes the
+//! reads and the keys of the stages it reads from (module `keys`). Changing one section changes the
 //! keys of the stages that read it and of every stage after them, and of nothing before.
 //! [`StageSpec::run`] runs a stage by calling the library.
 

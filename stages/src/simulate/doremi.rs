@@ -3,9 +3,9 @@
 use mixlab_artefacts::mixture::write_mixture;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
 use mixlab_simulator::doremi::ExcessLoss;
-use mixlab_trainer::checkpoint::read_state;
+use mixlab_trainer::engine::checkpoint::read_state;
+use mixlab_trainer::engine::objective::{CrossEntropy, Objective};
 use mixlab_trainer::inference::Inference;
-use mixlab_trainer::objective::{CrossEntropy, Objective};
 
 use super::proxies::{Proxies, Proxy, doremi_settings};
 use super::{DOREMI_FILE, SimulateOutcome};

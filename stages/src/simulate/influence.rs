@@ -13,8 +13,8 @@ use mixlab_simulator::domain::DomainScoring;
 use mixlab_simulator::estimate::{TargetSet, sample_documents};
 use mixlab_simulator::projection::GradientProjection;
 use mixlab_simulator::score::{InRunScoring, Scoring, read_parts, score_checkpoints, summarize};
-use mixlab_trainer::checkpoint::CheckpointFiles;
-use mixlab_trainer::objective::CrossEntropy;
+use mixlab_trainer::engine::checkpoint::CheckpointFiles;
+use mixlab_trainer::engine::objective::CrossEntropy;
 
 use super::proxies::{Proxies, Proxy};
 use super::{SimulateOutcome, UTILITIES_FILE};

@@ -7,7 +7,7 @@ use mixlab_artefacts::utilities::{
 use mixlab_mixer::metrics::spearman;
 use mixlab_simulator::estimate::TargetSet;
 use mixlab_simulator::loo::{ensure_probe_targets, loo_utilities};
-use mixlab_trainer::objective::CrossEntropy;
+use mixlab_trainer::engine::objective::CrossEntropy;
 
 use super::proxies::{Proxies, Proxy};
 use super::{SimulateOutcome, UTILITIES_FILE};

@@ -9,7 +9,7 @@ use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
 use mixlab_simulator::config::{DoremiConfig, SimulateConfig};
 use mixlab_trainer::config::KeepCheckpoints;
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::objective::Objective;
+use mixlab_trainer::engine::objective::Objective;
 
 use crate::config::LoadedConfig;
 use crate::run_dir::{ResolvedRun, RunDir};

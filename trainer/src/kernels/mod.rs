@@ -35,7 +35,7 @@ use matmul::{Threads, View};
 pub use rope::RopeTables;
 
 /// The first key each query may attend to, per token of a `[batch, seq]` batch; the last is the
-/// query itself. Built by [`crate::mask::AttentionMasks`].
+/// query itself. Built by [`crate::model::mask::AttentionMasks`].
 #[derive(Debug, Clone)]
 pub struct KeyStarts {
     starts: Arc<[u32]>,

@@ -13,13 +13,13 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::checkpoint::{CheckpointFiles, load_model};
 use crate::config::{ModelConfig, TrainConfig};
+use crate::data::sampler::Batch;
+use crate::engine::checkpoint::{CheckpointFiles, load_model};
 use crate::error::{Error, Result};
 use crate::inference::Inference;
-use crate::input::to_model_input;
 use crate::model::Model;
-use crate::sampler::Batch;
+use crate::model::input::to_model_input;
 
 /// A checkpoint's model on an autodiff device, for gradients of its parameters.
 ///
@@ -27,9 +27,9 @@ use crate::sampler::Batch;
 /// ```
 /// use burn::tensor::Device;
 /// use mixlab_trainer::config::Preset;
-/// use mixlab_trainer::influence::Checkpoint;
+/// use mixlab_trainer::inference::influence::Checkpoint;
 /// use mixlab_trainer::model::Model;
-/// use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+/// use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
 /// let config = Preset::Tiny.config(40);
 /// let checkpoint = Checkpoint::of(Model::new(&config, &Device::flex().autodiff()), &config);
 /// let docs = DomainDocs::from_tokens("a", vec![(1..30).collect()]);
@@ -103,7 +103,7 @@ impl Checkpoint {
     }
 
     /// AdamW's per-coordinate scale `1/(√v̂ + ε)` from the optimizer state in `optimizer` (saved
-    /// with these weights by [`crate::checkpoint::save`]), flattened like [`Checkpoint::gradient`];
+    /// with these weights by [`crate::engine::checkpoint::save`]), flattened like [`Checkpoint::gradient`];
     /// `v̂ = v/(1 − β₂ᵗ)` with the state's own step count t.
     ///
     /// # Errors
@@ -264,8 +264,8 @@ impl burn::module::ModuleMapper for Move<'_> {
 mod tests {
     use super::*;
     use crate::config::Preset;
-    use crate::optim::optimizer;
-    use crate::sampler::{DomainDocs, MixtureSampler};
+    use crate::data::sampler::{DomainDocs, MixtureSampler};
+    use crate::engine::optim::optimizer;
 
     fn batch(seed: u64, offset: u32) -> Batch {
         let docs: Vec<Vec<u32>> = (0..8)

@@ -14,8 +14,8 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::export::named::{self, Exported, Names};
 use crate::model::Model;
-use crate::named::{self, Exported, Names};
 
 /// Per-layer parameters: burn's path below `layers.N.` and Hugging Face's below `model.layers.N.`.
 const LAYER_NAMES: [(&str, &str); 9] = [
@@ -49,7 +49,7 @@ const NAMES: Names = Names {
 /// ```
 /// use burn::tensor::Device;
 /// use mixlab_trainer::config::Preset;
-/// use mixlab_trainer::hf::{export, import};
+/// use mixlab_trainer::export::hf::{export, import};
 /// use mixlab_trainer::model::Model;
 /// let shape = Preset::Tiny.config(64);
 /// let dir = tempfile::tempdir()?;
@@ -92,7 +92,7 @@ pub fn export(model: &Model, shape: &ModelConfig, dir: &Path) -> Result<()> {
 /// # Errors
 /// [`Error::DamagedCheckpoint`] for unreadable weights, and [`export`]'s errors.
 pub fn export_checkpoint(shape: &ModelConfig, weights: &Path, dir: &Path) -> Result<()> {
-    let model = crate::checkpoint::load_model(Model::new(shape, &Device::flex()), weights)?;
+    let model = crate::engine::checkpoint::load_model(Model::new(shape, &Device::flex()), weights)?;
     export(&model, shape, dir)
 }
 

@@ -3,7 +3,7 @@
 //! GGUF (version 3, ggml's file format) holds typed metadata and named tensors; `Q4_0` is its
 //! block of 32 int4 weights with one f16 scale: `d` (2 bytes), then 16 bytes whose low nibbles
 //! are weights 0–15 and high nibbles weights 16–31, each stored as `q + 8`. That is exactly
-//! [`crate::quant`]'s rounding at group size 32, so the file reads back to the fake-quantized
+//! [`crate::downstream::quant`]'s rounding at group size 32, so the file reads back to the fake-quantized
 //! model bit for bit. Weight matrices and the embedding are `Q4_0` with `ne0` the input
 //! features; norms are `F32`. Tensor names and metadata keys follow llama.cpp's Llama convention
 //! (`token_embd.weight`, `blk.N.attn_q.weight`, `llama.block_count`, …), but the file is not a
@@ -19,10 +19,10 @@ use burn::tensor::Device;
 use half::f16;
 
 use crate::config::ModelConfig;
+use crate::downstream::quant::quantize_group;
 use crate::error::{Error, Result};
+use crate::export::named::{self, Exported, Names};
 use crate::model::Model;
-use crate::named::{self, Exported, Names};
-use crate::quant::quantize_group;
 
 const MAGIC: &[u8; 4] = b"GGUF";
 const VERSION: u32 = 3;
@@ -99,7 +99,7 @@ fn unpack_q4_0(bytes: &[u8]) -> Vec<f32> {
 /// ```
 /// use burn::tensor::Device;
 /// use mixlab_trainer::config::Preset;
-/// use mixlab_trainer::gguf::{read_q4_0, write_q4_0};
+/// use mixlab_trainer::export::gguf::{read_q4_0, write_q4_0};
 /// use mixlab_trainer::model::Model;
 /// let shape = Preset::Tiny.config(64);
 /// let model = Model::new(&shape, &Device::flex());
@@ -346,9 +346,9 @@ fn read_string(r: &mut &[u8]) -> std::io::Result<String> {
 mod tests {
     use super::*;
     use crate::config::Preset;
+    use crate::data::sampler::{DomainDocs, MixtureSampler};
+    use crate::downstream::quant::{QuantConfig, fake_quantize};
     use crate::inference::Inference;
-    use crate::quant::{QuantConfig, fake_quantize};
-    use crate::sampler::{DomainDocs, MixtureSampler};
 
     #[test]
     fn blocks_hold_the_scale_then_low_and_high_nibbles() {
@@ -361,7 +361,7 @@ mod tests {
         assert_eq!(packed[2], 0x80);
         assert_eq!(
             unpack_q4_0(&packed),
-            crate::quant::fake_quantize_rows(&values, 32)
+            crate::downstream::quant::fake_quantize_rows(&values, 32)
         );
     }
 

@@ -63,7 +63,7 @@ impl PasskeyTask {
     ///
     /// # Example
     /// ```
-    /// use mixlab_trainer::passkey::PasskeyTask;
+    /// use mixlab_trainer::inference::passkey::PasskeyTask;
     /// use rand::SeedableRng;
     /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     /// let task = PasskeyTask::random(&mut rng, 4, 0.5);
@@ -109,7 +109,7 @@ impl PasskeyTask {
 ///
 /// # Example
 /// ```
-/// use mixlab_trainer::passkey::documents;
+/// use mixlab_trainer::inference::passkey::documents;
 /// let docs = documents(3, 0..=2, 9);
 /// assert_eq!(docs.len(), 3);
 /// assert_eq!(docs, documents(3, 0..=2, 9));
@@ -220,7 +220,7 @@ fn tokenized<E>(
 ///
 /// # Example
 /// ```
-/// use mixlab_trainer::passkey::{PasskeyPrompt, spells_answer};
+/// use mixlab_trainer::inference::passkey::{PasskeyPrompt, spells_answer};
 /// let prompt = PasskeyPrompt { depth: 0.0, tokens: vec![0, 5, 6, 7, 8], answer_start: 3 };
 /// assert!(spells_answer(&prompt, &[9, 9, 7, 8, 9]));
 /// assert!(!spells_answer(&prompt, &[9, 9, 7, 1, 9]));
@@ -250,7 +250,7 @@ pub struct DepthScore {
 /// # Example
 /// ```
 /// use burn::tensor::{Device, Tensor};
-/// use mixlab_trainer::passkey::{PasskeyPrompt, answer_loss};
+/// use mixlab_trainer::inference::passkey::{PasskeyPrompt, answer_loss};
 /// let prompt = PasskeyPrompt { depth: 0.0, tokens: vec![0, 1, 1], answer_start: 2 };
 /// // Uniform over two tokens at every position: ln 2 per answer token.
 /// let logits = Tensor::<2>::zeros([3, 2], &Device::flex());

@@ -1,5 +1,5 @@
 //! A model's parameters by name in the `[out, in]` layout that PyTorch, Hugging Face and GGUF
-//! store, for the exporters ([`crate::gguf`], [`crate::hf`]).
+//! store, for the exporters ([`crate::export::gguf`], [`crate::export::hf`]).
 //!
 //! Inside mixlab a projection's weight is `[in, out]` (`x · W`); exported, it is transposed to
 //! `[out, in]` (a row per output unit). The embedding (`[vocab, d_model]`) and the norms (`[d]`)
@@ -30,7 +30,7 @@ pub struct Exported {
 /// use burn::tensor::Device;
 /// use mixlab_trainer::config::Preset;
 /// use mixlab_trainer::model::Model;
-/// use mixlab_trainer::named::parameters;
+/// use mixlab_trainer::export::named::parameters;
 /// let shape = Preset::Tiny.config(64);
 /// let params = parameters(&Model::new(&shape, &Device::flex()));
 /// let (path, ffn_up) = &params.iter().find(|(p, _)| p == "layers.0.ffn.w3.weight").unwrap();
@@ -55,7 +55,7 @@ pub fn parameters(model: &Model) -> Vec<(String, Exported)> {
 /// use burn::tensor::Device;
 /// use mixlab_trainer::config::Preset;
 /// use mixlab_trainer::model::Model;
-/// use mixlab_trainer::named::{model_from, parameters};
+/// use mixlab_trainer::export::named::{model_from, parameters};
 /// let shape = Preset::Tiny.config(64);
 /// let mut params: std::collections::BTreeMap<_, _> =
 ///     parameters(&Model::new(&shape, &Device::flex())).into_iter().collect();

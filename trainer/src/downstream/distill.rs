@@ -11,11 +11,11 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::{log_softmax, softmax};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::objective::{MicroBatch, Objective};
 use crate::error::{Error, Result};
 use crate::inference::Inference;
 use crate::kernels;
 use crate::model::Model;
-use crate::objective::{MicroBatch, Objective};
 
 /// The distillation settings that change the result.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ impl DistillSettings {
     ///
     /// # Example
     /// ```
-    /// use mixlab_trainer::distill::DistillSettings;
+    /// use mixlab_trainer::downstream::distill::DistillSettings;
     /// assert!(DistillSettings::default().validate().is_ok());
     /// assert!(DistillSettings { alpha: 1.5, temperature: 2.0 }.validate().is_err());
     /// ```
@@ -71,12 +71,12 @@ impl DistillSettings {
 /// ```
 /// use burn::tensor::Device;
 /// use mixlab_trainer::config::Preset;
-/// use mixlab_trainer::distill::{DistillSettings, Distillation};
+/// use mixlab_trainer::downstream::distill::{DistillSettings, Distillation};
 /// use mixlab_trainer::inference::Inference;
-/// use mixlab_trainer::input::to_model_input;
+/// use mixlab_trainer::model::input::to_model_input;
 /// use mixlab_trainer::model::Model;
-/// use mixlab_trainer::objective::{MicroBatch, Objective};
-/// use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+/// use mixlab_trainer::engine::objective::{MicroBatch, Objective};
+/// use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
 /// let config = Preset::Tiny.config(32);
 /// let device = Device::flex().autodiff();
 /// let student = Model::new(&config, &device);
@@ -146,9 +146,9 @@ mod tests {
 
     use super::*;
     use crate::config::Preset;
-    use crate::input::to_model_input;
-    use crate::objective::CrossEntropy;
-    use crate::sampler::{Batch, DomainDocs, MixtureSampler};
+    use crate::data::sampler::{Batch, DomainDocs, MixtureSampler};
+    use crate::engine::objective::CrossEntropy;
+    use crate::model::input::to_model_input;
 
     fn batch() -> Batch {
         let docs = vec![DomainDocs::from_tokens(

@@ -44,7 +44,7 @@ impl DomainDocs {
     ///
     /// # Example
     /// ```
-    /// use mixlab_trainer::sampler::DomainDocs;
+    /// use mixlab_trainer::data::sampler::DomainDocs;
     /// let d = DomainDocs::from_tokens("code", vec![vec![1, 2], vec![3]]);
     /// assert_eq!((d.docs[1].doc_id, &*d.docs[1].source, d.token_count()), (1, "code", 3));
     /// ```

@@ -1,13 +1,15 @@
 //! The run's data: every domain's documents from verified shards, split into train, valid and probe.
 
+pub mod sampler;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_ingest::shard::Split;
 
+use crate::data::sampler::{Document, DomainDocs};
 use crate::error::Result;
-use crate::sampler::{Document, DomainDocs};
 
 /// Documents of every domain by split, and the tokenizer facts the model needs.
 #[derive(Debug, Clone)]

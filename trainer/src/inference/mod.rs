@@ -3,17 +3,22 @@
 //! An [`Inference`] holds a plain model (never an autodiff one, so no graph is recorded and memory
 //! stays flat) and turns sampler batches into per-token losses or logits.
 
+pub mod eval;
+pub mod generate;
+pub mod influence;
+pub mod passkey;
+
 use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use crate::checkpoint::load_model;
 use crate::config::ModelConfig;
+use crate::data::sampler::Batch;
+use crate::engine::checkpoint::load_model;
 use crate::error::Result;
-use crate::input::to_model_input;
 use crate::model::Model;
-use crate::sampler::Batch;
+use crate::model::input::to_model_input;
 
 /// A model ready for forward passes without autodiff.
 #[derive(Debug, Clone)]
@@ -47,13 +52,13 @@ impl Inference {
         })
     }
 
-    /// Loads int4 weights from a GGUF file written by [`crate::gguf::write_q4_0`].
+    /// Loads int4 weights from a GGUF file written by [`crate::export::gguf::write_q4_0`].
     ///
     /// # Errors
     /// [`crate::error::Error::Checkpoint`] naming the file when it is damaged or of another shape.
     pub fn load_gguf(config: &ModelConfig, path: &Path) -> Result<Self> {
         let device = Device::flex();
-        let model = crate::gguf::read_q4_0(config, path, &device)?;
+        let model = crate::export::gguf::read_q4_0(config, path, &device)?;
         Ok(Self {
             model,
             config: config.clone(),
@@ -74,7 +79,7 @@ impl Inference {
     /// use mixlab_trainer::config::Preset;
     /// use mixlab_trainer::inference::Inference;
     /// use mixlab_trainer::model::Model;
-    /// use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+    /// use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
     /// let config = Preset::Tiny.config(32);
     /// let model = Model::new(&config, &Device::flex());
     /// let inference = Inference::of_trained(&model, &config);
@@ -107,7 +112,7 @@ impl Inference {
     /// use mixlab_trainer::config::Preset;
     /// use mixlab_trainer::inference::Inference;
     /// use mixlab_trainer::model::Model;
-    /// use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+    /// use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
     /// let config = Preset::Tiny.config(32);
     /// let teacher = Inference::of_trained(&Model::new(&config, &Device::flex()), &config);
     /// let docs = vec![DomainDocs::from_tokens("a", vec![vec![1, 2, 3]])];

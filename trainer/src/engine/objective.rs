@@ -1,6 +1,6 @@
 //! What a training step minimises: the [`Objective`] the loop is given.
 //!
-//! The loop ([`crate::train::train`]) owns everything that does not change between stages (sampling,
+//! The loop ([`crate::engine::train`]) owns everything that does not change between stages (sampling,
 //! accumulation, clipping, the optimizer, checkpoints); an objective only turns one micro-batch into a
 //! scalar loss on the model being trained. Pre-training uses [`CrossEntropy`]; distillation (KL to a
 //! teacher's logits, run through [`crate::inference::Inference`]), and quantization-aware training plug
@@ -8,9 +8,9 @@
 
 use burn::tensor::{Int, Tensor};
 
+use crate::data::sampler::Batch;
 use crate::kernels;
 use crate::model::{Model, ModelInput};
-use crate::sampler::Batch;
 
 /// One micro-batch as the objective sees it: the sampler's batch and its tensors on the training
 /// device.
@@ -28,7 +28,7 @@ pub struct MicroBatch<'a> {
 /// A training loss.
 ///
 /// Implementors: [`CrossEntropy`]; DoReMi's excess-loss objective (`mixlab-simulator`). Called by
-/// [`crate::train::train`] once per micro-batch.
+/// [`crate::engine::train`] once per micro-batch.
 pub trait Objective {
     /// The scalar loss of one micro-batch (a mean over its target tokens), on the autodiff model;
     /// the loop backpropagates it.
@@ -39,7 +39,7 @@ pub trait Objective {
 
     /// [`Objective::loss`], with the final hidden states `[batch, seq, d_model]` of the model being
     /// trained when the objective forms them, for hooks that read activations
-    /// ([`crate::hooks::Hook::wants_activations`]); `None` by default.
+    /// ([`crate::engine::hooks::Hook::wants_activations`]); `None` by default.
     fn loss_with_hidden(
         &self,
         model: &Model,
@@ -69,10 +69,10 @@ pub trait Objective {
 /// ```
 /// use burn::tensor::Device;
 /// use mixlab_trainer::config::Preset;
-/// use mixlab_trainer::input::to_model_input;
+/// use mixlab_trainer::model::input::to_model_input;
 /// use mixlab_trainer::model::Model;
-/// use mixlab_trainer::objective::{CrossEntropy, MicroBatch, Objective};
-/// use mixlab_trainer::sampler::{DomainDocs, MixtureSampler};
+/// use mixlab_trainer::engine::objective::{CrossEntropy, MicroBatch, Objective};
+/// use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
 /// let config = Preset::Tiny.config(32);
 /// let device = Device::flex();
 /// let model = Model::new(&config, &device);
@@ -110,9 +110,9 @@ mod tests {
 
     use super::*;
     use crate::config::Preset;
+    use crate::data::sampler::{DomainDocs, MixtureSampler};
     use crate::inference::Inference;
-    use crate::input::to_model_input;
-    use crate::sampler::{DomainDocs, MixtureSampler};
+    use crate::model::input::to_model_input;
 
     #[test]
     fn cross_entropy_is_the_mean_token_loss_of_the_inference_path() {

@@ -6,15 +6,19 @@
 //! entry point works on a plain (non-autodiff) model from [`burn::module::Module::valid`] for teachers
 //! and evaluation.
 
+pub mod input;
+pub mod mask;
+pub mod rope;
+
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, RmsNorm, RmsNormConfig};
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::ModelConfig;
+use crate::downstream::quant;
 use crate::kernels::{self, KeyStarts, Positions};
-use crate::mask::AttentionMasks;
-use crate::quant;
-use crate::rope::Rope;
+use crate::model::mask::AttentionMasks;
+use crate::model::rope::Rope;
 
 /// Tokens per block of logits when losses are computed without autodiff.
 const EVAL_LOGIT_ROWS: usize = 512;

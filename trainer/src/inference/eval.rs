@@ -3,8 +3,8 @@
 use mixlab_artefacts::eval::DomainLoss;
 
 use crate::config::TrainConfig;
+use crate::data::sampler::{Batch, DomainDocs, MixtureSampler};
 use crate::inference::Inference;
-use crate::sampler::{Batch, DomainDocs, MixtureSampler};
 
 /// The seed of the held-out documents' order, the same for every run.
 pub const EVAL_SEED: u64 = 0;
@@ -18,8 +18,8 @@ pub const EVAL_SEED: u64 = 0;
 /// # Example
 /// ```
 /// use mixlab_trainer::config::TrainConfig;
-/// use mixlab_trainer::eval::held_out_batches;
-/// use mixlab_trainer::sampler::DomainDocs;
+/// use mixlab_trainer::inference::eval::held_out_batches;
+/// use mixlab_trainer::data::sampler::DomainDocs;
 /// let docs = DomainDocs::from_tokens("code", vec![vec![1; 100], vec![2; 100]]);
 /// let train = TrainConfig { seq_len: 16, batch_size: 4, ..TrainConfig::default() };
 /// let batches = held_out_batches(&docs, &train, 10, 0);

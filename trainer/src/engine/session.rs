@@ -1,5 +1,5 @@
 //! A training run in progress: the model, optimizer, sampler, counters and metric rows, with the
-//! operations the loop ([`crate::train::train`]) calls in order.
+//! operations the loop ([`crate::engine::train`]) calls in order.
 
 use std::time::Instant;
 
@@ -8,18 +8,18 @@ use burn::tensor::{Device, Tensor};
 use mixlab_artefacts::eval::{DomainLoss, write_eval};
 use mixlab_artefacts::metrics::{MetricRow, read_metrics, write_metrics};
 
-use crate::checkpoint::{self, CheckpointFiles, STATE_VERSION, TrainState};
+use crate::data::sampler::MixtureSampler;
+use crate::engine::RunSpec;
+use crate::engine::checkpoint::{self, CheckpointFiles, STATE_VERSION, TrainState};
+use crate::engine::hooks::{Activations, Hook, StepReport};
+use crate::engine::objective::{MicroBatch, Objective};
+use crate::engine::optim::{clip_global_norm, optimizer};
+use crate::engine::schedule::learning_rate;
 use crate::error::{Error, Result};
-use crate::eval::evaluate;
-use crate::hooks::{Activations, Hook, StepReport};
 use crate::inference::Inference;
-use crate::input::to_model_input;
+use crate::inference::eval::evaluate;
 use crate::model::Model;
-use crate::objective::{MicroBatch, Objective};
-use crate::optim::{clip_global_norm, optimizer};
-use crate::sampler::MixtureSampler;
-use crate::schedule::learning_rate;
-use crate::train::RunSpec;
+use crate::model::input::to_model_input;
 
 pub(crate) struct Session<'s, 'c> {
     spec: &'s RunSpec<'c>,

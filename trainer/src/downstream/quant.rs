@@ -18,12 +18,12 @@ use std::path::Path;
 
 use burn::tensor::Device;
 
-use crate::checkpoint::{load_model, save_weights};
 use crate::config::ModelConfig;
+use crate::engine::checkpoint::{load_model, save_weights};
+use crate::engine::objective::{MicroBatch, Objective};
 use crate::error::{Error, Result};
+use crate::export::named::Scope;
 use crate::model::Model;
-use crate::named::Scope;
-use crate::objective::{MicroBatch, Objective};
 
 /// How weights are quantized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ impl QuantConfig {
     /// # Example
     /// ```
     /// use mixlab_trainer::config::Preset;
-    /// use mixlab_trainer::quant::QuantConfig;
+    /// use mixlab_trainer::downstream::quant::QuantConfig;
     /// let tiny = Preset::Tiny.config(64); // d_model 128, ffn 384
     /// assert!(QuantConfig { group_size: 32 }.validate(&tiny).is_ok());
     /// assert!(QuantConfig { group_size: 256 }.validate(&tiny).is_err());
@@ -88,7 +88,7 @@ pub struct QuantGroup {
 ///
 /// # Example
 /// ```
-/// use mixlab_trainer::quant::{dequantize_group, quantize_group};
+/// use mixlab_trainer::downstream::quant::{dequantize_group, quantize_group};
 /// let group = quantize_group(&[-1.0, 0.5, 0.25, 0.0]);
 /// // The largest magnitude (−1) maps to −8, so the scale is 1/8.
 /// assert_eq!(group.values, [-8, 4, 2, 0]);
@@ -119,7 +119,7 @@ pub fn dequantize_group(group: &QuantGroup) -> Vec<f32> {
 ///
 /// # Example
 /// ```
-/// use mixlab_trainer::quant::fake_quantize_rows;
+/// use mixlab_trainer::downstream::quant::fake_quantize_rows;
 /// let rounded = fake_quantize_rows(&[0.9, -0.1, 0.3, 0.0, 8.0, 1.0, -3.0, 2.5], 4);
 /// // Each group of four has its own scale: the first 0.9/8, the second 8/8.
 /// assert_eq!(rounded[4..], [8.0, 1.0, -3.0, 2.0]); // 2.5 lies halfway: ggml rounds it to 2
@@ -147,7 +147,7 @@ const INT8_MAX: f32 = 127.0;
 /// # Example
 /// ```
 /// use burn::tensor::{Device, Tensor};
-/// use mixlab_trainer::quant::fake_quantize_tokens;
+/// use mixlab_trainer::downstream::quant::fake_quantize_tokens;
 /// let x = Tensor::<2>::from_floats([[-254.0, 3.0, 100.4], [1.0, 0.5, 0.001]], &Device::flex());
 /// let rounded: Vec<f32> = fake_quantize_tokens(x).into_data().try_to_vec().unwrap();
 /// // Row 1: scale 254/127 = 2, so 3 → 4 and 100.4 → 100. Row 2: scale 1/127, so 0.001 → 0.
@@ -186,7 +186,7 @@ pub fn fake_quantize(model: Model, shape: &ModelConfig, config: QuantConfig) -> 
 /// (Bengio et al. 2013's straight-through estimator). The trained weights stay full precision;
 /// round them once more ([`quantize_checkpoint`]) for the int4 model.
 ///
-/// [`Distillation`]: crate::distill::Distillation
+/// [`Distillation`]: crate::downstream::distill::Distillation
 #[derive(Debug)]
 pub struct QuantAware<O> {
     inner: O,
@@ -209,7 +209,7 @@ impl<O: Objective> Objective for QuantAware<O> {
 
 /// Rounds the model weights in `from` (a checkpoint's `step-N.bpk` of `shape`) to int4 and back
 /// and writes them to `to` in the same layout (atomically: a temporary file renamed); with
-/// `gguf`, also packs them as int4 GGUF there ([`crate::gguf::write_q4_0`], group size 32 only)
+/// `gguf`, also packs them as int4 GGUF there ([`crate::export::gguf::write_q4_0`], group size 32 only)
 /// and returns its size in bytes.
 ///
 /// # Errors
@@ -224,8 +224,8 @@ pub fn quantize_checkpoint(
 ) -> Result<Option<u64>> {
     let model = load_model(Model::new(shape, &Device::flex()), from)?;
     let packed = match gguf {
-        Some(path) if config.group_size == crate::gguf::BLOCK => {
-            Some(crate::gguf::write_q4_0(&model, shape, path)?)
+        Some(path) if config.group_size == crate::export::gguf::BLOCK => {
+            Some(crate::export::gguf::write_q4_0(&model, shape, path)?)
         }
         _ => None,
     };
@@ -440,9 +440,9 @@ mod tests {
     #[test]
     fn quant_aware_training_sees_the_rounded_model_and_updates_every_weight() {
         use crate::config::Preset;
-        use crate::input::to_model_input;
-        use crate::objective::CrossEntropy;
-        use crate::sampler::{DomainDocs, MixtureSampler};
+        use crate::data::sampler::{DomainDocs, MixtureSampler};
+        use crate::engine::objective::CrossEntropy;
+        use crate::model::input::to_model_input;
         use burn::optim::GradientsParams;
 
         let shape = Preset::Tiny.config(64);

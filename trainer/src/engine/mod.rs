@@ -3,7 +3,14 @@
 //!
 //! Written as a plain loop (not burn's `Learner`) so that it reads top to bottom in the order things
 //! happen, and so the sampler state, the stage plan and the metrics file are saved with the weights.
-//! What a step does lives in [`crate::session`]; what it minimises in [`crate::objective`].
+//! What a step does lives in `session`; what it minimises in [`objective`].
+
+pub mod checkpoint;
+pub mod hooks;
+pub mod objective;
+pub mod optim;
+pub mod schedule;
+mod session;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -12,11 +19,11 @@ use mixlab_artefacts::eval::DomainLoss;
 
 use crate::config::{ModelConfig, TrainConfig};
 use crate::data::Corpus;
+use crate::engine::hooks::{DueCheckpoint, Hook, SavedCheckpoint};
+use crate::engine::objective::Objective;
+use crate::engine::schedule::StagePlan;
+use crate::engine::session::Session;
 use crate::error::{Error, Result};
-use crate::hooks::{DueCheckpoint, Hook, SavedCheckpoint};
-use crate::objective::Objective;
-use crate::schedule::StagePlan;
-use crate::session::Session;
 
 /// Where a run keeps its files; the binary decides the layout.
 #[derive(Debug, Clone)]

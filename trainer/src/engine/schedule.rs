@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 ///
 /// # Example
 /// ```
-/// use mixlab_trainer::schedule::learning_rate;
+/// use mixlab_trainer::engine::schedule::learning_rate;
 /// assert_eq!(learning_rate(0, 100, 10, 1.0, 0.1), 0.1);
 /// assert_eq!(learning_rate(9, 100, 10, 1.0, 0.1), 1.0);
 /// assert!((learning_rate(99, 100, 10, 1.0, 0.1) - 0.1).abs() < 1e-12);

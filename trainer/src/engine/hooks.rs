@@ -8,10 +8,10 @@ use mixlab_artefacts::eval::DomainLoss;
 
 use burn::tensor::Tensor;
 
-use crate::checkpoint::CheckpointFiles;
 use crate::config::ModelConfig;
+use crate::data::sampler::Batch;
+use crate::engine::checkpoint::CheckpointFiles;
 use crate::model::Model;
-use crate::sampler::Batch;
 
 /// What one optimizer step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,7 +70,7 @@ pub struct Activations<'a> {
 /// An error a hook returns; the loop stops with [`crate::error::Error::Hook`].
 pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Called by [`crate::train::train`] at fixed points of the loop. Every method has a default that does
+/// Called by [`crate::engine::train`] at fixed points of the loop. Every method has a default that does
 /// nothing, so a hook implements only what it needs.
 ///
 /// Implementors: the binary's progress bar; the SDM influence pass (`mixlab-simulator`).

@@ -13,9 +13,9 @@ use mixlab_artefacts::atomic::write_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::config::KeepCheckpoints;
+use crate::data::sampler::SamplerState;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::sampler::SamplerState;
 
 /// The format version of the checkpoint state file this build writes and reads.
 pub const STATE_VERSION: u32 = 1;
@@ -38,7 +38,7 @@ pub struct TrainState {
     pub sampler: SamplerState,
     /// Hash of the run's inputs; a checkpoint from other inputs is refused.
     pub run_hash: String,
-    /// What the objective carries between steps ([`crate::objective::Objective::state`]), absent
+    /// What the objective carries between steps ([`crate::engine::objective::Objective::state`]), absent
     /// for stateless objectives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objective: Option<serde_json::Value>,
@@ -269,8 +269,8 @@ pub fn load_optimizer(optimizer: ModuleOptimizer, path: &Path) -> Result<ModuleO
 mod tests {
     use super::*;
     use crate::config::{Preset, TrainConfig};
-    use crate::optim::optimizer;
-    use crate::sampler::{DomainDocs, MixtureSampler};
+    use crate::data::sampler::{DomainDocs, MixtureSampler};
+    use crate::engine::optim::optimizer;
     use burn::tensor::Device;
 
     fn state(step: u64) -> TrainState {

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 
-use crate::checkpoint::load_model;
 use crate::config::ModelConfig;
+use crate::engine::checkpoint::load_model;
 use crate::error::{Error, Result};
+use crate::export::named::{Exported, model_from, parameters};
 use crate::model::Model;
-use crate::named::{Exported, model_from, parameters};
 
 /// `Σᵢ wᵢ θᵢ` parameter by parameter, with the weights scaled to sum to 1.
 ///
@@ -22,9 +22,9 @@ use crate::named::{Exported, model_from, parameters};
 /// ```
 /// use burn::tensor::Device;
 /// use mixlab_trainer::config::Preset;
-/// use mixlab_trainer::merge::average;
+/// use mixlab_trainer::downstream::merge::average;
 /// use mixlab_trainer::model::Model;
-/// use mixlab_trainer::named::parameters;
+/// use mixlab_trainer::export::named::parameters;
 /// let shape = Preset::Tiny.config(16);
 /// let device = Device::flex();
 /// let (a, b) = (Model::new(&shape, &device), Model::new(&shape, &device));

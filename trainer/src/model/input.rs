@@ -3,10 +3,10 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::ModelConfig;
+use crate::data::sampler::Batch;
 use crate::kernels::Positions;
-use crate::mask::AttentionMasks;
 use crate::model::ModelInput;
-use crate::sampler::Batch;
+use crate::model::mask::AttentionMasks;
 
 /// Model input and flattened targets (`[batch · seq]`) of a batch.
 ///
@@ -41,9 +41,9 @@ mod tests {
     use burn::tensor::Device;
 
     use crate::config::Preset;
+    use crate::data::sampler::{DomainDocs, MixtureSampler};
     use crate::inference::Inference;
     use crate::model::Model;
-    use crate::sampler::{DomainDocs, MixtureSampler};
 
     /// RoPE makes attention scores depend on query−key distances only, so under document-causal
     /// masks running positions change nothing: implicit positional distillation has to pack
