@@ -65,13 +65,16 @@ impl Table {
     }
 }
 
-/// A per-domain loss and perplexity table.
-pub fn eval_table(losses: &[DomainLoss]) -> String {
+/// A per-domain loss and perplexity table: `losses` by split, then `texts` (probe texts outside the
+/// shards, `mixlab eval --texts`) as `texts`.
+pub fn eval_table(losses: &[DomainLoss], texts: &[DomainLoss]) -> String {
     let mut t = Table::new(&["domain", "split", "loss", "perplexity", "tokens"]);
-    for l in losses {
+    let labelled =
+        (losses.iter().map(|l| (l, l.split.as_str()))).chain(texts.iter().map(|l| (l, "texts")));
+    for (l, split) in labelled {
         t.row(vec![
             l.domain.clone(),
-            l.split.clone(),
+            split.to_owned(),
             format!("{:.4}", l.loss),
             format!("{:.2}", l.perplexity()),
             thousands(l.tokens),

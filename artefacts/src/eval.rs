@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::parquet_file::{Columns, Format};
+use crate::split::Split;
 
 /// The format version of `eval.parquet` this build writes and reads.
 pub const EVAL_VERSION: u32 = 1;
@@ -26,7 +27,7 @@ pub struct DomainLoss {
     /// Domain name.
     pub domain: String,
     /// `valid` or `probe`.
-    pub split: String,
+    pub split: Split,
     /// Mean token cross-entropy (nats).
     pub loss: f64,
     /// Tokens evaluated.
@@ -39,7 +40,8 @@ impl DomainLoss {
     /// # Example
     /// ```
     /// use mixlab_artefacts::eval::DomainLoss;
-    /// let l = DomainLoss { domain: "code".into(), split: "valid".into(), loss: 0.0, tokens: 8 };
+    /// use mixlab_artefacts::split::Split;
+    /// let l = DomainLoss { domain: "code".into(), split: Split::Valid, loss: 0.0, tokens: 8 };
     /// assert_eq!(l.perplexity(), 1.0);
     /// ```
     pub fn perplexity(&self) -> f64 {
@@ -103,9 +105,10 @@ pub fn check_eval(path: &Path) -> Result<()> {
 /// # Example
 /// ```
 /// use mixlab_artefacts::eval::{read_eval, write_eval, DomainLoss};
+/// use mixlab_artefacts::split::Split;
 /// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("eval.parquet");
-/// let loss = DomainLoss { domain: "code".into(), split: "valid".into(), loss: 2.5, tokens: 512 };
+/// let loss = DomainLoss { domain: "code".into(), split: Split::Valid, loss: 2.5, tokens: 512 };
 /// write_eval(&path, 300, &[loss.clone()])?;
 /// assert_eq!(read_eval(&path)?, [loss]);
 /// # Ok::<(), mixlab_artefacts::Error>(())
@@ -120,14 +123,14 @@ pub fn read_eval(path: &Path) -> Result<Vec<DomainLoss>> {
         };
         let (domain, split, loss, tokens) = (
             c.strs("domain")?,
-            c.strs("split")?,
+            c.splits("split")?,
             c.f64s("loss")?,
             c.u64s("tokens")?,
         );
-        for i in 0..batch.num_rows() {
+        for (i, split) in split.into_iter().enumerate() {
             out.push(DomainLoss {
                 domain: domain.value(i).to_owned(),
-                split: split.value(i).to_owned(),
+                split: split.ok_or_else(|| FORMAT.error(path, "a null split"))?,
                 loss: loss.value(i),
                 tokens: tokens.value(i),
             });

@@ -9,6 +9,7 @@
 //! - [`mixture`]: `mixture.toml` (the schedule types live in `mixlab-mixer`).
 //! - [`run_table`]: run tables (`runs.csv`, `losses.csv`, RegMix's published tables).
 //! - [`specialists`]: the specialists file of `mixlab merge` and `[run.merge]`.
+//! - [`split`]: the splits of a domain's documents, as shards, evaluations and metrics name them.
 //! - [`utilities`]: `utilities.parquet` and `document_utilities.parquet` (the Scalable Data Mixer's
 //!   domain and document utilities).
 //!
@@ -22,9 +23,10 @@
 //! # Example
 //! ```
 //! use mixlab_artefacts::eval::{read_eval, write_eval, DomainLoss};
+//! use mixlab_artefacts::split::Split;
 //! let dir = tempfile::tempdir()?;
 //! let path = dir.path().join("eval.parquet");
-//! let losses = vec![DomainLoss { domain: "math".into(), split: "valid".into(), loss: 1.5, tokens: 100 }];
+//! let losses = vec![DomainLoss { domain: "math".into(), split: Split::Valid, loss: 1.5, tokens: 100 }];
 //! write_eval(&path, 10, &losses)?;
 //! assert_eq!(read_eval(&path)?, losses);
 //! # Ok::<(), mixlab_artefacts::Error>(())
@@ -40,6 +42,7 @@ pub mod mixture;
 mod parquet_file;
 pub mod run_table;
 pub mod specialists;
+pub mod split;
 pub mod utilities;
 
 pub use error::{Error, Result};

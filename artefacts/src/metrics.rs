@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::error::Result;
 use crate::parquet_file::{Columns, Format, optional};
+use crate::split::Split;
 
 /// The format version of `metrics.parquet` this build writes and reads.
 pub const METRICS_VERSION: u32 = 1;
@@ -35,7 +36,7 @@ pub struct MetricRow {
     /// Training loss (training rows).
     pub loss: Option<f64>,
     /// `valid` or `probe` (evaluation rows).
-    pub split: Option<String>,
+    pub split: Option<Split>,
     /// Domain (evaluation rows).
     pub domain: Option<String>,
     /// Evaluation loss (evaluation rows).
@@ -77,7 +78,7 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.lr))),
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.loss))),
         Arc::new(StringArray::from_iter(
-            rows.iter().map(|r| r.split.as_deref()),
+            rows.iter().map(|r| r.split.map(Split::as_str)),
         )),
         Arc::new(StringArray::from_iter(
             rows.iter().map(|r| r.domain.as_deref()),
@@ -116,15 +117,15 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
             c.f64s("loss")?,
         );
         let (split, domain, eval_loss) =
-            (c.strs("split")?, c.strs("domain")?, c.f64s("eval_loss")?);
-        for i in 0..batch.num_rows() {
+            (c.splits("split")?, c.strs("domain")?, c.f64s("eval_loss")?);
+        for (i, split) in split.into_iter().enumerate() {
             let text = |a: &StringArray, i| a.value(i).to_owned();
             rows.push(MetricRow {
                 step: step.value(i),
                 tokens: tokens.value(i),
                 lr: lr.value(i),
                 loss: optional(&loss, i, Float64Array::value),
-                split: optional(&split, i, text),
+                split,
                 domain: optional(&domain, i, text),
                 eval_loss: optional(&eval_loss, i, Float64Array::value),
             });
@@ -156,7 +157,7 @@ mod tests {
                 tokens: 64,
                 lr: 1e-3,
                 loss: None,
-                split: Some("valid".into()),
+                split: Some(Split::Valid),
                 domain: Some("code".into()),
                 eval_loss: Some(4.25),
             },

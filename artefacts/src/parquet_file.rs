@@ -15,6 +15,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::atomic::write_atomic_with;
 use crate::error::{Error, Result};
+use crate::split::Split;
 
 const FORMAT_KEY: &str = "mixlab.format";
 const VERSION_KEY: &str = "mixlab.format_version";
@@ -148,6 +149,24 @@ impl Columns<'_> {
             .column_by_name(name)
             .and_then(|c| c.as_primitive_opt::<Float64Type>().cloned())
             .ok_or_else(|| self.missing(name, "Float64"))
+    }
+
+    /// A column of split names, each parsed (`None` where null).
+    pub fn splits(&self, name: &str) -> Result<Vec<Option<Split>>> {
+        let names = self.strs(name)?;
+        let parse = |text: &str| {
+            Split::parse(text).ok_or_else(|| {
+                let message = format!("{name} = {text:?}: expected train, valid or probe");
+                self.format.error(self.path, message)
+            })
+        };
+        (0..names.len())
+            .map(|i| {
+                (!names.is_null(i))
+                    .then(|| parse(names.value(i)))
+                    .transpose()
+            })
+            .collect()
     }
 
     pub fn strs(&self, name: &str) -> Result<StringArray> {

@@ -10,14 +10,60 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// `[tokenizer]`: load a Hugging Face `tokenizer.json`, or train a byte-level BPE on the corpus.
+/// `[tokenizer]`: load a Hugging Face `tokenizer.json` (`path = "..."`), or train a byte-level BPE
+/// on the corpus (`[tokenizer.train]`); a table with both or neither is refused when it loads.
+///
+/// # Example
+/// ```
+/// use mixlab_ingest::config::TokenizerConfig;
+/// let file: TokenizerConfig = serde_json::from_str(r#"{ "path": "bpe.json" }"#)?;
+/// assert_eq!(file, TokenizerConfig::File("bpe.json".into()));
+/// assert!(serde_json::from_str::<TokenizerConfig>("{}").is_err());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "TokenizerTable", into = "TokenizerTable")]
+pub enum TokenizerConfig {
+    /// A Hugging Face tokenizer file, relative to the configuration file.
+    File(PathBuf),
+    /// A byte-level BPE trained on a sample of the corpus.
+    Train(TrainTokenizerConfig),
+}
+
+/// `[tokenizer]` as written: the two keys of which exactly one is set (also the shape it is
+/// hashed in, so ingest's inputs hash is that of the table).
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TokenizerConfig {
-    /// A Hugging Face tokenizer file. Exactly one of `path` and `train` must be set.
-    pub path: Option<PathBuf>,
-    /// Train a byte-level BPE on a sample of the corpus instead.
-    pub train: Option<TrainTokenizerConfig>,
+struct TokenizerTable {
+    path: Option<PathBuf>,
+    train: Option<TrainTokenizerConfig>,
+}
+
+impl TryFrom<TokenizerTable> for TokenizerConfig {
+    type Error = &'static str;
+
+    fn try_from(table: TokenizerTable) -> std::result::Result<Self, Self::Error> {
+        match (table.path, table.train) {
+            (Some(path), None) => Ok(Self::File(path)),
+            (None, Some(train)) => Ok(Self::Train(train)),
+            _ => Err("[tokenizer]: set exactly one of `path` and `train`"),
+        }
+    }
+}
+
+impl From<TokenizerConfig> for TokenizerTable {
+    fn from(config: TokenizerConfig) -> Self {
+        match config {
+            TokenizerConfig::File(path) => Self {
+                path: Some(path),
+                train: None,
+            },
+            TokenizerConfig::Train(train) => Self {
+                path: None,
+                train: Some(train),
+            },
+        }
+    }
 }
 
 /// `[tokenizer.train]`: settings for training a byte-level BPE.
@@ -307,16 +353,15 @@ pub fn validate(
         .map_err(Error::Config)
 }
 
-/// `[tokenizer]`: exactly one of a file and a training request, a vocabulary in range.
+/// `[tokenizer]`: a vocabulary in range.
 fn validate_tokenizer(tokenizer: &TokenizerConfig) -> std::result::Result<(), String> {
-    match (&tokenizer.path, &tokenizer.train) {
-        (Some(_), Some(_)) | (None, None) => {
-            Err("[tokenizer]: set exactly one of `path` and `train`".into())
+    match tokenizer {
+        TokenizerConfig::Train(t) if !(257..=MAX_VOCAB_SIZE).contains(&t.vocab_size) => {
+            Err(format!(
+                "tokenizer.train.vocab_size = {}: expected 257 to {MAX_VOCAB_SIZE}",
+                t.vocab_size
+            ))
         }
-        (None, Some(t)) if !(257..=MAX_VOCAB_SIZE).contains(&t.vocab_size) => Err(format!(
-            "tokenizer.train.vocab_size = {}: expected 257 to {MAX_VOCAB_SIZE}",
-            t.vocab_size
-        )),
         _ => Ok(()),
     }
 }
@@ -392,4 +437,29 @@ fn validate_domains(domains: &[DomainConfig]) -> std::result::Result<(), String>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tokenizer_table_is_a_file_or_a_training_request_and_keeps_its_shape() {
+        let parse = |json: &str| serde_json::from_str::<TokenizerConfig>(json);
+        let train = parse(r#"{ "train": { "vocab_size": 512 } }"#).unwrap();
+        assert!(matches!(&train, TokenizerConfig::Train(t) if t.vocab_size == 512));
+        for bad in [
+            r#"{}"#,
+            r#"{ "path": "a.json", "train": { "vocab_size": 512 } }"#,
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains("exactly one of `path` and `train`"), "{err}");
+        }
+        // Written back as the table it was read from: ingest's inputs hash does not move.
+        let file = TokenizerConfig::File("bpe.json".into());
+        assert_eq!(
+            serde_json::to_string(&file).unwrap(),
+            r#"{"path":"bpe.json","train":null}"#
+        );
+    }
 }

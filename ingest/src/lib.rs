@@ -22,7 +22,8 @@
 //!
 //! # Example
 //! ```
-//! use mixlab_ingest::shard::{ShardDocument, Split, ShardWriter};
+//! use mixlab_artefacts::split::Split;
+//! use mixlab_ingest::shard::{ShardDocument, ShardWriter};
 //! let dir = tempfile::tempdir()?;
 //! let mut writer = ShardWriter::new(dir.path(), "prose", 2);
 //! for id in 0..3 {

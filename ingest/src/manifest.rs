@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use mixlab_artefacts::atomic::write_atomic;
+use mixlab_artefacts::split::Split;
 
 use crate::checksum::sha256_file;
 use crate::error::{Error, Result};
-use crate::shard::{ShardDocument, ShardFile, Split, read_shard_file};
+use crate::shard::{ShardDocument, ShardFile, read_shard_file};
 use crate::verified::{Snapshot, Verification};
 
 /// Version of the shard and manifest format; bumped on any incompatible change.

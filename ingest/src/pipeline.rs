@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64;
 
 use mixlab_artefacts::atomic::replace_dir;
+use mixlab_artefacts::split::Split;
 
 use crate::checksum::{sha256_file, sha256_hex};
 use crate::config::{DomainConfig, IngestConfig, SourceConfig, TokenizerConfig};
@@ -26,7 +27,7 @@ use crate::manifest::{
     DomainManifest, DomainStats, FORMAT_VERSION, Manifest, ShardSet, SplitCounts, TOKENIZER_FILE,
     TokenizerInfo,
 };
-use crate::shard::{ShardDocument, ShardWriter, Split};
+use crate::shard::{ShardDocument, ShardWriter};
 use crate::source::{ReadOptions, SourceReader, resolve_files};
 use crate::tokenize::{TextTokenizer, train_byte_level_bpe};
 use crate::verified::{Snapshot, Verification};
@@ -197,7 +198,7 @@ fn inputs_hash(req: &IngestRequest<'_>, sources: &[Vec<Vec<PathBuf>>]) -> Result
     for file in sources.iter().flatten().flatten() {
         parts.push(format!("{} {}", file.display(), sha256_file(file)?));
     }
-    if let Some(path) = &req.tokenizer.path {
+    if let TokenizerConfig::File(path) = req.tokenizer {
         parts.push(format!(
             "tokenizer {}",
             sha256_file(&req.base_dir.join(path))?
@@ -237,17 +238,15 @@ fn prepare_tokenizer(
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<String> {
-    if let Some(path) = &req.tokenizer.path {
-        let path = req.base_dir.join(path);
-        TextTokenizer::load(&path)?;
-        fs_err::copy(&path, out)?;
-        return Ok(path.display().to_string());
-    }
-    let train = req
-        .tokenizer
-        .train
-        .as_ref()
-        .ok_or_else(|| Error::Config("[tokenizer] is empty".into()))?;
+    let train = match req.tokenizer {
+        TokenizerConfig::File(path) => {
+            let path = req.base_dir.join(path);
+            TextTokenizer::load(&path)?;
+            fs_err::copy(&path, out)?;
+            return Ok(path.display().to_string());
+        }
+        TokenizerConfig::Train(train) => train,
+    };
     progress.message(&format!(
         "training a byte-level BPE tokenizer (vocabulary {})",
         train.vocab_size

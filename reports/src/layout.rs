@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use mixlab_artefacts::split::Split;
+
 use crate::Result;
 use crate::compute::EffectiveCompute;
 use crate::document::{Block, Figure, thousands};
@@ -193,13 +195,13 @@ fn final_losses(input: &ReportInput, losses: &[FinalLoss]) -> Result<Vec<Block>>
     let names: Vec<&str> = input.arms.iter().map(|a| a.name.as_str()).collect();
     let mut header = vec!["split".to_owned(), "domain".to_owned()];
     header.extend(names.iter().map(|n| (*n).to_owned()));
-    let mut targets: Vec<(&str, &str)> = Vec::new();
+    let mut targets: Vec<(Split, &str)> = Vec::new();
     for l in losses {
-        if !targets.contains(&(l.split.as_str(), l.domain.as_str())) {
-            targets.push((&l.split, &l.domain));
+        if !targets.contains(&(l.split, l.domain.as_str())) {
+            targets.push((l.split, &l.domain));
         }
     }
-    let find = |arm: &str, split: &str, domain: &str| {
+    let find = |arm: &str, split: Split, domain: &str| {
         losses
             .iter()
             .find(|l| l.arm == arm && l.split == split && l.domain == domain)
@@ -207,7 +209,7 @@ fn final_losses(input: &ReportInput, losses: &[FinalLoss]) -> Result<Vec<Block>>
     let rows = targets
         .iter()
         .map(|&(split, domain)| {
-            let mut row = vec![split.to_owned(), domain.to_owned()];
+            let mut row = vec![split.to_string(), domain.to_owned()];
             row.extend(
                 names
                     .iter()
@@ -218,7 +220,7 @@ fn final_losses(input: &ReportInput, losses: &[FinalLoss]) -> Result<Vec<Block>>
         .collect();
     let probes: Vec<String> = targets
         .iter()
-        .filter(|t| t.0 == "probe")
+        .filter(|t| t.0 == Split::Probe)
         .map(|t| t.1.to_owned())
         .collect();
     let series: Vec<Series> = names
@@ -228,7 +230,7 @@ fn final_losses(input: &ReportInput, losses: &[FinalLoss]) -> Result<Vec<Block>>
             values: probes
                 .iter()
                 .enumerate()
-                .filter_map(|(i, d)| find(arm, "probe", d).map(|l| (i, l.mean, l.min, l.max)))
+                .filter_map(|(i, d)| find(arm, Split::Probe, d).map(|l| (i, l.mean, l.min, l.max)))
                 .collect(),
         })
         .collect();

@@ -1,6 +1,7 @@
 //! Arms compared seed by seed: the mean paired difference of their final losses with a 95 %
 //! Student-t interval, and what it allows the reader to conclude.
 
+use mixlab_artefacts::split::Split;
 use serde::Serialize;
 
 /// A final model's loss at one seed on one split and domain (or aggregate row).
@@ -11,7 +12,7 @@ pub struct SeedLoss {
     /// The training seed.
     pub seed: u64,
     /// `valid` or `probe`.
-    pub split: String,
+    pub split: Split,
     /// The domain, `mean` or `targets`.
     pub domain: String,
     /// The loss.
@@ -22,7 +23,7 @@ pub struct SeedLoss {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PairedDifference {
     /// `valid` or `probe`.
-    pub split: String,
+    pub split: Split,
     /// The domain, `mean` or `targets`.
     pub domain: String,
     /// The arm compared.
@@ -72,9 +73,10 @@ impl PairedCall {
 ///
 /// # Example
 /// ```
+/// use mixlab_artefacts::split::Split;
 /// use mixlab_reports::paired::{paired_differences, PairedCall, SeedLoss};
 /// let row = |arm: &str, seed, loss| SeedLoss {
-///     arm: arm.into(), seed, split: "probe".into(), domain: "targets".into(), loss,
+///     arm: arm.into(), seed, split: Split::Probe, domain: "targets".into(), loss,
 /// };
 /// let losses = [row("sdm", 0, 2.0), row("sdm", 1, 2.1), row("sdm", 2, 2.3),
 ///               row("uniform", 0, 2.2), row("uniform", 1, 2.3), row("uniform", 2, 2.45)];
@@ -84,10 +86,10 @@ impl PairedCall {
 /// assert_eq!(d.call, PairedCall::Better);
 /// ```
 pub fn paired_differences(losses: &[SeedLoss], arms: &[&str]) -> Vec<PairedDifference> {
-    let mut rows: Vec<(&str, &str)> = Vec::new();
+    let mut rows: Vec<(Split, &str)> = Vec::new();
     for l in losses {
-        if !rows.contains(&(l.split.as_str(), l.domain.as_str())) {
-            rows.push((&l.split, &l.domain));
+        if !rows.contains(&(l.split, l.domain.as_str())) {
+            rows.push((l.split, &l.domain));
         }
     }
     let mut out = Vec::new();
@@ -103,7 +105,7 @@ pub fn paired_differences(losses: &[SeedLoss], arms: &[&str]) -> Vec<PairedDiffe
 
 fn difference(
     losses: &[SeedLoss],
-    split: &str,
+    split: Split,
     domain: &str,
     arm: &str,
     baseline: &str,
@@ -132,7 +134,7 @@ fn difference(
         PairedCall::NotSeparable
     };
     PairedDifference {
-        split: split.to_owned(),
+        split,
         domain: domain.to_owned(),
         arm: arm.to_owned(),
         baseline: baseline.to_owned(),
@@ -183,7 +185,7 @@ mod tests {
         SeedLoss {
             arm: arm.into(),
             seed,
-            split: "probe".into(),
+            split: Split::Probe,
             domain: "targets".into(),
             loss,
         }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use mixlab_artefacts::eval::check_eval;
 use mixlab_artefacts::metrics::check_metrics;
+use mixlab_artefacts::split::Split;
 use mixlab_artefacts::utilities::{JOINT_TARGET, check_utilities};
 use polars::prelude::*;
 use serde::Serialize;
@@ -27,7 +28,7 @@ pub struct FinalLoss {
     /// The arm.
     pub arm: String,
     /// `valid` or `probe`.
-    pub split: String,
+    pub split: Split,
     /// The domain, or `mean`.
     pub domain: String,
     /// Mean over the seeds.
@@ -202,7 +203,7 @@ fn final_losses(
             targets.iter().map(|(d, w)| (d.as_str(), *w)).unzip();
         let weights = df!("domain" => domains, "weight" => weights)?.lazy();
         let weighted = finals
-            .filter(col("split").eq(lit("probe")))
+            .filter(col("split").eq(lit(Split::Probe.as_str())))
             .join(
                 weights,
                 [col("domain")],
@@ -232,7 +233,7 @@ fn final_losses(
         .agg(spread("loss"))
         .sort(["split", "domain", "arm"], SortMultipleOptions::default())
         .collect()?;
-    let (arm, split, domain) = (strs(&df, "arm")?, strs(&df, "split")?, strs(&df, "domain")?);
+    let (arm, split, domain) = (strs(&df, "arm")?, splits(&df)?, strs(&df, "domain")?);
     let (mean, min, max, seeds) = (
         f64s(&df, "mean")?,
         f64s(&df, "min")?,
@@ -242,7 +243,7 @@ fn final_losses(
     let finals = (0..df.height())
         .map(|i| FinalLoss {
             arm: arm[i].clone(),
-            split: split[i].clone(),
+            split: split[i],
             domain: domain[i].clone(),
             mean: mean[i],
             min: min[i],
@@ -254,13 +255,13 @@ fn final_losses(
 }
 
 fn seed_losses(df: &DataFrame) -> Result<Vec<SeedLoss>> {
-    let (arm, split, domain) = (strs(df, "arm")?, strs(df, "split")?, strs(df, "domain")?);
+    let (arm, split, domain) = (strs(df, "arm")?, splits(df)?, strs(df, "domain")?);
     let (seed, loss) = (u64s(df, "seed")?, f64s(df, "loss")?);
     Ok((0..df.height())
         .map(|i| SeedLoss {
             arm: arm[i].clone(),
             seed: seed[i],
-            split: split[i].clone(),
+            split: split[i],
             domain: domain[i].clone(),
             loss: loss[i],
         })
@@ -291,7 +292,7 @@ fn spread(column: &str) -> [Expr; 4] {
 /// Each stage's mean validation loss per arm, joined with the arm's trained model's.
 fn stage_losses(evals: LazyFrame) -> Result<Vec<StageLoss>> {
     let stages = evals
-        .filter(col("split").eq(lit("valid")))
+        .filter(col("split").eq(lit(Split::Valid.as_str())))
         .group_by([col("arm"), col("seed"), col("order"), col("stage")])
         .agg([col("loss").mean()])
         .group_by([col("arm"), col("order"), col("stage")])
@@ -345,7 +346,7 @@ fn target_curves(input: &ReportInput) -> Result<Vec<CurvePoint>> {
         .filter(col("order").eq(lit(0u64)))
         .filter(
             col("split")
-                .eq(lit("valid"))
+                .eq(lit(Split::Valid.as_str()))
                 .and(col("eval_loss").is_not_null()),
         )
         .select([
@@ -407,7 +408,7 @@ fn curves(input: &ReportInput) -> Result<Vec<CurvePoint>> {
     let valid = metrics
         .filter(
             col("split")
-                .eq(lit("valid"))
+                .eq(lit(Split::Valid.as_str()))
                 .and(col("eval_loss").is_not_null()),
         )
         .group_by([col("arm"), col("domain"), col("step")])
@@ -491,6 +492,18 @@ fn strs(df: &DataFrame, name: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The `split` column, parsed.
+fn splits(df: &DataFrame) -> Result<Vec<Split>> {
+    let parse = |name: String| {
+        Split::parse(&name).ok_or_else(|| {
+            let message = format!("split {name:?}: expected train, valid or probe");
+            PolarsError::ComputeError(message.into())
+        })
+    };
+    let names = strs(df, "split")?.into_iter().map(parse);
+    Ok(names.collect::<std::result::Result<_, _>>()?)
+}
+
 fn f64s(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
     let column = df.column(name)?.cast(&DataType::Float64)?;
     let values = column.as_materialized_series().f64()?.clone();
@@ -518,13 +531,13 @@ mod tests {
             dir.join(format!("{name}.eval")),
             dir.join(format!("{name}.metrics")),
         );
-        let loss = |domain: &str, split: &str, offset: f64| DomainLoss {
+        let loss = |domain: &str, split: Split, offset: f64| DomainLoss {
             domain: domain.into(),
-            split: split.into(),
+            split,
             loss: base + offset,
             tokens: 64,
         };
-        let losses = ["valid", "probe"]
+        let losses = [Split::Valid, Split::Probe]
             .map(|s| [loss("code", s, 0.0), loss("math", s, 1.0)])
             .concat();
         write_eval(&eval, 2, &losses).unwrap();
@@ -579,7 +592,7 @@ mod tests {
             targets: vec![("code".into(), 3.0), ("math".into(), 1.0)],
         };
         let t = tables(&input).unwrap();
-        let find = |arm: &str, split: &str, domain: &str| {
+        let find = |arm: &str, split: Split, domain: &str| {
             t.final_losses
                 .iter()
                 .find(|l| l.arm == arm && l.split == split && l.domain == domain)
@@ -587,14 +600,14 @@ mod tests {
                 .clone()
         };
         // Arm a's final models are the quantized runs (2.2 and 2.6 on code).
-        let code = find("a", "probe", "code");
+        let code = find("a", Split::Probe, "code");
         assert!(
             (code.mean - 2.4).abs() < 1e-12 && (code.min, code.max, code.seeds) == (2.2, 2.6, 2)
         );
         // mean over code and math: base + 0.5; targets: base + 1/4.
-        assert!((find("a", "valid", "mean").mean - 2.9).abs() < 1e-12);
-        assert!((find("b", "probe", "targets").mean - 3.25).abs() < 1e-12);
-        assert_eq!(find("b", "probe", "targets").seeds, 1);
+        assert!((find("a", Split::Valid, "mean").mean - 2.9).abs() < 1e-12);
+        assert!((find("b", Split::Probe, "targets").mean - 3.25).abs() < 1e-12);
+        assert_eq!(find("b", Split::Probe, "targets").seeds, 1);
         // The quantize stage of a is 0.2 above its trained model: 2.7 → 2.9 mean valid loss.
         let q = t
             .stage_losses
@@ -629,7 +642,7 @@ mod tests {
                 tokens: 64 * step,
                 lr: 1e-3,
                 loss: None,
-                split: Some("valid".into()),
+                split: Some(Split::Valid),
                 domain: Some(domain.into()),
                 eval_loss: Some(loss),
             };

@@ -1,5 +1,6 @@
 //! Who wins each target, by how much, and whether that is more than run-to-run noise.
 
+use mixlab_artefacts::split::Split;
 use serde::Serialize;
 
 use crate::tables::FinalLoss;
@@ -8,7 +9,7 @@ use crate::tables::FinalLoss;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
     /// `valid` or `probe`.
-    pub split: String,
+    pub split: Split,
     /// The domain, or `mean`.
     pub domain: String,
     /// The arm with the lowest mean loss.
@@ -55,20 +56,21 @@ impl Call {
 ///
 /// # Example
 /// ```
+/// use mixlab_artefacts::split::Split;
 /// use mixlab_reports::tables::FinalLoss;
 /// use mixlab_reports::verdict::{verdicts, Call};
 /// let row = |arm: &str, mean: f64, min: f64, max: f64| FinalLoss {
-///     arm: arm.into(), split: "valid".into(), domain: "mean".into(), mean, min, max, seeds: 2,
+///     arm: arm.into(), split: Split::Valid, domain: "mean".into(), mean, min, max, seeds: 2,
 /// };
 /// let v = verdicts(&[row("sdm", 2.0, 1.95, 2.05), row("uniform", 2.3, 2.25, 2.35)]);
 /// assert_eq!((v[0].winner.as_str(), v[0].call), ("sdm", Call::BeyondNoise));
 /// assert!((v[0].margin - 0.3).abs() < 1e-12);
 /// ```
 pub fn verdicts(losses: &[FinalLoss]) -> Vec<Verdict> {
-    let mut targets: Vec<(&str, &str)> = Vec::new();
+    let mut targets: Vec<(Split, &str)> = Vec::new();
     for l in losses {
-        if !targets.contains(&(l.split.as_str(), l.domain.as_str())) {
-            targets.push((&l.split, &l.domain));
+        if !targets.contains(&(l.split, l.domain.as_str())) {
+            targets.push((l.split, &l.domain));
         }
     }
     targets
@@ -106,7 +108,7 @@ fn verdict(best: &FinalLoss, second: Option<&FinalLoss>) -> Verdict {
         }
     };
     Verdict {
-        split: best.split.clone(),
+        split: best.split,
         domain: best.domain.clone(),
         winner: best.arm.clone(),
         loss: best.mean,
@@ -124,7 +126,7 @@ mod tests {
     fn row(arm: &str, domain: &str, mean: f64, spread: f64, seeds: u64) -> FinalLoss {
         FinalLoss {
             arm: arm.into(),
-            split: "probe".into(),
+            split: Split::Probe,
             domain: domain.into(),
             mean,
             min: mean - spread / 2.0,

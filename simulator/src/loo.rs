@@ -2,6 +2,7 @@
 //! proxy trained without domain `d`, and the change in each target's loss.
 
 use mixlab_artefacts::eval::DomainLoss;
+use mixlab_artefacts::split::Split;
 use mixlab_artefacts::utilities::{DomainUtility, JOINT_TARGET};
 
 use crate::config::TargetConfig;
@@ -11,7 +12,7 @@ use crate::error::{Error, Result};
 fn target_loss(losses: &[DomainLoss], target: &TargetConfig) -> Result<f64> {
     losses
         .iter()
-        .find(|l| l.domain == target.probe && l.split == "probe")
+        .find(|l| l.domain == target.probe && l.split == Split::Probe)
         .map(|l| l.loss)
         .ok_or_else(|| {
             Error::Config(format!(
@@ -54,9 +55,10 @@ pub fn ensure_probe_targets(targets: &[TargetConfig]) -> Result<()> {
 /// # Example
 /// ```
 /// use mixlab_artefacts::eval::DomainLoss;
+/// use mixlab_artefacts::split::Split;
 /// use mixlab_simulator::config::TargetConfig;
 /// use mixlab_simulator::loo::loo_utilities;
-/// let probe = |loss| vec![DomainLoss { domain: "code".into(), split: "probe".into(), loss, tokens: 10 }];
+/// let probe = |loss| vec![DomainLoss { domain: "code".into(), split: Split::Probe, loss, tokens: 10 }];
 /// let target = TargetConfig { name: "code".into(), probe: "code".into(), path: None, weight: 1.0, domain: None };
 /// let rows = loo_utilities(&probe(2.0), &[("code".into(), probe(3.0))], &[target])?;
 /// assert_eq!(rows[0].utility, 1.0); // without code, the code target is 1 nat worse

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use mixlab_artefacts::split::Split;
 use mixlab_artefacts::utilities::{JOINT_TARGET, overall};
 use mixlab_ingest::tokenize::{TextTokenizer, train_byte_level_bpe};
 use mixlab_mixer::metrics::spearman;
@@ -243,7 +244,7 @@ fn train_proxy(corpus: &Corpus, domains: &[&str], seed: u64, dir: &Path) -> f64 
     outcome
         .final_eval
         .iter()
-        .find(|l| l.domain == "own" && l.split == "probe")
+        .find(|l| l.domain == "own" && l.split == Split::Probe)
         .unwrap()
         .loss
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use mixlab_artefacts::eval::DomainLoss;
+use mixlab_artefacts::split::Split;
 use mixlab_ingest::tokenize::TextTokenizer;
 use mixlab_stages::Usage;
 use mixlab_stages::run_dir::{GGUF_FILE, RunDir};
@@ -50,12 +51,13 @@ pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {
     } else {
         Inference::load(&resolved.model, &model_path)?
     };
-    let split = |name: &str, docs: &[DomainDocs]| {
-        evaluate(&inference, &resolved.train, name, docs, corpus.eos)
+    let split = |split: Split, docs: &[DomainDocs]| {
+        evaluate(&inference, &resolved.train, split, docs, corpus.eos)
     };
-    let valid = split("valid", &corpus.valid);
-    let probe = split("probe", &corpus.probe);
-    let texts = split("texts", &texts);
+    let valid = split(Split::Valid, &corpus.valid);
+    let probe = split(Split::Probe, &corpus.probe);
+    // Texts outside the shards are probes too; the table names them apart.
+    let texts = split(Split::Probe, &texts);
     if args.json {
         let mean = valid.iter().map(|l| l.loss).sum::<f64>() / valid.len().max(1) as f64;
         let json = serde_json::json!({
@@ -69,7 +71,7 @@ pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("{} at step {step}", run_dir.root.display());
-    print!("{}", eval_table(&[valid, probe, texts].concat()));
+    print!("{}", eval_table(&[valid, probe].concat(), &texts));
     Ok(())
 }
 

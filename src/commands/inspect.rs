@@ -1,8 +1,8 @@
 //! `mixlab inspect`: verify a shard directory and print its manifest.
 
 use anyhow::Context;
+use mixlab_artefacts::split::Split;
 use mixlab_ingest::manifest::ShardSet;
-use mixlab_ingest::shard::Split;
 use mixlab_ingest::verified::Verification;
 
 use crate::cli::{GlobalArgs, InspectArgs};

@@ -10,6 +10,7 @@ use anyhow::Context;
 use indicatif::ProgressBar;
 use mixlab_artefacts::eval::read_eval;
 use mixlab_artefacts::run_table::NumericTable;
+use mixlab_artefacts::split::Split;
 use mixlab_mixer::dirichlet::regmix_proxy_mixtures;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
 use mixlab_stages::config::LoadedConfig;
@@ -60,7 +61,7 @@ pub fn run(global: &GlobalArgs, args: &SweepArgs) -> anyhow::Result<()> {
         let eval = read_eval(&run_dir.paths().eval)?;
         let by_domain: BTreeMap<String, f64> = eval
             .iter()
-            .filter(|l| l.split == "valid")
+            .filter(|l| l.split == Split::Valid)
             .map(|l| (l.domain.clone(), l.loss))
             .collect();
         losses.push(by_domain);

@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use mixlab_artefacts::split::Split;
 use mixlab_ingest::checksum::sha256_file;
 use mixlab_ingest::manifest::{
     DomainManifest, DomainStats, FORMAT_VERSION, MANIFEST_FILE, Manifest, ShardSet, TOKENIZER_FILE,
     TokenizerInfo,
 };
-use mixlab_ingest::shard::{ShardDocument, ShardWriter, Split};
+use mixlab_ingest::shard::{ShardDocument, ShardWriter};
 use mixlab_ingest::verified::Verification;
 use proptest::collection::vec;
 use proptest::prelude::*;

@@ -1,6 +1,7 @@
 //! What a merge prints: each run's losses side by side, then the weights.
 
 use mixlab_artefacts::eval::{DomainLoss, read_eval};
+use mixlab_artefacts::split::Split;
 use mixlab_stages::merge::MergeOutcome;
 use mixlab_stages::run_dir::RunDir;
 
@@ -30,20 +31,20 @@ fn comparison_table(columns: &[(String, RunDir)]) -> anyhow::Result<String> {
     let mut table = Table::new(&header);
     let domains: Vec<&str> = evals[0]
         .iter()
-        .filter(|l| l.split == "valid")
+        .filter(|l| l.split == Split::Valid)
         .map(|l| l.domain.as_str())
         .collect();
-    let cell = |eval: &[DomainLoss], split: &str, domain: &str| {
+    let cell = |eval: &[DomainLoss], split: Split, domain: &str| {
         eval.iter()
             .find(|l| l.split == split && l.domain == domain)
             .map_or("-".to_owned(), |l| format!("{:.4}", l.loss))
     };
     for domain in &domains {
         let mut row = vec![(*domain).to_owned()];
-        row.extend(evals.iter().map(|e| cell(e, "valid", domain)));
+        row.extend(evals.iter().map(|e| cell(e, Split::Valid, domain)));
         table.row(row);
     }
-    for split in ["valid", "probe"] {
+    for split in [Split::Valid, Split::Probe] {
         let mut row = vec![format!("mean ({split})")];
         row.extend(evals.iter().map(|e| {
             let losses: Vec<f64> = e

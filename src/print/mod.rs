@@ -65,7 +65,7 @@ pub fn mixed(schedule: &MixtureSchedule, path: &Path, utility: bool) {
 /// Prints a run's final evaluation, when it ran now (`None`: it had finished before).
 pub fn evaluated(losses: Option<&[DomainLoss]>) {
     if let Some(losses) = losses {
-        print!("{}", eval_table(losses));
+        print!("{}", eval_table(losses, &[]));
     }
 }
 

@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use mixlab_artefacts::specialists::{Specialist as SpecialistSpec, Specialists, read_specialists};
+use mixlab_artefacts::split::Split;
 use mixlab_ingest::manifest::ShardSet;
 use mixlab_mixer::simplex::minimize_on_simplex;
 use mixlab_trainer::data::Corpus;
@@ -350,7 +351,13 @@ fn search_weights(
             }
         };
         let inference = Inference::of_trained(&merged, &base.model);
-        let losses = evaluate(&inference, &base.train, "valid", &corpus.valid, corpus.eos);
+        let losses = evaluate(
+            &inference,
+            &base.train,
+            Split::Valid,
+            &corpus.valid,
+            corpus.eos,
+        );
         let loss = losses.iter().map(|l| l.loss).sum::<f64>() / losses.len().max(1) as f64;
         tracing::info!(?weights, loss, "merge weights tried");
         loss

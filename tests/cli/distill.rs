@@ -1,6 +1,7 @@
 //! `mixlab distill`: a student run trained towards a finished teacher run.
 
 use mixlab_artefacts::eval::read_eval;
+use mixlab_artefacts::split::Split;
 
 use crate::util::Project;
 
@@ -9,7 +10,7 @@ fn valid_loss(p: &Project, run: &str) -> f64 {
     let losses = read_eval(&p.path(&format!("out/{run}/eval.parquet"))).unwrap();
     let valid: Vec<f64> = losses
         .iter()
-        .filter(|l| l.split == "valid")
+        .filter(|l| l.split == Split::Valid)
         .map(|l| l.loss)
         .collect();
     valid.iter().sum::<f64>() / valid.len() as f64

@@ -1,6 +1,7 @@
 //! `mixlab merge`: specialists annealed from one run, merged by averaging their weights.
 
 use mixlab_artefacts::eval::{DomainLoss, read_eval};
+use mixlab_artefacts::split::Split;
 
 use crate::util::{Project, Run};
 
@@ -48,7 +49,7 @@ fn merge(p: &Project, extra: &[&str]) -> Run {
     p.run(&args)
 }
 
-fn mean(losses: &[DomainLoss], split: &str) -> f64 {
+fn mean(losses: &[DomainLoss], split: Split) -> f64 {
     let split: Vec<f64> = losses
         .iter()
         .filter(|l| l.split == split)
@@ -60,7 +61,7 @@ fn mean(losses: &[DomainLoss], split: &str) -> f64 {
 fn valid(losses: &[DomainLoss], domain: &str) -> f64 {
     losses
         .iter()
-        .find(|l| l.split == "valid" && l.domain == domain)
+        .find(|l| l.split == Split::Valid && l.domain == domain)
         .unwrap()
         .loss
 }
@@ -87,9 +88,13 @@ fn specialists_learn_their_domains_and_their_average_beats_each_of_them() {
     }
     // The average of all three is better than any one of them overall.
     for s in &specialists {
-        assert!(mean(&merged, "valid") < mean(s, "valid"), "{}", out.stdout);
+        assert!(
+            mean(&merged, Split::Valid) < mean(s, Split::Valid),
+            "{}",
+            out.stdout
+        );
     }
-    assert_ne!(mean(&merged, "valid"), mean(&base, "valid"));
+    assert_ne!(mean(&merged, Split::Valid), mean(&base, Split::Valid));
     let config = std::fs::read_to_string(p.path("out/runs/base-merged/config.toml")).unwrap();
     assert!(
         config.contains("[merge]") && config.contains("method = \"uniform\""),
@@ -127,7 +132,7 @@ fn specialists_learn_their_domains_and_their_average_beats_each_of_them() {
         "{}",
         searched.stdout
     );
-    assert!(mean(&eval("searched"), "valid") <= mean(&merged, "valid") + 1e-9);
+    assert!(mean(&eval("searched"), Split::Valid) <= mean(&merged, Split::Valid) + 1e-9);
     // Given weights all on one specialist give back that specialist's losses.
     merge(&p, &["-q", "--weights", "0,1,0", "--run", "runs/code-only"]).expect_code(0);
     let (code_only, code) = (eval("code-only"), &specialists[1]);

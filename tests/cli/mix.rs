@@ -18,7 +18,7 @@ fn baselines_follow_the_shards_token_counts() {
     let p = Project::with_default_config();
     p.run(&["ingest", "-q"]).expect_code(0);
     let manifest = mixlab_ingest::manifest::Manifest::read(&p.path("out/shards")).unwrap();
-    let tokens = manifest.split_tokens(mixlab_ingest::shard::Split::Train);
+    let tokens = manifest.split_tokens(mixlab_artefacts::split::Split::Train);
     let total: u64 = tokens.iter().map(|(_, t)| t).sum();
     p.run(&["mix", "--method", "natural", "--output", "natural.toml"])
         .expect_code(0);

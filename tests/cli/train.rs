@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
+use mixlab_artefacts::split::Split;
 use mixlab_ingest::manifest::ShardSet;
-use mixlab_ingest::shard::Split;
 use mixlab_ingest::verified::Verification;
 
 use crate::util::Project;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mixlab_artefacts::mixture::write_mixture;
-use mixlab_ingest::shard::Split;
+use mixlab_artefacts::split::Split;
 use mixlab_mixer::baselines::epoch_caps;
 use mixlab_mixer::bounds::Bounds;
 use mixlab_mixer::config::MixConfig;

@@ -5,8 +5,8 @@ pub mod sampler;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use mixlab_artefacts::split::Split;
 use mixlab_ingest::manifest::ShardSet;
-use mixlab_ingest::shard::Split;
 
 use crate::data::sampler::{Document, DomainDocs};
 use crate::error::Result;

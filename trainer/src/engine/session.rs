@@ -7,6 +7,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use mixlab_artefacts::eval::{DomainLoss, write_eval};
 use mixlab_artefacts::metrics::{MetricRow, read_metrics, write_metrics};
+use mixlab_artefacts::split::Split;
 
 use crate::data::sampler::MixtureSampler;
 use crate::engine::RunSpec;
@@ -256,7 +257,7 @@ impl<'s, 'c> Session<'s, 'c> {
         let losses = evaluate(
             &inference,
             &self.spec.train,
-            "valid",
+            Split::Valid,
             &corpus.valid,
             corpus.eos,
         );
@@ -266,7 +267,7 @@ impl<'s, 'c> Session<'s, 'c> {
             tokens: self.tokens,
             lr,
             loss: None,
-            split: Some(l.split.clone()),
+            split: Some(l.split),
             domain: Some(l.domain.clone()),
             eval_loss: Some(l.loss),
         }));
@@ -318,8 +319,14 @@ impl<'s, 'c> Session<'s, 'c> {
     pub fn final_evaluation(&self) -> Result<Vec<DomainLoss>> {
         let inference = Inference::of_trained(self.model(), &self.spec.model);
         let (corpus, tc) = (self.spec.corpus, &self.spec.train);
-        let mut losses = evaluate(&inference, tc, "valid", &corpus.valid, corpus.eos);
-        losses.extend(evaluate(&inference, tc, "probe", &corpus.probe, corpus.eos));
+        let mut losses = evaluate(&inference, tc, Split::Valid, &corpus.valid, corpus.eos);
+        losses.extend(evaluate(
+            &inference,
+            tc,
+            Split::Probe,
+            &corpus.probe,
+            corpus.eos,
+        ));
         write_eval(&self.spec.paths.eval, self.step, &losses)?;
         Ok(losses)
     }

@@ -1,6 +1,7 @@
 //! Per-domain evaluation loss on held-out splits, without autodiff.
 
 use mixlab_artefacts::eval::DomainLoss;
+use mixlab_artefacts::split::Split;
 
 use crate::config::TrainConfig;
 use crate::data::sampler::{Batch, DomainDocs, MixtureSampler};
@@ -62,7 +63,7 @@ pub fn held_out_batches(
 pub fn evaluate(
     inference: &Inference,
     train: &TrainConfig,
-    split: &str,
+    split: Split,
     domains: &[DomainDocs],
     eos: u32,
 ) -> Vec<DomainLoss> {
@@ -79,7 +80,7 @@ pub fn evaluate(
         }
         out.push(DomainLoss {
             domain: docs.name.clone(),
-            split: split.to_owned(),
+            split,
             loss: sum / count as f64,
             tokens: count,
         });
