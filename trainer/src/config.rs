@@ -551,6 +551,7 @@ mod tests {
 
     #[test]
     fn keep_checkpoints_reads_a_count_or_all() {
+        let _rng = crate::test_rng::lock();
         let parse = |text: &str| toml::from_str::<TrainConfig>(text).map(|c| c.keep_checkpoints);
         assert_eq!(
             parse("keep_checkpoints = 3").unwrap(),
@@ -572,6 +573,7 @@ mod tests {
 
     #[test]
     fn presets_have_the_advertised_sizes() {
+        let _rng = crate::test_rng::lock();
         let tiny = Preset::Tiny.config(1024).parameter_count();
         let small = Preset::Small.config(8192).parameter_count();
         let base = Preset::Base.config(8192).parameter_count();
@@ -582,6 +584,7 @@ mod tests {
 
     #[test]
     fn global_layers_are_spread_with_first_and_last() {
+        let _rng = crate::test_rng::lock();
         let flags = Preset::MobilellmPro.config(10).global_layer_flags();
         let global: Vec<usize> = flags
             .iter()

@@ -47,3 +47,5 @@ pub mod export;
 pub mod inference;
 pub mod kernels;
 pub mod model;
+#[cfg(test)]
+mod test_rng;

@@ -351,6 +351,7 @@ mod tests {
 
     #[test]
     fn every_prefix_matches_the_weights_within_one_sequence() {
+        let _rng = crate::test_rng::lock();
         let weights = vec![0.5, 0.3, 0.2];
         let mut s = MixtureSampler::new(domains(), weights.clone(), 8, 0, 1, false).unwrap();
         let mut counts = [0f64; 3];
@@ -368,6 +369,7 @@ mod tests {
 
     #[test]
     fn resuming_from_a_state_continues_the_same_stream() {
+        let _rng = crate::test_rng::lock();
         let mut straight =
             MixtureSampler::new(domains(), vec![0.4, 0.4, 0.2], 7, 0, 9, true).unwrap();
         let all: Vec<Batch> = (0..12).map(|_| straight.next_batch(3)).collect();
@@ -385,6 +387,7 @@ mod tests {
 
     #[test]
     fn packing_inserts_eos_and_tracks_documents_and_epochs() {
+        let _rng = crate::test_rng::lock();
         let docs = vec![DomainDocs::from_tokens("a", vec![vec![5, 6], vec![7]])];
         let mut s = MixtureSampler::new(docs, vec![1.0], 5, 0, 3, true).unwrap();
         let b = s.next_batch(1);
@@ -408,6 +411,7 @@ mod tests {
 
     #[test]
     fn zero_weight_domains_are_never_drawn() {
+        let _rng = crate::test_rng::lock();
         let mut s = MixtureSampler::new(domains(), vec![0.0, 1.0, 0.0], 4, 0, 0, false).unwrap();
         assert!((0..20).all(|_| s.next_batch(2).domains.iter().all(|d| *d == 1)));
     }

@@ -174,6 +174,7 @@ mod tests {
 
     #[test]
     fn the_loss_is_the_weighted_sum_of_the_kl_computed_by_hand_and_cross_entropy() {
+        let _rng = crate::test_rng::lock();
         let config = Preset::Tiny.config(32);
         let device = Device::flex().autodiff();
         let (student, teacher) = (Model::new(&config, &device), Model::new(&config, &device));
@@ -225,6 +226,7 @@ mod tests {
 
     #[test]
     fn settings_out_of_range_are_refused() {
+        let _rng = crate::test_rng::lock();
         for (alpha, temperature) in [
             (1.5, 2.0),
             (-0.1, 2.0),

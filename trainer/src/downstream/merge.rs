@@ -132,6 +132,7 @@ mod tests {
 
     #[test]
     fn every_parameter_is_the_weighted_mean() {
+        let _rng = crate::test_rng::lock();
         let shape = Preset::Tiny.config(12);
         let device = Device::flex();
         device.seed(1);
@@ -151,6 +152,7 @@ mod tests {
 
     #[test]
     fn bad_weights_are_refused() {
+        let _rng = crate::test_rng::lock();
         let shape = Preset::Tiny.config(12);
         let device = Device::flex();
         let models = vec![Model::new(&shape, &device), Model::new(&shape, &device)];

@@ -310,6 +310,7 @@ mod tests {
 
     #[test]
     fn tokens_round_to_their_own_int8_grid_with_straight_through_gradients() {
+        let _rng = crate::test_rng::lock();
         let device = Device::flex().autodiff();
         let values: Vec<f32> = (0..2 * 64)
             .map(|i| ((i * 29 % 97) as f32 - 48.0) * if i < 64 { 0.01 } else { 3.0 })
@@ -336,6 +337,7 @@ mod tests {
 
     #[test]
     fn groups_follow_ggml_q4_0_reference_rounding() {
+        let _rng = crate::test_rng::lock();
         // Largest magnitude positive: d = 2/−8 = −0.25, so 2.0 ↦ −8 and −2.0 would exceed 7.
         let group = quantize_group(&[2.0, -2.0, 0.3, -0.3, 0.125, 0.0]);
         assert_eq!(group.scale.to_f32(), -0.25);
@@ -347,6 +349,7 @@ mod tests {
 
     #[test]
     fn rounding_error_is_at_most_half_a_step_except_at_the_clamped_end() {
+        let _rng = crate::test_rng::lock();
         let values: Vec<f32> = (0..64)
             .map(|i| ((i * 37 % 64) as f32 - 31.5) / 17.0)
             .collect();
@@ -393,6 +396,7 @@ mod tests {
 
     #[test]
     fn a_model_is_rounded_along_input_features_and_its_norms_kept() {
+        let _rng = crate::test_rng::lock();
         use crate::config::Preset;
         let shape = Preset::Tiny.config(64);
         let model = Model::new(&shape, &burn::tensor::Device::flex());
@@ -439,6 +443,7 @@ mod tests {
 
     #[test]
     fn quant_aware_training_sees_the_rounded_model_and_updates_every_weight() {
+        let _rng = crate::test_rng::lock();
         use crate::config::Preset;
         use crate::data::sampler::{DomainDocs, MixtureSampler};
         use crate::engine::objective::CrossEntropy;
@@ -481,6 +486,7 @@ mod tests {
 
     #[test]
     fn group_sizes_that_do_not_tile_the_model_are_refused() {
+        let _rng = crate::test_rng::lock();
         let shape = crate::config::Preset::Tiny.config(64);
         let err = QuantConfig { group_size: 48 }
             .validate(&shape)

@@ -289,6 +289,7 @@ mod tests {
 
     #[test]
     fn retention_keeps_the_newest_or_all_and_state_round_trips() {
+        let _rng = crate::test_rng::lock();
         let model = Model::new(&Preset::Tiny.config(16), &Device::flex());
         let optim = optimizer(&TrainConfig::default());
         for (keep, expected) in [
@@ -306,6 +307,7 @@ mod tests {
 
     #[test]
     fn a_state_of_another_version_is_refused() {
+        let _rng = crate::test_rng::lock();
         let dir = tempfile::tempdir().unwrap();
         let mut future = state(1);
         future.format_version = 2;
@@ -320,6 +322,7 @@ mod tests {
 
     #[test]
     fn a_killed_runs_leftovers_are_removed_and_complete_checkpoints_kept() {
+        let _rng = crate::test_rng::lock();
         let dir = tempfile::tempdir().unwrap();
         let complete = CheckpointFiles::at(dir.path(), 1);
         for path in [&complete.model, &complete.optimizer, &complete.state] {

@@ -116,6 +116,7 @@ mod tests {
 
     #[test]
     fn cross_entropy_is_the_mean_token_loss_of_the_inference_path() {
+        let _rng = crate::test_rng::lock();
         let config = Preset::Tiny.config(40);
         let device = Device::flex().autodiff();
         device.seed(7);

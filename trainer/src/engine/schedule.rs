@@ -103,6 +103,7 @@ mod tests {
 
     #[test]
     fn stages_switch_at_their_token_budgets() {
+        let _rng = crate::test_rng::lock();
         let stage = |name: &str, tokens, a: f64| Stage {
             name: name.into(),
             tokens,
@@ -126,6 +127,7 @@ mod tests {
 
     #[test]
     fn cosine_decays_monotonically_after_warmup() {
+        let _rng = crate::test_rng::lock();
         let lrs: Vec<f64> = (0..50)
             .map(|s| learning_rate(s, 50, 5, 1e-3, 0.1))
             .collect();

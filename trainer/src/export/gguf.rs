@@ -352,6 +352,7 @@ mod tests {
 
     #[test]
     fn blocks_hold_the_scale_then_low_and_high_nibbles() {
+        let _rng = crate::test_rng::lock();
         let values: Vec<f32> = (0..32).map(|i| (i as f32 - 16.0) / 2.0).collect();
         let packed = pack_q4_0(&values);
         assert_eq!(packed.len(), 18);
@@ -367,6 +368,7 @@ mod tests {
 
     #[test]
     fn the_file_reads_back_to_the_fake_quantized_model_at_a_seventh_of_f32() {
+        let _rng = crate::test_rng::lock();
         let shape = Preset::Tiny.config(64);
         let device = Device::flex();
         let model = Model::new(&shape, &device);
@@ -391,6 +393,7 @@ mod tests {
 
     #[test]
     fn damaged_files_are_errors_naming_the_file() {
+        let _rng = crate::test_rng::lock();
         let shape = Preset::Tiny.config(64);
         let device = Device::flex();
         let dir = tempfile::tempdir().unwrap();

@@ -166,6 +166,7 @@ mod tests {
 
     #[test]
     fn a_round_trip_through_safetensors_gives_identical_logits() {
+        let _rng = crate::test_rng::lock();
         let shape = Preset::Tiny.config(64);
         let device = Device::flex();
         let model = Model::new(&shape, &device);
@@ -202,6 +203,7 @@ mod tests {
 
     #[test]
     fn a_file_of_another_shape_is_refused_naming_a_tensor() {
+        let _rng = crate::test_rng::lock();
         let device = Device::flex();
         let dir = tempfile::tempdir().unwrap();
         let small = Preset::Tiny.config(64);

@@ -314,6 +314,7 @@ mod tests {
 
     #[test]
     fn answer_loss_reads_the_row_before_each_answer_token() {
+        let _rng = crate::test_rng::lock();
         // Row i predicts token i + 1: rows 1 and 2 predict the answer [2, 0].
         let prompt = PasskeyPrompt {
             depth: 0.0,
@@ -338,6 +339,7 @@ mod tests {
 
     #[test]
     fn prompts_fill_the_context_and_end_with_the_answer_at_the_requested_depth() {
+        let _rng = crate::test_rng::lock();
         let made = prompts(600, &[0.0, 0.5, 1.0], 3, 7, 1, chars).unwrap();
         assert_eq!(made.len(), 9);
         let longest_filler = FILLER.iter().map(|s| s.len()).max().unwrap();
@@ -381,12 +383,14 @@ mod tests {
 
     #[test]
     fn a_context_too_short_for_the_bare_task_is_refused() {
+        let _rng = crate::test_rng::lock();
         let err = prompts(50, &[0.5], 1, 0, 1, chars).unwrap_err();
         assert!(err.contains("more than the context of 50"), "{err}");
     }
 
     #[test]
     fn documents_are_the_prompts_text_with_the_answer() {
+        let _rng = crate::test_rng::lock();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let task = PasskeyTask::random(&mut rng, 6, 0.0);
         assert!(task.before.is_empty() && task.after.len() == 6);

@@ -564,6 +564,7 @@ mod tests {
 
     #[test]
     fn forward_matches_reference_attention() {
+        let _rng = crate::test_rng::lock();
         let (dims, q, k, v, starts) = case();
         let fwd = forward(dims, &q, &k, &v, &starts, 0.35, false);
         let expected = reference(dims, &q, &k, &v, &starts, 0.35);
@@ -578,6 +579,7 @@ mod tests {
 
     #[test]
     fn backward_matches_finite_differences() {
+        let _rng = crate::test_rng::lock();
         let (dims, q, k, v, starts) = case();
         let scale = 0.35;
         // Loss = Σ w ⊙ out with fixed weights w, so d_out = w.
@@ -661,6 +663,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "after itself")]
     fn a_key_range_after_its_query_is_refused() {
+        let _rng = crate::test_rng::lock();
         let (dims, q, k, v, mut starts) = case();
         starts[3] = 4;
         forward(dims, &q, &k, &v, &starts, 1.0, false);

@@ -43,6 +43,7 @@ fn advise_huge_pages(_values: &mut [std::mem::MaybeUninit<f32>]) {}
 mod tests {
     #[test]
     fn buffers_have_room_on_either_side_of_the_threshold() {
+        let _rng = crate::test_rng::lock();
         for len in [0, 10, 2 * (super::HUGE_PAGE_MIN_BYTES / 4) + 3] {
             let mut values = super::with_capacity(len);
             assert!(values.is_empty() && values.capacity() >= len);

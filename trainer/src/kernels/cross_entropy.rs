@@ -99,6 +99,7 @@ mod tests {
 
     #[test]
     fn losses_and_gradients_match_the_definition() {
+        let _rng = crate::test_rng::lock();
         let vocab = 37;
         let targets = [0usize, 36, 5, 5, 17];
         let logits: Vec<f32> = (0..vocab * targets.len())
@@ -132,6 +133,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "outside the vocabulary")]
     fn targets_outside_the_vocabulary_are_refused() {
+        let _rng = crate::test_rng::lock();
         forward(&[0.0; 8], 4, &[1, 4]);
     }
 }

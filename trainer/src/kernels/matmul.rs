@@ -473,6 +473,7 @@ mod tests {
 
     #[test]
     fn strided_products_match_a_naive_product_on_every_kernel() {
+        let _rng = crate::test_rng::lock();
         // lhs: rows 1..3 of a 4×5 matrix, columns 0..3; rhs: the transpose of a 2×3 block.
         let a: Vec<f32> = (0..20).map(|v| v as f32 * 0.5 - 3.0).collect();
         let b: Vec<f32> = (0..12).map(|v| (v as f32).sin()).collect();
@@ -510,6 +511,7 @@ mod tests {
     /// partial register tiles.
     #[test]
     fn every_kernel_matches_an_f64_reference_and_the_others() {
+        let _rng = crate::test_rng::lock();
         let isas = supported();
         println!("kernels on this CPU: {isas:?}");
         let shapes = [
@@ -578,6 +580,7 @@ mod tests {
     /// dimensions included.
     #[test]
     fn new_products_equal_products_into_zeroed_buffers() {
+        let _rng = crate::test_rng::lock();
         for isa in supported() {
             for (m, k, n) in [(70, 33, 9), (4, 0, 3), (0, 5, 2)] {
                 let (a, bt) = (values(m * k, 4), values(n * k, 5));
@@ -601,6 +604,7 @@ mod tests {
 
     #[test]
     fn choices_parse_and_unknown_ones_are_named() {
+        let _rng = crate::test_rng::lock();
         for isa in MatmulIsa::ALL {
             assert_eq!(isa.to_string().parse::<MatmulIsa>(), Ok(isa));
         }
@@ -616,6 +620,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "reaches past")]
     fn out_of_bounds_views_are_refused() {
+        let _rng = crate::test_rng::lock();
         let a = vec![0.0f32; 6];
         let mut dst = vec![0.0f32; 4];
         gemm(

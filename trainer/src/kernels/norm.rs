@@ -78,6 +78,7 @@ mod tests {
 
     #[test]
     fn gradients_match_finite_differences() {
+        let _rng = crate::test_rng::lock();
         let d = 12;
         let x: Vec<f32> = (0..5 * d).map(|i| (i as f32 * 0.9).sin() * 2.0).collect();
         let gamma: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 * 0.1).collect();
@@ -122,6 +123,7 @@ mod tests {
 
     #[test]
     fn gamma_gradients_do_not_depend_on_the_thread_count() {
+        let _rng = crate::test_rng::lock();
         let d = 16;
         let x: Vec<f32> = (0..1_000 * d).map(|i| (i as f32 * 0.013).sin()).collect();
         let gamma = vec![1.0f32; d];

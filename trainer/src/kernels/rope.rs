@@ -76,6 +76,7 @@ mod tests {
 
     #[test]
     fn inverse_undoes_the_rotation_which_keeps_norms() {
+        let _rng = crate::test_rng::lock();
         let tables = RopeTables {
             half: 2,
             cos: vec![1.0, 1.0, 0.6, 0.8].into(),

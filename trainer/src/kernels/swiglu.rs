@@ -55,6 +55,7 @@ mod tests {
 
     #[test]
     fn values_and_gradients_match_the_definition() {
+        let _rng = crate::test_rng::lock();
         let a: Vec<f32> = (0..50).map(|i| i as f32 * 0.37 - 9.0).collect();
         let b: Vec<f32> = (0..50).map(|i| (i as f32).cos()).collect();
         let g: Vec<f32> = (0..50).map(|i| (i as f32 * 0.7).sin()).collect();

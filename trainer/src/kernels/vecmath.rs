@@ -267,6 +267,7 @@ mod tests {
 
     #[test]
     fn exp_matches_the_standard_library() {
+        let _rng = crate::test_rng::lock();
         let mut worst = 0.0f32;
         for i in -8_600..8_700 {
             let x = i as f32 * 0.01 + 0.003;
@@ -279,6 +280,7 @@ mod tests {
 
     #[test]
     fn softmax_normalises_and_returns_the_log_normaliser() {
+        let _rng = crate::test_rng::lock();
         let mut row: Vec<f32> = (0..19).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
         let scale = 0.5;
         let expected: f32 = row.iter().map(|x| (x * scale).exp()).sum::<f32>().ln();

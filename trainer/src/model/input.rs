@@ -50,6 +50,7 @@ mod tests {
     /// with plain causal attention (across documents) for long distances to occur at all.
     #[test]
     fn under_document_masks_running_positions_give_the_same_logits_as_restarted_ones() {
+        let _rng = crate::test_rng::lock();
         let config = Preset::Tiny.config(40);
         let docs: Vec<Vec<u32>> = (0..6)
             .map(|d| (0..9 + d).map(|t| 1 + (t * 7 + d * 3) % 38).collect())

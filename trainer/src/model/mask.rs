@@ -52,6 +52,7 @@ mod tests {
 
     #[test]
     fn window_and_documents_restrict_the_causal_range() {
+        let _rng = crate::test_rng::lock();
         // Two sequences of 5 tokens; the first holds documents [0, 0, 1, 1, 1]; window 2.
         let segments = [0, 0, 1, 1, 1, 7, 7, 7, 7, 7];
         assert_eq!(

@@ -61,6 +61,7 @@ mod tests {
 
     #[test]
     fn rotation_preserves_norm_and_position_zero_is_identity() {
+        let _rng = crate::test_rng::lock();
         let device = Device::flex();
         let rope = Rope::new(8, 16, 10_000.0);
         let x = Tensor::<4>::from_data(
