@@ -167,43 +167,110 @@ impl Default for SimulateConfig {
     }
 }
 
-/// `[[simulate.target]]`: a domain's probe split, or a JSONL file of probe texts, and its weight in
-/// the joint utility.
+/// `[[simulate.target]]`: a domain's probe split (`probe = "<domain>"`), or a JSONL file of probe
+/// texts (`path = "<file>"`), and its weight in the joint utility; a table with both or neither is
+/// refused when the configuration loads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "TargetTable", into = "TargetTable")]
 pub struct TargetConfig {
     /// Name in tables and files.
     pub name: String,
-    /// The domain whose `probe` split is the target (empty when `path` is given).
-    #[serde(default)]
-    pub probe: String,
-    /// A JSONL file (optionally `.gz`) whose `text` fields are the target, tokenized with the
-    /// shards' tokenizer; relative to the configuration file.
-    #[serde(default)]
-    pub path: Option<std::path::PathBuf>,
+    /// What the target's texts are.
+    pub source: TargetSource,
     /// Weight in the joint utility.
-    #[serde(default = "one")]
     pub weight: f64,
     /// The training domain the target belongs to, for the own-domain control (`mix --method
-    /// own`); default: `probe`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// own`); default: the probe's domain.
     pub domain: Option<String>,
 }
 
+/// Where a target's texts come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetSource {
+    /// The probe split of this domain in the shards.
+    Probe(String),
+    /// A JSONL file (optionally `.gz`) whose `text` fields are the target, tokenized with the
+    /// shards' tokenizer; relative to the configuration file.
+    Texts(std::path::PathBuf),
+}
+
+/// `[[simulate.target]]` as written (and hashed: stage keys read this shape).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetTable {
+    name: String,
+    #[serde(default)]
+    probe: String,
+    #[serde(default)]
+    path: Option<std::path::PathBuf>,
+    #[serde(default = "one")]
+    weight: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    domain: Option<String>,
+}
+
+impl TryFrom<TargetTable> for TargetConfig {
+    type Error = String;
+
+    fn try_from(t: TargetTable) -> std::result::Result<Self, String> {
+        let source = match (t.probe.is_empty(), t.path) {
+            (false, None) => TargetSource::Probe(t.probe),
+            (true, Some(path)) => TargetSource::Texts(path),
+            _ => {
+                return Err(format!(
+                    "[[simulate.target]] {:?}: set exactly one of probe = \"<domain>\" and path = \"<file.jsonl>\"",
+                    t.name
+                ));
+            }
+        };
+        Ok(Self {
+            name: t.name,
+            source,
+            weight: t.weight,
+            domain: t.domain,
+        })
+    }
+}
+
+impl From<TargetConfig> for TargetTable {
+    fn from(t: TargetConfig) -> Self {
+        let (probe, path) = match t.source {
+            TargetSource::Probe(domain) => (domain, None),
+            TargetSource::Texts(path) => (String::new(), Some(path)),
+        };
+        Self {
+            name: t.name,
+            probe,
+            path,
+            weight: t.weight,
+            domain: t.domain,
+        }
+    }
+}
+
 impl TargetConfig {
-    /// The training domain this target belongs to: `domain`, else the `probe` domain.
+    /// The training domain this target belongs to: `domain`, else the probe's domain.
     ///
     /// # Example
     /// ```
-    /// use mixlab_simulator::config::TargetConfig;
-    /// let t = TargetConfig { name: "he".into(), probe: String::new(), path: Some("he.jsonl".into()), weight: 1.0, domain: Some("code".into()) };
+    /// use mixlab_simulator::config::{TargetConfig, TargetSource};
+    /// let texts = TargetSource::Texts("he.jsonl".into());
+    /// let t = TargetConfig { name: "he".into(), source: texts, weight: 1.0, domain: Some("code".into()) };
     /// assert_eq!(t.own_domain(), Some("code"));
     /// ```
     pub fn own_domain(&self) -> Option<&str> {
-        match (&self.domain, self.probe.as_str()) {
+        match (&self.domain, &self.source) {
             (Some(d), _) => Some(d),
-            (None, "") => None,
-            (None, probe) => Some(probe),
+            (None, TargetSource::Probe(domain)) => Some(domain),
+            (None, TargetSource::Texts(_)) => None,
+        }
+    }
+
+    /// The domain whose probe split this target is, if it is one.
+    pub fn probe(&self) -> Option<&str> {
+        match &self.source {
+            TargetSource::Probe(domain) => Some(domain),
+            TargetSource::Texts(_) => None,
         }
     }
 }
@@ -220,10 +287,10 @@ impl SimulateConfig {
     ///
     /// # Example
     /// ```
-    /// use mixlab_simulator::config::{SimulateConfig, TargetConfig};
+    /// use mixlab_simulator::config::{SimulateConfig, TargetConfig, TargetSource};
     /// let mut config = SimulateConfig::default();
     /// assert!(config.validate().is_err()); // no target
-    /// config.target.push(TargetConfig { name: "code".into(), probe: "code".into(), path: None, weight: 1.0, domain: None });
+    /// config.target.push(TargetConfig { name: "code".into(), source: TargetSource::Probe("code".into()), weight: 1.0, domain: None });
     /// config.validate()?;
     /// # Ok::<(), mixlab_simulator::Error>(())
     /// ```
@@ -319,12 +386,6 @@ impl SimulateConfig {
                     "a non-empty name other than \"joint\"",
                 );
             }
-            if t.probe.is_empty() == t.path.is_none() {
-                return invalid(
-                    format!("target[{i}]"),
-                    "exactly one of probe = \"<domain>\" and path = \"<file.jsonl>\"",
-                );
-            }
             if self.target[..i].iter().any(|o| o.name == t.name) {
                 return invalid(
                     format!("target[{i}].name"),
@@ -380,8 +441,7 @@ mod tests {
         SimulateConfig {
             target: vec![TargetConfig {
                 name: "t".into(),
-                probe: "code".into(),
-                path: None,
+                source: TargetSource::Probe("code".into()),
                 weight: 1.0,
                 domain: None,
             }],
@@ -392,7 +452,7 @@ mod tests {
     #[test]
     fn impossible_values_name_their_key() {
         type Break = fn(&mut SimulateConfig);
-        let cases: [(Break, &str); 15] = [
+        let cases: [(Break, &str); 14] = [
             (|c| c.domain_sequences = 1, "[simulate].domain_sequences"),
             (|c| c.target_sequences = 0, "[simulate].target_sequences"),
             (
@@ -428,10 +488,6 @@ mod tests {
                 |c| c.target.push(c.target[0].clone()),
                 "[simulate].target[1].name",
             ),
-            (
-                |c| c.target[0].path = Some("p.jsonl".into()),
-                "[simulate].target[0]: expected exactly one",
-            ),
         ];
         for (break_it, key) in cases {
             let mut c = with_target();
@@ -440,6 +496,28 @@ mod tests {
             assert!(err.contains(key), "{err}");
         }
         with_target().validate().unwrap();
+    }
+
+    #[test]
+    fn a_target_is_a_probe_split_or_a_file_and_keeps_its_table() {
+        let parse = |text: &str| toml::from_str::<SimulateConfig>(text);
+        let both = "[[target]]\nname = \"a\"\nprobe = \"code\"\npath = \"a.jsonl\"";
+        let neither = "[[target]]\nname = \"a\"";
+        for bad in [both, neither] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains("exactly one of probe"), "{err}");
+        }
+        let file = parse("[[target]]\nname = \"he\"\npath = \"he.jsonl\"").unwrap();
+        assert_eq!(
+            file.target[0].source,
+            TargetSource::Texts("he.jsonl".into())
+        );
+        assert_eq!(file.target[0].probe(), None);
+        // Written as the table it was read from: stage keys that hash [simulate] do not move.
+        assert_eq!(
+            serde_json::to_string(&with_target().target[0]).unwrap(),
+            r#"{"name":"t","probe":"code","path":null,"weight":1.0}"#
+        );
     }
 
     #[test]

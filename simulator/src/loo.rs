@@ -12,12 +12,12 @@ use crate::error::{Error, Result};
 fn target_loss(losses: &[DomainLoss], target: &TargetConfig) -> Result<f64> {
     losses
         .iter()
-        .find(|l| l.domain == target.probe && l.split == Split::Probe)
+        .find(|l| Some(l.domain.as_str()) == target.probe() && l.split == Split::Probe)
         .map(|l| l.loss)
         .ok_or_else(|| {
             Error::Config(format!(
-                "no probe loss of domain {:?} in the evaluation",
-                target.probe
+                "no probe loss of target {:?} in the evaluation",
+                target.name
             ))
         })
 }
@@ -30,13 +30,14 @@ fn target_loss(losses: &[DomainLoss], target: &TargetConfig) -> Result<f64> {
 ///
 /// # Example
 /// ```
-/// use mixlab_simulator::config::TargetConfig;
+/// use mixlab_simulator::config::{TargetConfig, TargetSource};
 /// use mixlab_simulator::loo::ensure_probe_targets;
-/// let file = TargetConfig { name: "he".into(), probe: String::new(), path: Some("he.jsonl".into()), weight: 1.0, domain: None };
+/// let texts = TargetSource::Texts("he.jsonl".into());
+/// let file = TargetConfig { name: "he".into(), source: texts, weight: 1.0, domain: None };
 /// assert!(ensure_probe_targets(&[file]).is_err());
 /// ```
 pub fn ensure_probe_targets(targets: &[TargetConfig]) -> Result<()> {
-    match targets.iter().find(|t| t.path.is_some()) {
+    match targets.iter().find(|t| t.probe().is_none()) {
         Some(t) => Err(Error::Config(format!(
             "target {:?}: leave-one-out needs probe-split targets (files are not evaluated by training runs)",
             t.name
@@ -56,10 +57,10 @@ pub fn ensure_probe_targets(targets: &[TargetConfig]) -> Result<()> {
 /// ```
 /// use mixlab_artefacts::eval::DomainLoss;
 /// use mixlab_artefacts::split::Split;
-/// use mixlab_simulator::config::TargetConfig;
+/// use mixlab_simulator::config::{TargetConfig, TargetSource};
 /// use mixlab_simulator::loo::loo_utilities;
 /// let probe = |loss| vec![DomainLoss { domain: "code".into(), split: Split::Probe, loss, tokens: 10 }];
-/// let target = TargetConfig { name: "code".into(), probe: "code".into(), path: None, weight: 1.0, domain: None };
+/// let target = TargetConfig { name: "code".into(), source: TargetSource::Probe("code".into()), weight: 1.0, domain: None };
 /// let rows = loo_utilities(&probe(2.0), &[("code".into(), probe(3.0))], &[target])?;
 /// assert_eq!(rows[0].utility, 1.0); // without code, the code target is 1 nat worse
 /// # Ok::<(), mixlab_simulator::Error>(())

@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::aggregate::{Scored, checkpoint_weights, domain_estimate};
 use crate::capture::{CaptureWindow, Captured, CapturedDoc};
-use crate::config::{Comparison, GradientSource, SimulateConfig};
+use crate::config::{Comparison, GradientSource, SimulateConfig, TargetSource};
 use crate::error::{Error, Result};
 use crate::estimate::{Influence, SampledDoc, TargetSet, checkpoint_utilities, target_utilities};
 use crate::projection::GradientProjection;
@@ -45,11 +45,11 @@ pub fn resolve_targets(
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let (docs, origin): (Vec<Vec<u32>>, String) = match &t.path {
-                Some(path) => (files(path)?, path.display().to_string()),
-                None => {
+            let (docs, origin): (Vec<Vec<u32>>, String) = match &t.source {
+                TargetSource::Texts(path) => (files(path)?, path.display().to_string()),
+                TargetSource::Probe(probe) => {
                     let what = format!("[simulate].target[{i}].probe");
-                    let d = mixlab_mixer::names::position(&t.probe, &known, &what)
+                    let d = mixlab_mixer::names::position(probe, &known, &what)
                         .map_err(|e| Error::Config(e.to_string()))?;
                     let docs = corpus.probe[d]
                         .docs
@@ -59,8 +59,7 @@ pub fn resolve_targets(
                     (
                         docs,
                         format!(
-                            "the probe split of domain {:?} (raise [ingest].probe_fraction)",
-                            t.probe
+                            "the probe split of domain {probe:?} (raise [ingest].probe_fraction)"
                         ),
                     )
                 }

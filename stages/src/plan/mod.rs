@@ -197,8 +197,7 @@ pub fn plan(loaded: &LoadedConfig, arms: &[Arm], shards_key: &str) -> anyhow::Re
     }
     stages.push(report_stage(loaded, &stages));
     let targets = (loaded.config.simulate.target.iter())
-        .filter(|t| !t.probe.is_empty())
-        .map(|t| (t.probe.clone(), t.weight))
+        .filter_map(|t| Some((t.probe()?.to_owned(), t.weight)))
         .collect();
     Ok(Plan {
         stages,
