@@ -155,10 +155,8 @@ impl Columns<'_> {
     pub fn splits(&self, name: &str) -> Result<Vec<Option<Split>>> {
         let names = self.strs(name)?;
         let parse = |text: &str| {
-            Split::parse(text).ok_or_else(|| {
-                let message = format!("{name} = {text:?}: expected train, valid or probe");
-                self.format.error(self.path, message)
-            })
+            (text.parse::<Split>())
+                .map_err(|e| self.format.error(self.path, format!("{name}: {e}")))
         };
         (0..names.len())
             .map(|i| {

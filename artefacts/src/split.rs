@@ -2,6 +2,7 @@
 //! evaluation files and metrics name the held-out ones.
 
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,19 +31,6 @@ impl Split {
         }
     }
 
-    /// Parses a `split` column value.
-    ///
-    /// # Example
-    /// ```
-    /// use mixlab_artefacts::split::Split;
-    /// assert_eq!(Split::parse("probe"), Some(Split::Probe));
-    /// assert_eq!(Split::Probe.to_string(), "probe");
-    /// assert_eq!(Split::parse("test"), None);
-    /// ```
-    pub fn parse(s: &str) -> Option<Split> {
-        Split::ALL.into_iter().find(|split| split.as_str() == s)
-    }
-
     /// The split of a document: a deterministic function of its id, so re-ingesting never moves a
     /// document between splits.
     ///
@@ -67,6 +55,31 @@ impl Split {
         } else {
             Split::Train
         }
+    }
+}
+
+/// A `split` value that names no split; its message says what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("split {0:?}: expected train, valid or probe")]
+pub struct UnknownSplit(pub String);
+
+/// Parses a `split` column value.
+///
+/// # Example
+/// ```
+/// use mixlab_artefacts::split::Split;
+/// assert_eq!("probe".parse(), Ok(Split::Probe));
+/// assert_eq!(Split::Probe.to_string(), "probe");
+/// let err = "test".parse::<Split>().unwrap_err();
+/// assert_eq!(err.to_string(), "split \"test\": expected train, valid or probe");
+/// ```
+impl FromStr for Split {
+    type Err = UnknownSplit;
+
+    fn from_str(text: &str) -> Result<Self, UnknownSplit> {
+        (Split::ALL.into_iter())
+            .find(|split| split.as_str() == text)
+            .ok_or_else(|| UnknownSplit(text.to_owned()))
     }
 }
 

@@ -275,12 +275,9 @@ fn read_batch(
         .as_primitive_opt::<UInt32Type>()
         .ok_or_else(|| wrong("tokens"))?;
     for row in 0..batch.num_rows() {
-        let split = Split::parse(splits.value(row)).ok_or_else(|| Error::Manifest {
+        let split = (splits.value(row).parse::<Split>()).map_err(|e| Error::Manifest {
             path: path.to_owned(),
-            message: format!(
-                "row {row}: split {:?} is not train, valid or probe",
-                splits.value(row)
-            ),
+            message: format!("row {row}: {e}"),
         })?;
         if only.is_some_and(|s| s != split) {
             continue;

@@ -495,10 +495,7 @@ fn strs(df: &DataFrame, name: &str) -> Result<Vec<String>> {
 /// The `split` column, parsed.
 fn splits(df: &DataFrame) -> Result<Vec<Split>> {
     let parse = |name: String| {
-        Split::parse(&name).ok_or_else(|| {
-            let message = format!("split {name:?}: expected train, valid or probe");
-            PolarsError::ComputeError(message.into())
-        })
+        (name.parse::<Split>()).map_err(|e| PolarsError::ComputeError(e.to_string().into()))
     };
     let names = strs(df, "split")?.into_iter().map(parse);
     Ok(names.collect::<std::result::Result<_, _>>()?)

@@ -8,7 +8,7 @@
 use mixlab_ingest::checksum::sha256_hex;
 use mixlab_mixer::config::MixConfig;
 use mixlab_simulator::config::{SimulateConfig, TargetConfig};
-use mixlab_trainer::config::{ModelSection, Recipe, ResultSettings, TrainConfig};
+use mixlab_trainer::config::{ModelSection, Recipe, ResultSettings};
 use serde::Serialize;
 
 use crate::config::LoadedConfig;
@@ -51,21 +51,21 @@ pub(super) struct TrainSections<'a> {
 impl<'a> Sections<'a> {
     pub fn of(loaded: &'a LoadedConfig) -> Self {
         let c = &loaded.config;
-        let train: &TrainConfig = &c.train;
+        let result = c.train.result_settings();
         Self {
             simulate: SimulateSections {
                 simulate: &c.simulate,
                 model: &c.model,
-                train: train.result_settings().recipe,
+                train: result.recipe,
             },
             mix: MixSections {
                 mix: &c.mix,
-                train_tokens: train.steps * train.tokens_per_step(),
+                train_tokens: c.train.steps * c.train.tokens_per_step(),
                 targets: &c.simulate.target,
             },
             train: TrainSections {
                 model: &c.model,
-                train: train.result_settings(),
+                train: result,
             },
         }
     }
