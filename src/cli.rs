@@ -120,7 +120,11 @@ pub enum Command {
     /// removes exact and near duplicates across domains, tokenizes and writes Parquet shards and a
     /// manifest. Prints a per-domain summary. A second run with unchanged inputs does nothing.
     Ingest(ConfigArgs),
-    /// Print the manifest of a shard directory: domains, splits, documents, tokens, tokenizer.
+    /// Print the manifest of a shard directory and the state of its token cache.
+    ///
+    /// Verifies every shard's checksum, then prints domains, splits, documents, tokens and the
+    /// tokenizer, and whether the token cache that training streams from (<shards>/cache, built by
+    /// the first stage that trains) is ready, missing, stale (built for other shards) or damaged.
     Inspect(InspectArgs),
     /// Write the embedded synthetic demo corpus (arithmetic, code, prose, noise, duplicated).
     DemoData(DemoArgs),
@@ -737,6 +741,9 @@ pub struct InspectArgs {
     /// Print the manifest as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Build the token cache again from the shards (after it was reported damaged).
+    #[arg(long)]
+    pub rebuild_cache: bool,
 }
 
 /// `demo-data` arguments.

@@ -322,24 +322,33 @@ impl ShardSet {
                 known.join(", ")
             ))
         })?;
-        let vocab_size = self.manifest.tokenizer.vocab_size;
         let mut docs = Vec::new();
         for file in &entry.files {
-            let path = self.root.join(&file.path);
-            let read = read_shard_file(&path, split)?;
-            if let Some((doc, token)) = read.iter().find_map(|d| {
-                let outside = d.tokens.iter().find(|&&t| t >= vocab_size)?;
-                Some((d.doc_id, *outside))
-            }) {
-                return Err(Error::Manifest {
-                    path,
-                    message: format!(
-                        "document {doc} has token id {token}, outside the tokenizer's {vocab_size} ids; the shard was not made with this tokenizer: re-ingest"
-                    ),
-                });
-            }
-            docs.extend(read);
+            docs.extend(self.read_file(file, split)?);
         }
         Ok(docs)
+    }
+
+    /// Reads one shard file's documents of one split (or all splits), checking that every token
+    /// id is inside the tokenizer's vocabulary; one file at a time keeps memory to a file's rows.
+    ///
+    /// # Errors
+    /// Parquet errors naming the file; [`Error::Manifest`] for a token outside the vocabulary.
+    pub fn read_file(&self, file: &ShardFile, split: Option<Split>) -> Result<Vec<ShardDocument>> {
+        let vocab_size = self.manifest.tokenizer.vocab_size;
+        let path = self.root.join(&file.path);
+        let read = read_shard_file(&path, split)?;
+        if let Some((doc, token)) = read.iter().find_map(|d| {
+            let outside = d.tokens.iter().find(|&&t| t >= vocab_size)?;
+            Some((d.doc_id, *outside))
+        }) {
+            return Err(Error::Manifest {
+                path,
+                message: format!(
+                    "document {doc} has token id {token}, outside the tokenizer's {vocab_size} ids; the shard was not made with this tokenizer: re-ingest"
+                ),
+            });
+        }
+        Ok(read)
     }
 }

@@ -249,7 +249,8 @@ mod tests {
     use burn::module::Module;
     use burn::tensor::Device;
     use mixlab_trainer::config::Preset;
-    use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
+    use mixlab_trainer::data::sampler::MixtureSampler;
+    use mixlab_trainer::data::store::DomainDocs;
     use mixlab_trainer::engine::objective::{CrossEntropy, MicroBatch, Objective};
     use mixlab_trainer::model::input::to_model_input;
 
@@ -263,6 +264,7 @@ mod tests {
         MixtureSampler::new(docs, vec![0.5, 0.5], 7, 0, 3, false)
             .unwrap()
             .next_batch(4)
+            .unwrap()
     }
 
     #[test]

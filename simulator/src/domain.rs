@@ -17,12 +17,11 @@ use std::sync::Arc;
 
 use mixlab_artefacts::utilities::DocumentUtility;
 use mixlab_trainer::config::{ModelConfig, TrainConfig};
-use mixlab_trainer::data::sampler::{Batch, Document, DomainDocs};
+use mixlab_trainer::data::sampler::Batch;
+use mixlab_trainer::data::store::{DocumentEntry, DomainDocs, Store};
 use mixlab_trainer::engine::checkpoint::CheckpointFiles;
 use mixlab_trainer::inference::eval::held_out_batches;
 use mixlab_trainer::inference::influence::Checkpoint;
-use rand::distr::Distribution;
-use rand::distr::weighted::WeightedIndex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -40,7 +39,7 @@ pub struct DomainScoring<'a> {
     /// End-of-text token between packed documents.
     pub eos: u32,
     /// Every domain's training documents, in domain order.
-    pub domains: &'a [DomainDocs],
+    pub domains: &'a [Store],
     /// The targets (their whole documents).
     pub targets: &'a [TargetSet],
     /// Sequences scored per domain at each checkpoint.
@@ -70,11 +69,12 @@ impl DomainScoring<'_> {
         let targets = self.scaled_target_gradients(&checkpoint, files)?;
         let mut rows = Vec::new();
         for (d, docs) in self.domains.iter().enumerate() {
-            for (i, (sequence, source)) in self.domain_sequences(d, docs, step).iter().enumerate() {
+            for (i, (sequence, source)) in self.domain_sequences(d, docs, step)?.iter().enumerate()
+            {
                 let g = checkpoint.gradient(sequence, self.train.document_mask);
                 for (target, scaled) in self.targets.iter().zip(&targets) {
                     rows.push(DocumentUtility {
-                        domain: docs.name.clone(),
+                        domain: docs.name().to_owned(),
                         doc_id: i as u64,
                         source: source.to_string(),
                         tokens: sequence.inputs.len() as u64,
@@ -114,8 +114,8 @@ impl DomainScoring<'_> {
     /// The gradient of a target's mean token loss over its packed sequences: the batches its
     /// evaluation would score ([`held_out_batches`]), so every checkpoint sees the same tokens.
     fn target_gradient(&self, checkpoint: &Checkpoint, target: &TargetSet) -> Result<Vec<f32>> {
-        let docs = DomainDocs::from_tokens(&target.name, target.docs.clone());
-        let batches = held_out_batches(&docs, self.train, self.target_sequences, self.eos);
+        let docs: Store = DomainDocs::from_tokens(&target.name, target.docs.clone()).into();
+        let batches = held_out_batches(&docs, self.train, self.target_sequences, self.eos)?;
         let n: usize = batches.iter().map(|b| b.batch_size).sum();
         if n == 0 {
             return Err(Error::Config(format!(
@@ -133,27 +133,32 @@ impl DomainScoring<'_> {
     }
 
     /// `sequences` packed sequences of domain `d` for the checkpoint at `step`, each with the source
-    /// label of the first document it holds: windows at random positions of the domain's token stream (a document
-    /// drawn in proportion to its length, an offset uniform within it), packed on from there like
-    /// training data with documents drawn at random.
-    fn domain_sequences(&self, d: usize, docs: &DomainDocs, step: u64) -> Vec<(Batch, Arc<str>)> {
+    /// label of the first document it holds: windows at random positions of the domain's token
+    /// stream (so a document is drawn in proportion to its length, an offset uniform within it),
+    /// packed on from there like training data with documents drawn at random.
+    fn domain_sequences(
+        &self,
+        d: usize,
+        docs: &Store,
+        step: u64,
+    ) -> Result<Vec<(Batch, Arc<str>)>> {
         let seed = self.seed ^ step.rotate_left(20) ^ (d as u64).rotate_left(40);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let Ok(by_length) = WeightedIndex::new(docs.docs.iter().map(|doc| doc.tokens.len() + 1))
-        else {
-            return Vec::new();
-        };
+        let n = docs.documents();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let stream = docs.token_count() + n;
         (0..self.sequences)
             .map(|_| {
-                let first = &docs.docs[by_length.sample(&mut rng)];
-                let offset = rng.random_range(0..=first.tokens.len());
+                let (first, offset) = docs.locate(rng.random_range(0..stream))?;
                 let mut window = Window::new(self.train.seq_len + 1, self.train.document_mask);
-                window.push(first, offset, self.eos);
+                window.push(docs, &first, offset, self.eos)?;
                 while !window.is_full() {
-                    let next = &docs.docs[rng.random_range(0..docs.docs.len())];
-                    window.push(next, 0, self.eos);
+                    let next = docs.entry(rng.random_range(0..n))?;
+                    window.push(docs, &next, 0, self.eos)?;
                 }
-                (window.into_batch(d), Arc::clone(&first.source))
+                Ok((window.into_batch(d), Arc::clone(&first.source)))
             })
             .collect()
     }
@@ -187,23 +192,26 @@ impl Window {
     }
 
     /// Appends `doc` from `offset` on, then end-of-text, as far as the window has room.
-    fn push(&mut self, doc: &Document, offset: usize, eos: u32) {
+    fn push(&mut self, store: &Store, doc: &DocumentEntry, offset: usize, eos: u32) -> Result<()> {
         let segment = self.segments.last().map_or(0, |s| s + 1);
         let start = match (self.restart_positions, self.positions.last()) {
             (false, Some(&p)) => p + 1,
             _ => 0,
         };
-        let with_eos = doc.tokens[offset.min(doc.tokens.len())..]
-            .iter()
-            .copied()
-            .chain(std::iter::once(eos));
         let room = self.need - self.tokens.len();
-        for (position, token) in (start..).zip(with_eos.take(room)) {
+        let offset = offset.min(doc.tokens);
+        let mut with_eos = vec![0; (doc.tokens - offset).min(room)];
+        store.read(doc, offset, &mut with_eos)?;
+        if with_eos.len() < room {
+            with_eos.push(eos);
+        }
+        for (position, token) in (start..).zip(with_eos) {
             self.tokens.push(token);
             self.segments.push(segment);
             self.positions.push(position);
             self.doc_ids.push(doc.doc_id);
         }
+        Ok(())
     }
 
     /// The window as a batch of one sequence of domain `d` (inputs the first `need − 1` tokens,
@@ -219,6 +227,7 @@ impl Window {
             segments: self.segments[..t].to_vec(),
             doc_ids: self.doc_ids[..t].to_vec(),
             domains: vec![d],
+            sources: Vec::new(),
         }
     }
 }
@@ -234,21 +243,19 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
 mod tests {
     use super::*;
 
-    fn doc(doc_id: u64, tokens: Vec<u32>) -> Document {
-        Document {
-            doc_id,
-            source: Arc::from("d"),
-            tokens,
-        }
-    }
-
     #[test]
     fn a_window_packs_from_an_offset_as_the_sampler_packs() {
+        let mut docs =
+            DomainDocs::from_tokens("d", vec![vec![10, 11, 12, 13], vec![20, 21, 22, 23, 24]]);
+        docs.docs[0].doc_id = 1;
+        docs.docs[1].doc_id = 2;
+        let store: Store = docs.into();
+        let (first, second) = (store.entry(0).unwrap(), store.entry(1).unwrap());
         for restart in [true, false] {
             let mut window = Window::new(7, restart);
-            window.push(&doc(1, vec![10, 11, 12, 13]), 2, 99);
+            window.push(&store, &first, 2, 99).unwrap();
             assert!(!window.is_full());
-            window.push(&doc(2, vec![20, 21, 22, 23, 24]), 0, 99);
+            window.push(&store, &second, 0, 99).unwrap();
             assert!(window.is_full());
             let batch = window.into_batch(3);
             assert_eq!(batch.inputs, [12, 13, 99, 20, 21, 22]);

@@ -139,7 +139,8 @@ pub fn domain_excess(
 /// use mixlab_trainer::model::input::to_model_input;
 /// use mixlab_trainer::model::Model;
 /// use mixlab_trainer::engine::objective::{MicroBatch, Objective};
-/// use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
+/// use mixlab_trainer::data::store::DomainDocs;
+/// use mixlab_trainer::data::sampler::MixtureSampler;
 /// let config = Preset::Tiny.config(16);
 /// let device = Device::flex();
 /// let reference = Inference::of_trained(&Model::new(&config, &device), &config);
@@ -148,7 +149,7 @@ pub fn domain_excess(
 ///     DomainDocs::from_tokens("a", vec![vec![1, 2, 3, 4, 5]]),
 ///     DomainDocs::from_tokens("b", vec![vec![9, 8, 7, 6, 5]]),
 /// ];
-/// let batch = MixtureSampler::new(docs, vec![0.5, 0.5], 4, 0, 0, false)?.next_batch(2);
+/// let batch = MixtureSampler::new(docs, vec![0.5, 0.5], 4, 0, 0, false)?.next_batch(2)?;
 /// let (input, targets) = to_model_input(&batch, &config, false, &device);
 /// let model = Model::new(&config, &device);
 /// objective.loss(&model, MicroBatch { batch: &batch, input, targets });
@@ -250,7 +251,8 @@ fn token_scale(batch: &Batch, weights: &[f64], tokens: &[usize]) -> Vec<f32> {
 mod tests {
     use burn::tensor::Device;
     use mixlab_trainer::config::Preset;
-    use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
+    use mixlab_trainer::data::sampler::MixtureSampler;
+    use mixlab_trainer::data::store::DomainDocs;
     use mixlab_trainer::model::input::to_model_input;
 
     use super::*;
@@ -280,6 +282,7 @@ mod tests {
         MixtureSampler::new(docs, vec![0.5, 0.5], 6, 0, 0, false)
             .unwrap()
             .next_batch(4)
+            .unwrap()
     }
 
     #[test]

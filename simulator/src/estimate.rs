@@ -2,15 +2,14 @@
 
 use std::sync::Arc;
 
-use mixlab_trainer::data::sampler::DomainDocs;
+use mixlab_trainer::data::permutation::Permutation;
+use mixlab_trainer::data::store::Store;
 use mixlab_trainer::inference::Inference;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, CowArray, Ix2};
-use rand::SeedableRng;
-use rand::seq::index::sample;
-use rand_chacha::ChaCha8Rng;
 
 use crate::config::{Comparison, Curvature, Similarity};
 use crate::datainf;
+use crate::error::Result;
 use crate::projection::GradientProjection;
 
 /// A training document sampled for scoring, cut to the scored length.
@@ -45,39 +44,58 @@ pub struct TargetSet {
 }
 
 /// Up to `per_domain` documents of each domain with at least two tokens, drawn without
-/// replacement (seeded), each cut to its first `max_tokens + 1` tokens; in domain order.
+/// replacement (the first such documents of a seeded permutation), each cut to its first
+/// `max_tokens + 1` tokens; in domain order, and in store order within a domain. Reads only the
+/// documents it keeps (and the index entries of those it passes over).
+///
+/// # Errors
+/// A store's read error.
 ///
 /// # Example
 /// ```
 /// use mixlab_simulator::estimate::sample_documents;
-/// use mixlab_trainer::data::sampler::DomainDocs;
+/// use mixlab_trainer::data::store::DomainDocs;
 /// let code = DomainDocs::from_tokens("code", vec![vec![1, 2, 3, 4], vec![5], vec![6, 7]]);
-/// let sample = sample_documents(&[code], 5, 2, 0);
+/// let sample = sample_documents(&[code.into()], 5, 2, 0)?;
 /// // The one-token document cannot be scored; the others keep their first 3 tokens.
 /// assert_eq!(sample.len(), 2);
 /// assert_eq!(sample[0].tokens, [1, 2, 3]);
 /// assert_eq!(sample[0].scored_tokens(), 2);
+/// # Ok::<(), mixlab_simulator::error::Error>(())
 /// ```
 pub fn sample_documents(
-    domains: &[DomainDocs],
+    domains: &[Store],
     per_domain: usize,
     max_tokens: usize,
     seed: u64,
-) -> Vec<SampledDoc> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+) -> Result<Vec<SampledDoc>> {
     let mut out = Vec::new();
     for (domain, docs) in domains.iter().enumerate() {
-        let usable: Vec<_> = docs.docs.iter().filter(|d| d.tokens.len() >= 2).collect();
-        let mut picked = sample(&mut rng, usable.len(), per_domain.min(usable.len())).into_vec();
-        picked.sort_unstable();
-        out.extend(picked.into_iter().map(|i| SampledDoc {
-            domain,
-            doc_id: usable[i].doc_id,
-            source: Arc::clone(&usable[i].source),
-            tokens: usable[i].tokens[..usable[i].tokens.len().min(max_tokens + 1)].to_vec(),
-        }));
+        let order = Permutation::new(docs.documents(), [seed, domain as u64, 0]);
+        let mut picked = Vec::new();
+        for position in 0..order.len() {
+            if picked.len() == per_domain {
+                break;
+            }
+            let index = order.at(position);
+            let entry = docs.entry(index)?;
+            if entry.tokens >= 2 {
+                picked.push((index, entry));
+            }
+        }
+        picked.sort_unstable_by_key(|(index, _)| *index);
+        for (_, entry) in picked {
+            let mut tokens = vec![0; entry.tokens.min(max_tokens + 1)];
+            docs.read(&entry, 0, &mut tokens)?;
+            out.push(SampledDoc {
+                domain,
+                doc_id: entry.doc_id,
+                source: entry.source,
+                tokens,
+            });
+        }
     }
-    out
+    Ok(out)
 }
 
 /// Documents per batched forward pass.

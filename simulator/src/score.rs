@@ -52,9 +52,10 @@ pub fn resolve_targets(
                     let d = mixlab_mixer::names::position(probe, &known, &what)
                         .map_err(|e| Error::Config(e.to_string()))?;
                     let docs = corpus.probe[d]
+                        .to_memory()?
                         .docs
-                        .iter()
-                        .map(|doc| doc.tokens.clone())
+                        .into_iter()
+                        .map(|doc| doc.tokens)
                         .collect();
                     (
                         docs,
@@ -204,7 +205,8 @@ pub struct InRunScoring<'a> {
     pub captured: Captured,
     /// Domain names, in the order of [`CapturedDoc::domain`].
     pub domains: &'a [String],
-    /// The source label of every training document, by (domain, doc id).
+    /// The source label of every document captured since the last checkpoint, by (domain, doc
+    /// id), as the batches name them.
     pub sources: HashMap<(usize, u64), Arc<str>>,
     /// The targets.
     pub targets: &'a [TargetSet],
@@ -265,6 +267,7 @@ impl Hook for InRunScoring<'_> {
     fn started(&mut self, _start_step: u64, _total_steps: u64) {
         // A resumed run captures again from its checkpoint: nothing of before it is kept.
         self.captured.take();
+        self.sources.clear();
     }
 
     fn wants_activations(&self, step: u64) -> bool {
@@ -280,6 +283,12 @@ impl Hook for InRunScoring<'_> {
         } = activations;
         self.captured
             .add_batch(self.projection, batch, model, hidden);
+        self.sources.extend(
+            batch
+                .sources
+                .iter()
+                .map(|s| ((s.domain, s.doc_id), Arc::clone(&s.source))),
+        );
         Ok(())
     }
 
@@ -293,6 +302,7 @@ impl Hook for InRunScoring<'_> {
         let docs = self.captured.take();
         let inference = Inference::of_trained(due.model, due.config);
         let rows = self.score(due.step, &inference, &docs);
+        self.sources.clear();
         std::fs::create_dir_all(&self.parts)?;
         write_document_utilities(
             &self.parts.join(format!("step-{}.parquet", due.step)),

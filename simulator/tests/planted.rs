@@ -29,7 +29,7 @@ use mixlab_simulator::projection::GradientProjection;
 use mixlab_simulator::score::{Scoring, score_checkpoints, summarize};
 use mixlab_trainer::config::{KeepCheckpoints, ModelConfig, Preset, TrainConfig};
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::data::sampler::DomainDocs;
+use mixlab_trainer::data::store::{DomainDocs, Store};
 use mixlab_trainer::engine::objective::CrossEntropy;
 use mixlab_trainer::engine::schedule::StagePlan;
 use mixlab_trainer::engine::{RunPaths, RunSpec, train};
@@ -166,7 +166,8 @@ fn planted_corpus(seed: u64, dir: &Path) -> Corpus {
     let encode = |texts: &[String]| -> Vec<Vec<u32>> {
         texts.iter().map(|t| tokenizer.encode(t).unwrap()).collect()
     };
-    let split = |name: &str, texts: Vec<Vec<u32>>| DomainDocs::from_tokens(name, texts);
+    let split =
+        |name: &str, texts: Vec<Vec<u32>>| Store::from(DomainDocs::from_tokens(name, texts));
     Corpus {
         domains: DOMAINS.iter().map(|d| (*d).to_owned()).collect(),
         train: DOMAINS.iter().map(|d| split(d, encode(&docs[d]))).collect(),
@@ -265,11 +266,12 @@ fn leave_one_out(corpus: &Corpus, seeds: &[u64], dir: &Path) -> Vec<f64> {
 
 /// The target: own's probe documents, each cut to its first `tokens`.
 fn target(corpus: &Corpus, tokens: usize) -> TargetSet {
-    let docs = corpus.probe[0].docs.iter();
+    let docs = corpus.probe[0].to_memory().unwrap().docs;
     TargetSet {
         name: "own".into(),
         weight: 1.0,
         docs: docs
+            .iter()
             .map(|d| d.tokens[..d.tokens.len().min(tokens)].to_vec())
             .collect(),
     }
@@ -317,7 +319,7 @@ fn output_layer_estimate(corpus: &Corpus, seed: u64, dir: &Path) -> Vec<f64> {
     let run = dir.join(format!("proxy-{seed}"));
     let target = target(corpus, 129);
     let model = proxy_model(corpus.vocab_size);
-    let sample = sample_documents(&corpus.train, 32, 128, seed);
+    let sample = sample_documents(&corpus.train, 32, 128, seed).unwrap();
     let projection = GradientProjection::new(corpus.vocab_size, model.d_model, 32, 32, seed);
     let scoring = Scoring {
         model: &model,
@@ -414,8 +416,8 @@ fn check_planted(seed: u64) -> Checked {
     );
     // Half of the mix's documents are own's (the first half), but not half of its tokens: the
     // BPE, trained mostly on lower-case words, spells the disjoint words in more tokens.
-    let mix = &corpus.train[at("mix")].docs;
-    let tokens = |docs: &[mixlab_trainer::data::sampler::Document]| -> f64 {
+    let mix = &corpus.train[at("mix")].to_memory().unwrap().docs;
+    let tokens = |docs: &[mixlab_trainer::data::store::Document]| -> f64 {
         docs.iter().map(|d| d.tokens.len() as f64 + 1.0).sum()
     };
     let own_share = tokens(&mix[..DOCS / 2]) / tokens(mix);

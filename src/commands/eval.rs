@@ -3,15 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
 use mixlab_artefacts::eval::DomainLoss;
 use mixlab_artefacts::split::Split;
 use mixlab_ingest::tokenize::TextTokenizer;
 use mixlab_stages::Usage;
+use mixlab_stages::corpus::open_corpus;
 use mixlab_stages::run_dir::{GGUF_FILE, RunDir};
 use mixlab_stages::texts::read_texts;
-use mixlab_trainer::data::Corpus;
-use mixlab_trainer::data::sampler::DomainDocs;
+use mixlab_trainer::data::store::{DomainDocs, Store};
 use mixlab_trainer::inference::Inference;
 use mixlab_trainer::inference::eval::evaluate;
 
@@ -27,14 +26,14 @@ pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {
         resolved.model.max_seq_len = resolved.model.max_seq_len.max(seq_len as usize);
     }
     let shards = resolved.open_shards(global.verification())?;
-    let corpus = Corpus::load(&shards).context("reading the shards")?;
+    let corpus = open_corpus(&shards, global.quiet)?;
     let texts = if args.texts.is_empty() {
         Vec::new()
     } else {
         let tokenizer = TextTokenizer::load(&shards.tokenizer_path())?;
         let read = |(name, path): &(String, std::path::PathBuf)| {
             let docs = read_texts(path, &tokenizer)?;
-            anyhow::Ok(DomainDocs::from_tokens(name, docs))
+            anyhow::Ok(Store::from(DomainDocs::from_tokens(name, docs)))
         };
         args.texts.iter().map(read).collect::<anyhow::Result<_>>()?
     };
@@ -51,13 +50,13 @@ pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {
     } else {
         Inference::load(&resolved.model, &model_path)?
     };
-    let split = |split: Split, docs: &[DomainDocs]| {
+    let split = |split: Split, docs: &[Store]| {
         evaluate(&inference, &resolved.train, split, docs, corpus.eos)
     };
-    let valid = split(Split::Valid, &corpus.valid);
-    let probe = split(Split::Probe, &corpus.probe);
+    let valid = split(Split::Valid, &corpus.valid)?;
+    let probe = split(Split::Probe, &corpus.probe)?;
     // Texts outside the shards are probes too; the table names them apart.
-    let texts = split(Split::Probe, &texts);
+    let texts = split(Split::Probe, &texts)?;
     if args.json {
         let mean = valid.iter().map(|l| l.loss).sum::<f64>() / valid.len().max(1) as f64;
         let json = serde_json::json!({

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
 use indicatif::ProgressBar;
 use mixlab_artefacts::eval::read_eval;
 use mixlab_artefacts::run_table::NumericTable;
@@ -14,10 +13,10 @@ use mixlab_artefacts::split::Split;
 use mixlab_mixer::dirichlet::regmix_proxy_mixtures;
 use mixlab_mixer::schedule::{MixtureSchedule, Provenance};
 use mixlab_stages::config::LoadedConfig;
+use mixlab_stages::corpus::open_corpus;
 use mixlab_stages::locks::lock_dir;
 use mixlab_stages::run_dir::{ResolvedRun, RunDir};
 use mixlab_stages::training::run_training;
-use mixlab_trainer::data::Corpus;
 use mixlab_trainer::engine::objective::CrossEntropy;
 
 use crate::cli::{GlobalArgs, SweepArgs};
@@ -26,7 +25,7 @@ use crate::cli::{GlobalArgs, SweepArgs};
 pub fn run(global: &GlobalArgs, args: &SweepArgs) -> anyhow::Result<()> {
     let loaded = LoadedConfig::load(&args.config)?;
     let shards = global.shards().open()?;
-    let corpus = Corpus::load(&shards).context("reading the shards")?;
+    let corpus = open_corpus(&shards, global.quiet)?;
     let mixtures = regmix_proxy_mixtures(&corpus.train_tokens(), args.n, args.seed)?;
     let mut train_config = loaded.config.train.clone();
     train_config.steps = args.steps.unwrap_or(train_config.steps);

@@ -17,6 +17,7 @@
 //! | [`merge`] | the `merge` stage: specialists annealed from one run, merged, evaluated |
 //! | [`quantize`] | the `quantize` stage: int4 weights, with or without quantization-aware training |
 //! | [`simulate`] | the `simulate` stage: proxy runs, influence, leave-one-out and DoReMi |
+//! | [`corpus`] | a stage's data: the shards through their token cache, built with a progress bar |
 //! | [`texts`] | probe texts outside the shards (JSONL), tokenized |
 //! | [`training`] | the training stage: a run directory trained or resumed, with a progress bar |
 //! | [`locks`] | the directory locks writing stages hold |
@@ -28,6 +29,7 @@
 pub mod arms;
 pub mod checks;
 pub mod config;
+pub mod corpus;
 pub mod ingest;
 pub mod ledger;
 pub mod locks;

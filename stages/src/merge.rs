@@ -19,6 +19,7 @@ use mixlab_trainer::inference::eval::evaluate;
 use serde::{Deserialize, Serialize};
 
 use crate::Usage;
+use crate::corpus::open_corpus;
 use crate::run_dir::{InitWeights, MergeSource, MergedSpecialist, ResolvedRun, RunDir, suffixed};
 use crate::training::{run_of_weights, run_training};
 use crate::workspace::Workspace;
@@ -152,7 +153,7 @@ pub fn merge(workspace: &Workspace, spec: &MergeSpec) -> anyhow::Result<MergeOut
         )));
     }
     let shards = base.open_shards(workspace.verification)?;
-    let corpus = Corpus::load(&shards).context("reading the shards")?;
+    let corpus = open_corpus(&shards, workspace.quiet)?;
     let (step, path) = base_dir.latest_model()?;
     let trainer = SpecialistTrainer {
         workspace,
@@ -351,13 +352,20 @@ fn search_weights(
             }
         };
         let inference = Inference::of_trained(&merged, &base.model);
-        let losses = evaluate(
+        let evaluated = evaluate(
             &inference,
             &base.train,
             Split::Valid,
             &corpus.valid,
             corpus.eos,
         );
+        let losses = match evaluated {
+            Ok(losses) => losses,
+            Err(e) => {
+                failure.borrow_mut().get_or_insert((weights.to_vec(), e));
+                return f64::INFINITY;
+            }
+        };
         let loss = losses.iter().map(|l| l.loss).sum::<f64>() / losses.len().max(1) as f64;
         tracing::info!(?weights, loss, "merge weights tried");
         loss

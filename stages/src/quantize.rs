@@ -13,6 +13,7 @@ use mixlab_trainer::downstream::quant::{QuantAware, QuantConfig, quantize_checkp
 use mixlab_trainer::inference::Inference;
 
 use crate::Usage;
+use crate::corpus::open_corpus;
 use crate::run_dir::{DistillSource, GGUF_FILE, InitWeights, ResolvedRun, RunDir};
 use crate::run_names::quantize_run_names;
 use crate::training::{run_of_weights, run_training};
@@ -94,7 +95,7 @@ pub fn quantize(
     }
     let shards = source.open_shards(workspace.verification)?;
     let data = Data {
-        corpus: &Corpus::load(&shards).context("reading the shards")?,
+        corpus: &open_corpus(&shards, workspace.quiet)?,
         shards: &shards,
         quiet: workspace.quiet,
     };

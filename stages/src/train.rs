@@ -15,6 +15,7 @@ use mixlab_trainer::inference::Inference;
 
 use crate::Usage;
 use crate::config::LoadedConfig;
+use crate::corpus::open_corpus;
 use crate::run_dir::{DistillSource, InitWeights, ResolvedRun, RunDir};
 use crate::training::run_training;
 use crate::workspace::Workspace;
@@ -105,7 +106,7 @@ pub fn distill(
 pub fn resolve(workspace: &Workspace, spec: &TrainSpec) -> anyhow::Result<(ResolvedRun, Corpus)> {
     let loaded = LoadedConfig::load(&spec.config)?;
     let shards = workspace.shards().open()?;
-    let corpus = Corpus::load(&shards).context("reading the shards")?;
+    let corpus = open_corpus(&shards, workspace.quiet)?;
     let mixture = match &spec.mixture {
         Some(path) => read_mixture(path).context(Usage(format!("--mixture {}", path.display())))?,
         None => {

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::sampler::DEFAULT_READ_AHEAD;
 use crate::error::{Error, Result};
 
 /// The shape of a MobileLLM-Pro-style decoder.
@@ -278,6 +279,10 @@ pub struct TrainConfig {
     pub keep_checkpoints: KeepCheckpoints,
     /// Seed of initialisation and data order. Default: 0.
     pub seed: u64,
+    /// Tokens read from the token cache at a time per domain: the training data held in memory is
+    /// at most the number of domains times this, whatever the corpus size. Changes speed only,
+    /// never the tokens drawn. Default: 65,536.
+    pub read_ahead_tokens: usize,
 }
 
 impl Default for TrainConfig {
@@ -301,12 +306,14 @@ impl Default for TrainConfig {
             checkpoint_every: 100,
             keep_checkpoints: KeepCheckpoints::Newest(2),
             seed: 0,
+            read_ahead_tokens: DEFAULT_READ_AHEAD,
         }
     }
 }
 
 /// The `[train]` settings that decide what a run computes: all of them but how often it
-/// evaluates and saves and how many checkpoints it keeps, which a run may change and continue.
+/// evaluates and saves, how many checkpoints it keeps and how much it reads at a time, which a
+/// run may change and continue.
 /// Run hashes and `mixlab run`'s stage keys hash this, never [`TrainConfig`] as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ResultSettings {
@@ -392,6 +399,7 @@ impl TrainConfig {
             checkpoint_every: _,
             keep_checkpoints: _,
             seed,
+            read_ahead_tokens: _,
         } = *self;
         let recipe = Recipe {
             batch_size,
@@ -435,10 +443,11 @@ impl TrainConfig {
         self.validate_optimizer()?;
         if self.eval_every == 0
             || self.checkpoint_every == 0
+            || self.read_ahead_tokens == 0
             || self.keep_checkpoints == KeepCheckpoints::Newest(0)
         {
             return Err(Error::Config(
-                "train: eval_every, checkpoint_every, keep_checkpoints must be ≥ 1 (or keep_checkpoints = \"all\")".into(),
+                "train: eval_every, checkpoint_every, read_ahead_tokens, keep_checkpoints must be ≥ 1 (or keep_checkpoints = \"all\")".into(),
             ));
         }
         Ok(())

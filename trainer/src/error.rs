@@ -14,6 +14,16 @@ pub enum Error {
     /// A file operation failed; `fs-err` errors name the path.
     #[error(transparent)]
     File(#[from] std::io::Error),
+    /// A token cache file does not match the cache's description, or cannot be read.
+    #[error(
+        "{path}: damaged token cache: {message}; rebuild it with `mixlab inspect --rebuild-cache` (or delete the cache directory)"
+    )]
+    Cache {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A checkpoint, state file or metrics file is missing, corrupt or from another run.
     #[error("{path}: {message}")]
     Checkpoint {

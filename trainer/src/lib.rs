@@ -23,14 +23,15 @@
 //! use mixlab_trainer::config::Preset;
 //! use mixlab_trainer::model::input::to_model_input;
 //! use mixlab_trainer::model::Model;
-//! use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
+//! use mixlab_trainer::data::store::DomainDocs;
+//! use mixlab_trainer::data::sampler::MixtureSampler;
 //!
 //! let config = Preset::Tiny.config(64);
 //! let device = Device::flex();
 //! let model = Model::new(&config, &device);
 //! let docs = vec![DomainDocs::from_tokens("a", vec![vec![1, 2, 3, 4, 5]])];
 //! let mut sampler = MixtureSampler::new(docs, vec![1.0], 8, 0, 0, false)?;
-//! let (input, targets) = to_model_input(&sampler.next_batch(2), &config, false, &device);
+//! let (input, targets) = to_model_input(&sampler.next_batch(2)?, &config, false, &device);
 //! let losses = model.token_losses(&input, targets);
 //! assert_eq!(losses.dims(), [16]);
 //! # Ok::<(), mixlab_trainer::error::Error>(())

@@ -10,7 +10,7 @@ use mixlab_artefacts::metrics::read_metrics;
 use mixlab_mixer::schedule::MixtureSchedule;
 use mixlab_trainer::config::{KeepCheckpoints, Preset, TrainConfig};
 use mixlab_trainer::data::Corpus;
-use mixlab_trainer::data::sampler::DomainDocs;
+use mixlab_trainer::data::store::DomainDocs;
 use mixlab_trainer::engine::checkpoint::complete_steps;
 use mixlab_trainer::engine::hooks::{
     Activations, DueCheckpoint, Hook, HookError, SavedCheckpoint, StepReport,
@@ -39,11 +39,11 @@ fn corpus() -> Corpus {
     };
     Corpus {
         domains: vec!["a".into(), "b".into()],
-        train: vec![domain("a", 1), domain("b", 30)],
-        valid: vec![valid("a", 1), valid("b", 30)],
+        train: vec![domain("a", 1).into(), domain("b", 30).into()],
+        valid: vec![valid("a", 1).into(), valid("b", 30).into()],
         probe: vec![
-            DomainDocs::from_tokens("a", vec![]),
-            DomainDocs::from_tokens("b", vec![]),
+            DomainDocs::from_tokens("a", vec![]).into(),
+            DomainDocs::from_tokens("b", vec![]).into(),
         ],
         eos: 0,
         vocab_size: 64,

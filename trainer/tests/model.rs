@@ -52,6 +52,7 @@ fn batch(tokens: &[u32]) -> Batch {
         segments: vec![0; t],
         doc_ids: vec![0; t],
         domains: vec![0],
+        sources: Vec::new(),
     }
 }
 
@@ -160,6 +161,7 @@ fn losses_without_autodiff_match_the_training_path() {
         segments: vec![0; b * t],
         doc_ids: vec![0; b * t],
         domains: vec![0; b],
+        sources: Vec::new(),
     };
     let losses = |model: &Model, device: &Device| -> Vec<f32> {
         let (input, targets) = to_model_input(&batch, &cfg, false, device);

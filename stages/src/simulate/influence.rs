@@ -1,6 +1,6 @@
 //! One proxy's training documents (or domains) scored by influence at its checkpoints.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -66,16 +66,7 @@ fn scores_from_training(
         },
         captured: Captured::new(corpus.eos, sim.max_doc_tokens),
         domains: &corpus.domains,
-        sources: corpus
-            .train
-            .iter()
-            .enumerate()
-            .flat_map(|(d, docs)| {
-                docs.docs
-                    .iter()
-                    .map(move |doc| ((d, doc.doc_id), Arc::clone(&doc.source)))
-            })
-            .collect(),
+        sources: HashMap::new(),
         targets,
         projection: &projection,
         comparison: sim.comparison(),
@@ -119,7 +110,7 @@ fn scores_of_sample(
         sim.docs_per_domain,
         sim.max_doc_tokens,
         sim.seed,
-    );
+    )?;
     let projection = projection(sim, corpus.vocab_size, resolved.model.d_model);
     let scoring = Scoring {
         model: &resolved.model,

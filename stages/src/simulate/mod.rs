@@ -19,10 +19,10 @@ use clap::ValueEnum;
 use mixlab_artefacts::utilities::DomainUtility;
 use mixlab_ingest::tokenize::TextTokenizer;
 use mixlab_simulator::score::resolve_targets;
-use mixlab_trainer::data::Corpus;
 use serde::{Deserialize, Serialize};
 
 use crate::config::LoadedConfig;
+use crate::corpus::open_corpus;
 use crate::locks::lock_dir;
 use crate::texts::read_texts;
 use crate::workspace::Workspace;
@@ -125,7 +125,7 @@ pub fn simulate(workspace: &Workspace, spec: &SimulateSpec) -> anyhow::Result<Si
         .validate()
         .with_context(config_file)?;
     let shards = workspace.shards().open()?;
-    let corpus = Corpus::load(&shards).context("reading the shards")?;
+    let corpus = open_corpus(&shards, workspace.quiet)?;
     let tokenizer = TextTokenizer::load(&shards.tokenizer_path())?;
     let base = loaded
         .path

@@ -1,27 +1,38 @@
-//! The run's data: every domain's documents from verified shards, split into train, valid and probe.
+//! The run's data: every domain's documents, split into train, valid and probe, read on demand
+//! from the shards' token cache.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`cache`] | the token cache built from a shard set: flat token files and document indexes |
+//! | [`store`] | [`store::DocumentStore`], what the sampler reads documents through (cache or memory) |
+//! | [`permutation`] | the seeded per-epoch document order, computed without storing it |
+//! | [`sampler`] | the mixture sampler that packs documents of weighted domains into sequences |
 
+pub mod cache;
+pub mod permutation;
 pub mod sampler;
+pub mod store;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use mixlab_artefacts::split::Split;
 use mixlab_ingest::manifest::ShardSet;
 
-use crate::data::sampler::{Document, DomainDocs};
+use crate::data::cache::TokenCache;
+use crate::data::store::Store;
 use crate::error::Result;
 
-/// Documents of every domain by split, and the tokenizer facts the model needs.
+/// Every domain's documents by split, and the tokenizer facts the model needs.
 #[derive(Debug, Clone)]
 pub struct Corpus {
     /// Domain names in manifest order.
     pub domains: Vec<String>,
     /// Training documents per domain.
-    pub train: Vec<DomainDocs>,
+    pub train: Vec<Store>,
     /// Validation documents per domain.
-    pub valid: Vec<DomainDocs>,
+    pub valid: Vec<Store>,
     /// Probe documents per domain.
-    pub probe: Vec<DomainDocs>,
+    pub probe: Vec<Store>,
     /// End-of-text token id.
     pub eos: u32,
     /// Vocabulary size.
@@ -29,54 +40,32 @@ pub struct Corpus {
 }
 
 impl Corpus {
-    /// Reads all documents of a verified shard set into memory, keeping each document's `doc_id`
-    /// and source label.
+    /// The documents of a verified shard set, read through its token cache (built first when
+    /// missing or stale; `progress` gets the tokens written and the total). Nothing is read into
+    /// memory here.
     ///
     /// # Errors
-    /// Shard read errors naming the file.
-    pub fn load(shards: &ShardSet) -> Result<Corpus> {
+    /// A damaged cache or shard, naming the file; I/O errors.
+    pub fn open(shards: &ShardSet, progress: &mut dyn FnMut(u64, u64)) -> Result<Corpus> {
+        let cache = TokenCache::open_or_build(shards, progress)?;
         let manifest = shards.manifest();
-        let mut corpus = Corpus {
-            domains: Vec::new(),
-            train: Vec::new(),
-            valid: Vec::new(),
-            probe: Vec::new(),
+        let stores = |split: Split| -> Result<Vec<Store>> {
+            (0..manifest.domains.len())
+                .map(|d| Ok(Arc::new(cache.store(d, split)?) as Store))
+                .collect()
+        };
+        Ok(Corpus {
+            domains: manifest.domains.iter().map(|d| d.name.clone()).collect(),
+            train: stores(Split::Train)?,
+            valid: stores(Split::Valid)?,
+            probe: stores(Split::Probe)?,
             eos: manifest.tokenizer.eos_id,
             vocab_size: manifest.tokenizer.vocab_size as usize,
-        };
-        // One shared label per source: documents of a domain usually come from a handful.
-        let mut labels: HashMap<String, Arc<str>> = HashMap::new();
-        for domain in &manifest.domains {
-            let mut by_split = [Vec::new(), Vec::new(), Vec::new()];
-            for doc in shards.read_domain(&domain.name, None)? {
-                let slot = match doc.split {
-                    Split::Train => 0,
-                    Split::Valid => 1,
-                    Split::Probe => 2,
-                };
-                let source = labels
-                    .entry(doc.source)
-                    .or_insert_with_key(|s| Arc::from(s.as_str()));
-                by_split[slot].push(Document {
-                    doc_id: doc.doc_id,
-                    source: Arc::clone(source),
-                    tokens: doc.tokens,
-                });
-            }
-            let [train, valid, probe] = by_split.map(|docs| DomainDocs {
-                name: domain.name.clone(),
-                docs,
-            });
-            corpus.domains.push(domain.name.clone());
-            corpus.train.push(train);
-            corpus.valid.push(valid);
-            corpus.probe.push(probe);
-        }
-        Ok(corpus)
+        })
     }
 
     /// Training tokens per domain, in domain order.
     pub fn train_tokens(&self) -> Vec<u64> {
-        self.train.iter().map(DomainDocs::token_count).collect()
+        self.train.iter().map(|s| s.token_count()).collect()
     }
 }

@@ -3,80 +3,33 @@
 //! Each sequence comes from one domain: the one furthest below its target share of the sequences
 //! drawn so far in the stage (largest `w_d · (n + 1) − count_d`, ties to the first domain), so every
 //! prefix of the stream matches the weights to within one sequence per domain. Within a domain,
-//! documents follow a shuffled order seeded by (seed, domain, epoch) and are packed end to end with an
-//! end-of-text token after each; a sequence may end inside a document, and the next sequence from
-//! that domain continues where it stopped. A domain that runs out starts a new epoch with a new
-//! shuffle. The whole position in the stream is a small [`SamplerState`], so a resumed run continues
-//! the exact same stream.
+//! documents follow a random order seeded by (seed, domain, epoch) — a [`Permutation`] computed
+//! position by position, so no order is stored — and are packed end to end with an end-of-text
+//! token after each; a sequence may end inside a document, and the next sequence from that domain
+//! continues where it stopped. A domain that runs out starts a new epoch with a new order. The
+//! whole position in the stream is a small [`SamplerState`], so a resumed run continues the exact
+//! same stream.
+//!
+//! Documents are read from each domain's [`Store`] as they are needed, at most `read_ahead` tokens
+//! at a time, so the sampler holds at most `domains × read_ahead` tokens whatever the corpus size.
 
 use std::sync::Arc;
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::data::permutation::Permutation;
+use crate::data::store::{DocumentEntry, Store};
 use crate::error::{Error, Result};
 
-/// One domain's documents.
-#[derive(Debug, Clone)]
-pub struct DomainDocs {
-    /// Domain name.
-    pub name: String,
-    /// The documents, in shard order.
-    pub docs: Vec<Document>,
-}
-
-/// A document with the identity it has in the shards, so later stages can sample documents and
-/// report per-document results.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Document {
-    /// The shard's `doc_id` (a stable hash of source and text).
-    pub doc_id: u64,
-    /// The shard's `source` label.
-    pub source: Arc<str>,
-    /// Token ids (no end-of-text token).
-    pub tokens: Vec<u32>,
-}
-
-impl DomainDocs {
-    /// A domain from bare token lists: document ids are their indices, the source is the domain name.
-    ///
-    /// # Example
-    /// ```
-    /// use mixlab_trainer::data::sampler::DomainDocs;
-    /// let d = DomainDocs::from_tokens("code", vec![vec![1, 2], vec![3]]);
-    /// assert_eq!((d.docs[1].doc_id, &*d.docs[1].source, d.token_count()), (1, "code", 3));
-    /// ```
-    pub fn from_tokens(name: &str, docs: Vec<Vec<u32>>) -> Self {
-        let source: Arc<str> = Arc::from(name);
-        let docs = docs
-            .into_iter()
-            .enumerate()
-            .map(|(i, tokens)| Document {
-                doc_id: i as u64,
-                source: Arc::clone(&source),
-                tokens,
-            })
-            .collect();
-        Self {
-            name: name.to_owned(),
-            docs,
-        }
-    }
-
-    /// Tokens in all documents (without end-of-text tokens).
-    pub fn token_count(&self) -> u64 {
-        self.docs.iter().map(|d| d.tokens.len() as u64).sum()
-    }
-}
+/// Tokens read from a domain's store at a time, unless set otherwise: 256 KiB of `u32`s.
+pub const DEFAULT_READ_AHEAD: usize = 1 << 16;
 
 /// Where a domain's stream stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainCursor {
     /// Current epoch (0-based): how many times the domain has been exhausted.
     pub epoch: u64,
-    /// Index into this epoch's shuffled order of the document being read.
+    /// Position in this epoch's document order of the document being read.
     pub next_doc: usize,
     /// Tokens of that document (counting its end-of-text token) already used.
     pub offset: usize,
@@ -97,7 +50,7 @@ pub struct SamplerState {
     pub sequences: u64,
 }
 
-/// A batch of packed sequences, row-major `[batch, seq]` in every field.
+/// A batch of packed sequences, row-major `[batch, seq]` in every per-token field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     /// Sequences in the batch.
@@ -117,54 +70,168 @@ pub struct Batch {
     pub doc_ids: Vec<u64>,
     /// Domain index of each sequence.
     pub domains: Vec<usize>,
+    /// The source label of each document the batch holds, in order of first appearance.
+    pub sources: Vec<DocumentSource>,
+}
+
+/// Which source a document of a batch comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentSource {
+    /// The document's domain index.
+    pub domain: usize,
+    /// The shard document id.
+    pub doc_id: u64,
+    /// The shard's `source` label.
+    pub source: Arc<str>,
 }
 
 /// Draws packed sequences from weighted domains.
 #[derive(Debug, Clone)]
 pub struct MixtureSampler {
-    domains: Vec<DomainDocs>,
+    streams: Vec<DomainStream>,
     weights: Vec<f64>,
     seq_len: usize,
     eos: u32,
     seed: u64,
     restart_positions: bool,
+    read_ahead: usize,
     state: SamplerState,
-    orders: Vec<(u64, Vec<usize>)>,
+}
+
+/// One domain's store and what the sampler holds of it: the current epoch's order and the part of
+/// the current document read so far.
+#[derive(Debug, Clone)]
+struct DomainStream {
+    store: Store,
+    order: Option<(u64, Permutation)>,
+    /// The document at the cursor, once read from the index.
+    current: Option<DocumentEntry>,
+    /// Tokens of the current document from `buffer_start` on.
+    buffer: Vec<u32>,
+    buffer_start: usize,
+}
+
+impl DomainStream {
+    fn new(store: Store) -> Self {
+        Self {
+            store,
+            order: None,
+            current: None,
+            buffer: Vec::new(),
+            buffer_start: 0,
+        }
+    }
+
+    /// Forgets the current document (the cursor moved on, or was restored).
+    fn leave_document(&mut self) {
+        self.current = None;
+        self.buffer.clear();
+        self.buffer_start = 0;
+    }
+
+    /// The document at `cursor`, read from the store's index once.
+    fn document(&mut self, cursor: &DomainCursor, key: [u64; 2]) -> Result<DocumentEntry> {
+        if let Some(entry) = &self.current {
+            return Ok(entry.clone());
+        }
+        let n = self.store.documents();
+        if !matches!(&self.order, Some((epoch, _)) if *epoch == cursor.epoch) {
+            let order = Permutation::new(n, [key[0], key[1], cursor.epoch]);
+            self.order = Some((cursor.epoch, order));
+        }
+        let (_, order) = self.order.as_ref().expect("set above");
+        let entry = self.store.entry(order.at(cursor.next_doc as u64))?;
+        self.current = Some(entry.clone());
+        Ok(entry)
+    }
+
+    /// The current document's tokens from `offset` on, as far as the buffer holds them; reads up
+    /// to `read_ahead` tokens when it holds none of them.
+    fn tokens_from(
+        &mut self,
+        entry: &DocumentEntry,
+        offset: usize,
+        read_ahead: usize,
+    ) -> Result<&[u32]> {
+        let held = self.buffer_start..self.buffer_start + self.buffer.len();
+        if !held.contains(&offset) {
+            let count = read_ahead.min(entry.tokens - offset);
+            self.buffer.resize(count, 0);
+            self.store.read(entry, offset, &mut self.buffer)?;
+            self.buffer_start = offset;
+        }
+        Ok(&self.buffer[offset - self.buffer_start..])
+    }
+}
+
+/// One sequence of `seq_len + 1` tokens being packed.
+#[derive(Debug, Default)]
+struct Packed {
+    tokens: Vec<u32>,
+    segments: Vec<u32>,
+    positions: Vec<u32>,
+    doc_ids: Vec<u64>,
+}
+
+impl Packed {
+    fn clear(&mut self) {
+        self.tokens.clear();
+        self.segments.clear();
+        self.positions.clear();
+        self.doc_ids.clear();
+    }
 }
 
 impl MixtureSampler {
-    /// A sampler at the start of the stream.
+    /// A sampler at the start of the stream, reading [`DEFAULT_READ_AHEAD`] tokens at a time.
     ///
     /// `restart_positions` makes positions restart at each document (for document masking).
     ///
     /// # Errors
     /// [`Error::Config`] if weights do not match the domains, or a weighted domain has no tokens.
-    pub fn new(
-        domains: Vec<DomainDocs>,
+    pub fn new<S: Into<Store>>(
+        domains: Vec<S>,
         weights: Vec<f64>,
         seq_len: usize,
         eos: u32,
         seed: u64,
         restart_positions: bool,
     ) -> Result<Self> {
+        let streams: Vec<DomainStream> = domains
+            .into_iter()
+            .map(|d| DomainStream::new(d.into()))
+            .collect();
         let state = SamplerState {
-            cursors: vec![DomainCursor::default(); domains.len()],
-            stage_counts: vec![0; domains.len()],
+            cursors: vec![DomainCursor::default(); streams.len()],
+            stage_counts: vec![0; streams.len()],
             stage: 0,
             sequences: 0,
         };
         let mut sampler = Self {
-            domains,
+            streams,
             weights: Vec::new(),
             seq_len,
             eos,
             seed,
             restart_positions,
+            read_ahead: DEFAULT_READ_AHEAD,
             state,
-            orders: Vec::new(),
         };
         sampler.enter_stage(0, weights)?;
         Ok(sampler)
+    }
+
+    /// The same sampler reading at most `tokens` tokens of a document at a time (at least 1): what
+    /// bounds the training data it holds in memory to `domains × tokens`.
+    #[must_use]
+    pub fn with_read_ahead(mut self, tokens: usize) -> Self {
+        self.read_ahead = tokens.max(1);
+        self
+    }
+
+    /// Tokens the sampler holds in its read buffers now.
+    pub fn buffered_tokens(&self) -> usize {
+        self.streams.iter().map(|s| s.buffer.len()).sum()
     }
 
     /// Starts stage `stage` with new target weights; per-stage counts restart at zero.
@@ -172,12 +239,11 @@ impl MixtureSampler {
     /// # Errors
     /// [`Error::Config`] for a wrong length, negative weights, no positive weight, or weight on an empty domain.
     pub fn enter_stage(&mut self, stage: usize, weights: Vec<f64>) -> Result<()> {
-        if weights.len() != self.domains.len() || weights.iter().any(|w| !w.is_finite() || *w < 0.0)
-        {
+        let domains = self.streams.len();
+        if weights.len() != domains || weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
             return Err(Error::Config(format!(
-                "{} mixture weights for {} domains; expected one non-negative weight per domain",
+                "{} mixture weights for {domains} domains; expected one non-negative weight per domain",
                 weights.len(),
-                self.domains.len()
             )));
         }
         let total: f64 = weights.iter().sum();
@@ -186,17 +252,17 @@ impl MixtureSampler {
                 "the mixture gives no domain a positive weight".into(),
             ));
         }
-        for (d, w) in self.domains.iter().zip(&weights) {
-            if *w > 0.0 && d.docs.iter().all(|doc| doc.tokens.is_empty()) {
+        for (s, w) in self.streams.iter().zip(&weights) {
+            if *w > 0.0 && s.store.token_count() == 0 {
                 return Err(Error::Config(format!(
                     "domain {:?} has weight {w} but no training tokens",
-                    d.name
+                    s.store.name()
                 )));
             }
         }
         self.state.stage = stage;
         self.weights = weights.iter().map(|w| w / total).collect();
-        self.state.stage_counts = vec![0; self.domains.len()];
+        self.state.stage_counts = vec![0; domains];
         Ok(())
     }
 
@@ -210,15 +276,16 @@ impl MixtureSampler {
     /// # Errors
     /// [`Error::Config`] if the state has a different number of domains.
     pub fn restore(&mut self, state: SamplerState) -> Result<()> {
-        if state.cursors.len() != self.domains.len()
-            || state.stage_counts.len() != self.domains.len()
-        {
+        let domains = self.streams.len();
+        if state.cursors.len() != domains || state.stage_counts.len() != domains {
             return Err(Error::Config(format!(
-                "sampler state has {} domains but the run has {}",
+                "sampler state has {} domains but the run has {domains}",
                 state.cursors.len(),
-                self.domains.len()
             )));
         }
+        self.streams
+            .iter_mut()
+            .for_each(DomainStream::leave_document);
         self.state = state;
         Ok(())
     }
@@ -227,7 +294,7 @@ impl MixtureSampler {
     fn next_domain(&self) -> usize {
         let n = self.state.stage_counts.iter().sum::<u64>() as f64;
         let deficit = |d: usize| self.weights[d] * (n + 1.0) - self.state.stage_counts[d] as f64;
-        (0..self.domains.len())
+        (0..self.streams.len())
             .filter(|&d| self.weights[d] > 0.0)
             .fold(None::<usize>, |best, d| match best {
                 Some(b) if deficit(b) >= deficit(d) => Some(b),
@@ -236,71 +303,71 @@ impl MixtureSampler {
             .expect("enter_stage guarantees a positive weight")
     }
 
-    /// The shuffled document order of a domain's epoch.
-    fn order(&mut self, domain: usize) -> &[usize] {
-        let epoch = self.state.cursors[domain].epoch;
-        if self.orders.len() != self.domains.len() {
-            self.orders = vec![(u64::MAX, Vec::new()); self.domains.len()];
-        }
-        if self.orders[domain].0 != epoch {
-            let mut seed = [0u8; 32];
-            seed[..8].copy_from_slice(&self.seed.to_le_bytes());
-            seed[8..16].copy_from_slice(&(domain as u64).to_le_bytes());
-            seed[16..24].copy_from_slice(&epoch.to_le_bytes());
-            let mut order: Vec<usize> = (0..self.domains[domain].docs.len()).collect();
-            order.shuffle(&mut ChaCha8Rng::from_seed(seed));
-            self.orders[domain] = (epoch, order);
-        }
-        &self.orders[domain].1
-    }
-
-    /// Appends `seq_len + 1` tokens of `domain` to the buffers, with segment ids and positions.
+    /// Packs `seq_len + 1` tokens of `domain` into `out`, with segment ids and positions, and
+    /// notes the source of each document it starts in `sources`.
     fn fill(
         &mut self,
         domain: usize,
-        tokens: &mut Vec<u32>,
-        segments: &mut Vec<u32>,
-        positions: &mut Vec<u32>,
-        doc_ids: &mut Vec<u64>,
-    ) {
+        out: &mut Packed,
+        sources: &mut Vec<DocumentSource>,
+    ) -> Result<()> {
         let need = self.seq_len + 1;
         let (mut segment, mut position) = (0u32, 0u32);
-        let mut taken = 0;
-        while taken < need {
-            let cursor = self.state.cursors[domain].clone();
-            let doc_index = self.order(domain)[cursor.next_doc];
-            let document = &self.domains[domain].docs[doc_index];
-            let doc = &document.tokens;
-            let len_with_eos = doc.len() + 1;
-            let take = (len_with_eos - cursor.offset).min(need - taken);
-            for i in cursor.offset..cursor.offset + take {
-                tokens.push(if i < doc.len() { doc[i] } else { self.eos });
-                segments.push(segment);
-                positions.push(position);
-                doc_ids.push(document.doc_id);
+        let key = [self.seed, domain as u64];
+        while out.tokens.len() < need {
+            let stream = &mut self.streams[domain];
+            let cursor = &mut self.state.cursors[domain];
+            let entry = stream.document(cursor, key)?;
+            if !sources
+                .iter()
+                .any(|s| s.domain == domain && s.doc_id == entry.doc_id)
+            {
+                sources.push(DocumentSource {
+                    domain,
+                    doc_id: entry.doc_id,
+                    source: Arc::clone(&entry.source),
+                });
+            }
+            let room = need - out.tokens.len();
+            let take = if cursor.offset < entry.tokens {
+                let tokens = stream.tokens_from(&entry, cursor.offset, self.read_ahead)?;
+                let take = tokens.len().min(room);
+                out.tokens.extend_from_slice(&tokens[..take]);
+                take
+            } else {
+                out.tokens.push(self.eos);
+                1
+            };
+            for _ in 0..take {
+                out.segments.push(segment);
+                out.positions.push(position);
+                out.doc_ids.push(entry.doc_id);
                 position += 1;
             }
-            taken += take;
-            let c = &mut self.state.cursors[domain];
-            c.tokens_drawn += take as u64;
-            c.offset += take;
-            if c.offset == len_with_eos {
-                c.offset = 0;
-                c.next_doc += 1;
+            cursor.tokens_drawn += take as u64;
+            cursor.offset += take;
+            if cursor.offset == entry.tokens + 1 {
+                stream.leave_document();
+                cursor.offset = 0;
+                cursor.next_doc += 1;
                 segment += 1;
                 if self.restart_positions {
                     position = 0;
                 }
-                if c.next_doc == self.domains[domain].docs.len() {
-                    c.next_doc = 0;
-                    c.epoch += 1;
+                if cursor.next_doc as u64 == stream.store.documents() {
+                    cursor.next_doc = 0;
+                    cursor.epoch += 1;
                 }
             }
         }
+        Ok(())
     }
 
     /// The next `batch_size` sequences.
-    pub fn next_batch(&mut self, batch_size: usize) -> Batch {
+    ///
+    /// # Errors
+    /// A store's read error (a damaged cache file, named).
+    pub fn next_batch(&mut self, batch_size: usize) -> Result<Batch> {
         let t = self.seq_len;
         let mut batch = Batch {
             batch_size,
@@ -311,32 +378,30 @@ impl MixtureSampler {
             segments: Vec::with_capacity(batch_size * t),
             doc_ids: Vec::with_capacity(batch_size * t),
             domains: Vec::with_capacity(batch_size),
+            sources: Vec::new(),
         };
-        let (mut tokens, mut segments, mut positions) = (Vec::new(), Vec::new(), Vec::new());
-        let mut doc_ids = Vec::new();
+        let mut packed = Packed::default();
         for _ in 0..batch_size {
             let d = self.next_domain();
-            tokens.clear();
-            segments.clear();
-            positions.clear();
-            doc_ids.clear();
-            self.fill(d, &mut tokens, &mut segments, &mut positions, &mut doc_ids);
-            batch.inputs.extend_from_slice(&tokens[..t]);
-            batch.targets.extend_from_slice(&tokens[1..]);
-            batch.segments.extend_from_slice(&segments[..t]);
-            batch.positions.extend_from_slice(&positions[..t]);
-            batch.doc_ids.extend_from_slice(&doc_ids[..t]);
+            packed.clear();
+            self.fill(d, &mut packed, &mut batch.sources)?;
+            batch.inputs.extend_from_slice(&packed.tokens[..t]);
+            batch.targets.extend_from_slice(&packed.tokens[1..]);
+            batch.segments.extend_from_slice(&packed.segments[..t]);
+            batch.positions.extend_from_slice(&packed.positions[..t]);
+            batch.doc_ids.extend_from_slice(&packed.doc_ids[..t]);
             batch.domains.push(d);
             self.state.stage_counts[d] += 1;
             self.state.sequences += 1;
         }
-        batch
+        Ok(batch)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::store::DomainDocs;
 
     fn domains() -> Vec<DomainDocs> {
         (0..3)
@@ -356,7 +421,7 @@ mod tests {
         let mut s = MixtureSampler::new(domains(), weights.clone(), 8, 0, 1, false).unwrap();
         let mut counts = [0f64; 3];
         for n in 1..=200 {
-            let b = s.next_batch(1);
+            let b = s.next_batch(1).unwrap();
             counts[b.domains[0]] += 1.0;
             for d in 0..3 {
                 assert!(
@@ -372,16 +437,16 @@ mod tests {
         let _rng = crate::test_rng::lock();
         let mut straight =
             MixtureSampler::new(domains(), vec![0.4, 0.4, 0.2], 7, 0, 9, true).unwrap();
-        let all: Vec<Batch> = (0..12).map(|_| straight.next_batch(3)).collect();
+        let all: Vec<Batch> = (0..12).map(|_| straight.next_batch(3).unwrap()).collect();
         let mut first = MixtureSampler::new(domains(), vec![0.4, 0.4, 0.2], 7, 0, 9, true).unwrap();
-        let head: Vec<Batch> = (0..5).map(|_| first.next_batch(3)).collect();
+        let head: Vec<Batch> = (0..5).map(|_| first.next_batch(3).unwrap()).collect();
         let saved = serde_json::to_string(first.state()).unwrap();
         let mut resumed =
             MixtureSampler::new(domains(), vec![0.4, 0.4, 0.2], 7, 0, 9, true).unwrap();
         resumed
             .restore(serde_json::from_str(&saved).unwrap())
             .unwrap();
-        let tail: Vec<Batch> = (0..7).map(|_| resumed.next_batch(3)).collect();
+        let tail: Vec<Batch> = (0..7).map(|_| resumed.next_batch(3).unwrap()).collect();
         assert_eq!(all, [head, tail].concat());
     }
 
@@ -390,7 +455,7 @@ mod tests {
         let _rng = crate::test_rng::lock();
         let docs = vec![DomainDocs::from_tokens("a", vec![vec![5, 6], vec![7]])];
         let mut s = MixtureSampler::new(docs, vec![1.0], 5, 0, 3, true).unwrap();
-        let b = s.next_batch(1);
+        let b = s.next_batch(1).unwrap();
         // Stream of one epoch: either [5 6 0 7 0] or [7 0 5 6 0], then the next epoch.
         let mut seen: Vec<u32> = b.inputs.clone();
         seen.push(*b.targets.last().unwrap());
@@ -413,6 +478,70 @@ mod tests {
     fn zero_weight_domains_are_never_drawn() {
         let _rng = crate::test_rng::lock();
         let mut s = MixtureSampler::new(domains(), vec![0.0, 1.0, 0.0], 4, 0, 0, false).unwrap();
-        assert!((0..20).all(|_| s.next_batch(2).domains.iter().all(|d| *d == 1)));
+        assert!((0..20).all(|_| s.next_batch(2).unwrap().domains.iter().all(|d| *d == 1)));
+    }
+
+    #[test]
+    fn each_epoch_reads_every_document_once_in_a_new_order() {
+        let _rng = crate::test_rng::lock();
+        let n = 40;
+        let docs = DomainDocs::from_tokens("a", (0..n).map(|i| vec![i + 1]).collect());
+        // Sequences of one document each: token, end-of-text.
+        let mut s = MixtureSampler::new(vec![docs], vec![1.0], 1, 0, 7, false).unwrap();
+        let epochs: Vec<Vec<u32>> = (0..3)
+            .map(|_| (0..n).map(|_| s.next_batch(1).unwrap().inputs[0]).collect())
+            .collect();
+        for (e, order) in epochs.iter().enumerate() {
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (1..=n).collect::<Vec<_>>(), "epoch {e}: {order:?}");
+        }
+        assert_ne!(epochs[0], epochs[1]);
+        assert_ne!(epochs[1], epochs[2]);
+        assert_eq!(s.state().cursors[0].epoch, 3);
+    }
+
+    #[test]
+    fn a_small_read_ahead_bounds_the_buffers_and_keeps_the_stream() {
+        let _rng = crate::test_rng::lock();
+        let long = || {
+            (0..3)
+                .map(|d| DomainDocs::from_tokens(&format!("d{d}"), vec![(0..500).collect(); 4]))
+                .collect::<Vec<_>>()
+        };
+        let mut wide = MixtureSampler::new(long(), vec![0.5, 0.3, 0.2], 32, 9, 1, true).unwrap();
+        let mut narrow = MixtureSampler::new(long(), vec![0.5, 0.3, 0.2], 32, 9, 1, true)
+            .unwrap()
+            .with_read_ahead(5);
+        for _ in 0..100 {
+            assert_eq!(wide.next_batch(4).unwrap(), narrow.next_batch(4).unwrap());
+            assert!(
+                narrow.buffered_tokens() <= 3 * 5,
+                "{}",
+                narrow.buffered_tokens()
+            );
+        }
+        assert!(
+            wide.buffered_tokens() > 15,
+            "the wide sampler reads whole documents"
+        );
+    }
+
+    #[test]
+    fn a_batch_names_the_source_of_each_document_once() {
+        let _rng = crate::test_rng::lock();
+        let mut s = MixtureSampler::new(domains(), vec![0.4, 0.4, 0.2], 7, 0, 9, true).unwrap();
+        let b = s.next_batch(6).unwrap();
+        for (row, &domain) in b.domains.iter().enumerate() {
+            for &id in &b.doc_ids[row * b.seq_len..(row + 1) * b.seq_len] {
+                let named: Vec<_> = b
+                    .sources
+                    .iter()
+                    .filter(|s| s.domain == domain && s.doc_id == id)
+                    .collect();
+                assert_eq!(named.len(), 1, "document {id} of domain {domain}");
+                assert_eq!(&*named[0].source, format!("d{domain}"));
+            }
+        }
     }
 }

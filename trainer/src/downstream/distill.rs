@@ -76,7 +76,8 @@ impl DistillSettings {
 /// use mixlab_trainer::model::input::to_model_input;
 /// use mixlab_trainer::model::Model;
 /// use mixlab_trainer::engine::objective::{MicroBatch, Objective};
-/// use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
+/// use mixlab_trainer::data::store::DomainDocs;
+/// use mixlab_trainer::data::sampler::MixtureSampler;
 /// let config = Preset::Tiny.config(32);
 /// let device = Device::flex().autodiff();
 /// let student = Model::new(&config, &device);
@@ -85,7 +86,7 @@ impl DistillSettings {
 /// let settings = DistillSettings { alpha: 1.0, temperature: 2.0 };
 /// let objective = Distillation::new(teacher, settings, false)?;
 /// let docs = vec![DomainDocs::from_tokens("a", vec![vec![1, 2, 3]])];
-/// let batch = MixtureSampler::new(docs, vec![1.0], 6, 0, 0, false)?.next_batch(2);
+/// let batch = MixtureSampler::new(docs, vec![1.0], 6, 0, 0, false)?.next_batch(2)?;
 /// let (input, targets) = to_model_input(&batch, &config, false, &device);
 /// let loss = objective.loss(&student, MicroBatch { batch: &batch, input, targets });
 /// assert!(loss.into_scalar::<f32>().abs() < 1e-5);
@@ -146,7 +147,8 @@ mod tests {
 
     use super::*;
     use crate::config::Preset;
-    use crate::data::sampler::{Batch, DomainDocs, MixtureSampler};
+    use crate::data::sampler::{Batch, MixtureSampler};
+    use crate::data::store::DomainDocs;
     use crate::engine::objective::CrossEntropy;
     use crate::model::input::to_model_input;
 
@@ -158,6 +160,7 @@ mod tests {
         MixtureSampler::new(docs, vec![1.0], 8, 0, 3, false)
             .unwrap()
             .next_batch(2)
+            .unwrap()
     }
 
     fn loss(objective: &dyn Objective, model: &Model, batch: &Batch) -> f32 {

@@ -445,7 +445,8 @@ mod tests {
     fn quant_aware_training_sees_the_rounded_model_and_updates_every_weight() {
         let _rng = crate::test_rng::lock();
         use crate::config::Preset;
-        use crate::data::sampler::{DomainDocs, MixtureSampler};
+        use crate::data::sampler::MixtureSampler;
+        use crate::data::store::DomainDocs;
         use crate::engine::objective::CrossEntropy;
         use crate::model::input::to_model_input;
         use burn::optim::GradientsParams;
@@ -456,7 +457,8 @@ mod tests {
         let docs = vec![DomainDocs::from_tokens("a", vec![(1..40).collect()])];
         let batch = MixtureSampler::new(docs, vec![1.0], 16, 0, 0, false)
             .unwrap()
-            .next_batch(2);
+            .next_batch(2)
+            .unwrap();
         let loss = |objective: &dyn Objective, model: &Model| {
             let (input, targets) = to_model_input(&batch, &shape, false, &device);
             objective.loss(

@@ -17,8 +17,10 @@ use crate::data::sampler::SamplerState;
 use crate::error::{Error, Result};
 use crate::model::Model;
 
-/// The format version of the checkpoint state file this build writes and reads.
-pub const STATE_VERSION: u32 = 1;
+/// The format version of the checkpoint state file this build writes and reads. Version 2: the
+/// sampler's cursors index the streamed sampler's per-epoch permutation (version 1 indexed a
+/// stored shuffle, so its cursors would continue another stream).
+pub const STATE_VERSION: u32 = 2;
 
 fn legacy_version() -> u32 {
     1
@@ -269,7 +271,8 @@ pub fn load_optimizer(optimizer: ModuleOptimizer, path: &Path) -> Result<ModuleO
 mod tests {
     use super::*;
     use crate::config::{Preset, TrainConfig};
-    use crate::data::sampler::{DomainDocs, MixtureSampler};
+    use crate::data::sampler::MixtureSampler;
+    use crate::data::store::DomainDocs;
     use crate::engine::optim::optimizer;
     use burn::tensor::Device;
 

@@ -100,7 +100,7 @@ pub fn train(
             hook.after_step(&report).map_err(Error::Hook)?;
         }
         if session.due(tc.eval_every) {
-            let losses = session.evaluate();
+            let losses = session.evaluate()?;
             for hook in hooks.iter_mut() {
                 hook.after_eval(session.step, &losses)
                     .map_err(Error::Hook)?;

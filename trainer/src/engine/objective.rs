@@ -72,12 +72,13 @@ pub trait Objective {
 /// use mixlab_trainer::model::input::to_model_input;
 /// use mixlab_trainer::model::Model;
 /// use mixlab_trainer::engine::objective::{CrossEntropy, MicroBatch, Objective};
-/// use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
+/// use mixlab_trainer::data::store::DomainDocs;
+/// use mixlab_trainer::data::sampler::MixtureSampler;
 /// let config = Preset::Tiny.config(32);
 /// let device = Device::flex();
 /// let model = Model::new(&config, &device);
 /// let docs = vec![DomainDocs::from_tokens("a", vec![vec![1, 2, 3]])];
-/// let batch = MixtureSampler::new(docs, vec![1.0], 6, 0, 0, false)?.next_batch(2);
+/// let batch = MixtureSampler::new(docs, vec![1.0], 6, 0, 0, false)?.next_batch(2)?;
 /// let (input, targets) = to_model_input(&batch, &config, false, &device);
 /// let loss = CrossEntropy.loss(&model, MicroBatch { batch: &batch, input, targets });
 /// assert!((loss.into_scalar::<f32>() - 32f32.ln()).abs() < 1.0);
@@ -110,7 +111,8 @@ mod tests {
 
     use super::*;
     use crate::config::Preset;
-    use crate::data::sampler::{DomainDocs, MixtureSampler};
+    use crate::data::sampler::MixtureSampler;
+    use crate::data::store::DomainDocs;
     use crate::inference::Inference;
     use crate::model::input::to_model_input;
 
@@ -127,7 +129,8 @@ mod tests {
         )];
         let batch = MixtureSampler::new(docs, vec![1.0], 8, 0, 0, false)
             .unwrap()
-            .next_batch(3);
+            .next_batch(3)
+            .unwrap();
         let (input, targets) = to_model_input(&batch, &config, false, &device);
         let loss = CrossEntropy
             .loss(

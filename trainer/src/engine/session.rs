@@ -56,7 +56,8 @@ impl<'s, 'c> Session<'s, 'c> {
             spec.corpus.eos,
             tc.seed,
             tc.document_mask,
-        )?;
+        )?
+        .with_read_ahead(tc.read_ahead_tokens);
         let mut session = Session {
             model: Some(Model::new(&spec.model, &device)),
             optim: optimizer(tc),
@@ -194,7 +195,7 @@ impl<'s, 'c> Session<'s, 'c> {
         let mut accumulator = GradientsAccumulator::<Model>::new();
         let mut loss_sum = 0.0f32;
         for _ in 0..tc.grad_accum {
-            let batch = self.sampler.next_batch(tc.batch_size);
+            let batch = self.sampler.next_batch(tc.batch_size)?;
             let (input, targets) =
                 to_model_input(&batch, &spec.model, tc.document_mask, &self.device);
             let micro = MicroBatch {
@@ -251,7 +252,7 @@ impl<'s, 'c> Session<'s, 'c> {
     }
 
     /// Evaluates the validation split and records the losses as metric rows.
-    pub fn evaluate(&mut self) -> Vec<DomainLoss> {
+    pub fn evaluate(&mut self) -> Result<Vec<DomainLoss>> {
         let inference = Inference::of_trained(self.model(), &self.spec.model);
         let corpus = self.spec.corpus;
         let losses = evaluate(
@@ -260,7 +261,7 @@ impl<'s, 'c> Session<'s, 'c> {
             Split::Valid,
             &corpus.valid,
             corpus.eos,
-        );
+        )?;
         let lr = self.rows.last().map_or(0.0, |r| r.lr);
         self.rows.extend(losses.iter().map(|l| MetricRow {
             step: self.step,
@@ -271,7 +272,7 @@ impl<'s, 'c> Session<'s, 'c> {
             domain: Some(l.domain.clone()),
             eval_loss: Some(l.loss),
         }));
-        losses
+        Ok(losses)
     }
 
     /// Writes the metrics so far, then a scheduled checkpoint (whose presence implies the metrics
@@ -319,14 +320,14 @@ impl<'s, 'c> Session<'s, 'c> {
     pub fn final_evaluation(&self) -> Result<Vec<DomainLoss>> {
         let inference = Inference::of_trained(self.model(), &self.spec.model);
         let (corpus, tc) = (self.spec.corpus, &self.spec.train);
-        let mut losses = evaluate(&inference, tc, Split::Valid, &corpus.valid, corpus.eos);
+        let mut losses = evaluate(&inference, tc, Split::Valid, &corpus.valid, corpus.eos)?;
         losses.extend(evaluate(
             &inference,
             tc,
             Split::Probe,
             &corpus.probe,
             corpus.eos,
-        ));
+        )?);
         write_eval(&self.spec.paths.eval, self.step, &losses)?;
         Ok(losses)
     }

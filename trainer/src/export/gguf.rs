@@ -346,7 +346,8 @@ fn read_string(r: &mut &[u8]) -> std::io::Result<String> {
 mod tests {
     use super::*;
     use crate::config::Preset;
-    use crate::data::sampler::{DomainDocs, MixtureSampler};
+    use crate::data::sampler::MixtureSampler;
+    use crate::data::store::DomainDocs;
     use crate::downstream::quant::{QuantConfig, fake_quantize};
     use crate::inference::Inference;
 
@@ -380,7 +381,8 @@ mod tests {
         let docs = vec![DomainDocs::from_tokens("a", vec![(1..60).collect()])];
         let batch = MixtureSampler::new(docs, vec![1.0], 24, 0, 0, false)
             .unwrap()
-            .next_batch(2);
+            .next_batch(2)
+            .unwrap();
         let losses = |m: &Model| Inference::of_trained(m, &shape).token_losses(&batch, false);
         assert_eq!(losses(&loaded), losses(&rounded));
         // 4.5 bits a weight for the matrices; the norms stay f32.

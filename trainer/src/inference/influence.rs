@@ -29,11 +29,12 @@ use crate::model::input::to_model_input;
 /// use mixlab_trainer::config::Preset;
 /// use mixlab_trainer::inference::influence::Checkpoint;
 /// use mixlab_trainer::model::Model;
-/// use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
+/// use mixlab_trainer::data::store::DomainDocs;
+/// use mixlab_trainer::data::sampler::MixtureSampler;
 /// let config = Preset::Tiny.config(40);
 /// let checkpoint = Checkpoint::of(Model::new(&config, &Device::flex().autodiff()), &config);
 /// let docs = DomainDocs::from_tokens("a", vec![(1..30).collect()]);
-/// let batch = MixtureSampler::new(vec![docs], vec![1.0], 8, 39, 0, false)?.next_batch(2);
+/// let batch = MixtureSampler::new(vec![docs], vec![1.0], 8, 39, 0, false)?.next_batch(2)?;
 /// let g = checkpoint.gradient(&batch, false);
 /// assert_eq!(g.len(), checkpoint.parameter_count());
 /// assert!(g.iter().any(|&x| x != 0.0));
@@ -264,7 +265,8 @@ impl burn::module::ModuleMapper for Move<'_> {
 mod tests {
     use super::*;
     use crate::config::Preset;
-    use crate::data::sampler::{DomainDocs, MixtureSampler};
+    use crate::data::sampler::MixtureSampler;
+    use crate::data::store::DomainDocs;
     use crate::engine::optim::optimizer;
 
     fn batch(seed: u64, offset: u32) -> Batch {
@@ -281,6 +283,7 @@ mod tests {
         )
         .unwrap()
         .next_batch(4)
+        .unwrap()
     }
 
     fn dot(a: &[f32], b: &[f32]) -> f64 {

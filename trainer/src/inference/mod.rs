@@ -79,12 +79,13 @@ impl Inference {
     /// use mixlab_trainer::config::Preset;
     /// use mixlab_trainer::inference::Inference;
     /// use mixlab_trainer::model::Model;
-    /// use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
+    /// use mixlab_trainer::data::store::DomainDocs;
+    /// use mixlab_trainer::data::sampler::MixtureSampler;
     /// let config = Preset::Tiny.config(32);
     /// let model = Model::new(&config, &Device::flex());
     /// let inference = Inference::of_trained(&model, &config);
     /// let docs = vec![DomainDocs::from_tokens("a", vec![vec![1, 2, 3]])];
-    /// let batch = MixtureSampler::new(docs, vec![1.0], 6, 0, 0, false)?.next_batch(2);
+    /// let batch = MixtureSampler::new(docs, vec![1.0], 6, 0, 0, false)?.next_batch(2)?;
     /// let losses = inference.token_losses(&batch, false);
     /// assert_eq!(losses.len(), 12);
     /// // An untrained model is close to uniform over the 32 tokens.
@@ -112,11 +113,12 @@ impl Inference {
     /// use mixlab_trainer::config::Preset;
     /// use mixlab_trainer::inference::Inference;
     /// use mixlab_trainer::model::Model;
-    /// use mixlab_trainer::data::sampler::{DomainDocs, MixtureSampler};
+    /// use mixlab_trainer::data::store::DomainDocs;
+    /// use mixlab_trainer::data::sampler::MixtureSampler;
     /// let config = Preset::Tiny.config(32);
     /// let teacher = Inference::of_trained(&Model::new(&config, &Device::flex()), &config);
     /// let docs = vec![DomainDocs::from_tokens("a", vec![vec![1, 2, 3]])];
-    /// let batch = MixtureSampler::new(docs, vec![1.0], 6, 0, 0, false)?.next_batch(2);
+    /// let batch = MixtureSampler::new(docs, vec![1.0], 6, 0, 0, false)?.next_batch(2)?;
     /// assert_eq!(teacher.batch_logits(&batch, false).dims(), [12, 32]);
     /// # Ok::<(), mixlab_trainer::error::Error>(())
     /// ```
@@ -172,6 +174,7 @@ impl Inference {
             segments: vec![0; rows * seq_len],
             doc_ids: vec![0; rows * seq_len],
             domains: vec![0; rows],
+            sources: Vec::new(),
         };
         let (input, _) = to_model_input(&batch, &self.config, false, &self.device);
         let hidden = self.model.hidden(&input);

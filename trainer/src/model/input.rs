@@ -41,7 +41,8 @@ mod tests {
     use burn::tensor::Device;
 
     use crate::config::Preset;
-    use crate::data::sampler::{DomainDocs, MixtureSampler};
+    use crate::data::sampler::MixtureSampler;
+    use crate::data::store::DomainDocs;
     use crate::inference::Inference;
     use crate::model::Model;
 
@@ -60,6 +61,7 @@ mod tests {
             MixtureSampler::new(domains, vec![1.0], 48, 39, 0, restart)
                 .unwrap()
                 .next_batch(2)
+                .unwrap()
         };
         let (restarted, running) = (batch(true), batch(false));
         assert_eq!(restarted.inputs, running.inputs);
