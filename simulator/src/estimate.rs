@@ -61,7 +61,7 @@ pub struct TargetSet {
 /// assert_eq!(sample.len(), 2);
 /// assert_eq!(sample[0].tokens, [1, 2, 3]);
 /// assert_eq!(sample[0].scored_tokens(), 2);
-/// # Ok::<(), mixlab_simulator::error::Error>(())
+/// # Ok::<(), mixlab_simulator::Error>(())
 /// ```
 pub fn sample_documents(
     domains: &[Store],

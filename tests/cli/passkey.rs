@@ -73,6 +73,9 @@ fn passkey_make_writes_the_same_tasks_for_the_same_seed_and_refuses_bad_counts()
 #[test]
 fn a_run_continues_from_another_with_a_new_rope_base_and_is_scored_at_any_context() {
     let p = Project::with_default_config();
+    // Evaluation covers every validation document at any context length below, so contexts are
+    // compared on the same tokens.
+    p.edit_config("eval_sequences = 8", "eval_sequences = 4096");
     p.run(&["ingest", "-q"]).expect_code(0);
     p.run(&["train", "-q", "--run", "runs/short", "--steps", "30"])
         .expect_code(0);

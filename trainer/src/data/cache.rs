@@ -121,6 +121,10 @@ impl TokenCache {
         if meta.version != VERSION || meta.manifest_sha256 != manifest_sha256(shards)? {
             return Ok(CacheState::Stale);
         }
+        if ![2, 4].contains(&meta.token_bytes) {
+            let found = format!("{} bytes a token, expected 2 or 4", meta.token_bytes);
+            return Ok(CacheState::Damaged(damaged(&meta_path, found)));
+        }
         let cache = TokenCache { dir, meta };
         Ok(match cache.check_sizes() {
             Ok(()) => CacheState::Ready(cache),
@@ -453,11 +457,15 @@ impl DocumentStore for CachedStore {
         let mut bytes = vec![0u8; out.len() * width];
         let at = (entry.location + start as u64) * width as u64;
         Self::read_at(&self.tokens, &self.tokens_path, &mut bytes, at)?;
-        for (t, b) in out.iter_mut().zip(bytes.chunks_exact(width)) {
-            *t = match b {
-                [a, b] => u32::from(u16::from_le_bytes([*a, *b])),
-                _ => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            };
+        let chunks = bytes.chunks_exact(width);
+        if width == 2 {
+            for (t, b) in out.iter_mut().zip(chunks) {
+                *t = u32::from(u16::from_le_bytes([b[0], b[1]]));
+            }
+        } else {
+            for (t, b) in out.iter_mut().zip(chunks) {
+                *t = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
         }
         Ok(())
     }

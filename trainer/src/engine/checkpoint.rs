@@ -313,14 +313,21 @@ mod tests {
         let _rng = crate::test_rng::lock();
         let dir = tempfile::tempdir().unwrap();
         let mut future = state(1);
-        future.format_version = 2;
+        future.format_version = STATE_VERSION + 1;
         let path = CheckpointFiles::at(dir.path(), 1).state;
         std::fs::write(&path, serde_json::to_string(&future).unwrap()).unwrap();
         let err = read_state(dir.path(), 1).unwrap_err().to_string();
-        assert!(
-            err.contains("format version 2") && err.contains("reads version 1"),
-            "{err}"
+        let (found, reads) = (
+            format!("format version {}", STATE_VERSION + 1),
+            format!("reads version {STATE_VERSION}"),
         );
+        assert!(err.contains(&found) && err.contains(&reads), "{err}");
+        // A state of the stored-shuffle sampler (version 1) would continue another stream.
+        let mut stored_shuffle = state(1);
+        stored_shuffle.format_version = 1;
+        std::fs::write(&path, serde_json::to_string(&stored_shuffle).unwrap()).unwrap();
+        let err = read_state(dir.path(), 1).unwrap_err().to_string();
+        assert!(err.contains("format version 1,"), "{err}");
     }
 
     #[test]
