@@ -60,7 +60,8 @@ def replicate(source: str, target: str, n: int) -> None:
                 stem = os.path.splitext(os.path.basename(f["path"]))[0]
                 rel = f"{domain['name']}/{stem}-r{r:03d}.parquet"
                 path = os.path.join(staging, rel)
-                pq.write_table(copy_r, path, compression=compression)
+                pq.write_table(copy_r, path, compression=compression,
+                               use_compliant_nested_type=False)
                 files.append({"path": rel, "rows": f["rows"], "tokens": f["tokens"],
                               "bytes": os.path.getsize(path), "sha256": sha256(path)})
         written["files"] = files
