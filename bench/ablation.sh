@@ -9,7 +9,7 @@
 #
 # Resumable: `mixlab run` skips finished stages and resumes a killed run from its last checkpoint;
 # `simulate --method loo` skips finished proxies. Every seed's directory shares the first one's shards.
-# Sizes (environment): SEEDS ("0 1 2 3 4"), LOO_SEEDS ("0 1 2"), PRESET (tiny), STEPS (640 steps ×
+# Sizes (environment): SEEDS ("0 1 2 3 4"), LOO_SEEDS ("0 1 2"; empty for none), PRESET (tiny), STEPS (640 steps ×
 # 16 × 256 = 2.6M tokens an arm), EVAL_EVERY (160: the curve of loss against tokens), PROXY_STEPS (300),
 # DOMAIN_SEQUENCES (8) and TARGET_SEQUENCES (16) of the estimator, ARMS ("uniform natural sdm own"),
 # ABLATION_DIR (bench/out/ablation; the `small` confirmation uses its own directory).
@@ -19,7 +19,7 @@ build_release
 W="${ABLATION_DIR:-$OUT/ablation}"
 ARMS="${ARMS:-uniform natural sdm own}"
 SEEDS="${SEEDS:-0 1 2 3 4}"
-LOO_SEEDS="${LOO_SEEDS:-0 1 2}"
+LOO_SEEDS="${LOO_SEEDS-0 1 2}"
 PRESET="${PRESET:-tiny}"
 STEPS="${STEPS:-640}"
 EVAL_EVERY="${EVAL_EVERY:-160}"
