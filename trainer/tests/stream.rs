@@ -172,6 +172,17 @@ fn the_cache_holds_the_shards_documents_and_streams_them_as_memory_does() {
         draws += 1;
         assert!(draws < 5000, "{:?}", streamed.state());
     }
+    // A stream position names the same document and offset in the cache as in memory.
+    let memory = in_memory(&shards, Split::Train);
+    for (cached, held) in corpus.train.iter().zip(&memory) {
+        let positions = cached.token_count() + cached.documents();
+        for at in (0..positions).step_by(97).chain([positions - 1]) {
+            let (a, offset_a) = cached.locate(at).unwrap();
+            let (b, offset_b) = held.locate(at).unwrap();
+            assert_eq!((a.doc_id, offset_a), (b.doc_id, offset_b), "position {at}");
+        }
+        assert!(cached.locate(positions).is_err());
+    }
     // Held-out splits read back as the shards hold them.
     in_memory(&shards, Split::Valid);
     in_memory(&shards, Split::Probe);

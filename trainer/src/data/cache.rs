@@ -473,6 +473,12 @@ impl DocumentStore for CachedStore {
     /// A binary search over the index: document `i` starts at `offset_i + i` in the stream with
     /// end-of-text tokens.
     fn locate(&self, at: u64) -> Result<(DocumentEntry, usize)> {
+        if self.counts.documents == 0 {
+            return Err(Error::Config(format!(
+                "domain {:?} has no documents",
+                self.name
+            )));
+        }
         let (mut lo, mut hi) = (0, self.counts.documents);
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One document's identity and size, and where its store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +186,12 @@ impl DocumentStore for DomainDocs {
             }
             at -= span;
         }
-        panic!("position beyond the domain's {} tokens", self.token_count());
+        Err(Error::Config(format!(
+            "position beyond domain {:?}'s stream of {} tokens and {} documents",
+            self.name,
+            self.token_count(),
+            self.docs.len()
+        )))
     }
 
     fn to_memory(&self) -> Result<DomainDocs> {
@@ -208,6 +213,7 @@ mod tests {
             })
             .collect();
         assert_eq!(found, [(0, 0), (0, 1), (0, 2), (1, 0), (2, 0), (2, 1)]);
+        assert!(docs.locate(6).is_err());
         let memory = docs.to_memory().unwrap();
         assert_eq!(memory.docs, docs.docs);
     }
