@@ -210,11 +210,26 @@ fn a_killed_run_resumes_to_the_same_result() {
 }
 
 #[test]
-fn zero_steps_saves_the_initial_model() {
+fn zero_steps_saves_the_initial_model_and_training_builds_the_token_cache() {
     let p = ingested();
+    let cache = |p: &Project| p.run(&["inspect"]).expect_code(0).stdout;
+    assert!(cache(&p).contains("(missing: the first stage that trains builds it)"));
     p.run(&["train", "-q", "--run", "runs/init", "--steps", "0"])
         .expect_code(0);
     assert!(p.path("out/runs/init/checkpoints/step-0.bpk").exists());
+    assert!(cache(&p).contains("(ready: "), "{}", cache(&p));
+    // A truncated index is named, with the fix; rebuilding makes the cache ready again.
+    let index = p.path("out/shards/cache/000/valid.index");
+    let bytes = std::fs::read(&index).unwrap();
+    std::fs::write(&index, &bytes[..bytes.len() - 1]).unwrap();
+    let err = p.run(&["eval", "--run", "runs/init"]).expect_code(1).stderr;
+    assert!(
+        err.contains("000/valid.index") && err.contains("--rebuild-cache"),
+        "{err}"
+    );
+    assert!(cache(&p).contains("damaged"));
+    p.run(&["inspect", "--rebuild-cache"]).expect_code(0);
+    assert!(cache(&p).contains("(ready: "));
     let eval = eval_json(&p, "runs/init");
     // An untrained model is close to uniform over the 1,024-token vocabulary: ln 1024 ≈ 6.93.
     let mean = eval["mean_loss"].as_f64().unwrap();
