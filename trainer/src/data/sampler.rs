@@ -222,7 +222,20 @@ impl MixtureSampler {
     }
 
     /// The same sampler reading at most `tokens` tokens of a document at a time (at least 1): what
-    /// bounds the training data it holds in memory to `domains × tokens`.
+    /// bounds the training data it holds in memory to `domains × tokens`. The stream is the same
+    /// whatever the read-ahead.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_trainer::data::sampler::MixtureSampler;
+    /// use mixlab_trainer::data::store::DomainDocs;
+    /// let docs = || vec![DomainDocs::from_tokens("a", vec![(1..100).collect(); 3])];
+    /// let mut whole = MixtureSampler::new(docs(), vec![1.0], 16, 0, 7, false)?;
+    /// let mut narrow = MixtureSampler::new(docs(), vec![1.0], 16, 0, 7, false)?.with_read_ahead(4);
+    /// assert_eq!(whole.next_batch(5)?, narrow.next_batch(5)?);
+    /// assert!(narrow.buffered_tokens() <= 4);
+    /// # Ok::<(), mixlab_trainer::error::Error>(())
+    /// ```
     #[must_use]
     pub fn with_read_ahead(mut self, tokens: usize) -> Self {
         self.read_ahead = tokens.max(1);

@@ -25,6 +25,19 @@ pub struct DocumentEntry {
 ///
 /// Implementations are cheap to share ([`Store`] is an `Arc`) and read through `&self`, so one
 /// store serves every sampler of a run.
+///
+/// # Example
+/// ```
+/// use mixlab_trainer::data::store::{DocumentStore, DomainDocs, Store};
+/// let store: Store = DomainDocs::from_tokens("code", vec![vec![1, 2, 3], vec![4, 5]]).into();
+/// // Position 5 of the stream `1 2 3 <eos> 4 5 <eos>` is the second document's second token.
+/// let (entry, offset) = store.locate(5)?;
+/// assert_eq!((entry.doc_id, entry.tokens, offset), (1, 2, 1));
+/// let mut tail = [0; 1];
+/// store.read(&entry, offset, &mut tail)?;
+/// assert_eq!(tail, [5]);
+/// # Ok::<(), mixlab_trainer::error::Error>(())
+/// ```
 pub trait DocumentStore: fmt::Debug + Send + Sync {
     /// The domain's name.
     fn name(&self) -> &str;
