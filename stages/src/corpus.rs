@@ -12,11 +12,8 @@ use mixlab_trainer::data::cache::TokenCache;
 /// # Errors
 /// A damaged cache or shard (naming the file and the fix), or an I/O error.
 pub fn open_corpus(shards: &ShardSet, quiet: bool) -> anyhow::Result<Corpus> {
-    let mut bar = CacheBar::new(quiet);
-    let corpus = Corpus::open(shards, &mut |done, total| bar.advance(done, total))
-        .with_context(|| format!("reading the shards in {}", shards.root().display()))?;
-    bar.finish();
-    Ok(corpus)
+    with_cache_bar(quiet, |progress| Corpus::open(shards, progress))
+        .with_context(|| format!("reading the shards in {}", shards.root().display()))
 }
 
 /// Builds a shard set's token cache again, whatever state it is in.
@@ -24,11 +21,16 @@ pub fn open_corpus(shards: &ShardSet, quiet: bool) -> anyhow::Result<Corpus> {
 /// # Errors
 /// A damaged shard (naming the file), or an I/O error.
 pub fn rebuild_cache(shards: &ShardSet, quiet: bool) -> anyhow::Result<TokenCache> {
+    with_cache_bar(quiet, |progress| TokenCache::rebuild(shards, progress))
+        .with_context(|| format!("building the token cache of {}", shards.root().display()))
+}
+
+/// Runs `work` with a progress callback drawn as a bar, cleared when `work` returns.
+fn with_cache_bar<T>(quiet: bool, work: impl FnOnce(&mut dyn FnMut(u64, u64)) -> T) -> T {
     let mut bar = CacheBar::new(quiet);
-    let cache = TokenCache::rebuild(shards, &mut |done, total| bar.advance(done, total))
-        .with_context(|| format!("building the token cache of {}", shards.root().display()))?;
+    let result = work(&mut |done, total| bar.advance(done, total));
     bar.finish();
-    Ok(cache)
+    result
 }
 
 /// A bar of tokens written, shown from the first report on (an existing cache reports nothing).
