@@ -304,6 +304,7 @@ struct DomainWriter {
     token_bytes: u8,
     sources: Vec<String>,
     source_ids: HashMap<String, u32>,
+    encoded: Vec<u8>,
 }
 
 struct SplitWriter {
@@ -334,6 +335,7 @@ impl DomainWriter {
             token_bytes,
             sources: Vec::new(),
             source_ids: HashMap::new(),
+            encoded: Vec::new(),
         })
     }
 
@@ -354,12 +356,16 @@ impl DomainWriter {
         entry[16..20].copy_from_slice(&(tokens.len() as u32).to_le_bytes());
         entry[20..].copy_from_slice(&source_id.to_le_bytes());
         w.index.write_all(&entry)?;
-        for &t in tokens {
-            match self.token_bytes {
-                2 => w.tokens.write_all(&(t as u16).to_le_bytes())?,
-                _ => w.tokens.write_all(&t.to_le_bytes())?,
-            }
+        // One write a document: the tokens encoded into a buffer kept across documents.
+        self.encoded.clear();
+        if self.token_bytes == 2 {
+            self.encoded
+                .extend(tokens.iter().flat_map(|&t| (t as u16).to_le_bytes()));
+        } else {
+            self.encoded
+                .extend(tokens.iter().flat_map(|&t| t.to_le_bytes()));
         }
+        w.tokens.write_all(&self.encoded)?;
         w.counts.documents += 1;
         w.counts.tokens += tokens.len() as u64;
         Ok(())
