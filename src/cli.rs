@@ -119,7 +119,13 @@ pub enum Command {
     /// Reads every [[domain.source]] through DataFusion (with its optional SQL), cleans, filters,
     /// removes exact and near duplicates across domains, tokenizes and writes Parquet shards and a
     /// manifest. Prints a per-domain summary. A second run with unchanged inputs does nothing.
-    Ingest(ConfigArgs),
+    ///
+    /// With --engine ballista the reading, SQL, filters, hashes and tokenization run on an Apache
+    /// DataFusion Ballista cluster (`mixlab cluster scheduler` and `mixlab cluster executor`), one
+    /// job per source file; dedup and shard writing stay here, so the shards are the same as with
+    /// the local engine. Executors must see this machine's paths (sources and <out>) on a shared
+    /// file system.
+    Ingest(IngestArgs),
     /// Print the manifest of a shard directory and the state of its token cache.
     ///
     /// Verifies every shard's checksum, then prints domains, splits, documents, tokens and the
@@ -179,6 +185,13 @@ pub enum Command {
     /// model's greedy predictions spell.
     #[command(subcommand)]
     Passkey(PasskeyCommand),
+    /// Run a role of an Apache DataFusion Ballista cluster: the scheduler, or an executor.
+    ///
+    /// The same binary serves as client, scheduler and executor, so their versions cannot drift.
+    /// Ballista's endpoints have no authentication: both roles listen on 127.0.0.1 unless --bind
+    /// names another address. A role runs until SIGINT or SIGTERM.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Fit loss = f(mixture) on a table of runs; print cross-validated Spearman ρ, Pearson r, MSE.
     Regress(RegressArgs),
     /// Write a mixture.toml: RegMix search over a fitted regression model, or a baseline.
@@ -456,6 +469,56 @@ pub struct GenerateArgs {
     pub seed: u64,
 }
 
+/// `cluster` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Ballista's scheduler: plans jobs and hands their tasks to executors (gRPC, /healthz and
+    /// /readyz on one port).
+    Scheduler(SchedulerArgs),
+    /// A Ballista executor: runs the tasks its scheduler hands it.
+    Executor(ExecutorArgs),
+}
+
+/// `cluster scheduler` arguments.
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50050", value_name = "ADDR")]
+    pub bind: std::net::SocketAddr,
+    /// Seconds without a heartbeat after which an executor counts as lost (its tasks run again).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub executor_timeout: u64,
+    /// Executors that must be registered before /readyz answers 200.
+    #[arg(long, default_value_t = 1)]
+    pub min_executors: usize,
+}
+
+/// `cluster executor` arguments.
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler's HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub scheduler: String,
+    /// Address of this executor's Arrow Flight endpoint (task results and shuffle data).
+    #[arg(long, default_value = "127.0.0.1:50051", value_name = "ADDR")]
+    pub bind: std::net::SocketAddr,
+    /// Port of this executor's gRPC endpoint (the scheduler pushes tasks there), on --bind's host.
+    #[arg(long, default_value_t = 50052)]
+    pub grpc_port: u16,
+    /// Directory for shuffle files.
+    #[arg(long, default_value = "ballista-work", value_name = "DIR")]
+    pub work_dir: PathBuf,
+    /// Tasks run at once [default: the number of cores].
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
+    pub vcores: usize,
+    /// Seconds between heartbeats to the scheduler (keep well under its --executor-timeout).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub heartbeat: u64,
+    /// Seconds to keep trying to reach the scheduler at start.
+    #[arg(long, default_value_t = 30)]
+    pub connect_timeout: u16,
+}
+
 /// `passkey` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PasskeyCommand {
@@ -731,6 +794,31 @@ pub struct ConfigArgs {
     /// The pipeline configuration.
     #[arg(long, short, default_value = "datasets.toml", value_name = "FILE")]
     pub config: PathBuf,
+}
+
+/// `ingest` arguments.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Where the per-record work runs [default: [ingest] engine, else local].
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
+    /// The Ballista scheduler's HOST:PORT [default: [ingest] scheduler, else 127.0.0.1:50050].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub scheduler: Option<String>,
+    /// Ballista jobs (one per source file) running at once [default: [ingest] cluster_jobs, else 8].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: Option<u64>,
+}
+
+/// `--engine` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    /// In this process, on every core.
+    Local,
+    /// On the Ballista cluster at --scheduler.
+    Ballista,
 }
 
 /// `inspect` arguments.

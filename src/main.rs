@@ -73,6 +73,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Export(args) => commands::export::run(global, args),
         Command::Generate(args) => commands::generate::run(global, args),
         Command::Passkey(command) => commands::passkey::run(global, command),
+        Command::Cluster(command) => commands::cluster::run(global, command),
         Command::Regress(args) => commands::regress::run(global, args),
         Command::Mix(args) => commands::mix::run(global, args),
         Command::Sweep(args) => commands::sweep::run(global, args),

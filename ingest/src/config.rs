@@ -115,6 +115,31 @@ pub struct IngestConfig {
     pub filters: FilterConfig,
     /// Exact and near-duplicate removal.
     pub dedup: DedupConfig,
+    /// Where the per-record work runs: `local` (default) or `ballista`. Not part of the shards'
+    /// identity: both engines write the same shards.
+    pub engine: Engine,
+    /// The Ballista scheduler's `HOST:PORT` for `engine = "ballista"`. Default: 127.0.0.1:50050.
+    pub scheduler: String,
+    /// Ballista jobs (one per source file) running at once for `engine = "ballista"`; about twice
+    /// the cluster's executor cores keeps it busy. Default: 8.
+    pub cluster_jobs: usize,
+}
+
+/// `[ingest] engine`: where filters, hashes and tokenization run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// In this process, on every core (rayon).
+    #[default]
+    Local,
+    /// On an Apache DataFusion Ballista cluster (`mixlab cluster scheduler|executor`), one job
+    /// per source file; dedup and shard writing stay in this process.
+    Ballista,
+}
+
+impl IngestConfig {
+    /// The keys that choose how ingest runs, not what it writes (left out of the shards' hash).
+    pub const ENGINE_KEYS: [&'static str; 3] = ["engine", "scheduler", "cluster_jobs"];
 }
 
 impl Default for IngestConfig {
@@ -129,6 +154,9 @@ impl Default for IngestConfig {
             on_error: OnError::Fail,
             filters: FilterConfig::default(),
             dedup: DedupConfig::default(),
+            engine: Engine::Local,
+            scheduler: "127.0.0.1:50050".to_owned(),
+            cluster_jobs: 8,
         }
     }
 }
@@ -353,6 +381,13 @@ pub fn validate(
         .map_err(Error::Config)
 }
 
+/// `HOST:PORT` with a non-empty host and a port number.
+fn is_host_port(address: &str) -> bool {
+    address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
 /// `[tokenizer]`: a vocabulary in range.
 fn validate_tokenizer(tokenizer: &TokenizerConfig) -> std::result::Result<(), String> {
     match tokenizer {
@@ -375,6 +410,15 @@ fn validate_ingest(ingest: &IngestConfig) -> std::result::Result<(), String> {
     {
         return Err(format!(
             "ingest.valid_fraction + ingest.probe_fraction = {split}: expected each in [0, 1) and their sum below 1"
+        ));
+    }
+    if ingest.cluster_jobs == 0 {
+        return Err("ingest.cluster_jobs must be at least 1".into());
+    }
+    if ingest.engine == Engine::Ballista && !is_host_port(&ingest.scheduler) {
+        return Err(format!(
+            "ingest.scheduler = {:?}: expected HOST:PORT (the address of `mixlab cluster scheduler`)",
+            ingest.scheduler
         ));
     }
     if ingest.shard_rows == 0 || ingest.batch_rows == 0 {

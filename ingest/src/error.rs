@@ -75,6 +75,15 @@ pub enum Error {
         /// The engine's message.
         message: String,
     },
+    /// The Ballista scheduler at `address` cannot be reached or refused the session.
+    #[cfg(feature = "pipeline")]
+    #[error("ballista scheduler at {address}: {message}")]
+    Cluster {
+        /// `HOST:PORT` as configured.
+        address: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Arrow failed building or converting a batch; this is a bug, not bad input.
     #[error("internal error (a bug in mixlab): {0}")]
     Internal(String),

@@ -42,6 +42,8 @@ pub mod manifest;
 pub mod shard;
 pub mod verified;
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 #[cfg(feature = "pipeline")]
 pub mod config;
 #[cfg(feature = "pipeline")]
@@ -49,11 +51,15 @@ pub mod dedup;
 #[cfg(feature = "pipeline")]
 pub mod demo;
 #[cfg(feature = "pipeline")]
+pub mod engine;
+#[cfg(feature = "pipeline")]
 pub mod filter;
 #[cfg(feature = "pipeline")]
 pub mod lines;
 #[cfg(feature = "pipeline")]
 pub mod pipeline;
+#[cfg(feature = "pipeline")]
+pub mod record;
 #[cfg(feature = "pipeline")]
 pub mod source;
 #[cfg(feature = "pipeline")]

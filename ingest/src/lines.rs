@@ -99,6 +99,34 @@ impl LineSource {
         })
     }
 
+    /// Everything a reader of this source on another machine needs (files, format, schema,
+    /// checks, batch size and error policy), for a query plan that travels to an executor.
+    #[cfg(feature = "cluster")]
+    pub fn spec(&self) -> LineSpec {
+        LineSpec {
+            files: self.files.clone(),
+            format: self.format,
+            schema: self.schema.as_ref().clone(),
+            required_text: self.required_text.clone(),
+            batch_rows: self.batch_rows,
+            on_error: self.on_error,
+        }
+    }
+
+    /// The source a [`LineSpec`] describes, with fresh counters (no schema inference).
+    #[cfg(feature = "cluster")]
+    pub fn from_spec(spec: LineSpec) -> Self {
+        Self {
+            files: spec.files,
+            format: spec.format,
+            schema: Arc::new(spec.schema),
+            required_text: spec.required_text,
+            batch_rows: spec.batch_rows,
+            on_error: spec.on_error,
+            counters: Arc::default(),
+        }
+    }
+
     /// Decodes only `columns` of the inferred schema (JSON lines: the fields the source reads), so
     /// a field nothing reads may change type after the inference window. Names not in the schema
     /// are ignored.
@@ -142,6 +170,24 @@ impl LineSource {
             failed: false,
         })
     }
+}
+
+/// A [`LineSource`] as data: what [`LineSource::spec`] gives and [`LineSource::from_spec`] takes.
+#[cfg(feature = "cluster")]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LineSpec {
+    /// The files, read in this order.
+    pub files: Vec<PathBuf>,
+    /// Their format.
+    pub format: SourceFormat,
+    /// The columns decoded (inferred once, on the client).
+    pub schema: Schema,
+    /// A column every record must hold as a string.
+    pub required_text: Option<String>,
+    /// Records per batch.
+    pub batch_rows: usize,
+    /// What to do with malformed records.
+    pub on_error: OnError,
 }
 
 /// The schema of the first file that holds a record (an empty file matched by a glob has none).

@@ -13,20 +13,21 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, StringArray};
 use rayon::prelude::*;
-use xxhash_rust::xxh3::xxh3_64;
 
 use mixlab_artefacts::atomic::replace_dir;
 use mixlab_artefacts::split::Split;
 
 use crate::checksum::{sha256_file, sha256_hex};
 use crate::config::{DomainConfig, IngestConfig, SourceConfig, TokenizerConfig};
-use crate::dedup::{DedupIndex, Duplicate, MinHasher, exact_hash, normalize};
+use crate::dedup::{DedupIndex, Duplicate, MinHasher};
+use crate::engine::EngineSession;
 use crate::error::{Error, Result};
 use crate::filter::QualityFilter;
 use crate::manifest::{
     DomainManifest, DomainStats, FORMAT_VERSION, Manifest, ShardSet, SplitCounts, TOKENIZER_FILE,
     TokenizerInfo,
 };
+use crate::record::{Body, Candidate, Judge, Verdict, clean, doc_id};
 use crate::shard::{ShardDocument, ShardWriter};
 use crate::source::{ReadOptions, SourceReader, resolve_files};
 use crate::tokenize::{TextTokenizer, train_byte_level_bpe};
@@ -98,6 +99,8 @@ pub fn ingest(req: &IngestRequest<'_>, progress: &dyn Progress) -> Result<Ingest
         return Ok(IngestOutcome::UpToDate(manifest));
     }
 
+    // A scheduler that is not there fails the run before anything is written.
+    let engine = EngineSession::start(req.ingest)?;
     let staging = sibling(req.shards_dir, "partial");
     if let Some(manifest) = finished_staging(&staging, &inputs_hash) {
         // A run killed between its last write and the swap: publish its work instead of redoing it.
@@ -108,7 +111,7 @@ pub fn ingest(req: &IngestRequest<'_>, progress: &dyn Progress) -> Result<Ingest
         fs_err::remove_dir_all(&staging)?;
     }
     fs_err::create_dir_all(&staging)?;
-    match write_staging(req, &sources, inputs_hash, &staging, progress) {
+    match write_staging(req, &engine, &sources, inputs_hash, &staging, progress) {
         Ok(manifest) => {
             replace_dir(&staging, req.shards_dir)?;
             Ok(IngestOutcome::Written(manifest))
@@ -124,6 +127,7 @@ pub fn ingest(req: &IngestRequest<'_>, progress: &dyn Progress) -> Result<Ingest
 /// Writes the tokenizer, every domain's shards and the manifest into `staging`.
 fn write_staging(
     req: &IngestRequest<'_>,
+    engine: &EngineSession,
     sources: &[Vec<Vec<PathBuf>>],
     inputs_hash: String,
     staging: &Path,
@@ -147,6 +151,7 @@ fn write_staging(
     let minhash = req.ingest.dedup.minhash.as_ref();
     let mut stage = DomainStage {
         req,
+        engine,
         runtime: &runtime,
         tokenizer: &tokenizer,
         hasher: minhash.map(MinHasher::new),
@@ -157,6 +162,7 @@ fn write_staging(
     for (domain, files) in req.domains.iter().zip(sources) {
         domains.push(stage.run(domain, files, progress)?);
     }
+    engine.finish(staging)?;
 
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -313,25 +319,10 @@ fn read_options(ingest: &IngestConfig) -> ReadOptions {
     }
 }
 
-/// Cleaning applied to every text before anything else: trimmed, Windows line ends made Unix.
-fn clean(text: &str) -> String {
-    text.trim().replace("\r\n", "\n")
-}
-
-/// The verdict on one record after the parallel step.
-enum Verdict {
-    Null,
-    Filtered(&'static str),
-    Candidate {
-        text: String,
-        hash: Option<u128>,
-        signature: Option<Vec<u32>>,
-    },
-}
-
 /// State carried across domains: the dedup index is shared so cross-domain duplicates are caught.
 struct DomainStage<'a> {
     req: &'a IngestRequest<'a>,
+    engine: &'a EngineSession,
     runtime: &'a tokio::runtime::Runtime,
     tokenizer: &'a TextTokenizer,
     hasher: Option<MinHasher>,
@@ -363,13 +354,7 @@ impl DomainStage<'_> {
         let filter = quality_filter(self.req.ingest, domain);
         let mut tally = DomainTally::default();
         let mut writer = ShardWriter::new(self.staging, &domain.name, self.req.ingest.shard_rows);
-        for (source, files) in domain.source.iter().zip(files) {
-            let reader = SourceReader::open(
-                self.runtime,
-                source,
-                files.clone(),
-                read_options(self.req.ingest),
-            )?;
+        for (index, (source, files)) in domain.source.iter().zip(files).enumerate() {
             let sink = BatchSink {
                 domain: &domain.name,
                 label: source.label(),
@@ -377,7 +362,18 @@ impl DomainStage<'_> {
                 filter: &filter,
                 progress,
             };
-            self.read_source(reader, &sink, &mut tally, &mut writer)?;
+            match self.engine {
+                EngineSession::Local => {
+                    let options = read_options(self.req.ingest);
+                    let reader = SourceReader::open(self.runtime, source, files.clone(), options)?;
+                    self.read_source(reader, &sink, &mut tally, &mut writer)?;
+                }
+                #[cfg(feature = "cluster")]
+                EngineSession::Ballista(cluster) => {
+                    let work = (domain, index, files.as_slice());
+                    self.read_remote(cluster, work, &sink, &mut tally, &mut writer)?;
+                }
+            }
         }
         let stats = tally.stats;
         if stats.documents == 0 {
@@ -408,15 +404,8 @@ impl DomainStage<'_> {
             let producer = scope.spawn(move || read_ahead(reader, &tx));
             for item in rx {
                 let (texts, raw_bytes) = item?;
-                let docs = self.process_batch(&texts, sink, &mut tally.stats)?;
-                for doc in docs {
-                    let counts = tally.splits.entry(doc.split).or_default();
-                    counts.documents += 1;
-                    counts.tokens += doc.tokens.len() as u64;
-                    tally.stats.documents += 1;
-                    tally.stats.tokens += doc.tokens.len() as u64;
-                    writer.push(doc)?;
-                }
+                let verdicts = self.judge(&texts, sink);
+                self.write_verdicts(verdicts, sink, tally, writer)?;
                 let (done, records) = (tally.done_bytes + raw_bytes, tally.stats.records_read);
                 sink.progress.domain_advanced(sink.domain, done, records);
             }
@@ -429,22 +418,104 @@ impl DomainStage<'_> {
         Ok(())
     }
 
-    /// Filters, dedups and tokenizes one batch; returns the documents to write, in record order.
-    fn process_batch(
+    /// Reads one source on a Ballista cluster into `writer`: the executors judge and tokenize,
+    /// this process dedups in record order and writes, as [`Self::read_source`] does.
+    #[cfg(feature = "cluster")]
+    fn read_remote(
         &mut self,
-        texts: &StringArray,
+        cluster: &crate::cluster::client::Cluster,
+        (domain, index, files): (&DomainConfig, usize, &[PathBuf]),
         sink: &BatchSink,
-        stats: &mut DomainStats,
-    ) -> Result<Vec<ShardDocument>> {
+        tally: &mut DomainTally,
+        writer: &mut ShardWriter,
+    ) -> Result<()> {
+        use crate::cluster::client::SourceRequest;
+        let absolute = |p: &Path| std::path::absolute(p).map_err(|e| Error::io(p, e));
+        let work_dir = absolute(&crate::engine::work_dir(self.staging))?
+            .join(format!("{}-{index}", domain.name));
+        fs_err::create_dir_all(&work_dir)?;
+        let files = files
+            .iter()
+            .map(|f| absolute(f))
+            .collect::<Result<Vec<_>>>()?;
+        let spec = self.judge_spec(sink)?;
+        let request = SourceRequest {
+            source: sink.source,
+            files: &files,
+            options: read_options(self.req.ingest),
+            spec: &spec,
+            work_dir: &work_dir,
+        };
+        let start = tally.done_bytes;
+        let skipped = cluster.judge_source(request, &mut |batch| {
+            self.write_verdicts(batch.verdicts, sink, tally, writer)?;
+            tally.done_bytes = start + batch.raw_bytes_done;
+            let records = tally.stats.records_read;
+            sink.progress
+                .domain_advanced(sink.domain, tally.done_bytes, records);
+            Ok(())
+        })?;
+        tally.stats.skipped_records += skipped;
+        Ok(())
+    }
+
+    /// What the executors need to judge `sink`'s records as [`Self::judge`] does.
+    #[cfg(feature = "cluster")]
+    fn judge_spec(&self, sink: &BatchSink) -> Result<crate::cluster::judge::JudgeSpec> {
+        let tokenizer = std::path::absolute(self.staging.join(TOKENIZER_FILE))
+            .map_err(|e| Error::io(self.staging, e))?;
+        Ok(crate::cluster::judge::JudgeSpec {
+            label: sink.label.clone(),
+            min_chars: sink.filter.min_chars,
+            max_chars: sink.filter.max_chars,
+            rules: sink.filter.rules.clone(),
+            exact: self.req.ingest.dedup.exact,
+            minhash: self.req.ingest.dedup.minhash.clone(),
+            tokenizer_sha256: sha256_file(&tokenizer)?,
+            tokenizer,
+        })
+    }
+
+    /// Each record's raw length and verdict, judged in parallel on this machine.
+    fn judge(&self, texts: &StringArray, sink: &BatchSink) -> Vec<(usize, Verdict)> {
         let judge = Judge {
             filter: sink.filter,
             exact: self.req.ingest.dedup.exact,
             hasher: self.hasher.as_ref(),
         };
-        let verdicts: Vec<(usize, Verdict)> = (0..texts.len())
+        (0..texts.len())
             .into_par_iter()
             .map(|i| judge.verdict(texts, i))
-            .collect();
+            .collect()
+    }
+
+    /// Dedups judged records in order and writes the survivors' documents.
+    fn write_verdicts(
+        &mut self,
+        verdicts: Vec<(usize, Verdict)>,
+        sink: &BatchSink,
+        tally: &mut DomainTally,
+        writer: &mut ShardWriter,
+    ) -> Result<()> {
+        let survivors = self.admit(verdicts, sink, &mut tally.stats)?;
+        for doc in self.documents(survivors, &sink.label)? {
+            let counts = tally.splits.entry(doc.split).or_default();
+            counts.documents += 1;
+            counts.tokens += doc.tokens.len() as u64;
+            tally.stats.documents += 1;
+            tally.stats.tokens += doc.tokens.len() as u64;
+            writer.push(doc)?;
+        }
+        Ok(())
+    }
+
+    /// Counts the verdicts and dedups the candidates in record order; returns the survivors.
+    fn admit(
+        &mut self,
+        verdicts: Vec<(usize, Verdict)>,
+        sink: &BatchSink,
+        stats: &mut DomainStats,
+    ) -> Result<Vec<Body>> {
         let mut survivors = Vec::new();
         for (raw_len, verdict) in verdicts {
             stats.records_read += 1;
@@ -463,37 +534,41 @@ impl DomainStage<'_> {
                     stats.skipped_records += 1;
                 }
                 Verdict::Filtered(reason) => {
-                    *stats.filtered.entry(reason.to_owned()).or_default() += 1
+                    *stats.filtered.entry(reason.into_owned()).or_default() += 1
                 }
-                Verdict::Candidate {
-                    text,
+                Verdict::Candidate(Candidate {
                     hash,
                     signature,
-                } => match self.index.insert(hash, signature.as_deref()) {
-                    Ok(()) => survivors.push(text),
+                    body,
+                }) => match self.index.insert(hash, signature.as_deref()) {
+                    Ok(()) => survivors.push(body),
                     Err(Duplicate::Exact) => stats.exact_duplicates += 1,
                     Err(Duplicate::Near) => stats.near_duplicates += 1,
                 },
             }
         }
-        self.tokenize(survivors, &sink.label)
+        Ok(survivors)
     }
 
-    /// The shard documents of the texts that survived filtering and dedup.
-    fn tokenize(&self, texts: Vec<String>, label: &str) -> Result<Vec<ShardDocument>> {
+    /// The shard documents of the records that survived filtering and dedup (texts tokenized
+    /// here, in parallel).
+    fn documents(&self, bodies: Vec<Body>, label: &str) -> Result<Vec<ShardDocument>> {
         let (valid, probe) = (
             self.req.ingest.valid_fraction,
             self.req.ingest.probe_fraction,
         );
-        texts
+        bodies
             .into_par_iter()
-            .map(|text| {
-                let doc_id = doc_id(label, &text);
+            .map(|body| {
+                let (doc_id, tokens) = match body {
+                    Body::Text(text) => (doc_id(label, &text), self.tokenizer.encode(&text)?),
+                    Body::Encoded { doc_id, tokens } => (doc_id, tokens),
+                };
                 Ok(ShardDocument {
                     doc_id,
                     source: label.to_owned(),
                     split: Split::of(doc_id, valid, probe),
-                    tokens: self.tokenizer.encode(&text)?,
+                    tokens,
                 })
             })
             .collect()
@@ -530,38 +605,6 @@ fn read_ahead(
     (reader.skipped(), reader.raw_bytes_read())
 }
 
-/// The per-record checks of a batch that need no shared state (run in parallel).
-struct Judge<'a> {
-    filter: &'a QualityFilter,
-    exact: bool,
-    hasher: Option<&'a MinHasher>,
-}
-
-impl Judge<'_> {
-    /// Record `i`'s raw length and verdict: null, filtered, or a dedup candidate with its hashes.
-    fn verdict(&self, texts: &StringArray, i: usize) -> (usize, Verdict) {
-        if texts.is_null(i) {
-            return (0, Verdict::Null);
-        }
-        let raw_len = texts.value(i).len();
-        let text = clean(texts.value(i));
-        if let Some(reason) = self.filter.check(&text) {
-            return (raw_len, Verdict::Filtered(reason));
-        }
-        let normalized = if self.exact || self.hasher.is_some() {
-            normalize(&text)
-        } else {
-            String::new()
-        };
-        let verdict = Verdict::Candidate {
-            hash: self.exact.then(|| exact_hash(&normalized)),
-            signature: self.hasher.map(|h| h.signature(&normalized)),
-            text,
-        };
-        (raw_len, verdict)
-    }
-}
-
 /// The error for a domain whose sources left no document, with where they went.
 fn empty_domain(domain: &DomainConfig, stats: &DomainStats) -> Error {
     Error::BadSource {
@@ -578,15 +621,6 @@ fn empty_domain(domain: &DomainConfig, stats: &DomainStats) -> Error {
             stats.near_duplicates
         ),
     }
-}
-
-/// Stable id of a document: a hash of its source label and text.
-pub fn doc_id(source_label: &str, text: &str) -> u64 {
-    let mut bytes = Vec::with_capacity(source_label.len() + 1 + text.len());
-    bytes.extend_from_slice(source_label.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(text.as_bytes());
-    xxh3_64(&bytes)
 }
 
 #[cfg(test)]

@@ -104,14 +104,30 @@ fn walk_root(base: &Path, pattern: &Path) -> (PathBuf, usize) {
     (root, depth)
 }
 
-/// A line-oriented source (JSONL, CSV, text) as a streaming table, with its read counters. A JSONL
-/// source decodes only the columns its text column and SQL use.
+/// A line-oriented source (JSONL, CSV, text) as a streaming table, with its read counters.
 fn line_table(
     runtime: &Runtime,
     source: &SourceConfig,
     files: Vec<PathBuf>,
     options: ReadOptions,
 ) -> Result<(Arc<dyn TableProvider>, Arc<ReadCounters>)> {
+    let lines = open_lines(runtime, source, files, options)?;
+    let counters = lines.counters();
+    let partition: Arc<dyn PartitionStream> = Arc::new(LinePartition { lines });
+    let schema = Arc::clone(partition.schema());
+    let table = StreamingTable::try_new(schema, vec![partition])
+        .map_err(|e| query_err(Path::new(&source.path), &e))?;
+    Ok((Arc::new(table), counters))
+}
+
+/// A line-oriented source's reader, its schema inferred. A JSONL source decodes only the columns
+/// its text column and SQL use.
+pub(crate) fn open_lines(
+    runtime: &Runtime,
+    source: &SourceConfig,
+    files: Vec<PathBuf>,
+    options: ReadOptions,
+) -> Result<LineSource> {
     let required = source.sql.is_none().then(|| source.text_column.clone());
     let mut lines = LineSource::open(
         files,
@@ -124,16 +140,11 @@ fn line_table(
         let used = runtime.block_on(used_columns(lines.schema(), source));
         lines.keep_columns(&used);
     }
-    let counters = lines.counters();
-    let partition: Arc<dyn PartitionStream> = Arc::new(LinePartition { lines });
-    let schema = Arc::clone(partition.schema());
-    let table = StreamingTable::try_new(schema, vec![partition])
-        .map_err(|e| query_err(Path::new(&source.path), &e))?;
-    Ok((Arc::new(table), counters))
+    Ok(lines)
 }
 
 /// Checks that the query's result has the source's text column, as text.
-fn check_text_column(fields: &Fields, source: &SourceConfig) -> Result<()> {
+pub(crate) fn check_text_column(fields: &Fields, source: &SourceConfig) -> Result<()> {
     let path = PathBuf::from(&source.path);
     let Some(text) = fields.iter().find(|f| f.name() == &source.text_column) else {
         let columns: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
@@ -302,7 +313,7 @@ impl<'rt> SourceReader<'rt> {
     }
 }
 
-fn query_err(path: &Path, e: &DataFusionError) -> Error {
+pub(crate) fn query_err(path: &Path, e: &DataFusionError) -> Error {
     Error::Query {
         path: path.to_owned(),
         message: e.to_string(),
@@ -310,7 +321,7 @@ fn query_err(path: &Path, e: &DataFusionError) -> Error {
 }
 
 /// Opens the Parquet footer so an unreadable file is named before the engine sees it.
-fn check_parquet_footer(path: &Path) -> Result<()> {
+pub(crate) fn check_parquet_footer(path: &Path) -> Result<()> {
     let file = fs_err::File::open(path)?;
     parquet::file::metadata::ParquetMetaDataReader::new()
         .parse_and_finish(&file.into_parts().0)
@@ -321,7 +332,7 @@ fn check_parquet_footer(path: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn parquet_table(
+pub(crate) async fn parquet_table(
     ctx: &SessionContext,
     files: &[PathBuf],
 ) -> datafusion::error::Result<Arc<ListingTable>> {

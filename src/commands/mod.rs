@@ -1,6 +1,7 @@
 //! One module per subcommand but `run` (the pipeline); each turns parsed arguments into a stage
 //! call and prints results.
 
+pub mod cluster;
 pub mod demo;
 pub mod distill;
 pub mod eval;

@@ -112,11 +112,18 @@ impl LoadedConfig {
         arms(&c.run, &c.ablation, c.train.seed).context(Usage(self.path.display().to_string()))
     }
 
-    /// Hex SHA-256 of the sections that determine the shards.
+    /// Hex SHA-256 of the sections that determine the shards (not the keys that choose the
+    /// engine: both engines write the same shards).
     pub fn ingest_hash(&self) -> String {
         let c = &self.config;
+        let mut ingest = serde_json::json!(c.ingest);
+        if let Some(table) = ingest.as_object_mut() {
+            for key in IngestConfig::ENGINE_KEYS {
+                table.remove(key);
+            }
+        }
         let json =
-            serde_json::json!({ "tokenizer": c.tokenizer, "ingest": c.ingest, "domain": c.domain });
+            serde_json::json!({ "tokenizer": c.tokenizer, "ingest": ingest, "domain": c.domain });
         mixlab_ingest::checksum::sha256_hex(json.to_string().as_bytes())
     }
 }

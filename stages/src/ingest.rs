@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use mixlab_ingest::config::Engine;
 use mixlab_ingest::demo::{DEMO_DOMAINS, write_demo_corpus};
 use mixlab_ingest::pipeline::{IngestOutcome, IngestRequest, Progress, ingest as run_ingest};
 
@@ -21,6 +22,9 @@ pub fn ingest(
     loaded: &LoadedConfig,
     progress: &dyn Progress,
 ) -> anyhow::Result<IngestOutcome> {
+    if loaded.config.ingest.engine == Engine::Ballista {
+        crate::signals::ignore_sigpipe();
+    }
     let _lock = lock_dir(&workspace.out, "ingest")?;
     ensure_demo_corpus(loaded)?;
     let shards_dir = workspace.path(Path::new("shards"));

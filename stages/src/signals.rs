@@ -39,6 +39,17 @@ pub fn set_dispositions() {
     }
 }
 
+/// Ignores `SIGPIPE`, for a process that talks to peers over sockets (the Ballista roles and
+/// client): a peer that hangs up is then an I/O error to handle, not the end of the process.
+pub fn ignore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: `signal` with `SIG_IGN` installs no handler code.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
 #[cfg(unix)]
 extern "C" fn on_stop_signal(signal: libc::c_int) {
     let first = STOP_SIGNAL

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::util::Project;
 
 /// Every subcommand, nested ones as "parent child".
-const SUBCOMMANDS: [&str; 19] = [
+const SUBCOMMANDS: [&str; 22] = [
     "run",
     "report",
     "ingest",
@@ -24,6 +24,9 @@ const SUBCOMMANDS: [&str; 19] = [
     "passkey",
     "passkey make",
     "passkey eval",
+    "cluster",
+    "cluster scheduler",
+    "cluster executor",
     "regress",
     "mix",
     "sweep",

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod cluster;
 mod disk;
 mod distill;
 mod errors;

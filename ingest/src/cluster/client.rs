@@ -1,0 +1,360 @@
+//! The client side of a Ballista ingest: each source becomes jobs (one per file when its SQL
+//! works row by row, else one for the whole source) that scan the files, run the SQL and judge
+//! every record with `mixlab_judge` on the executors. Jobs run a few at a time; their results are
+//! read back in file order, so the records reach dedup in the order the local engine reads them.
+
+use std::collections::VecDeque;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::{LogicalPlan, lit};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, ident};
+use futures::StreamExt;
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc;
+
+use super::codec::{LogicalCodec, PhysicalCodec};
+use super::judge::{JudgeSpec, judge_udf, verdicts};
+use super::scan::{LineScan, LineTable, ScanCounts};
+use crate::config::{SourceConfig, SourceFormat};
+use crate::error::{Error, Result};
+use crate::record::Verdict;
+use crate::source::{
+    ReadOptions, check_parquet_footer, check_text_column, open_lines, parquet_table, query_err,
+};
+
+/// How long [`Cluster::connect`] waits for the scheduler's port to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Result batches a job may hold in the client before the client reads them.
+const JOB_BUFFER_BATCHES: usize = 4;
+
+/// A connection to a Ballista scheduler, with the runtime its jobs run on.
+pub struct Cluster {
+    runtime: Runtime,
+    ctx: SessionContext,
+    address: String,
+    jobs_in_flight: usize,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+/// A batch of judged records and the source bytes read once it is used.
+#[derive(Debug)]
+pub struct JudgedBatch {
+    /// Raw length and verdict of each record, in record order.
+    pub verdicts: Vec<(usize, Verdict)>,
+    /// Bytes of the source's files whose jobs are complete.
+    pub raw_bytes_done: u64,
+}
+
+/// One job: the files it scans (in order) and their size on disk.
+struct Job {
+    files: Vec<PathBuf>,
+    bytes: u64,
+    counts: Option<PathBuf>,
+}
+
+impl Cluster {
+    /// Connects to the scheduler at `address` (`HOST:PORT`).
+    ///
+    /// # Errors
+    /// [`Error::Cluster`] naming the address when nothing accepts connections there within 10 s.
+    pub fn connect(address: &str, options: ReadOptions, jobs_in_flight: usize) -> Result<Self> {
+        wait_for_port(address, CONNECT_TIMEOUT)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("starting the query runtime: {e}")))?;
+        // One partition and no repartitioning: a job's records come back in file order.
+        let config = SessionConfig::new_with_ballista()
+            .with_target_partitions(1)
+            .with_repartition_file_scans(false)
+            .with_batch_size(options.batch_rows)
+            .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
+            .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()));
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        let ctx = runtime
+            .block_on(SessionContext::remote_with_state(
+                &format!("df://{address}"),
+                state,
+            ))
+            .map_err(|e| Error::Cluster {
+                address: address.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            runtime,
+            ctx,
+            address: address.to_owned(),
+            jobs_in_flight,
+        })
+    }
+
+    /// Judges every record of `source` on the cluster, handing batches to `sink` in record order;
+    /// returns the records skipped under `on_error = "skip"`. Scan counters are written under
+    /// `work_dir`, which every executor must be able to write.
+    ///
+    /// # Errors
+    /// Bad sources and SQL as the local engine reports them; a failed job with the executor's
+    /// message (naming file and line for a malformed record); errors from `sink`.
+    pub fn judge_source(
+        &self,
+        request: SourceRequest<'_>,
+        sink: &mut dyn FnMut(JudgedBatch) -> Result<()>,
+    ) -> Result<u64> {
+        let jobs = self.jobs(&request)?;
+        let frames = jobs
+            .iter()
+            .map(|job| self.frame(&request, job))
+            .collect::<Result<Vec<_>>>()?;
+        let label = PathBuf::from(&request.source.path);
+        let mut pending: VecDeque<_> = frames.into_iter().zip(&jobs).collect();
+        let mut running = VecDeque::new();
+        let mut done_bytes = 0;
+        loop {
+            while running.len() < self.jobs_in_flight
+                && let Some((frame, job)) = pending.pop_front()
+            {
+                running.push_back((self.spawn(frame), job));
+            }
+            let Some((mut results, job)) = running.pop_front() else {
+                break;
+            };
+            while let Some(batch) = results.blocking_recv() {
+                let batch = batch.map_err(|e| job_error(&label, &e))?;
+                let column = batch.column(0);
+                sink(JudgedBatch {
+                    verdicts: verdicts(column.as_ref())?,
+                    raw_bytes_done: done_bytes,
+                })?;
+            }
+            done_bytes += job.bytes;
+            sink(JudgedBatch {
+                verdicts: Vec::new(),
+                raw_bytes_done: done_bytes,
+            })?;
+        }
+        let mut skipped = 0;
+        for counts in jobs.iter().filter_map(|j| j.counts.as_ref()) {
+            skipped += ScanCounts::read(counts)?.skipped;
+        }
+        Ok(skipped)
+    }
+
+    /// The source's jobs: one per file when the SQL works row by row, else one.
+    fn jobs(&self, request: &SourceRequest<'_>) -> Result<Vec<Job>> {
+        let per_row = match &request.source.sql {
+            None => true,
+            Some(sql) => self.is_row_by_row(request, sql)?,
+        };
+        let groups: Vec<Vec<PathBuf>> = if per_row {
+            request.files.iter().map(|f| vec![f.clone()]).collect()
+        } else {
+            vec![request.files.to_vec()]
+        };
+        let line_format = request.source.format != SourceFormat::Parquet;
+        groups
+            .into_iter()
+            .enumerate()
+            .map(|(i, files)| {
+                let mut bytes = 0;
+                for file in &files {
+                    bytes += fs_err::metadata(file)?.len();
+                }
+                let counts = line_format.then(|| request.work_dir.join(format!("scan-{i}.json")));
+                Ok(Job {
+                    files,
+                    bytes,
+                    counts,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `sql` only filters and projects rows (so running it per file changes nothing).
+    fn is_row_by_row(&self, request: &SourceRequest<'_>, sql: &str) -> Result<bool> {
+        let table = self.table(request, request.files, None)?;
+        let local = SessionContext::new();
+        local
+            .register_table("source", table)
+            .map_err(|e| query_err(Path::new(&request.source.path), &e))?;
+        let plan = self
+            .runtime
+            .block_on(local.state().create_logical_plan(sql))
+            .map_err(|e| Error::Query {
+                path: PathBuf::from(&request.source.path),
+                message: format!("sql {sql:?} failed to plan: {e}"),
+            })?;
+        let mut row_by_row = true;
+        plan.apply(|node| {
+            row_by_row &= matches!(
+                node,
+                LogicalPlan::Projection(_)
+                    | LogicalPlan::Filter(_)
+                    | LogicalPlan::TableScan(_)
+                    | LogicalPlan::SubqueryAlias(_)
+            );
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(|e| query_err(Path::new(&request.source.path), &e))?;
+        Ok(row_by_row)
+    }
+
+    /// Table `source` over `files`: Parquet through DataFusion's listing table, line formats
+    /// through [`LineTable`].
+    fn table(
+        &self,
+        request: &SourceRequest<'_>,
+        files: &[PathBuf],
+        counts: Option<&Path>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let label = Path::new(&request.source.path);
+        if request.source.format == SourceFormat::Parquet {
+            for file in files {
+                check_parquet_footer(file)?;
+            }
+            let table = self
+                .runtime
+                .block_on(parquet_table(&self.ctx, files))
+                .map_err(|e| query_err(label, &e))?;
+            return Ok(table);
+        }
+        let local = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| Error::Internal(format!("starting a runtime: {e}")))?;
+        let lines = open_lines(&local, request.source, files.to_vec(), request.options)?;
+        let scan = LineScan {
+            lines: lines.spec(),
+            counts: counts.map_or_else(|| request.work_dir.join("unused.json"), Path::to_owned),
+            projection: None,
+        };
+        Ok(Arc::new(LineTable { scan }))
+    }
+
+    /// The job's query: the source's SQL over its files, then `mixlab_judge` on the text column.
+    fn frame(&self, request: &SourceRequest<'_>, job: &Job) -> Result<DataFrame> {
+        let label = PathBuf::from(&request.source.path);
+        let table = self.table(request, &job.files, job.counts.as_deref())?;
+        self.ctx
+            .deregister_table("source")
+            .map_err(|e| query_err(&label, &e))?;
+        self.ctx
+            .register_table("source", table)
+            .map_err(|e| query_err(&label, &e))?;
+        let sql = request
+            .source
+            .sql
+            .clone()
+            .unwrap_or_else(|| "SELECT * FROM source".to_owned());
+        let frame = self
+            .runtime
+            .block_on(self.ctx.sql(&sql))
+            .map_err(|e| Error::Query {
+                path: label.clone(),
+                message: format!("sql {sql:?} failed to plan: {e}"),
+            })?;
+        check_text_column(frame.schema().fields(), request.source)?;
+        let spec = serde_json::to_string(request.spec)
+            .map_err(|e| Error::Internal(format!("serializing the judge spec: {e}")))?;
+        let judged = judge_udf()
+            .call(vec![ident(&request.source.text_column), lit(spec)])
+            .alias("judged");
+        frame
+            .select(vec![judged])
+            .map_err(|e| query_err(&label, &e))
+    }
+
+    /// Starts `frame` as a job; its result batches arrive on the returned channel.
+    fn spawn(&self, frame: DataFrame) -> mpsc::Receiver<datafusion::error::Result<RecordBatch>> {
+        let (tx, rx) = mpsc::channel(JOB_BUFFER_BATCHES);
+        self.runtime.spawn(async move {
+            let mut stream = match frame.execute_stream().await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            while let Some(batch) = stream.next().await {
+                let failed = batch.is_err();
+                if tx.send(batch).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// What [`Cluster::judge_source`] reads and how.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRequest<'a> {
+    /// The source as configured.
+    pub source: &'a SourceConfig,
+    /// Its files, resolved.
+    pub files: &'a [PathBuf],
+    /// Batch size and error policy.
+    pub options: ReadOptions,
+    /// The domain's judge settings.
+    pub spec: &'a JudgeSpec,
+    /// A directory every executor can write (scan counters).
+    pub work_dir: &'a Path,
+}
+
+/// A failed job as an ingest error naming the source (the executor's message names the file
+/// and line of a malformed record).
+fn job_error(label: &Path, e: &datafusion::error::DataFusionError) -> Error {
+    Error::Query {
+        path: label.to_owned(),
+        message: format!("ballista job failed: {e}"),
+    }
+}
+
+/// Waits up to `timeout` until something accepts TCP connections at `address` (`HOST:PORT`).
+///
+/// # Errors
+/// [`Error::Cluster`] naming the address when it does not parse or nothing answers in time.
+pub fn wait_for_port(address: &str, timeout: Duration) -> Result<()> {
+    let error = |message: String| Error::Cluster {
+        address: address.to_owned(),
+        message,
+    };
+    let targets: Vec<_> = address
+        .to_socket_addrs()
+        .map_err(|e| error(format!("not an address: {e}")))?
+        .collect();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let reached = targets
+            .iter()
+            .any(|t| TcpStream::connect_timeout(t, Duration::from_secs(1)).is_ok());
+        if reached {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(error(format!(
+                "no scheduler answers (waited {} s); start one with `mixlab cluster scheduler --bind {address}`",
+                timeout.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

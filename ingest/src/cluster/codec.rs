@@ -1,0 +1,277 @@
+//! Ballista codecs that know mixlab's plan pieces: the line-source table and scan node, and the
+//! `mixlab_judge` UDF. Everything else goes to Ballista's own codecs, so one codec serves every
+//! plan. Client, scheduler and executors must all use these (the `mixlab cluster` roles do).
+//!
+//! A mixlab piece is written as a tag followed by its JSON; anything without the tag is Ballista's.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
+use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+
+use super::judge::{JUDGE_UDF, judge_udf};
+use super::scan::{LineScan, LineScanExec, LineTable, as_line_scan};
+
+/// Starts a serialized line scan (table or node).
+const LINE_SCAN_TAG: &[u8] = b"mixlab.line_scan.v1\n";
+
+fn encode_scan(scan: &LineScan, buf: &mut Vec<u8>) -> Result<()> {
+    buf.extend_from_slice(LINE_SCAN_TAG);
+    serde_json::to_writer(buf, scan).map_err(|e| DataFusionError::External(Box::new(e)))
+}
+
+/// The scan in `buf`, or `None` when `buf` is not one of ours.
+fn decode_scan(buf: &[u8]) -> Result<Option<LineScan>> {
+    let Some(json) = buf.strip_prefix(LINE_SCAN_TAG) else {
+        return Ok(None);
+    };
+    serde_json::from_slice(json).map(Some).map_err(|e| {
+        DataFusionError::Internal(format!("a mixlab line scan that does not decode: {e}"))
+    })
+}
+
+fn decode_udf(name: &str) -> Option<Arc<ScalarUDF>> {
+    (name == JUDGE_UDF).then(judge_udf)
+}
+
+/// Marks a UDF as ours in a plan, so decoders take it from the codec, not a registry.
+fn encode_udf(node: &ScalarUDF, buf: &mut Vec<u8>) -> bool {
+    let ours = node.name() == JUDGE_UDF;
+    if ours {
+        buf.extend_from_slice(JUDGE_UDF.as_bytes());
+    }
+    ours
+}
+
+/// Logical plans: [`LineTable`] and `mixlab_judge`, else Ballista's codec.
+#[derive(Debug, Default)]
+pub struct LogicalCodec {
+    ballista: BallistaLogicalExtensionCodec,
+}
+
+impl LogicalExtensionCodec for LogicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> Result<Extension> {
+        self.ballista.try_decode(buf, inputs, ctx)
+    }
+
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        self.ballista.try_encode(node, buf)
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        buf: &[u8],
+        table_ref: &TableReference,
+        schema: SchemaRef,
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn TableProvider>> {
+        match decode_scan(buf)? {
+            Some(scan) => Ok(Arc::new(LineTable { scan })),
+            None => self
+                .ballista
+                .try_decode_table_provider(buf, table_ref, schema, ctx),
+        }
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        table_ref: &TableReference,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        match (node.as_ref() as &dyn Any).downcast_ref::<LineTable>() {
+            Some(table) => encode_scan(&table.scan, buf),
+            None => self
+                .ballista
+                .try_encode_table_provider(table_ref, node, buf),
+        }
+    }
+
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn FileFormatFactory>> {
+        self.ballista.try_decode_file_format(buf, ctx)
+    }
+
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn FileFormatFactory>,
+    ) -> Result<()> {
+        self.ballista.try_encode_file_format(buf, node)
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        match decode_udf(name) {
+            Some(udf) => Ok(udf),
+            None => self.ballista.try_decode_udf(name, buf),
+        }
+    }
+
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if encode_udf(node, buf) {
+            return Ok(());
+        }
+        self.ballista.try_encode_udf(node, buf)
+    }
+}
+
+/// Physical plans: [`LineScanExec`] and `mixlab_judge`, else Ballista's codec.
+#[derive(Debug, Default)]
+pub struct PhysicalCodec {
+    ballista: BallistaPhysicalExtensionCodec,
+}
+
+impl PhysicalExtensionCodec for PhysicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        match decode_scan(buf)? {
+            Some(scan) => Ok(Arc::new(LineScanExec::new(scan)?)),
+            None => self.ballista.try_decode(buf, inputs, ctx, proto_converter),
+        }
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        match as_line_scan(node.as_ref()) {
+            Some(exec) => encode_scan(&exec.scan, buf),
+            None => self.ballista.try_encode(node, buf, proto_converter),
+        }
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        match decode_udf(name) {
+            Some(udf) => Ok(udf),
+            None => self.ballista.try_decode_udf(name, buf),
+        }
+    }
+
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if encode_udf(node, buf) {
+            return Ok(());
+        }
+        self.ballista.try_encode_udf(node, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::prelude::SessionContext;
+    use datafusion_proto::physical_plan::DefaultPhysicalProtoConverter;
+
+    use super::*;
+    use crate::config::{OnError, SourceFormat};
+    use crate::lines::LineSpec;
+
+    fn scan() -> LineScan {
+        LineScan {
+            lines: LineSpec {
+                files: vec![
+                    PathBuf::from("/data/a.jsonl.gz"),
+                    PathBuf::from("/data/b.jsonl"),
+                ],
+                format: SourceFormat::Jsonl,
+                schema: Schema::new(vec![
+                    Field::new("text", DataType::Utf8, true),
+                    Field::new("n", DataType::Int64, true),
+                ]),
+                required_text: Some("text".into()),
+                batch_rows: 7,
+                on_error: OnError::Skip,
+            },
+            counts: PathBuf::from("/out/shards.partial/.cluster/x-0/scan-1.json"),
+            projection: Some(vec![1]),
+        }
+    }
+
+    #[test]
+    fn line_tables_scan_nodes_and_the_judge_udf_survive_both_codecs() {
+        let ctx = SessionContext::new();
+        let task = ctx.task_ctx();
+        let logical = LogicalCodec::default();
+        let table: Arc<dyn TableProvider> = Arc::new(LineTable { scan: scan() });
+        let mut buf = Vec::new();
+        let name = TableReference::bare("source");
+        logical
+            .try_encode_table_provider(&name, table, &mut buf)
+            .unwrap();
+        let schema = Arc::new(scan().lines.schema);
+        let back = logical
+            .try_decode_table_provider(&buf, &name, schema, &task)
+            .unwrap();
+        let back = (back.as_ref() as &dyn Any)
+            .downcast_ref::<LineTable>()
+            .unwrap();
+        assert_eq!(back.scan, scan());
+
+        let physical = PhysicalCodec::default();
+        let converter = DefaultPhysicalProtoConverter {};
+        let node: Arc<dyn ExecutionPlan> = Arc::new(LineScanExec::new(scan()).unwrap());
+        let mut buf = Vec::new();
+        physical.try_encode(node, &mut buf, &converter).unwrap();
+        let back = physical.try_decode(&buf, &[], &task, &converter).unwrap();
+        assert_eq!(as_line_scan(back.as_ref()).unwrap().scan, scan());
+        assert_eq!(back.schema().fields().len(), 1, "the projection travels");
+
+        let udf = judge_udf();
+        let mut buf = Vec::new();
+        physical.try_encode_udf(&udf, &mut buf).unwrap();
+        assert!(
+            !buf.is_empty(),
+            "marked as ours, so decoders do not need a registry"
+        );
+        assert_eq!(
+            physical.try_decode_udf(JUDGE_UDF, &buf).unwrap().name(),
+            JUDGE_UDF
+        );
+        assert_eq!(
+            logical.try_decode_udf(JUDGE_UDF, &buf).unwrap().name(),
+            JUDGE_UDF
+        );
+    }
+
+    #[test]
+    fn what_is_not_ours_goes_to_ballistas_codec() {
+        let ctx = SessionContext::new();
+        let physical = PhysicalCodec::default();
+        let converter = DefaultPhysicalProtoConverter {};
+        let err = physical
+            .try_decode(b"not a plan", &[], &ctx.task_ctx(), &converter)
+            .unwrap_err();
+        assert!(!err.to_string().contains("mixlab"), "{err}");
+        assert!(decode_udf("upper").is_none());
+        let mut truncated = LINE_SCAN_TAG.to_vec();
+        truncated.extend_from_slice(b"{\"lines\":");
+        let err = decode_scan(&truncated).unwrap_err().to_string();
+        assert!(err.contains("mixlab line scan"), "{err}");
+    }
+}

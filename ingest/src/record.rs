@@ -1,0 +1,118 @@
+//! The per-record work of ingest that needs no shared state: cleaning, the quality filters,
+//! dedup hashes and, where the engine does it before dedup, tokenization.
+//!
+//! Both engines judge records with [`Judge`]: the local engine in rayon loops, the Ballista engine
+//! inside a UDF on the executors ([`crate::cluster`]). What follows (dedup in record order, split
+//! assignment, shard writing) runs on one machine either way, so both give the same shards.
+
+use std::borrow::Cow;
+
+use arrow::array::{Array, StringArray};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::dedup::{MinHasher, exact_hash, normalize};
+use crate::filter::QualityFilter;
+
+/// The verdict on one record before dedup.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The text column is null (a malformed record under `on_error`).
+    Null,
+    /// A quality rule dropped the record; the rule's name.
+    Filtered(Cow<'static, str>),
+    /// The record passed the filters and goes on to dedup.
+    Candidate(Candidate),
+}
+
+/// A record that passed the filters: its dedup hashes and its text or tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Exact-dedup hash of the normalized text (when exact dedup is on).
+    pub hash: Option<u128>,
+    /// MinHash signature of the normalized text (when near dedup is on).
+    pub signature: Option<Vec<u32>>,
+    /// What the shard will be made of.
+    pub body: Body,
+}
+
+/// A candidate's content: the cleaned text (tokenized after dedup), or already its document id
+/// and tokens (tokenized where it was judged).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// The cleaned text.
+    Text(String),
+    /// The document's id and tokens.
+    Encoded {
+        /// [`doc_id`] of the source label and cleaned text.
+        doc_id: u64,
+        /// Token ids of the cleaned text.
+        tokens: Vec<u32>,
+    },
+}
+
+/// The checks of one domain's records.
+#[derive(Debug, Clone, Copy)]
+pub struct Judge<'a> {
+    /// Length limits and Gopher rules.
+    pub filter: &'a QualityFilter,
+    /// Whether exact dedup is on (the hash is computed).
+    pub exact: bool,
+    /// The MinHash hasher when near dedup is on.
+    pub hasher: Option<&'a MinHasher>,
+}
+
+impl Judge<'_> {
+    /// Record `i`'s raw length in bytes and verdict, its body the cleaned text.
+    ///
+    /// # Example
+    /// ```
+    /// use arrow::array::StringArray;
+    /// use mixlab_ingest::config::FilterConfig;
+    /// use mixlab_ingest::filter::QualityFilter;
+    /// use mixlab_ingest::record::{Body, Judge, Verdict};
+    /// let filter = QualityFilter { min_chars: 10, max_chars: 1000, rules: FilterConfig::default() };
+    /// let judge = Judge { filter: &filter, exact: true, hasher: None };
+    /// let texts = StringArray::from(vec![Some("tiny"), None, Some(" The cat sat on the mat and that was that.\r\n")]);
+    /// assert_eq!(judge.verdict(&texts, 0).1, Verdict::Filtered("too_short".into()));
+    /// assert_eq!(judge.verdict(&texts, 1), (0, Verdict::Null));
+    /// let (raw_len, Verdict::Candidate(c)) = judge.verdict(&texts, 2) else { panic!() };
+    /// assert_eq!(raw_len, 44);
+    /// assert_eq!(c.body, Body::Text("The cat sat on the mat and that was that.".into()));
+    /// assert!(c.hash.is_some() && c.signature.is_none());
+    /// ```
+    pub fn verdict(&self, texts: &StringArray, i: usize) -> (usize, Verdict) {
+        if texts.is_null(i) {
+            return (0, Verdict::Null);
+        }
+        let raw_len = texts.value(i).len();
+        let text = clean(texts.value(i));
+        if let Some(reason) = self.filter.check(&text) {
+            return (raw_len, Verdict::Filtered(Cow::Borrowed(reason)));
+        }
+        let normalized = if self.exact || self.hasher.is_some() {
+            normalize(&text)
+        } else {
+            String::new()
+        };
+        let candidate = Candidate {
+            hash: self.exact.then(|| exact_hash(&normalized)),
+            signature: self.hasher.map(|h| h.signature(&normalized)),
+            body: Body::Text(text),
+        };
+        (raw_len, Verdict::Candidate(candidate))
+    }
+}
+
+/// Cleaning applied to every text before anything else: trimmed, Windows line ends made Unix.
+pub fn clean(text: &str) -> String {
+    text.trim().replace("\r\n", "\n")
+}
+
+/// Stable id of a document: a hash of its source label and text.
+pub fn doc_id(source_label: &str, text: &str) -> u64 {
+    let mut bytes = Vec::with_capacity(source_label.len() + 1 + text.len());
+    bytes.extend_from_slice(source_label.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(text.as_bytes());
+    xxh3_64(&bytes)
+}

@@ -1,0 +1,258 @@
+//! `mixlab cluster` and `mixlab ingest --engine ballista`: a Ballista scheduler and executors as
+//! separate mixlab processes on 127.0.0.1, the demo corpus ingested through them, an executor
+//! killed mid-ingest, and a scheduler that is not there.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use mixlab_ingest::manifest::Manifest;
+
+use crate::util::Project;
+
+/// A port nobody listens on now (bound, then released: racy, but adequate on one machine).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The status code of `GET path` on 127.0.0.1:`port`, or None while nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A scheduler and executors started as `mixlab cluster` processes; killed when dropped.
+struct TestCluster {
+    address: String,
+    port: u16,
+    /// The scheduler first, then the executors.
+    processes: Vec<Child>,
+}
+
+impl TestCluster {
+    /// Starts a scheduler (executors lost after 5 s without a heartbeat) and waits for /healthz.
+    fn scheduler(p: &Project, min_executors: usize) -> Self {
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let min = min_executors.to_string();
+        let args = [
+            "cluster",
+            "scheduler",
+            "--bind",
+            &address,
+            "--min-executors",
+            &min,
+            "--executor-timeout",
+            "5",
+        ];
+        let cluster = Self {
+            processes: vec![spawn(p, &args)],
+            address,
+            port,
+        };
+        cluster.wait_for("/healthz", "the scheduler never answered");
+        cluster
+    }
+
+    /// Starts executor `i` (one task at a time, a heartbeat every second).
+    fn add_executor(&mut self, p: &Project, i: usize) {
+        let (flight, grpc) = (free_port(), free_port());
+        let args = [
+            "cluster",
+            "executor",
+            "--scheduler",
+            &self.address,
+            "--bind",
+            &format!("127.0.0.1:{flight}"),
+            "--grpc-port",
+            &grpc.to_string(),
+            "--work-dir",
+            &format!("work-{i}"),
+            "--vcores",
+            "1",
+            "--heartbeat",
+            "1",
+        ];
+        self.processes.push(spawn(p, &args));
+    }
+
+    /// A scheduler with `n` registered executors.
+    fn with_executors(p: &Project, n: usize) -> Self {
+        let mut cluster = Self::scheduler(p, n);
+        for i in 0..n {
+            cluster.add_executor(p, i);
+        }
+        cluster.wait_for("/readyz", "the executors never registered");
+        cluster
+    }
+
+    fn wait_for(&self, path: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_status(self.port, path) != Some(200) {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for child in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(p: &Project, args: &[&str]) -> Child {
+    p.command(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The demo corpus's manifest from `mixlab ingest --engine local` in a project of its own.
+fn local_manifest() -> Manifest {
+    let p = Project::with_default_config();
+    p.run(&["--quiet", "ingest", "--engine", "local"])
+        .expect_code(0);
+    Manifest::read(&p.path("out/shards")).unwrap()
+}
+
+#[test]
+fn a_scheduler_is_ready_only_once_its_executors_register() {
+    let p = Project::new();
+    let mut cluster = TestCluster::scheduler(&p, 2);
+    assert_eq!(
+        http_status(cluster.port, "/readyz"),
+        Some(503),
+        "no executor yet"
+    );
+    cluster.add_executor(&p, 0);
+    cluster.add_executor(&p, 1);
+    cluster.wait_for("/readyz", "the executors never registered");
+}
+
+#[test]
+fn the_demo_corpus_ingested_on_two_executors_equals_the_local_engine() {
+    let p = Project::with_default_config();
+    let cluster = TestCluster::with_executors(&p, 2);
+    let out = p
+        .run(&[
+            "--quiet",
+            "ingest",
+            "--engine",
+            "ballista",
+            "--scheduler",
+            &cluster.address,
+            "--jobs",
+            "2",
+        ])
+        .expect_code(0);
+    let remote = Manifest::read(&p.path("out/shards")).unwrap();
+    // Same documents, tokens, splits, statistics and shard bytes (the manifest holds every
+    // shard's checksum and every domain's counts).
+    assert_eq!(remote, local_manifest(), "{}", out.stderr);
+    assert!(
+        !p.path("out/shards/.cluster").exists() && !p.path("out/shards.partial").exists(),
+        "the executors' scan counters are not left in the shards"
+    );
+    // The engine is not part of the shards' identity: the local engine finds them up to date.
+    let again = p.run(&["ingest", "--engine", "local"]).expect_code(0);
+    assert!(again.stdout.contains("up to date"), "{}", again.stdout);
+}
+
+#[test]
+fn an_executor_killed_mid_ingest_leaves_the_same_shards_or_none() {
+    let p = Project::with_default_config();
+    let mut cluster = TestCluster::with_executors(&p, 2);
+    let ingest = p
+        .command(&[
+            "--quiet",
+            "ingest",
+            "--engine",
+            "ballista",
+            "--scheduler",
+            &cluster.address,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first domain's job is under way (the tokenizer is trained first), one executor dies.
+    let staging = p.path("out/shards.partial/tokenizer.json");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !staging.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let victim = &mut cluster.processes[2];
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let output = ingest.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        let remote = Manifest::read(&p.path("out/shards")).unwrap();
+        assert_eq!(remote, local_manifest(), "{stderr}");
+    } else {
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("ballista job failed"), "{stderr}");
+        assert!(!p.path("out/shards").exists(), "no shard set is published");
+    }
+    assert!(
+        !p.path("out/shards.partial").exists(),
+        "nothing half-written is left"
+    );
+}
+
+#[test]
+fn ingest_with_a_scheduler_that_is_not_there_fails_naming_it_and_writes_nothing() {
+    let p = Project::with_default_config();
+    let address = format!("127.0.0.1:{}", free_port());
+    let out = p
+        .run(&["ingest", "--engine", "ballista", "--scheduler", &address])
+        .expect_code(1);
+    assert!(
+        out.stderr
+            .contains(&format!("ballista scheduler at {address}"))
+            && out.stderr.contains("mixlab cluster scheduler"),
+        "{}",
+        out.stderr
+    );
+    assert!(!p.path("out/shards").exists() && !p.path("out/shards.partial").exists());
+}
+
+#[test]
+fn an_executor_whose_scheduler_is_not_there_fails_naming_the_address() {
+    let p = Project::new();
+    let address = format!("127.0.0.1:{}", free_port());
+    let out = p
+        .run(&[
+            "cluster",
+            "executor",
+            "--scheduler",
+            &address,
+            "--bind",
+            &format!("127.0.0.1:{}", free_port()),
+            "--grpc-port",
+            &free_port().to_string(),
+            "--connect-timeout",
+            "1",
+        ])
+        .expect_code(1);
+    assert!(out.stderr.contains(&address), "{}", out.stderr);
+}
