@@ -157,6 +157,8 @@ fn write_staging(
         hasher: minhash.map(MinHasher::new),
         index: DedupIndex::new(minhash),
         staging,
+        #[cfg(feature = "cluster")]
+        plan: remote_plan(req, engine, sources, staging, &tokenizer_info.sha256)?,
     };
     let mut domains = Vec::with_capacity(req.domains.len());
     for (domain, files) in req.domains.iter().zip(sources) {
@@ -286,6 +288,59 @@ fn prepare_tokenizer(
     Ok("trained".to_owned())
 }
 
+/// Plans every source's Ballista jobs (for the Ballista engine; `None` for the local one).
+#[cfg(feature = "cluster")]
+fn remote_plan(
+    req: &IngestRequest<'_>,
+    engine: &EngineSession,
+    sources: &[Vec<Vec<PathBuf>>],
+    staging: &Path,
+    tokenizer_sha256: &str,
+) -> Result<Option<crate::cluster::client::Plan>> {
+    use crate::cluster::client::SourceRequest;
+    use crate::cluster::judge::JudgeSpec;
+    let EngineSession::Ballista(cluster) = engine else {
+        return Ok(None);
+    };
+    let absolute = |p: &Path| std::path::absolute(p).map_err(|e| Error::io(p, e));
+    let work_root = absolute(&crate::engine::work_dir(staging))?;
+    let tokenizer = absolute(&staging.join(TOKENIZER_FILE))?;
+    let mut owned = Vec::new();
+    for (domain, files) in req.domains.iter().zip(sources) {
+        let filter = quality_filter(req.ingest, domain);
+        for (index, (source, files)) in domain.source.iter().zip(files).enumerate() {
+            let work_dir = work_root.join(format!("{}-{index}", domain.name));
+            fs_err::create_dir_all(&work_dir)?;
+            let files = files
+                .iter()
+                .map(|f| absolute(f))
+                .collect::<Result<Vec<_>>>()?;
+            let spec = JudgeSpec {
+                label: source.label(),
+                min_chars: filter.min_chars,
+                max_chars: filter.max_chars,
+                rules: filter.rules.clone(),
+                exact: req.ingest.dedup.exact,
+                minhash: req.ingest.dedup.minhash.clone(),
+                tokenizer: tokenizer.clone(),
+                tokenizer_sha256: tokenizer_sha256.to_owned(),
+            };
+            owned.push((source, files, spec, work_dir));
+        }
+    }
+    let requests: Vec<SourceRequest<'_>> = owned
+        .iter()
+        .map(|(source, files, spec, work_dir)| SourceRequest {
+            source,
+            files,
+            options: read_options(req.ingest),
+            spec,
+            work_dir,
+        })
+        .collect();
+    cluster.plan(&requests).map(Some)
+}
+
 /// The longest run of non-space characters the tokenizer is trained on: BPE training time grows
 /// with the length of its words, and a megabyte without a space would take hours.
 const MAX_SAMPLE_WORD_CHARS: usize = 256;
@@ -323,6 +378,9 @@ fn read_options(ingest: &IngestConfig) -> ReadOptions {
 struct DomainStage<'a> {
     req: &'a IngestRequest<'a>,
     engine: &'a EngineSession,
+    /// Every source's Ballista jobs, for the Ballista engine.
+    #[cfg(feature = "cluster")]
+    plan: Option<crate::cluster::client::Plan>,
     runtime: &'a tokio::runtime::Runtime,
     tokenizer: &'a TextTokenizer,
     hasher: Option<MinHasher>,
@@ -354,7 +412,7 @@ impl DomainStage<'_> {
         let filter = quality_filter(self.req.ingest, domain);
         let mut tally = DomainTally::default();
         let mut writer = ShardWriter::new(self.staging, &domain.name, self.req.ingest.shard_rows);
-        for (index, (source, files)) in domain.source.iter().zip(files).enumerate() {
+        for (source, files) in domain.source.iter().zip(files) {
             let sink = BatchSink {
                 domain: &domain.name,
                 label: source.label(),
@@ -370,8 +428,7 @@ impl DomainStage<'_> {
                 }
                 #[cfg(feature = "cluster")]
                 EngineSession::Ballista(cluster) => {
-                    let work = (domain, index, files.as_slice());
-                    self.read_remote(cluster, work, &sink, &mut tally, &mut writer)?;
+                    self.read_remote(cluster, &sink, &mut tally, &mut writer)?;
                 }
             }
         }
@@ -418,36 +475,22 @@ impl DomainStage<'_> {
         Ok(())
     }
 
-    /// Reads one source on a Ballista cluster into `writer`: the executors judge and tokenize,
-    /// this process dedups in record order and writes, as [`Self::read_source`] does.
+    /// Reads the next planned source on a Ballista cluster into `writer`: the executors judge
+    /// and tokenize, this process dedups in record order and writes, as [`Self::read_source`] does.
     #[cfg(feature = "cluster")]
     fn read_remote(
         &mut self,
         cluster: &crate::cluster::client::Cluster,
-        (domain, index, files): (&DomainConfig, usize, &[PathBuf]),
         sink: &BatchSink,
         tally: &mut DomainTally,
         writer: &mut ShardWriter,
     ) -> Result<()> {
-        use crate::cluster::client::SourceRequest;
-        let absolute = |p: &Path| std::path::absolute(p).map_err(|e| Error::io(p, e));
-        let work_dir = absolute(&crate::engine::work_dir(self.staging))?
-            .join(format!("{}-{index}", domain.name));
-        fs_err::create_dir_all(&work_dir)?;
-        let files = files
-            .iter()
-            .map(|f| absolute(f))
-            .collect::<Result<Vec<_>>>()?;
-        let spec = self.judge_spec(sink)?;
-        let request = SourceRequest {
-            source: sink.source,
-            files: &files,
-            options: read_options(self.req.ingest),
-            spec: &spec,
-            work_dir: &work_dir,
-        };
+        let mut plan = self
+            .plan
+            .take()
+            .ok_or_else(|| Error::Internal("a Ballista ingest without a plan".into()))?;
         let start = tally.done_bytes;
-        let skipped = cluster.judge_source(request, &mut |batch| {
+        let skipped = cluster.judge_next(&mut plan, &mut |batch| {
             self.write_verdicts(batch.verdicts, sink, tally, writer)?;
             tally.done_bytes = start + batch.raw_bytes_done;
             let records = tally.stats.records_read;
@@ -455,25 +498,9 @@ impl DomainStage<'_> {
                 .domain_advanced(sink.domain, tally.done_bytes, records);
             Ok(())
         })?;
+        self.plan = Some(plan);
         tally.stats.skipped_records += skipped;
         Ok(())
-    }
-
-    /// What the executors need to judge `sink`'s records as [`Self::judge`] does.
-    #[cfg(feature = "cluster")]
-    fn judge_spec(&self, sink: &BatchSink) -> Result<crate::cluster::judge::JudgeSpec> {
-        let tokenizer = std::path::absolute(self.staging.join(TOKENIZER_FILE))
-            .map_err(|e| Error::io(self.staging, e))?;
-        Ok(crate::cluster::judge::JudgeSpec {
-            label: sink.label.clone(),
-            min_chars: sink.filter.min_chars,
-            max_chars: sink.filter.max_chars,
-            rules: sink.filter.rules.clone(),
-            exact: self.req.ingest.dedup.exact,
-            minhash: self.req.ingest.dedup.minhash.clone(),
-            tokenizer_sha256: sha256_file(&tokenizer)?,
-            tokenizer,
-        })
     }
 
     /// Each record's raw length and verdict, judged in parallel on this machine.

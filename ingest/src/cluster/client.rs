@@ -1,7 +1,8 @@
 //! The client side of a Ballista ingest: each source becomes jobs (one per file when its SQL
 //! works row by row, else one for the whole source) that scan the files, run the SQL and judge
-//! every record with `mixlab_judge` on the executors. Jobs run a few at a time; their results are
-//! read back in file order, so the records reach dedup in the order the local engine reads them.
+//! every record with `mixlab_judge` on the executors. All sources are planned first; jobs then run
+//! a few at a time across sources, and their results are read back in source and file order, so
+//! the records reach dedup in the order the local engine reads them.
 
 use std::collections::VecDeque;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -61,6 +62,38 @@ pub struct JudgedBatch {
     pub raw_bytes_done: u64,
 }
 
+/// Every source's jobs, planned, and those running.
+pub struct Plan {
+    pending: VecDeque<PlannedJob>,
+    running: VecDeque<RunningJob>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("pending", &self.pending.len())
+            .field("running", &self.running.len())
+            .finish()
+    }
+}
+
+/// A job's query, not started.
+struct PlannedJob {
+    source: usize,
+    frame: DataFrame,
+    job: Job,
+    label: PathBuf,
+}
+
+/// A started job and where its results arrive.
+struct RunningJob {
+    source: usize,
+    results: mpsc::Receiver<datafusion::error::Result<RecordBatch>>,
+    bytes: u64,
+    counts: Option<PathBuf>,
+    label: PathBuf,
+}
+
 /// One job: the files it scans (in order) and their size on disk.
 struct Job {
     files: Vec<PathBuf>,
@@ -108,55 +141,85 @@ impl Cluster {
         })
     }
 
-    /// Judges every record of `source` on the cluster, handing batches to `sink` in record order;
-    /// returns the records skipped under `on_error = "skip"`. Scan counters are written under
-    /// `work_dir`, which every executor must be able to write.
+    /// Plans the jobs of every source, in ingest order (source `i` is `requests[i]`); nothing
+    /// runs until [`Cluster::judge_next`] asks for the first source.
     ///
     /// # Errors
-    /// Bad sources and SQL as the local engine reports them; a failed job with the executor's
-    /// message (naming file and line for a malformed record); errors from `sink`.
-    pub fn judge_source(
+    /// Bad sources and SQL as the local engine reports them, before any job runs.
+    pub fn plan(&self, requests: &[SourceRequest<'_>]) -> Result<Plan> {
+        let mut pending = VecDeque::new();
+        for (source, request) in requests.iter().enumerate() {
+            for job in self.jobs(request)? {
+                pending.push_back(PlannedJob {
+                    source,
+                    frame: self.frame(request, &job)?,
+                    job,
+                    label: PathBuf::from(&request.source.path),
+                });
+            }
+        }
+        Ok(Plan {
+            pending,
+            running: VecDeque::new(),
+        })
+    }
+
+    /// Judges every record of the plan's next source, handing batches to `sink` in record order;
+    /// returns the records skipped under `on_error = "skip"`. Up to `jobs_in_flight` jobs run
+    /// at once, those of later sources included, so a corpus of one file per domain still keeps
+    /// several executors busy.
+    ///
+    /// # Errors
+    /// A failed job with the executor's message (naming file and line for a malformed record);
+    /// errors from `sink`.
+    pub fn judge_next(
         &self,
-        request: SourceRequest<'_>,
+        plan: &mut Plan,
         sink: &mut dyn FnMut(JudgedBatch) -> Result<()>,
     ) -> Result<u64> {
-        let jobs = self.jobs(&request)?;
-        let frames = jobs
-            .iter()
-            .map(|job| self.frame(&request, job))
-            .collect::<Result<Vec<_>>>()?;
-        let label = PathBuf::from(&request.source.path);
-        let mut pending: VecDeque<_> = frames.into_iter().zip(&jobs).collect();
-        let mut running = VecDeque::new();
-        let mut done_bytes = 0;
-        loop {
-            while running.len() < self.jobs_in_flight
-                && let Some((frame, job)) = pending.pop_front()
-            {
-                running.push_back((self.spawn(frame), job));
-            }
-            let Some((mut results, job)) = running.pop_front() else {
+        let next = self.top_up(plan);
+        let Some(source) = next else {
+            return Err(Error::Internal("no planned source left".into()));
+        };
+        let (mut done_bytes, mut skipped) = (0, 0);
+        while plan.running.front().is_some_and(|j| j.source == source) {
+            let Some(mut job) = plan.running.pop_front() else {
                 break;
             };
-            while let Some(batch) = results.blocking_recv() {
-                let batch = batch.map_err(|e| job_error(&label, &e))?;
-                let column = batch.column(0);
+            while let Some(batch) = job.results.blocking_recv() {
+                let batch = batch.map_err(|e| job_error(&job.label, &e))?;
                 sink(JudgedBatch {
-                    verdicts: verdicts(column.as_ref())?,
+                    verdicts: verdicts(batch.column(0).as_ref())?,
                     raw_bytes_done: done_bytes,
                 })?;
             }
             done_bytes += job.bytes;
+            if let Some(counts) = &job.counts {
+                skipped += ScanCounts::read(counts)?.skipped;
+            }
             sink(JudgedBatch {
                 verdicts: Vec::new(),
                 raw_bytes_done: done_bytes,
             })?;
-        }
-        let mut skipped = 0;
-        for counts in jobs.iter().filter_map(|j| j.counts.as_ref()) {
-            skipped += ScanCounts::read(counts)?.skipped;
+            self.top_up(plan);
         }
         Ok(skipped)
+    }
+
+    /// Starts planned jobs until `jobs_in_flight` run; returns the source of the oldest one.
+    fn top_up(&self, plan: &mut Plan) -> Option<usize> {
+        while plan.running.len() < self.jobs_in_flight
+            && let Some(planned) = plan.pending.pop_front()
+        {
+            plan.running.push_back(RunningJob {
+                source: planned.source,
+                results: self.spawn(planned.frame),
+                bytes: planned.job.bytes,
+                counts: planned.job.counts,
+                label: planned.label,
+            });
+        }
+        plan.running.front().map(|j| j.source)
     }
 
     /// The source's jobs: one per file when the SQL works row by row, else one.
@@ -304,7 +367,7 @@ impl Cluster {
     }
 }
 
-/// What [`Cluster::judge_source`] reads and how.
+/// What [`Cluster::plan`] reads for one source and how.
 #[derive(Debug, Clone, Copy)]
 pub struct SourceRequest<'a> {
     /// The source as configured.
