@@ -37,7 +37,7 @@ cluster_run() {
   for i in $(seq 1 "$executors"); do
     "$MIXLAB" cluster executor --scheduler "127.0.0.1:$port" --bind "127.0.0.1:$((port + 10 * i))" \
       --grpc-port "$((port + 10 * i + 1))" --work-dir "$W/$name-work-$i" --vcores 1 \
-      --heartbeat 1 2> "$W/$name-executor-$i.log" & pids+=($!)
+      --heartbeat 1 --allow-dir "$ROOT" --allow-dir "$SHARED" 2> "$W/$name-executor-$i.log" & pids+=($!)
   done
   until curl -sf "http://127.0.0.1:$port/readyz" > /dev/null; do sleep 0.2; done
   local before=() after=()

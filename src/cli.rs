@@ -514,6 +514,11 @@ pub struct ExecutorArgs {
     /// Seconds between heartbeats to the scheduler (keep well under its --executor-timeout).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat: u64,
+    /// A directory this executor may read sources from and write to (repeatable): a plan naming
+    /// a source, tokenizer or output outside every --allow-dir is refused [default: the current
+    /// directory].
+    #[arg(long = "allow-dir", value_name = "DIR")]
+    pub allow_dirs: Vec<PathBuf>,
     /// Seconds to keep trying to reach the scheduler at start.
     #[arg(long, default_value_t = 30)]
     pub connect_timeout: u16,

@@ -17,6 +17,7 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
+use mixlab_ingest::cluster::allowed::AllowedDirs;
 use mixlab_ingest::cluster::client::wait_for_port;
 use mixlab_ingest::cluster::codec::{LogicalCodec, PhysicalCodec};
 
@@ -69,6 +70,12 @@ async fn executor(args: &ExecutorArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.connect_timeout.into());
     wait_for_port(&args.scheduler, timeout)?;
     fs_err::create_dir_all(&args.work_dir)?;
+    let allowed = if args.allow_dirs.is_empty() {
+        vec![std::env::current_dir().context("the current directory")?]
+    } else {
+        args.allow_dirs.clone()
+    };
+    let allowed = AllowedDirs::new(&allowed).context("--allow-dir")?;
     let config = ExecutorProcessConfig {
         bind_host: args.bind.ip().to_string(),
         external_host: Some(args.bind.ip().to_string()),
@@ -78,7 +85,7 @@ async fn executor(args: &ExecutorArgs) -> anyhow::Result<()> {
         scheduler_port,
         scheduler_connect_timeout_seconds: 0,
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
-        override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        override_physical_codec: Some(Arc::new(PhysicalCodec::within(allowed))),
         vcores: args.vcores,
         work_dir: Some(args.work_dir.display().to_string()),
         executor_heartbeat_interval_seconds: args.heartbeat,

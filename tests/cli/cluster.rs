@@ -69,23 +69,30 @@ impl TestCluster {
 
     /// Starts executor `i` (one task at a time, a heartbeat every second).
     fn add_executor(&mut self, p: &Project, i: usize) {
-        let (flight, grpc) = (free_port(), free_port());
-        let args = [
+        self.add_executor_with(p, i, &[]);
+    }
+
+    /// Starts executor `i` with `extra` arguments.
+    fn add_executor_with(&mut self, p: &Project, i: usize, extra: &[&str]) {
+        let bind = format!("127.0.0.1:{}", free_port());
+        let (grpc, work) = (free_port().to_string(), format!("work-{i}"));
+        let mut args = vec![
             "cluster",
             "executor",
             "--scheduler",
             &self.address,
             "--bind",
-            &format!("127.0.0.1:{flight}"),
+            &bind,
             "--grpc-port",
-            &grpc.to_string(),
+            &grpc,
             "--work-dir",
-            &format!("work-{i}"),
+            &work,
             "--vcores",
             "1",
             "--heartbeat",
             "1",
         ];
+        args.extend_from_slice(extra);
         self.processes.push(spawn(p, &args));
     }
 
@@ -217,6 +224,33 @@ fn an_executor_killed_mid_ingest_leaves_the_same_shards_or_none() {
         !p.path("out/shards.partial").exists(),
         "nothing half-written is left"
     );
+}
+
+#[test]
+fn an_executor_refuses_sources_outside_its_allowed_directories() {
+    let p = Project::with_default_config();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::scheduler(&p, 1);
+    let allowed = elsewhere.path().to_str().unwrap();
+    cluster.add_executor_with(&p, 0, &["--allow-dir", allowed]);
+    cluster.wait_for("/readyz", "the executor never registered");
+    let out = p
+        .run(&[
+            "ingest",
+            "--engine",
+            "ballista",
+            "--scheduler",
+            &cluster.address,
+        ])
+        .expect_code(1);
+    assert!(
+        out.stderr
+            .contains("outside the directories this executor may use")
+            && out.stderr.contains("data/demo/arithmetic.jsonl"),
+        "{}",
+        out.stderr
+    );
+    assert!(!p.path("out/shards").exists() && !p.path("out/shards.partial").exists());
 }
 
 #[test]

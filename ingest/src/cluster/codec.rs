@@ -19,7 +19,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
-use super::judge::{JUDGE_UDF, judge_udf};
+use super::allowed::AllowedDirs;
+use super::judge::{JUDGE_UDF, judge_udf, judge_udf_within};
 use super::scan::{LineScan, LineScanExec, LineTable, as_line_scan};
 
 /// Starts a serialized line scan (table or node).
@@ -134,9 +135,24 @@ impl LogicalExtensionCodec for LogicalCodec {
 }
 
 /// Physical plans: [`LineScanExec`] and `mixlab_judge`, else Ballista's codec.
+///
+/// An executor's codec has [`PhysicalCodec::within`] directories: a scan that reads or writes
+/// outside them, or a judge whose tokenizer lies outside them, fails when it starts, naming the
+/// path.
 #[derive(Debug, Default)]
 pub struct PhysicalCodec {
     ballista: BallistaPhysicalExtensionCodec,
+    allowed: Option<AllowedDirs>,
+}
+
+impl PhysicalCodec {
+    /// A codec that accepts mixlab plan pieces only when their paths lie under `dirs`.
+    pub fn within(dirs: AllowedDirs) -> Self {
+        Self {
+            ballista: BallistaPhysicalExtensionCodec::default(),
+            allowed: Some(dirs),
+        }
+    }
 }
 
 impl PhysicalExtensionCodec for PhysicalCodec {
@@ -148,7 +164,13 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         match decode_scan(buf)? {
-            Some(scan) => Ok(Arc::new(LineScanExec::new(scan)?)),
+            Some(scan) => {
+                let exec = LineScanExec::new(scan)?;
+                Ok(Arc::new(match &self.allowed {
+                    Some(allowed) => exec.within(allowed.clone()),
+                    None => exec,
+                }))
+            }
             None => self.ballista.try_decode(buf, inputs, ctx, proto_converter),
         }
     }
@@ -166,9 +188,10 @@ impl PhysicalExtensionCodec for PhysicalCodec {
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match decode_udf(name) {
-            Some(udf) => Ok(udf),
-            None => self.ballista.try_decode_udf(name, buf),
+        match (name == JUDGE_UDF, &self.allowed) {
+            (true, Some(allowed)) => Ok(judge_udf_within(allowed.clone())),
+            (true, None) => Ok(judge_udf()),
+            (false, _) => self.ballista.try_decode_udf(name, buf),
         }
     }
 
@@ -257,6 +280,48 @@ mod tests {
             logical.try_decode_udf(JUDGE_UDF, &buf).unwrap().name(),
             JUDGE_UDF
         );
+    }
+
+    #[test]
+    fn an_executor_refuses_a_scan_outside_its_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let physical = PhysicalCodec::within(AllowedDirs::new(&[dir.path().to_owned()]).unwrap());
+        let converter = DefaultPhysicalProtoConverter {};
+        let task = SessionContext::new().task_ctx();
+        let encode = |scan: LineScan| {
+            let mut buf = Vec::new();
+            let node: Arc<dyn ExecutionPlan> = Arc::new(LineScanExec::new(scan).unwrap());
+            PhysicalCodec::default()
+                .try_encode(node, &mut buf, &converter)
+                .unwrap();
+            buf
+        };
+        let mut inside = scan();
+        inside.lines.files = vec![dir.path().join("a.jsonl")];
+        inside.counts = dir.path().join(".cluster/x-0/scan-0.json");
+        let run = |buf: &[u8]| {
+            let node = physical.try_decode(buf, &[], &task, &converter).unwrap();
+            node.execute(0, Arc::clone(&task)).map(|_| ())
+        };
+        std::fs::write(
+            &inside.lines.files[0],
+            "{\"text\": \"x\", \"n\": 1}
+",
+        )
+        .unwrap();
+        assert!(run(&encode(inside.clone())).is_ok());
+        for (files, counts) in [
+            (vec![PathBuf::from("/etc/passwd")], inside.counts.clone()),
+            (
+                inside.lines.files.clone(),
+                dir.path().join("../escape.json"),
+            ),
+        ] {
+            let mut outside = inside.clone();
+            (outside.lines.files, outside.counts) = (files, counts);
+            let err = run(&encode(outside)).unwrap_err().to_string();
+            assert!(err.contains("outside the directories"), "{err}");
+        }
     }
 
     #[test]

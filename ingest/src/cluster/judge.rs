@@ -23,6 +23,7 @@ use datafusion::logical_expr::{
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::allowed::AllowedDirs;
 use crate::checksum::sha256_file;
 use crate::config::{FilterConfig, MinHashConfig};
 use crate::dedup::MinHasher;
@@ -77,19 +78,24 @@ const KIND_CANDIDATE: u8 = 2;
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct JudgeUdf {
     signature: Signature,
-}
-
-impl Default for JudgeUdf {
-    fn default() -> Self {
-        Self {
-            signature: Signature::any(2, Volatility::Immutable),
-        }
-    }
+    /// On an executor: the directories its tokenizer must lie in.
+    allowed: Option<AllowedDirs>,
 }
 
 /// `mixlab_judge` as a function to put in a plan or register.
 pub fn judge_udf() -> Arc<ScalarUDF> {
-    Arc::new(ScalarUDF::new_from_impl(JudgeUdf::default()))
+    Arc::new(ScalarUDF::new_from_impl(JudgeUdf {
+        signature: Signature::any(2, Volatility::Immutable),
+        allowed: None,
+    }))
+}
+
+/// `mixlab_judge` on an executor: it refuses a tokenizer outside `allowed`.
+pub fn judge_udf_within(allowed: AllowedDirs) -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(JudgeUdf {
+        signature: Signature::any(2, Volatility::Immutable),
+        allowed: Some(allowed),
+    }))
 }
 
 impl ScalarUDFImpl for JudgeUdf {
@@ -120,7 +126,7 @@ impl ScalarUDFImpl for JudgeUdf {
                 "{JUDGE_UDF}: the spec must be a text literal"
             )));
         };
-        let prepared = prepared(spec).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let prepared = prepared(spec, self.allowed.as_ref())?;
         let texts = text.to_array(args.number_rows)?;
         let texts = arrow::compute::cast(&texts, &DataType::Utf8)?;
         let out = prepared
@@ -142,13 +148,23 @@ struct Prepared {
 static PREPARED: LazyLock<Mutex<HashMap<String, Arc<Prepared>>>> = LazyLock::new(Mutex::default);
 const PREPARED_CAPACITY: usize = 64;
 
-fn prepared(spec_json: &str) -> Result<Arc<Prepared>> {
+fn prepared(
+    spec_json: &str,
+    allowed: Option<&AllowedDirs>,
+) -> datafusion::error::Result<Arc<Prepared>> {
+    let spec: JudgeSpec = serde_json::from_str(spec_json)
+        .map_err(|e| DataFusionError::Plan(format!("{JUDGE_UDF}: bad spec: {e}")))?;
+    if let Some(allowed) = allowed {
+        allowed.check(&spec.tokenizer)?;
+    }
+    prepare(spec_json, spec).map_err(|e| DataFusionError::External(Box::new(e)))
+}
+
+fn prepare(spec_json: &str, spec: JudgeSpec) -> Result<Arc<Prepared>> {
     let mut cache = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = cache.get(spec_json) {
         return Ok(Arc::clone(p));
     }
-    let spec: JudgeSpec = serde_json::from_str(spec_json)
-        .map_err(|e| Error::Internal(format!("{JUDGE_UDF}: bad spec: {e}")))?;
     let actual = sha256_file(&spec.tokenizer)?;
     if actual != spec.tokenizer_sha256 {
         return Err(Error::Tokenizer {
@@ -438,14 +454,16 @@ mod tests {
     }
 
     #[test]
-    fn an_executor_refuses_a_tokenizer_that_changed_naming_the_file() {
+    fn an_executor_refuses_a_tokenizer_that_changed_or_lies_outside_its_directories() {
         let dir = tempfile::tempdir().unwrap();
         let mut spec = spec(dir.path());
         spec.tokenizer_sha256 = "0".repeat(64);
-        let err = prepared(&serde_json::to_string(&spec).unwrap())
-            .err()
-            .unwrap()
-            .to_string();
+        let json = serde_json::to_string(&spec).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let allowed = AllowedDirs::new(&[elsewhere.path().to_owned()]).unwrap();
+        let outside = prepared(&json, Some(&allowed)).err().unwrap().to_string();
+        assert!(outside.contains("outside the directories"), "{outside}");
+        let err = prepared(&json, None).err().unwrap().to_string();
         assert!(
             err.contains("tokenizer.json") && err.contains("sha256"),
             "{err}"

@@ -8,6 +8,7 @@
 //! engines write the same shards. Executors must see the client's paths (sources and the staging
 //! directory) on a shared file system.
 
+pub mod allowed;
 pub mod client;
 pub mod codec;
 pub mod judge;

@@ -28,6 +28,7 @@ use datafusion::physical_plan::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::allowed::AllowedDirs;
 use crate::lines::{LineSource, LineSpec};
 
 /// A line source to scan and the file its read counters go to when the scan ends.
@@ -118,6 +119,9 @@ impl TableProvider for LineTable {
 pub struct LineScanExec {
     /// What it reads.
     pub scan: LineScan,
+    /// On an executor: the directories its files and counts must lie in (checked when it runs,
+    /// so the refusal reaches the client as the task's error).
+    allowed: Option<AllowedDirs>,
     properties: Arc<PlanProperties>,
 }
 
@@ -135,8 +139,28 @@ impl LineScanExec {
         );
         Ok(Self {
             scan,
+            allowed: None,
             properties: Arc::new(properties),
         })
+    }
+
+    /// This node, refusing to run when a path it reads or writes lies outside `allowed`.
+    #[must_use]
+    pub fn within(self, allowed: AllowedDirs) -> Self {
+        Self {
+            allowed: Some(allowed),
+            ..self
+        }
+    }
+
+    fn check_paths(&self) -> Result<()> {
+        let Some(allowed) = &self.allowed else {
+            return Ok(());
+        };
+        for file in &self.scan.lines.files {
+            allowed.check(file)?;
+        }
+        allowed.check(&self.scan.counts)
     }
 }
 
@@ -199,6 +223,7 @@ impl ExecutionPlan for LineScanExec {
                 "LineScanExec has one partition, asked for {partition}"
             )));
         }
+        self.check_paths()?;
         let source = LineSource::from_spec(self.scan.lines.clone());
         let counters = source.counters();
         let projection = self.scan.projection.clone();
