@@ -227,7 +227,7 @@ impl<'rt> SourceReader<'rt> {
                 parquet_bytes += fs_err::metadata(file)?.len();
             }
             let table = runtime
-                .block_on(parquet_table(&ctx, &files))
+                .block_on(parquet_table(&ctx, &files, None))
                 .map_err(|e| query_err(&label, &e))?;
             (table as Arc<dyn TableProvider>, None, parquet_bytes)
         } else {
@@ -332,9 +332,12 @@ pub(crate) fn check_parquet_footer(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Parquet `files` as one listing table, its schema inferred from them or, when `schema` is
+/// given, that one (a part of a source read with the whole source's schema).
 pub(crate) async fn parquet_table(
     ctx: &SessionContext,
     files: &[PathBuf],
+    schema: Option<SchemaRef>,
 ) -> datafusion::error::Result<Arc<ListingTable>> {
     let urls = files
         .iter()
@@ -349,10 +352,11 @@ pub(crate) async fn parquet_table(
         })
         .collect::<datafusion::error::Result<Vec<_>>>()?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .infer_schema(&ctx.state())
-        .await?;
+    let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
+    let config = match schema {
+        Some(schema) => config.with_schema(schema),
+        None => config.infer_schema(&ctx.state()).await?,
+    };
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 

@@ -132,6 +132,13 @@ fn spawn(p: &Project, args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// Neither shards nor a staging directory: the failed ingest left nothing behind.
+fn assert_nothing_published(p: &Project) {
+    for dir in ["out/shards", "out/shards.partial"] {
+        assert!(!p.path(dir).exists(), "{dir} exists after a failed ingest");
+    }
+}
+
 /// The demo corpus's manifest from `mixlab ingest --engine local` in a project of its own.
 fn local_manifest() -> Manifest {
     let p = Project::with_default_config();
@@ -218,7 +225,7 @@ fn an_executor_killed_mid_ingest_leaves_the_same_shards_or_none() {
     } else {
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains("ballista job failed"), "{stderr}");
-        assert!(!p.path("out/shards").exists(), "no shard set is published");
+        assert_nothing_published(&p);
     }
     assert!(
         !p.path("out/shards.partial").exists(),
@@ -250,7 +257,7 @@ fn an_executor_refuses_sources_outside_its_allowed_directories() {
         "{}",
         out.stderr
     );
-    assert!(!p.path("out/shards").exists() && !p.path("out/shards.partial").exists());
+    assert_nothing_published(&p);
 }
 
 #[test]
@@ -267,7 +274,7 @@ fn ingest_with_a_scheduler_that_is_not_there_fails_naming_it_and_writes_nothing(
         "{}",
         out.stderr
     );
-    assert!(!p.path("out/shards").exists() && !p.path("out/shards.partial").exists());
+    assert_nothing_published(&p);
 }
 
 #[test]
@@ -289,4 +296,130 @@ fn an_executor_whose_scheduler_is_not_there_fails_naming_the_address() {
         ])
         .expect_code(1);
     assert!(out.stderr.contains(&address), "{}", out.stderr);
+}
+
+/// `n` documents of pseudo-random words (distinct enough that dedup keeps them), tagged `tag`.
+fn documents(tag: &str, n: usize, seed: u64) -> Vec<String> {
+    const WORDS: [&str; 24] = [
+        "river", "stone", "lamp", "orchard", "window", "copper", "meadow", "signal", "harbor",
+        "lantern", "thistle", "engine", "valley", "marble", "willow", "canvas", "ember", "quarry",
+        "saddle", "pepper", "ribbon", "timber", "falcon", "glacier",
+    ];
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|i| {
+            let words: Vec<&str> = (0..24)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    WORDS[(state % WORDS.len() as u64) as usize]
+                })
+                .collect();
+            format!("{tag} {i}: {}", words.join(" "))
+        })
+        .collect()
+}
+
+fn write_jsonl(p: &Project, rel: &str, texts: &[String], broken_line: bool) {
+    let mut lines: Vec<String> = texts
+        .iter()
+        .map(|t| serde_json::json!({ "text": t }).to_string())
+        .collect();
+    if broken_line {
+        lines.insert(lines.len() / 2, "{broken".to_owned());
+    }
+    p.write(rel, lines.join("\n") + "\n");
+}
+
+fn write_parquet(p: &Project, rel: &str, texts: &[String]) {
+    use std::sync::Arc;
+
+    use arrow::array::{RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("body", DataType::Utf8, false),
+        Field::new("lang", DataType::Utf8, false),
+    ]));
+    let langs: Vec<&str> = (0..texts.len())
+        .map(|i| if i % 4 == 0 { "fr" } else { "en" })
+        .collect();
+    let columns: Vec<arrow::array::ArrayRef> = vec![
+        Arc::new(StringArray::from(texts.to_vec())),
+        Arc::new(StringArray::from(langs)),
+    ];
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+    let file = std::fs::File::create(p.path(rel)).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+const SEVERAL_FILES: &str = r#"
+[tokenizer]
+train = { vocab_size = 300 }
+
+[ingest]
+on_error = "skip"
+min_chars = 10
+
+[ingest.filters]
+min_stop_words = 0
+min_alpha_word_fraction = 0.0
+
+[[domain]]
+name = "lines"
+[[domain.source]]
+path = "data/l-*.jsonl"
+format = "jsonl"
+
+[[domain]]
+name = "sorted"
+[[domain.source]]
+path = "data/s-*.jsonl"
+format = "jsonl"
+sql = "SELECT text FROM source ORDER BY text DESC"
+
+[[domain]]
+name = "tables"
+[[domain.source]]
+path = "data/*.parquet"
+format = "parquet"
+text_column = "body"
+sql = "SELECT body FROM source WHERE lang = 'en'"
+"#;
+
+#[test]
+fn several_files_per_source_parquet_sql_and_skipped_records_give_the_local_engines_shards() {
+    let p = Project::new();
+    write_jsonl(&p, "data/l-1.jsonl", &documents("first", 40, 1), true);
+    write_jsonl(&p, "data/l-2.jsonl", &documents("second", 40, 2), false);
+    write_jsonl(&p, "data/s-1.jsonl", &documents("third", 30, 3), false);
+    write_jsonl(&p, "data/s-2.jsonl", &documents("fourth", 30, 4), true);
+    write_parquet(&p, "data/p-1.parquet", &documents("fifth", 20, 5));
+    write_parquet(&p, "data/p-2.parquet", &documents("sixth", 20, 6));
+    p.write("datasets.toml", SEVERAL_FILES);
+    p.run(&["--quiet", "--out", "local", "ingest"])
+        .expect_code(0);
+    let cluster = TestCluster::with_executors(&p, 2);
+    let address = cluster.address.as_str();
+    let args = [
+        "--quiet", "--out", "remote", "ingest", "--engine", "ballista",
+    ];
+    let out = p
+        .run(&[&args[..], &["--scheduler", address][..]].concat())
+        .expect_code(0);
+    let local = Manifest::read(&p.path("local/shards")).unwrap();
+    let remote = Manifest::read(&p.path("remote/shards")).unwrap();
+    assert_eq!(remote, local, "{}", out.stderr);
+    // What the comparison covers: a skipped record per broken file, an ordered whole-source
+    // query, and Parquet rows filtered by SQL.
+    let stats = |name: &str| local.domain(name).unwrap().stats.clone();
+    assert_eq!(stats("lines").skipped_records, 1);
+    assert_eq!(stats("sorted").skipped_records, 1);
+    assert_eq!(
+        (stats("lines").records_read, stats("tables").records_read),
+        (80, 30)
+    );
+    assert!(stats("tables").documents > 20, "{:?}", stats("tables"));
 }

@@ -14,6 +14,7 @@ use arrow::array::RecordBatch;
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::listing::ListingTable;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{LogicalPlan, lit};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, ident};
@@ -94,6 +95,23 @@ struct RunningJob {
     label: PathBuf,
 }
 
+/// A source's table over all its files.
+enum SourceTable {
+    /// Parquet files through DataFusion's listing table.
+    Parquet(Arc<ListingTable>),
+    /// Line-oriented files through mixlab's scan.
+    Lines(LineTable),
+}
+
+impl SourceTable {
+    fn provider(&self) -> Arc<dyn TableProvider> {
+        match self {
+            Self::Parquet(table) => Arc::clone(table) as Arc<dyn TableProvider>,
+            Self::Lines(table) => Arc::new(table.clone()),
+        }
+    }
+}
+
 /// One job: the files it scans (in order) and their size on disk.
 struct Job {
     files: Vec<PathBuf>,
@@ -149,10 +167,11 @@ impl Cluster {
     pub fn plan(&self, requests: &[SourceRequest<'_>]) -> Result<Plan> {
         let mut pending = VecDeque::new();
         for (source, request) in requests.iter().enumerate() {
-            for job in self.jobs(request)? {
+            let whole = self.table(request)?;
+            for job in self.jobs(request, &whole)? {
                 pending.push_back(PlannedJob {
                     source,
-                    frame: self.frame(request, &job)?,
+                    frame: self.frame(request, &whole, &job)?,
                     job,
                     label: PathBuf::from(&request.source.path),
                 });
@@ -223,10 +242,10 @@ impl Cluster {
     }
 
     /// The source's jobs: one per file when the SQL works row by row, else one.
-    fn jobs(&self, request: &SourceRequest<'_>) -> Result<Vec<Job>> {
+    fn jobs(&self, request: &SourceRequest<'_>, whole: &SourceTable) -> Result<Vec<Job>> {
         let per_row = match &request.source.sql {
             None => true,
-            Some(sql) => self.is_row_by_row(request, sql)?,
+            Some(sql) => self.is_row_by_row(request, whole, sql)?,
         };
         let groups: Vec<Vec<PathBuf>> = if per_row {
             request.files.iter().map(|f| vec![f.clone()]).collect()
@@ -253,8 +272,13 @@ impl Cluster {
     }
 
     /// Whether `sql` only filters and projects rows (so running it per file changes nothing).
-    fn is_row_by_row(&self, request: &SourceRequest<'_>, sql: &str) -> Result<bool> {
-        let table = self.table(request, request.files, None)?;
+    fn is_row_by_row(
+        &self,
+        request: &SourceRequest<'_>,
+        whole: &SourceTable,
+        sql: &str,
+    ) -> Result<bool> {
+        let table = whole.provider();
         let local = SessionContext::new();
         local
             .register_table("source", table)
@@ -281,41 +305,65 @@ impl Cluster {
         Ok(row_by_row)
     }
 
-    /// Table `source` over `files`: Parquet through DataFusion's listing table, line formats
-    /// through [`LineTable`].
-    fn table(
-        &self,
-        request: &SourceRequest<'_>,
-        files: &[PathBuf],
-        counts: Option<&Path>,
-    ) -> Result<Arc<dyn TableProvider>> {
+    /// The source's table over all its files, its schema inferred once (as the local engine
+    /// does): Parquet through DataFusion's listing table, line formats through [`LineTable`].
+    fn table(&self, request: &SourceRequest<'_>) -> Result<SourceTable> {
         let label = Path::new(&request.source.path);
+        let files = request.files;
         if request.source.format == SourceFormat::Parquet {
             for file in files {
                 check_parquet_footer(file)?;
             }
             let table = self
                 .runtime
-                .block_on(parquet_table(&self.ctx, files))
+                .block_on(parquet_table(&self.ctx, files, None))
                 .map_err(|e| query_err(label, &e))?;
-            return Ok(table);
+            return Ok(SourceTable::Parquet(table));
         }
-        let local = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(|e| Error::Internal(format!("starting a runtime: {e}")))?;
-        let lines = open_lines(&local, request.source, files.to_vec(), request.options)?;
+        let lines = open_lines(
+            &self.runtime,
+            request.source,
+            files.to_vec(),
+            request.options,
+        )?;
         let scan = LineScan {
             lines: lines.spec(),
-            counts: counts.map_or_else(|| request.work_dir.join("unused.json"), Path::to_owned),
+            // The whole source's table only plans the SQL; jobs scan parts of it.
+            counts: request.work_dir.join("never-scanned.json"),
             projection: None,
         };
-        Ok(Arc::new(LineTable { scan }))
+        Ok(SourceTable::Lines(LineTable { scan }))
+    }
+
+    /// `whole` restricted to a job's files, with the whole source's schema.
+    fn part(&self, whole: &SourceTable, job: &Job, label: &Path) -> Result<Arc<dyn TableProvider>> {
+        match whole {
+            SourceTable::Parquet(table) => {
+                let schema = table.schema();
+                let part = self
+                    .runtime
+                    .block_on(parquet_table(&self.ctx, &job.files, Some(schema)))
+                    .map_err(|e| query_err(label, &e))?;
+                Ok(part)
+            }
+            SourceTable::Lines(table) => {
+                let mut scan = table.scan.clone();
+                scan.lines.files.clone_from(&job.files);
+                scan.counts = job.counts.clone().unwrap_or(scan.counts);
+                Ok(Arc::new(LineTable { scan }))
+            }
+        }
     }
 
     /// The job's query: the source's SQL over its files, then `mixlab_judge` on the text column.
-    fn frame(&self, request: &SourceRequest<'_>, job: &Job) -> Result<DataFrame> {
+    fn frame(
+        &self,
+        request: &SourceRequest<'_>,
+        whole: &SourceTable,
+        job: &Job,
+    ) -> Result<DataFrame> {
         let label = PathBuf::from(&request.source.path);
-        let table = self.table(request, &job.files, job.counts.as_deref())?;
+        let table = self.part(whole, job, &label)?;
         self.ctx
             .deregister_table("source")
             .map_err(|e| query_err(&label, &e))?;
