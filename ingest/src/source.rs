@@ -240,10 +240,9 @@ impl<'rt> SourceReader<'rt> {
             .sql
             .clone()
             .unwrap_or_else(|| "SELECT * FROM source".to_owned());
-        let frame = runtime.block_on(ctx.sql(&sql)).map_err(|e| Error::Query {
-            path: label.clone(),
-            message: format!("sql {sql:?} failed to plan: {e}"),
-        })?;
+        let frame = runtime
+            .block_on(ctx.sql(&sql))
+            .map_err(|e| sql_error(&label, &sql, &e))?;
         check_text_column(frame.schema().fields(), source)?;
         let stream = runtime
             .block_on(frame.execute_stream())
@@ -310,6 +309,14 @@ impl<'rt> SourceReader<'rt> {
         self.counters
             .as_ref()
             .map_or(0, |c| c.skipped.load(Ordering::Relaxed))
+    }
+}
+
+/// A source's SQL that did not plan, naming the source and the SQL.
+pub(crate) fn sql_error(path: &Path, sql: &str, e: &DataFusionError) -> Error {
+    Error::Query {
+        path: path.to_owned(),
+        message: format!("sql {sql:?} failed to plan: {e}"),
     }
 }
 

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::record::Verdict;
 use crate::source::{
     ReadOptions, check_parquet_footer, check_text_column, open_lines, parquet_table, query_err,
+    sql_error,
 };
 
 /// How long [`Cluster::connect`] waits for the scheduler's port to accept a connection.
@@ -286,10 +287,7 @@ impl Cluster {
         let plan = self
             .runtime
             .block_on(local.state().create_logical_plan(sql))
-            .map_err(|e| Error::Query {
-                path: PathBuf::from(&request.source.path),
-                message: format!("sql {sql:?} failed to plan: {e}"),
-            })?;
+            .map_err(|e| sql_error(Path::new(&request.source.path), sql, &e))?;
         let mut row_by_row = true;
         plan.apply(|node| {
             row_by_row &= matches!(
@@ -378,10 +376,7 @@ impl Cluster {
         let frame = self
             .runtime
             .block_on(self.ctx.sql(&sql))
-            .map_err(|e| Error::Query {
-                path: label.clone(),
-                message: format!("sql {sql:?} failed to plan: {e}"),
-            })?;
+            .map_err(|e| sql_error(&label, &sql, &e))?;
         check_text_column(frame.schema().fields(), request.source)?;
         let spec = serde_json::to_string(request.spec)
             .map_err(|e| Error::Internal(format!("serializing the judge spec: {e}")))?;

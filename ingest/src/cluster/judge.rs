@@ -144,27 +144,37 @@ struct Prepared {
     tokenizer: TextTokenizer,
 }
 
-/// Specs seen by this process; a handful per job, so the cache is cleared rather than evicted.
-static PREPARED: LazyLock<Mutex<HashMap<String, Arc<Prepared>>>> = LazyLock::new(Mutex::default);
+/// Specs seen by this process, with the directories they were checked against; a handful per
+/// job, so the cache is cleared rather than evicted.
+type PreparedCache = HashMap<(Option<AllowedDirs>, String), Arc<Prepared>>;
+static PREPARED: LazyLock<Mutex<PreparedCache>> = LazyLock::new(Mutex::default);
 const PREPARED_CAPACITY: usize = 64;
 
+/// The spec's prepared judge: parsed, checked and loaded once per process, then looked up per batch.
 fn prepared(
     spec_json: &str,
     allowed: Option<&AllowedDirs>,
 ) -> datafusion::error::Result<Arc<Prepared>> {
+    let key = (allowed.cloned(), spec_json.to_owned());
+    let mut cache = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = cache.get(&key) {
+        return Ok(Arc::clone(p));
+    }
     let spec: JudgeSpec = serde_json::from_str(spec_json)
         .map_err(|e| DataFusionError::Plan(format!("{JUDGE_UDF}: bad spec: {e}")))?;
     if let Some(allowed) = allowed {
         allowed.check(&spec.tokenizer)?;
     }
-    prepare(spec_json, spec).map_err(|e| DataFusionError::External(Box::new(e)))
+    let prepared = prepare(spec).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    if cache.len() >= PREPARED_CAPACITY {
+        cache.clear();
+    }
+    cache.insert(key, Arc::clone(&prepared));
+    Ok(prepared)
 }
 
-fn prepare(spec_json: &str, spec: JudgeSpec) -> Result<Arc<Prepared>> {
-    let mut cache = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = cache.get(spec_json) {
-        return Ok(Arc::clone(p));
-    }
+/// Verifies the spec's tokenizer and builds its filters, hasher and tokenizer.
+fn prepare(spec: JudgeSpec) -> Result<Arc<Prepared>> {
     let actual = sha256_file(&spec.tokenizer)?;
     if actual != spec.tokenizer_sha256 {
         return Err(Error::Tokenizer {
@@ -175,7 +185,7 @@ fn prepare(spec_json: &str, spec: JudgeSpec) -> Result<Arc<Prepared>> {
             ),
         });
     }
-    let prepared = Arc::new(Prepared {
+    Ok(Arc::new(Prepared {
         filter: QualityFilter {
             min_chars: spec.min_chars,
             max_chars: spec.max_chars,
@@ -184,12 +194,7 @@ fn prepare(spec_json: &str, spec: JudgeSpec) -> Result<Arc<Prepared>> {
         hasher: spec.minhash.as_ref().map(MinHasher::new),
         tokenizer: TextTokenizer::load(&spec.tokenizer)?,
         spec,
-    });
-    if cache.len() >= PREPARED_CAPACITY {
-        cache.clear();
-    }
-    cache.insert(spec_json.to_owned(), Arc::clone(&prepared));
-    Ok(prepared)
+    }))
 }
 
 impl Prepared {
@@ -242,22 +247,13 @@ fn to_struct(verdicts: &[(usize, Verdict)]) -> StructArray {
     let mut doc = UInt64Builder::with_capacity(n);
     for (len, verdict) in verdicts {
         raw_len.append_value(*len as u64);
-        let candidate = match verdict {
-            Verdict::Null => None,
-            Verdict::Filtered(rule) => {
-                reason.append_value(rule);
-                None
-            }
-            Verdict::Candidate(c) => Some(c),
+        let (code, rule, candidate) = match verdict {
+            Verdict::Null => (KIND_NULL, None, None),
+            Verdict::Filtered(rule) => (KIND_FILTERED, Some(rule.as_ref()), None),
+            Verdict::Candidate(c) => (KIND_CANDIDATE, None, Some(c)),
         };
-        kind.append_value(match verdict {
-            Verdict::Null => KIND_NULL,
-            Verdict::Filtered(_) => KIND_FILTERED,
-            Verdict::Candidate(_) => KIND_CANDIDATE,
-        });
-        if !matches!(verdict, Verdict::Filtered(_)) {
-            reason.append_null();
-        }
+        kind.append_value(code);
+        reason.append_option(rule);
         match candidate.and_then(|c| c.hash) {
             Some(h) => hash.append_value(h.to_le_bytes()).expect("16 bytes"),
             None => hash.append_null(),
