@@ -169,12 +169,22 @@ pub enum Command {
     Merge(MergeArgs),
     /// Per-domain validation loss and perplexity of a run's newest checkpoint.
     Eval(EvalArgs),
-    /// Write a run's newest checkpoint in Hugging Face's Llama layout (safetensors, f32).
+    /// Write a run's newest checkpoint for llama.cpp (GGUF) or Hugging Face transformers.
     ///
-    /// Writes model.safetensors (LlamaForCausalLM tensor names, weights [out, in]), config.json
-    /// (the shape; output layer tied to the embedding) and the shards' tokenizer.json. Local
-    /// attention windows have no Llama equivalent: config.json records them as mixlab_* keys.
+    /// --format hf writes a directory with model.safetensors (LlamaForCausalLM tensor names,
+    /// weights [out, in], f32), config.json (the shape; output layer tied to the embedding) and
+    /// the shards' tokenizer.json. --format gguf writes model-<PRECISION>.gguf, llama.cpp's llama
+    /// architecture with the tokenizer (byte-level BPE as llama.cpp's gpt2) and q/k in its rotary
+    /// layout. Local attention windows have no Llama equivalent: both record them as mixlab keys,
+    /// and both runtimes attend globally (identical within the window). Both record the run's
+    /// provenance (run hash, mixture and tokenizer SHA-256, step).
     Export(ExportArgs),
+    /// Per-token losses of texts, each scored alone from position 0: one JSON line per text with
+    /// its token ids and the loss (nats) of predicting each next token.
+    ///
+    /// For comparing mixlab's model with another runtime's (llama.cpp on an exported GGUF,
+    /// transformers on an exported directory) on identical token sequences.
+    Score(ScoreArgs),
     /// Continue a prompt with a run's model, to see what it learned.
     Generate(GenerateArgs),
     /// Passkey retrieval, the long-context test: training documents, and a run's accuracy.
@@ -431,9 +441,56 @@ pub struct ExportArgs {
     /// Run directory, relative to --out.
     #[arg(long, value_name = "DIR", default_value = "runs/default")]
     pub run: PathBuf,
-    /// Output directory [default: <RUN>/hf].
+    /// The runtime to export for.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Hf)]
+    pub format: ExportFormat,
+    /// GGUF's weight precision (norms stay f32); q4_0 rounds to int4 without quantization-aware
+    /// training (`mixlab quantize` writes model-q4_0.gguf after it).
+    #[arg(long, value_enum, default_value_t = GgufPrecision::F16)]
+    pub precision: GgufPrecision,
+    /// Output directory [default: <RUN>/hf or <RUN>/gguf].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+/// `export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Hugging Face transformers: safetensors, config.json, tokenizer.json.
+    Hf,
+    /// llama.cpp: one GGUF file with the tokenizer.
+    Gguf,
+}
+
+/// `export --precision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GgufPrecision {
+    /// 32-bit floats.
+    F32,
+    /// Half floats.
+    F16,
+    /// int4 blocks of 32 with an f16 scale.
+    #[value(name = "q4_0")]
+    Q4_0,
+}
+
+/// `score` arguments.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Run directory, relative to --out.
+    #[arg(long, value_name = "DIR", default_value = "runs/default")]
+    pub run: PathBuf,
+    /// JSONL file (optionally .gz) of `text` fields, tokenized with the shards' tokenizer.
+    #[arg(long, value_name = "FILE")]
+    pub texts: PathBuf,
+    /// Tokens scored per text, from its start [default: the model's attention window, where every
+    /// runtime attends alike].
+    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(2..))]
+    pub max_tokens: Option<u32>,
+    /// Score a GGUF file's weights instead of the newest checkpoint: the run's model-q4_0.gguf,
+    /// or the FILE given.
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    pub gguf: Option<Option<PathBuf>>,
 }
 
 /// `NAME=FILE` with a non-empty name.

@@ -71,6 +71,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Merge(args) => commands::merge::run(global, args),
         Command::Eval(args) => commands::eval::run(global, args),
         Command::Export(args) => commands::export::run(global, args),
+        Command::Score(args) => commands::score::run(global, args),
         Command::Generate(args) => commands::generate::run(global, args),
         Command::Passkey(command) => commands::passkey::run(global, command),
         Command::Cluster(command) => commands::cluster::run(global, command),

@@ -5,7 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+use tokenizers::models::ModelWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
 
@@ -106,6 +109,107 @@ impl TextTokenizer {
     /// Id of the end-of-text token.
     pub fn eos_id(&self) -> u32 {
         self.eos_id
+    }
+
+    /// The tables of a byte-level BPE with GPT-2's pre-tokenization (the tokenizers mixlab
+    /// trains), as a runtime that rebuilds the tokenizer from its parts needs them (llama.cpp's
+    /// `gpt2` vocabulary in GGUF).
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] naming the file for any other kind of tokenizer: another model than
+    /// BPE, a normalizer, a pre-tokenizer other than byte-level with GPT-2's regex and no prefix
+    /// space, or BPE options (subword prefixes, byte fallback, dropout, ignored merges) that such a
+    /// runtime would not reproduce.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_ingest::tokenize::{TextTokenizer, train_byte_level_bpe};
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("tokenizer.json");
+    /// let texts = vec!["the cat sat on the mat, the end".to_string(); 4];
+    /// train_byte_level_bpe(&texts, 300, &path)?;
+    /// let tables = TextTokenizer::load(&path)?.byte_level_bpe()?;
+    /// assert_eq!(tables.tokens[0], "<|endoftext|>");
+    /// assert!(tables.special[0] && !tables.special[1]);
+    /// // " the" is a merge of the byte-level "Ġ" (space) with "t", then "h", then "e".
+    /// assert!(tables.tokens.iter().any(|t| t == "Ġthe"));
+    /// assert_eq!(tables.tokens.len(), 256 + 1 + tables.merges.len());
+    /// # Ok::<(), mixlab_ingest::Error>(())
+    /// ```
+    pub fn byte_level_bpe(&self) -> Result<BpeTables> {
+        let refuse = |what: &str| Error::Tokenizer {
+            path: self.path.clone(),
+            message: format!("{what}; expected a byte-level BPE with GPT-2's pre-tokenization"),
+        };
+        if self.inner.get_normalizer().is_some() {
+            return Err(refuse("it has a normalizer"));
+        }
+        match self.inner.get_pre_tokenizer() {
+            Some(PreTokenizerWrapper::ByteLevel(b)) if b.use_regex && !b.add_prefix_space => {}
+            _ => {
+                return Err(refuse(
+                    "its pre-tokenizer is not byte-level without a prefix space",
+                ));
+            }
+        }
+        let ModelWrapper::BPE(bpe) = self.inner.get_model() else {
+            return Err(refuse("its model is not BPE"));
+        };
+        let options: BpeOptions = serde_json::to_value(bpe)
+            .and_then(serde_json::from_value)
+            .map_err(|e| refuse(&format!("its BPE model does not serialize: {e}")))?;
+        if !options.is_plain() {
+            return Err(refuse(
+                "its BPE has a subword prefix or suffix, byte fallback, dropout or ignores merges",
+            ));
+        }
+        let added = self.inner.get_added_tokens_decoder();
+        let ids = 0..self.vocab_size();
+        let tokens = ids
+            .clone()
+            .map(|id| self.inner.id_to_token(id).unwrap_or_default());
+        Ok(BpeTables {
+            tokens: tokens.collect(),
+            special: ids
+                .map(|id| added.get(&id).is_some_and(|t| t.special))
+                .collect(),
+            merges: options.merges,
+        })
+    }
+}
+
+/// A byte-level BPE's parts: what [`TextTokenizer::byte_level_bpe`] gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BpeTables {
+    /// Token strings by id, in the byte-level alphabet (`Ġ` stands for a space byte); special
+    /// tokens as written (`<|endoftext|>`).
+    pub tokens: Vec<String>,
+    /// Whether each id is a special token (never produced from text).
+    pub special: Vec<bool>,
+    /// The merges in rank order (the first merge applies first).
+    pub merges: Vec<(String, String)>,
+}
+
+/// The BPE options that change how text is split, and the merges, from the model's serialized
+/// form (the merges have no accessor in `tokenizers`).
+#[derive(Deserialize)]
+struct BpeOptions {
+    dropout: Option<f32>,
+    continuing_subword_prefix: Option<String>,
+    end_of_word_suffix: Option<String>,
+    byte_fallback: bool,
+    ignore_merges: bool,
+    merges: Vec<(String, String)>,
+}
+
+impl BpeOptions {
+    /// Plain BPE: every merge applies, in rank order, to bytes alone.
+    fn is_plain(&self) -> bool {
+        self.dropout.is_none()
+            && self.continuing_subword_prefix.is_none()
+            && self.end_of_word_suffix.is_none()
+            && !self.byte_fallback
+            && !self.ignore_merges
     }
 }
 

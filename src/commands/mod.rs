@@ -15,6 +15,7 @@ pub mod passkey;
 pub mod quantize;
 pub mod regress;
 pub mod report;
+pub mod score;
 pub mod simulate;
 pub mod sweep;
 pub mod train;

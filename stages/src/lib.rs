@@ -16,6 +16,7 @@
 //! | [`mix`] | the `mix` stage: RegMix, the SDM's mixture, DoReMi's weights, baselines |
 //! | [`merge`] | the `merge` stage: specialists annealed from one run, merged, evaluated |
 //! | [`quantize`] | the `quantize` stage: int4 weights, with or without quantization-aware training |
+//! | [`export`] | a run's weights for llama.cpp and transformers, with its tokenizer and provenance |
 //! | [`simulate`] | the `simulate` stage: proxy runs, influence, leave-one-out and DoReMi |
 //! | [`corpus`] | a stage's data: the shards through their token cache, built with a progress bar |
 //! | [`texts`] | probe texts outside the shards (JSONL), tokenized |
@@ -30,6 +31,7 @@ pub mod arms;
 pub mod checks;
 pub mod config;
 pub mod corpus;
+pub mod export;
 pub mod ingest;
 pub mod ledger;
 pub mod locks;

@@ -14,6 +14,7 @@ use mixlab_trainer::inference::Inference;
 
 use crate::Usage;
 use crate::corpus::open_corpus;
+use crate::export::gguf_metadata;
 use crate::run_dir::{DistillSource, GGUF_FILE, InitWeights, ResolvedRun, RunDir};
 use crate::run_names::quantize_run_names;
 use crate::training::{run_of_weights, run_training};
@@ -219,8 +220,16 @@ fn round(
         &init.path,
         data.quiet,
         || {
-            let packed =
-                quantize_checkpoint(&from.run.model, &from.path, config, &init.path, Some(&gguf))?;
+            let metadata = gguf_metadata(&resolved, data.shards, from.step)
+                .inspect_err(|e| tracing::warn!("no {GGUF_FILE} for llama.cpp: {e:#}"))
+                .ok();
+            let packed = quantize_checkpoint(
+                &from.run.model,
+                &from.path,
+                config,
+                &init.path,
+                metadata.as_ref().map(|m| (gguf.as_path(), m)),
+            )?;
             if let Some(bytes) = packed {
                 let weights = from.run.model.parameter_count() as f64;
                 tracing::info!(

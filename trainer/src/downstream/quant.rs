@@ -22,6 +22,7 @@ use crate::config::ModelConfig;
 use crate::engine::checkpoint::{load_model, save_weights};
 use crate::engine::objective::{MicroBatch, Objective};
 use crate::error::{Error, Result};
+use crate::export::gguf::{self, Metadata, Precision};
 use crate::export::named::Scope;
 use crate::model::Model;
 
@@ -209,8 +210,8 @@ impl<O: Objective> Objective for QuantAware<O> {
 
 /// Rounds the model weights in `from` (a checkpoint's `step-N.bpk` of `shape`) to int4 and back
 /// and writes them to `to` in the same layout (atomically: a temporary file renamed); with
-/// `gguf`, also packs them as int4 GGUF there ([`crate::export::gguf::write_q4_0`], group size 32 only)
-/// and returns its size in bytes.
+/// `gguf`, also packs them as int4 GGUF there with its metadata ([`crate::export::gguf::write`]
+/// at [`Precision::Q4_0`], group size 32 only) and returns its size in bytes.
 ///
 /// # Errors
 /// [`Error::DamagedCheckpoint`] for unreadable weights, [`Error::Config`] for a group size that
@@ -220,12 +221,12 @@ pub fn quantize_checkpoint(
     from: &Path,
     config: QuantConfig,
     to: &Path,
-    gguf: Option<&Path>,
+    gguf: Option<(&Path, &Metadata)>,
 ) -> Result<Option<u64>> {
     let model = load_model(Model::new(shape, &Device::flex()), from)?;
     let packed = match gguf {
-        Some(path) if config.group_size == crate::export::gguf::BLOCK => {
-            Some(crate::export::gguf::write_q4_0(&model, shape, path)?)
+        Some((path, metadata)) if config.group_size == gguf::BLOCK => {
+            Some(gguf::write(&model, shape, Precision::Q4_0, metadata, path)?)
         }
         _ => None,
     };

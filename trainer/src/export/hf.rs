@@ -15,6 +15,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::export::named::{self, Exported, Names};
+use crate::export::provenance::Provenance;
 use crate::model::Model;
 
 /// Per-layer parameters: burn's path below `layers.N.` and Hugging Face's below `model.layers.N.`.
@@ -43,17 +44,25 @@ const NAMES: Names = Names {
     prefix: "model.layers.",
 };
 
-/// Writes `model` as `model.safetensors` and its shape as `config.json` into `dir` (atomically).
+/// Writes `model` as `model.safetensors`, and its shape and `provenance` as `config.json`, into
+/// `dir` (atomically).
 ///
 /// # Example
 /// ```
 /// use burn::tensor::Device;
 /// use mixlab_trainer::config::Preset;
 /// use mixlab_trainer::export::hf::{export, import};
+/// use mixlab_trainer::export::provenance::Provenance;
 /// use mixlab_trainer::model::Model;
 /// let shape = Preset::Tiny.config(64);
+/// let provenance = Provenance {
+///     run_hash: "r".into(),
+///     mixture_sha256: "m".into(),
+///     tokenizer_sha256: "t".into(),
+///     step: 0,
+/// };
 /// let dir = tempfile::tempdir()?;
-/// export(&Model::new(&shape, &Device::flex()), &shape, dir.path())?;
+/// export(&Model::new(&shape, &Device::flex()), &shape, &provenance, dir.path())?;
 /// assert!(dir.path().join("config.json").exists());
 /// let back = import(&shape, dir.path(), &Device::flex())?;
 /// # let _ = back;
@@ -62,7 +71,12 @@ const NAMES: Names = Names {
 ///
 /// # Errors
 /// [`Error::Config`] for a parameter without a Hugging Face name; file errors naming the path.
-pub fn export(model: &Model, shape: &ModelConfig, dir: &Path) -> Result<()> {
+pub fn export(
+    model: &Model,
+    shape: &ModelConfig,
+    provenance: &Provenance,
+    dir: &Path,
+) -> Result<()> {
     let mut tensors = Vec::new();
     for (path, Exported { dims, values }) in named::parameters(model) {
         let name = NAMES
@@ -82,22 +96,17 @@ pub fn export(model: &Model, shape: &ModelConfig, dir: &Path) -> Result<()> {
         .map_err(|e| Error::Config(format!("cannot serialize the weights: {e}")))?;
     fs_err::create_dir_all(dir)?;
     mixlab_artefacts::atomic::write_atomic(&dir.join("model.safetensors"), &bytes)?;
-    let config = serde_json::to_string_pretty(&config_json(shape)).expect("plain JSON");
+    let config = config_json(shape, provenance);
+    let config = serde_json::to_string_pretty(&config).expect("plain JSON");
     mixlab_artefacts::atomic::write_atomic(&dir.join("config.json"), config.as_bytes())?;
     Ok(())
 }
 
-/// [`export`] of the weights in a checkpoint's `step-N.bpk` (of `shape`).
-///
-/// # Errors
-/// [`Error::DamagedCheckpoint`] for unreadable weights, and [`export`]'s errors.
-pub fn export_checkpoint(shape: &ModelConfig, weights: &Path, dir: &Path) -> Result<()> {
-    let model = crate::engine::checkpoint::load_model(Model::new(shape, &Device::flex()), weights)?;
-    export(&model, shape, dir)
-}
-
 /// `config.json` of a `LlamaForCausalLM` of `shape`.
-fn config_json(shape: &ModelConfig) -> serde_json::Value {
+fn config_json(shape: &ModelConfig, provenance: &Provenance) -> serde_json::Value {
+    let provenance: serde_json::Map<_, _> = (provenance.entries().into_iter())
+        .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
+        .collect();
     serde_json::json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -118,6 +127,7 @@ fn config_json(shape: &ModelConfig) -> serde_json::Value {
         "mixlab_window": shape.window,
         "mixlab_global_every": shape.global_every,
         "mixlab_global_layers": shape.global_layers,
+        "mixlab_provenance": provenance,
     })
 }
 
@@ -164,6 +174,15 @@ mod tests {
     use crate::config::Preset;
     use crate::inference::Inference;
 
+    fn provenance() -> Provenance {
+        Provenance {
+            run_hash: "run".into(),
+            mixture_sha256: "mixture".into(),
+            tokenizer_sha256: "tokenizer".into(),
+            step: 7,
+        }
+    }
+
     #[test]
     fn a_round_trip_through_safetensors_gives_identical_logits() {
         let _rng = crate::test_rng::lock();
@@ -171,7 +190,7 @@ mod tests {
         let device = Device::flex();
         let model = Model::new(&shape, &device);
         let dir = tempfile::tempdir().unwrap();
-        export(&model, &shape, dir.path()).unwrap();
+        export(&model, &shape, &provenance(), dir.path()).unwrap();
         let back = import(&shape, dir.path(), &device).unwrap();
         let tokens: Vec<u32> = (1..40).collect();
         let logits = |m: &Model| -> Vec<f32> {
@@ -199,6 +218,7 @@ mod tests {
                 .unwrap();
         assert_eq!(config["num_hidden_layers"], shape.n_layers);
         assert_eq!(config["tie_word_embeddings"], true);
+        assert_eq!(config["mixlab_provenance"]["run_hash"], "run");
     }
 
     #[test]
@@ -207,7 +227,13 @@ mod tests {
         let device = Device::flex();
         let dir = tempfile::tempdir().unwrap();
         let small = Preset::Tiny.config(64);
-        export(&Model::new(&small, &device), &small, dir.path()).unwrap();
+        export(
+            &Model::new(&small, &device),
+            &small,
+            &provenance(),
+            dir.path(),
+        )
+        .unwrap();
         let err = import(&Preset::Tiny.config(128), dir.path(), &device).unwrap_err();
         assert!(
             err.to_string().contains("model.embed_tokens.weight"),

@@ -52,13 +52,14 @@ impl Inference {
         })
     }
 
-    /// Loads int4 weights from a GGUF file written by [`crate::export::gguf::write_q4_0`].
+    /// Loads the weights of a GGUF file written by [`crate::export::gguf::write`] (int4 or full
+    /// precision).
     ///
     /// # Errors
     /// [`crate::error::Error::Checkpoint`] naming the file when it is damaged or of another shape.
     pub fn load_gguf(config: &ModelConfig, path: &Path) -> Result<Self> {
         let device = Device::flex();
-        let model = crate::export::gguf::read_q4_0(config, path, &device)?;
+        let model = crate::export::gguf::read(config, path, &device)?;
         Ok(Self {
             model,
             config: config.clone(),
@@ -134,6 +135,43 @@ impl Inference {
     /// Output `[tokens.len(), vocab_size]`.
     pub fn sequence_logits(&self, tokens: &[u32]) -> Tensor<2> {
         self.sequence_hidden_and_logits(tokens).1
+    }
+
+    /// The loss (nats) of predicting each next token of one sequence from positions 0..: entry
+    /// `i` is `-log p(tokens[i + 1] | tokens[..=i])`; empty for fewer than two tokens.
+    ///
+    /// # Example
+    /// ```
+    /// use burn::tensor::Device;
+    /// use mixlab_trainer::config::Preset;
+    /// use mixlab_trainer::inference::Inference;
+    /// use mixlab_trainer::model::Model;
+    /// let shape = Preset::Tiny.config(64);
+    /// let inference = Inference::of_trained(&Model::new(&shape, &Device::flex()), &shape);
+    /// let losses = inference.next_token_losses(&[1, 2, 3, 4]);
+    /// // An untrained model is close to uniform over 64 tokens: ln 64 ≈ 4.16 nats.
+    /// assert_eq!(losses.len(), 3);
+    /// assert!(losses.iter().all(|l| (l - 64f64.ln()).abs() < 0.5));
+    /// ```
+    pub fn next_token_losses(&self, tokens: &[u32]) -> Vec<f64> {
+        if tokens.len() < 2 {
+            return Vec::new();
+        }
+        let logits: Vec<f32> = self
+            .sequence_logits(tokens)
+            .into_data()
+            .try_to_vec()
+            .expect("f32 logits");
+        let vocab = logits.len() / tokens.len();
+        logits
+            .chunks(vocab)
+            .zip(&tokens[1..])
+            .map(|(row, &next)| {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                let sum: f64 = row.iter().map(|&x| f64::from(x - max).exp()).sum();
+                f64::from(max) + sum.ln() - f64::from(row[next as usize])
+            })
+            .collect()
     }
 
     /// Final hidden states (after the last norm) and logits of every position of one sequence:
