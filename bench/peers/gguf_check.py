@@ -30,9 +30,7 @@ def token_ids(args):
 
     llm = Llama(model_path=args.gguf, vocab_only=True, verbose=False)
     shards = Tokenizer.from_file(args.tokenizer)
-    texts = [r["text"] for path in args.files for r in read_jsonl(path)]
-    if args.limit:
-        texts = texts[: args.limit]
+    texts = [r["text"] for path in args.files for r in read_jsonl(path)[: args.per_file or None]]
     differ = []
     tokens = 0
     for i, text in enumerate(texts):
@@ -71,10 +69,28 @@ def nll(logits, tokens):
     return -logp[np.arange(len(tokens) - 1), tokens[1:]]
 
 
+def without_repacking():
+    """llama.cpp with its extra CPU buffer types off (weight repacking for AMX and interleaved
+    kernels; llama-cli's `--no-repack`), which llama-cpp-python does not expose."""
+    import llama_cpp
+    import llama_cpp.llama as binding
+
+    default = llama_cpp.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    binding.llama_cpp.llama_model_default_params = params
+
+
 def llama(args):
     import llama_cpp
     from llama_cpp import Llama
 
+    if args.no_repack:
+        without_repacking()
     scores = read_jsonl(args.scores)
     n_ctx = max(len(r["tokens"]) for r in scores)
     llm = Llama(model_path=args.gguf, logits_all=True, n_ctx=n_ctx, n_batch=n_ctx,
@@ -87,6 +103,7 @@ def llama(args):
 
     result = compare(scores, losses)
     result["runtime"] = f"llama.cpp (llama-cpp-python {llama_cpp.__version__})"
+    result["repacking"] = not args.no_repack
     return result
 
 
@@ -114,12 +131,13 @@ def main():
     t = sub.add_parser("tokens")
     t.add_argument("--gguf", required=True)
     t.add_argument("--tokenizer", required=True)
-    t.add_argument("--limit", type=int, default=0)
+    t.add_argument("--per-file", type=int, default=0, help="records read per file (0: all)")
     t.add_argument("files", nargs="+")
     l = sub.add_parser("llama")
     l.add_argument("--gguf", required=True)
     l.add_argument("--scores", required=True)
     l.add_argument("--threads", type=int, default=2)
+    l.add_argument("--no-repack", action="store_true", help="weight repacking off (llama-cli -nr)")
     h = sub.add_parser("hf")
     h.add_argument("--dir", required=True)
     h.add_argument("--scores", required=True)

@@ -245,6 +245,11 @@ fn read_value(r: &mut &[u8], kind: u32) -> std::io::Result<Option<Value>> {
         8 => Value::Str(read_string(r)?),
         9 => {
             let item_kind = read_u32(r)?;
+            if item_kind == 9 {
+                // Legal in GGUF, unused by llama.cpp's keys; refused so a damaged file cannot
+                // nest arrays deep enough to exhaust the stack.
+                return Err(invalid("an array of arrays".into()));
+            }
             let len = read_u64(r)?;
             let mut items = Vec::new();
             for _ in 0..len {
@@ -324,5 +329,23 @@ mod tests {
         // The data section starts aligned, and each tensor is padded to the alignment.
         assert_eq!(bytes.len() % ALIGNMENT, 0);
         assert_eq!(bytes[bytes.len() - ALIGNMENT..][..6], tensor.bytes);
+    }
+
+    #[test]
+    fn arrays_of_arrays_and_truncated_files_are_errors_not_panics() {
+        let mut bytes = encode(&[("k".to_owned(), Value::U32(1))], &[]);
+        assert_eq!(decode(&bytes).unwrap().metadata["k"], Value::U32(1));
+        // The header (24 bytes) and the key (8 + 1); then the value's type, replaced.
+        let value_start = 24 + 9;
+        bytes.truncate(value_start);
+        // An array (9) of arrays (9) of 2^40 items.
+        bytes.extend_from_slice(&9u32.to_le_bytes());
+        bytes.extend_from_slice(&9u32.to_le_bytes());
+        bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        let err = decode(&bytes).unwrap_err();
+        assert!(err.to_string().contains("array of arrays"), "{err}");
+        for cut in [3, 20, 30, value_start + 4] {
+            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
     }
 }
