@@ -20,6 +20,7 @@ use ballista_scheduler::scheduler_process::start_server;
 use mixlab_ingest::cluster::allowed::AllowedDirs;
 use mixlab_ingest::cluster::client::wait_for_port;
 use mixlab_ingest::cluster::codec::{LogicalCodec, PhysicalCodec};
+use mixlab_ingest::cluster::guard::CheckedEngine;
 
 use crate::cli::{ClusterCommand, ExecutorArgs, GlobalArgs, SchedulerArgs};
 
@@ -85,7 +86,10 @@ async fn executor(args: &ExecutorArgs) -> anyhow::Result<()> {
         scheduler_port,
         scheduler_connect_timeout_seconds: 0,
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
-        override_physical_codec: Some(Arc::new(PhysicalCodec::within(allowed))),
+        override_physical_codec: Some(Arc::new(PhysicalCodec::within(allowed.clone()))),
+        // Without Ballista's client pool for shuffle reads (private to its crate): mixlab's jobs
+        // read sources, not other executors' shuffle output, in all but whole-source queries.
+        override_execution_engine: Some(Arc::new(CheckedEngine::new(allowed))),
         vcores: args.vcores,
         work_dir: Some(args.work_dir.display().to_string()),
         executor_heartbeat_interval_seconds: args.heartbeat,

@@ -260,6 +260,51 @@ fn an_executor_refuses_sources_outside_its_allowed_directories() {
     assert_nothing_published(&p);
 }
 
+const PARQUET_ONLY: &str = r#"
+[tokenizer]
+train = { vocab_size = 300 }
+
+[ingest]
+min_chars = 10
+
+[ingest.filters]
+min_stop_words = 0
+min_alpha_word_fraction = 0.0
+
+[[domain]]
+name = "tables"
+[[domain.source]]
+path = "data/*.parquet"
+format = "parquet"
+text_column = "body"
+"#;
+
+#[test]
+fn an_executor_refuses_parquet_files_outside_its_allowed_directories() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("data")).unwrap();
+    write_parquet(&p, "data/p-1.parquet", &documents("first", 20, 1));
+    p.write("datasets.toml", PARQUET_ONLY);
+    // The executor may use the output directory (the staged tokenizer), not the sources.
+    std::fs::create_dir_all(p.path("out")).unwrap();
+    let mut cluster = TestCluster::scheduler(&p, 1);
+    let out_dir = p.path("out");
+    cluster.add_executor_with(&p, 0, &["--allow-dir", out_dir.to_str().unwrap()]);
+    cluster.wait_for("/readyz", "the executor never registered");
+    let args = ["ingest", "--engine", "ballista", "--scheduler"];
+    let out = p
+        .run(&[&args[..], &[cluster.address.as_str()]].concat())
+        .expect_code(1);
+    assert!(
+        out.stderr
+            .contains("outside the directories this executor may use")
+            && out.stderr.contains("data/p-1.parquet"),
+        "{}",
+        out.stderr
+    );
+    assert_nothing_published(&p);
+}
+
 #[test]
 fn ingest_with_a_scheduler_that_is_not_there_fails_naming_it_and_writes_nothing() {
     let p = Project::with_default_config();

@@ -1,11 +1,17 @@
 //! The directories an executor may read and write: Ballista runs any plan a client sends, so an
-//! executor refuses mixlab plan pieces that name a path outside the directories it was started
-//! with (`mixlab cluster executor --allow-dir`, default its working directory).
+//! executor refuses plans that name a path outside the directories it was started with (`mixlab
+//! cluster executor --allow-dir`, default its working directory): mixlab's line scans and judge
+//! when their tasks start, DataFusion's file scans (Parquet, …) before a stage runs
+//! ([`AllowedDirs::check_file_scans`], from [`crate::cluster::guard`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::physical_plan::ExecutionPlan;
 
 /// Directories, resolved (links followed) when the executor starts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,6 +58,48 @@ impl AllowedDirs {
     }
 }
 
+impl AllowedDirs {
+    /// Checks every file that a DataFusion file scan of `plan` reads (a `DataSourceExec` over a
+    /// `FileScanConfig`: Parquet, CSV, JSON, Arrow): local files under the directories only.
+    ///
+    /// # Errors
+    /// A plan error naming the first file outside the directories, or a file of another object
+    /// store than the local file system.
+    pub fn check_file_scans(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
+        plan.apply(|node| {
+            let scan = node
+                .downcast_ref::<DataSourceExec>()
+                .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>());
+            for file in scan
+                .iter()
+                .flat_map(|s| s.file_groups.iter().flat_map(|g| g.files()))
+            {
+                let store = scan
+                    .map(|s| s.object_store_url.as_str())
+                    .unwrap_or_default();
+                self.check(&local_file(store, file.object_meta.location.as_ref())?)?;
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(())
+    }
+}
+
+/// The local path of `location` (an object store path: no leading slash, percent-encoded) in the
+/// object store `store`, which must be the local file system.
+fn local_file(store: &str, location: &str) -> Result<PathBuf> {
+    let not_local = || {
+        DataFusionError::Plan(format!(
+            "{store}{location} is not a local file; executors read only local files"
+        ))
+    };
+    if store != "file:///" {
+        return Err(not_local());
+    }
+    let url = url::Url::parse(&format!("file:///{location}")).map_err(|_| not_local())?;
+    url.to_file_path().map_err(|()| not_local())
+}
+
 /// `path` with links and `..` resolved as far as it exists (a file to be written may not);
 /// `None` when no part of it exists or a `..` lies beyond what exists.
 fn resolve(path: &Path) -> Option<PathBuf> {
@@ -65,5 +113,48 @@ fn resolve(path: &Path) -> Option<PathBuf> {
         let name = existing.file_name()?;
         rest.push(name.to_owned());
         existing = existing.parent()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::dataframe::DataFrameWriteOptions;
+    use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+    use super::*;
+
+    #[test]
+    fn parquet_scans_of_files_outside_the_directories_are_refused_naming_the_file() {
+        let (data, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dir = data.path().join("with space");
+        std::fs::create_dir(&dir).unwrap();
+        let file = dir.join("t.parquet");
+        let ctx = SessionContext::new();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let plan = runtime
+            .block_on(async {
+                let options = DataFrameWriteOptions::new().with_single_file_output(true);
+                let rows = ctx.sql("SELECT 'a' AS text").await?;
+                rows.write_parquet(file.to_str().unwrap(), options, None)
+                    .await?;
+                let read = ctx.read_parquet(file.to_str().unwrap(), ParquetReadOptions::default());
+                read.await?
+                    .filter(datafusion::prelude::lit(true))?
+                    .create_physical_plan()
+                    .await
+            })
+            .unwrap();
+        let allowed = AllowedDirs::new(&[data.path().to_owned()]).unwrap();
+        allowed.check_file_scans(&plan).unwrap();
+        let elsewhere = AllowedDirs::new(&[other.path().to_owned()]).unwrap();
+        let err = elsewhere.check_file_scans(&plan).unwrap_err().to_string();
+        assert!(
+            err.contains("with space/t.parquet") && err.contains("outside the directories"),
+            "{err}"
+        );
+        let remote = local_file("s3://bucket/", "data/t.parquet").unwrap_err();
+        assert!(remote.to_string().contains("not a local file"), "{remote}");
     }
 }

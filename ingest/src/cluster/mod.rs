@@ -1,5 +1,6 @@
 //! Ingest on Apache DataFusion Ballista: the pieces the client, scheduler and executors share
-//! ([`codec`], [`judge`], [`scan`]) and the client that runs a source as jobs ([`client`]).
+//! ([`codec`], [`judge`], [`scan`]), the client that runs a source as jobs ([`client`]), and the
+//! executor's limits on the paths a plan may use ([`allowed`], enforced by [`guard`]).
 //!
 //! What runs on the executors: reading the sources (line formats through [`scan::LineScanExec`],
 //! Parquet through DataFusion's listing scan), each source's SQL, and the per-record work of
@@ -11,5 +12,6 @@
 pub mod allowed;
 pub mod client;
 pub mod codec;
+pub mod guard;
 pub mod judge;
 pub mod scan;
