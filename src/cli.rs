@@ -483,8 +483,8 @@ pub struct ScoreArgs {
     /// JSONL file (optionally .gz) of `text` fields, tokenized with the shards' tokenizer.
     #[arg(long, value_name = "FILE")]
     pub texts: PathBuf,
-    /// Tokens scored per text, from its start [default: the model's attention window, where every
-    /// runtime attends alike].
+    /// Tokens scored per text, from its start, at most the model's context (`max_seq_len`)
+    /// [default: the model's attention window, where every runtime attends alike].
     #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(2..))]
     pub max_tokens: Option<u32>,
     /// Score a GGUF file's weights instead of the newest checkpoint: the run's model-q4_0.gguf,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::util::Project;
 
 /// Every subcommand, nested ones as "parent child".
-const SUBCOMMANDS: [&str; 22] = [
+const SUBCOMMANDS: [&str; 23] = [
     "run",
     "report",
     "ingest",
@@ -20,6 +20,7 @@ const SUBCOMMANDS: [&str; 22] = [
     "merge",
     "eval",
     "export",
+    "score",
     "generate",
     "passkey",
     "passkey make",
