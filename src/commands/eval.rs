@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use mixlab_artefacts::eval::DomainLoss;
 use mixlab_artefacts::split::Split;
 use mixlab_ingest::tokenize::TextTokenizer;
-use mixlab_stages::Usage;
 use mixlab_stages::corpus::open_corpus;
-use mixlab_stages::run_dir::{GGUF_FILE, RunDir};
+use mixlab_stages::run_dir::RunDir;
 use mixlab_stages::texts::read_texts;
 use mixlab_trainer::data::store::{DomainDocs, Store};
 use mixlab_trainer::inference::Inference;
@@ -39,14 +38,7 @@ pub fn run(global: &GlobalArgs, args: &EvalArgs) -> anyhow::Result<()> {
     };
     let (step, model_path) = run_dir.latest_model()?;
     let inference = if args.gguf {
-        let path = run_dir.root.join(GGUF_FILE);
-        if !path.exists() {
-            anyhow::bail!(Usage(format!(
-                "--gguf: {} does not exist; `mixlab quantize` writes it (at group size 32)",
-                path.display()
-            )));
-        }
-        Inference::load_gguf(&resolved.model, &path)?
+        Inference::load_gguf(&resolved.model, &run_dir.packed_model()?)?
     } else {
         Inference::load(&resolved.model, &model_path)?
     };

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use mixlab_ingest::tokenize::TextTokenizer;
 use mixlab_stages::Usage;
-use mixlab_stages::run_dir::{GGUF_FILE, RunDir};
+use mixlab_stages::run_dir::RunDir;
 use mixlab_stages::texts::read_texts;
 use mixlab_trainer::inference::Inference;
 
@@ -21,13 +21,11 @@ pub fn run(global: &GlobalArgs, args: &ScoreArgs) -> anyhow::Result<()> {
     let texts = read_texts(&args.texts, &tokenizer)?;
     let inference = match &args.gguf {
         None => Inference::load(&resolved.model, &run_dir.latest_model()?.1)?,
-        Some(file) => {
-            let path = file.clone().unwrap_or_else(|| run_dir.root.join(GGUF_FILE));
-            if !path.exists() {
-                anyhow::bail!(Usage(format!("--gguf: {} does not exist", path.display())));
-            }
-            Inference::load_gguf(&resolved.model, &path)?
+        Some(None) => Inference::load_gguf(&resolved.model, &run_dir.packed_model()?)?,
+        Some(Some(file)) if !file.exists() => {
+            anyhow::bail!(Usage(format!("--gguf: {} does not exist", file.display())))
         }
+        Some(Some(file)) => Inference::load_gguf(&resolved.model, file)?,
     };
     let model = &resolved.model;
     let max_tokens = args

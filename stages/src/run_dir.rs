@@ -359,6 +359,30 @@ impl RunDir {
         )?)
     }
 
+    /// The run's packed int4 model, [`GGUF_FILE`] (written by `mixlab quantize` at group size 32).
+    ///
+    /// # Errors
+    /// [`Usage`] (with `--gguf` in the message, the flag that asks for it) when it does not exist.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_stages::run_dir::RunDir;
+    /// let dir = tempfile::tempdir()?;
+    /// let err = RunDir::new(dir.path().to_owned()).packed_model().unwrap_err();
+    /// assert!(err.to_string().contains("model-q4_0.gguf does not exist"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn packed_model(&self) -> Result<PathBuf, Usage> {
+        let path = self.root.join(GGUF_FILE);
+        if path.exists() {
+            return Ok(path);
+        }
+        Err(Usage(format!(
+            "--gguf: {} does not exist; `mixlab quantize` writes it (at group size 32)",
+            path.display()
+        )))
+    }
+
     /// The newest complete checkpoint's step and model file, refused unless it belongs to the run
     /// described by `config.toml` (same run hash).
     ///

@@ -151,27 +151,25 @@ impl Inference {
     /// let losses = inference.next_token_losses(&[1, 2, 3, 4]);
     /// // An untrained model is close to uniform over 64 tokens: ln 64 ≈ 4.16 nats.
     /// assert_eq!(losses.len(), 3);
-    /// assert!(losses.iter().all(|l| (l - 64f64.ln()).abs() < 0.5));
+    /// assert!(losses.iter().all(|l| (l - 64f32.ln()).abs() < 1.0));
     /// ```
-    pub fn next_token_losses(&self, tokens: &[u32]) -> Vec<f64> {
-        if tokens.len() < 2 {
+    pub fn next_token_losses(&self, tokens: &[u32]) -> Vec<f32> {
+        let n = tokens.len().saturating_sub(1);
+        if n == 0 {
             return Vec::new();
         }
-        let logits: Vec<f32> = self
-            .sequence_logits(tokens)
-            .into_data()
-            .try_to_vec()
-            .expect("f32 logits");
-        let vocab = logits.len() / tokens.len();
-        logits
-            .chunks(vocab)
-            .zip(&tokens[1..])
-            .map(|(row, &next)| {
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                let sum: f64 = row.iter().map(|&x| f64::from(x - max).exp()).sum();
-                f64::from(max) + sum.ln() - f64::from(row[next as usize])
-            })
-            .collect()
+        let batch = Batch {
+            batch_size: 1,
+            seq_len: n,
+            inputs: tokens[..n].to_vec(),
+            targets: tokens[1..].to_vec(),
+            positions: (0..n as u32).collect(),
+            segments: vec![0; n],
+            doc_ids: vec![0; n],
+            domains: vec![0],
+            sources: Vec::new(),
+        };
+        self.token_losses(&batch, false)
     }
 
     /// Final hidden states (after the last norm) and logits of every position of one sequence:

@@ -5,8 +5,11 @@
 //! an independent parser), write only to a path and not atomically, or pull in a tensor runtime
 //! or command-line dependencies; the format is a few dozen lines.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read;
+
+use half::f16;
 
 const MAGIC: &[u8; 4] = b"GGUF";
 const VERSION: u32 = 3;
@@ -38,6 +41,33 @@ impl TensorType {
         [Self::F32, Self::F16, Self::Q4_0]
             .into_iter()
             .find(|t| t.id() == id)
+    }
+
+    /// `values` stored as this type (for `Q4_0`, rows whose length is a multiple of 32).
+    pub fn encode(self, values: &[f32]) -> Vec<u8> {
+        match self {
+            Self::F32 => values.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Self::F16 => values
+                .iter()
+                .flat_map(|&x| f16::from_f32(x).to_le_bytes())
+                .collect(),
+            Self::Q4_0 => super::q4_0::pack(values),
+        }
+    }
+
+    /// Values of `bytes` stored as this type.
+    pub fn decode(self, bytes: &[u8]) -> Vec<f32> {
+        match self {
+            Self::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Self::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Self::Q4_0 => super::q4_0::unpack(bytes),
+        }
     }
 
     /// Bytes of `count` values, if `count` fits the type's blocks.
@@ -99,9 +129,10 @@ impl Value {
     }
 }
 
-/// A tensor as stored: name, dimensions (`ne0`, the contiguous one, first), type and bytes.
+/// A tensor as stored: name, dimensions (`ne0`, the contiguous one, first), type and bytes
+/// (borrowed from the file when read).
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredTensor {
+pub struct StoredTensor<'a> {
     /// llama.cpp's name (`blk.0.attn_q.weight`).
     pub name: String,
     /// Dimensions, innermost first.
@@ -109,11 +140,11 @@ pub struct StoredTensor {
     /// Element type.
     pub kind: TensorType,
     /// The data, `kind.size(ne.product())` bytes.
-    pub bytes: Vec<u8>,
+    pub bytes: Cow<'a, [u8]>,
 }
 
 /// The whole file: header, metadata, tensor infos, then each tensor's data at an aligned offset.
-pub fn encode(metadata: &[(String, Value)], tensors: &[StoredTensor]) -> Vec<u8> {
+pub fn encode(metadata: &[(String, Value)], tensors: &[StoredTensor<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -150,11 +181,11 @@ fn encode_string(out: &mut Vec<u8>, s: &str) {
 /// A file read back: its metadata (values of the kinds in [`Value`]; other kinds are skipped)
 /// and its tensors by name.
 #[derive(Debug, Default)]
-pub struct Decoded {
+pub struct Decoded<'a> {
     /// Metadata by key.
     pub metadata: BTreeMap<String, Value>,
-    /// Tensors by name.
-    pub tensors: BTreeMap<String, StoredTensor>,
+    /// Tensors by name, their bytes borrowed from the file's.
+    pub tensors: BTreeMap<String, StoredTensor<'a>>,
 }
 
 /// Reads a GGUF file's metadata and tensors.
@@ -162,7 +193,7 @@ pub struct Decoded {
 /// # Errors
 /// `InvalidData` for another magic or version, a value or tensor type mixlab does not read, or
 /// sizes that do not fit; `UnexpectedEof` for a truncated file.
-pub fn decode(bytes: &[u8]) -> std::io::Result<Decoded> {
+pub fn decode(bytes: &[u8]) -> std::io::Result<Decoded<'_>> {
     let mut r = bytes;
     let mut magic = [0u8; 4];
     r.read_exact(&mut magic)?;
@@ -203,7 +234,7 @@ fn read_tensor(
     bytes: &[u8],
     data_start: usize,
     (name, ne, kind, offset): (String, Vec<u64>, u32, u64),
-) -> std::io::Result<StoredTensor> {
+) -> std::io::Result<StoredTensor<'_>> {
     let count = ne.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
     let count = count.and_then(|c| usize::try_from(c).ok());
     let count = count.ok_or_else(|| invalid(format!("{name}: dimensions overflow")))?;
@@ -225,7 +256,7 @@ fn read_tensor(
         name,
         ne,
         kind,
-        bytes: raw.to_vec(),
+        bytes: Cow::Borrowed(raw),
     })
 }
 
@@ -320,7 +351,7 @@ mod tests {
             name: "t".into(),
             ne: vec![3],
             kind: TensorType::F16,
-            bytes: vec![1, 2, 3, 4, 5, 6],
+            bytes: Cow::Owned(vec![1, 2, 3, 4, 5, 6]),
         };
         let bytes = encode(&metadata, std::slice::from_ref(&tensor));
         let decoded = decode(&bytes).unwrap();
@@ -328,7 +359,7 @@ mod tests {
         assert_eq!(decoded.tensors["t"], tensor);
         // The data section starts aligned, and each tensor is padded to the alignment.
         assert_eq!(bytes.len() % ALIGNMENT, 0);
-        assert_eq!(bytes[bytes.len() - ALIGNMENT..][..6], tensor.bytes);
+        assert_eq!(bytes[bytes.len() - ALIGNMENT..][..6], *tensor.bytes);
     }
 
     #[test]

@@ -18,10 +18,10 @@ pub mod q4_0;
 pub mod rotary;
 pub mod vocab;
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use burn::tensor::Device;
-use half::f16;
 
 use self::container::{StoredTensor, TensorType, Value};
 use self::vocab::Vocab;
@@ -173,41 +173,26 @@ fn stored(
     precision: Precision,
     burn_path: &str,
     Exported { dims, values }: Exported,
-) -> Result<StoredTensor> {
+) -> Result<StoredTensor<'static>> {
     let name = NAMES
         .external(burn_path)
         .ok_or_else(|| Error::Config(format!("no GGUF name for parameter {burn_path}")))?;
     // GGUF lists ne0 (the innermost, contiguous dimension) first.
     let ne: Vec<u64> = dims.iter().rev().map(|&d| d as u64).collect();
-    if dims.len() != 2 {
-        let bytes = values.iter().flat_map(|x| x.to_le_bytes()).collect();
-        return Ok(StoredTensor {
-            name,
-            ne,
-            kind: TensorType::F32,
-            bytes,
-        });
-    }
-    let values = if is_rotated(&name) {
-        rotary::to_llama_cpp(&values, dims[1], shape.head_dim())
-    } else {
-        values
-    };
-    let kind = precision.matrix_type();
-    let bytes = match kind {
-        TensorType::F32 => values.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorType::F16 => values
-            .iter()
-            .flat_map(|&x| f16::from_f32(x).to_le_bytes())
-            .collect(),
-        TensorType::Q4_0 if dims[1] % BLOCK == 0 => q4_0::pack(&values),
-        TensorType::Q4_0 => {
+    let (kind, values) = match dims[..] {
+        [_, row_len] if precision == Precision::Q4_0 && row_len % BLOCK != 0 => {
             return Err(Error::Config(format!(
-                "{name}: {} input features are not a multiple of {BLOCK} (Q4_0 blocks)",
-                dims[1]
+                "{name}: {row_len} input features are not a multiple of {BLOCK} (Q4_0 blocks)"
             )));
         }
+        [_, row_len] if is_rotated(&name) => (
+            precision.matrix_type(),
+            rotary::to_llama_cpp(&values, row_len, shape.head_dim()),
+        ),
+        [_, _] => (precision.matrix_type(), values),
+        _ => (TensorType::F32, values),
     };
+    let bytes = Cow::Owned(kind.encode(&values));
     Ok(StoredTensor {
         name,
         ne,
@@ -319,19 +304,8 @@ pub fn read(shape: &ModelConfig, path: &Path, device: &Device) -> Result<Model> 
 }
 
 /// A stored tensor's values in mixlab's layout.
-fn exported(shape: &ModelConfig, tensor: StoredTensor, llama_cpp_layout: bool) -> Exported {
-    let raw = &tensor.bytes;
-    let values: Vec<f32> = match tensor.kind {
-        TensorType::F32 => raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        TensorType::F16 => raw
-            .chunks_exact(2)
-            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        TensorType::Q4_0 => q4_0::unpack(raw),
-    };
+fn exported(shape: &ModelConfig, tensor: StoredTensor<'_>, llama_cpp_layout: bool) -> Exported {
+    let values = tensor.kind.decode(&tensor.bytes);
     let row_len = tensor.ne.first().map_or(1, |&n| n as usize);
     let rotated = llama_cpp_layout && tensor.ne.len() == 2 && is_rotated(&tensor.name);
     let whole_heads = row_len > 0
@@ -421,7 +395,8 @@ mod tests {
             losses(&read(&shape, &f32_path, &device).unwrap(), &shape),
             losses(&model, &shape)
         );
-        let file = container::decode(&std::fs::read(&f32_path).unwrap()).unwrap();
+        let bytes = std::fs::read(&f32_path).unwrap();
+        let file = container::decode(&bytes).unwrap();
         let params: std::collections::BTreeMap<_, _> =
             named::parameters(&model).into_iter().collect();
         for (ours, theirs) in [("wq", "attn_q"), ("wk", "attn_k"), ("wv", "attn_v")] {
