@@ -26,13 +26,9 @@ impl EngineSession {
             Engine::Local => Ok(Self::Local),
             #[cfg(feature = "cluster")]
             Engine::Ballista => {
-                let options = crate::source::ReadOptions {
-                    batch_rows: ingest.batch_rows,
-                    on_error: ingest.on_error,
-                };
                 let cluster = crate::cluster::client::Cluster::connect(
                     &ingest.scheduler,
-                    options,
+                    ingest.batch_rows,
                     ingest.cluster_jobs,
                 )?;
                 Ok(Self::Ballista(cluster))

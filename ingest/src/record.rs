@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use arrow::array::{Array, StringArray};
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::dedup::{MinHasher, exact_hash, normalize};
 use crate::filter::QualityFilter;
@@ -104,15 +104,29 @@ impl Judge<'_> {
 }
 
 /// Cleaning applied to every text before anything else: trimmed, Windows line ends made Unix.
+///
+/// # Example
+/// ```
+/// assert_eq!(mixlab_ingest::record::clean("  a\r\nb \n"), "a\nb");
+/// ```
 pub fn clean(text: &str) -> String {
     text.trim().replace("\r\n", "\n")
 }
 
-/// Stable id of a document: a hash of its source label and text.
+/// Stable id of a document: a hash (xxh3) of its source label, a zero byte and its text, streamed
+/// (the text is not copied).
+///
+/// # Example
+/// ```
+/// use mixlab_ingest::record::doc_id;
+/// use xxhash_rust::xxh3::xxh3_64;
+/// assert_eq!(doc_id("books", "text"), xxh3_64(b"books\0text"));
+/// assert_ne!(doc_id("books", "text"), doc_id("book", "stext"));
+/// ```
 pub fn doc_id(source_label: &str, text: &str) -> u64 {
-    let mut bytes = Vec::with_capacity(source_label.len() + 1 + text.len());
-    bytes.extend_from_slice(source_label.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(text.as_bytes());
-    xxh3_64(&bytes)
+    let mut hasher = Xxh3::new();
+    hasher.update(source_label.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(text.as_bytes());
+    hasher.digest()
 }

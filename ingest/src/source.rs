@@ -24,7 +24,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use futures::StreamExt;
 use tokio::runtime::Runtime;
 
@@ -234,16 +234,7 @@ impl<'rt> SourceReader<'rt> {
             let (table, counters) = line_table(runtime, source, files, options)?;
             (table, Some(counters), 0)
         };
-        ctx.register_table("source", table)
-            .map_err(|e| query_err(&label, &e))?;
-        let sql = source
-            .sql
-            .clone()
-            .unwrap_or_else(|| "SELECT * FROM source".to_owned());
-        let frame = runtime
-            .block_on(ctx.sql(&sql))
-            .map_err(|e| sql_error(&label, &sql, &e))?;
-        check_text_column(frame.schema().fields(), source)?;
+        let frame = source_frame(runtime, &ctx, table, source)?;
         let stream = runtime
             .block_on(frame.execute_stream())
             .map_err(|e| query_err(&label, &e))?;
@@ -313,6 +304,31 @@ impl<'rt> SourceReader<'rt> {
 }
 
 /// A source's SQL that did not plan, naming the source and the SQL.
+/// `source`'s SQL (default `SELECT * FROM source`) planned over `table`, registered in `ctx` as
+/// `source` (replacing one registered before), with its text column checked.
+///
+/// # Errors
+/// [`Error::Query`] for SQL that does not plan, naming the source; [`Error::BadSource`] for a
+/// result without the text column.
+pub(crate) fn source_frame(
+    runtime: &Runtime,
+    ctx: &SessionContext,
+    table: Arc<dyn TableProvider>,
+    source: &SourceConfig,
+) -> Result<DataFrame> {
+    let label = Path::new(&source.path);
+    ctx.deregister_table("source")
+        .map_err(|e| query_err(label, &e))?;
+    ctx.register_table("source", table)
+        .map_err(|e| query_err(label, &e))?;
+    let sql = source.sql.as_deref().unwrap_or("SELECT * FROM source");
+    let frame = runtime
+        .block_on(ctx.sql(sql))
+        .map_err(|e| sql_error(label, sql, &e))?;
+    check_text_column(frame.schema().fields(), source)?;
+    Ok(frame)
+}
+
 pub(crate) fn sql_error(path: &Path, sql: &str, e: &DataFusionError) -> Error {
     Error::Query {
         path: path.to_owned(),

@@ -56,9 +56,7 @@ impl AllowedDirs {
             dirs.join(", ")
         )))
     }
-}
 
-impl AllowedDirs {
     /// Checks every file that a DataFusion file scan of `plan` reads (a `DataSourceExec` over a
     /// `FileScanConfig`: Parquet, CSV, JSON, Arrow): local files under the directories only.
     ///
@@ -70,14 +68,11 @@ impl AllowedDirs {
             let scan = node
                 .downcast_ref::<DataSourceExec>()
                 .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>());
-            for file in scan
-                .iter()
-                .flat_map(|s| s.file_groups.iter().flat_map(|g| g.files()))
-            {
-                let store = scan
-                    .map(|s| s.object_store_url.as_str())
-                    .unwrap_or_default();
-                self.check(&local_file(store, file.object_meta.location.as_ref())?)?;
+            if let Some(scan) = scan {
+                let store = scan.object_store_url.as_str();
+                for file in scan.file_groups.iter().flat_map(|g| g.files()) {
+                    self.check(&local_file(store, file.object_meta.location.as_ref())?)?;
+                }
             }
             Ok(TreeNodeRecursion::Continue)
         })?;

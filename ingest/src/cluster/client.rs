@@ -29,7 +29,7 @@ use crate::config::{SourceConfig, SourceFormat};
 use crate::error::{Error, Result};
 use crate::record::Verdict;
 use crate::source::{
-    ReadOptions, check_parquet_footer, check_text_column, open_lines, parquet_table, query_err,
+    ReadOptions, check_parquet_footer, open_lines, parquet_table, query_err, source_frame,
     sql_error,
 };
 
@@ -121,11 +121,12 @@ struct Job {
 }
 
 impl Cluster {
-    /// Connects to the scheduler at `address` (`HOST:PORT`).
+    /// Connects to the scheduler at `address` (`HOST:PORT`); jobs return batches of `batch_rows`
+    /// records, and at most `jobs_in_flight` run at once.
     ///
     /// # Errors
     /// [`Error::Cluster`] naming the address when nothing accepts connections there within 10 s.
-    pub fn connect(address: &str, options: ReadOptions, jobs_in_flight: usize) -> Result<Self> {
+    pub fn connect(address: &str, batch_rows: usize, jobs_in_flight: usize) -> Result<Self> {
         wait_for_port(address, CONNECT_TIMEOUT)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -136,7 +137,7 @@ impl Cluster {
         let config = SessionConfig::new_with_ballista()
             .with_target_partitions(1)
             .with_repartition_file_scans(false)
-            .with_batch_size(options.batch_rows)
+            .with_batch_size(batch_rows)
             .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
             .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()));
         let state = SessionStateBuilder::new()
@@ -362,22 +363,7 @@ impl Cluster {
     ) -> Result<DataFrame> {
         let label = PathBuf::from(&request.source.path);
         let table = self.part(whole, job, &label)?;
-        self.ctx
-            .deregister_table("source")
-            .map_err(|e| query_err(&label, &e))?;
-        self.ctx
-            .register_table("source", table)
-            .map_err(|e| query_err(&label, &e))?;
-        let sql = request
-            .source
-            .sql
-            .clone()
-            .unwrap_or_else(|| "SELECT * FROM source".to_owned());
-        let frame = self
-            .runtime
-            .block_on(self.ctx.sql(&sql))
-            .map_err(|e| sql_error(&label, &sql, &e))?;
-        check_text_column(frame.schema().fields(), request.source)?;
+        let frame = source_frame(&self.runtime, &self.ctx, table, request.source)?;
         let spec = serde_json::to_string(request.spec)
             .map_err(|e| Error::Internal(format!("serializing the judge spec: {e}")))?;
         let judged = judge_udf()

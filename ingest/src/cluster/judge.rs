@@ -58,7 +58,7 @@ pub struct JudgeSpec {
 
 /// The struct `mixlab_judge` returns per row.
 fn output_fields() -> Fields {
-    let list = || DataType::List(Arc::new(Field::new_list_field(DataType::UInt32, false)));
+    let list = || DataType::List(list_field());
     Fields::from(vec![
         Field::new("kind", DataType::UInt8, false),
         Field::new("raw_len", DataType::UInt64, false),
@@ -84,17 +84,18 @@ pub struct JudgeUdf {
 
 /// `mixlab_judge` as a function to put in a plan or register.
 pub fn judge_udf() -> Arc<ScalarUDF> {
-    Arc::new(ScalarUDF::new_from_impl(JudgeUdf {
-        signature: Signature::any(2, Volatility::Immutable),
-        allowed: None,
-    }))
+    udf(None)
 }
 
 /// `mixlab_judge` on an executor: it refuses a tokenizer outside `allowed`.
 pub fn judge_udf_within(allowed: AllowedDirs) -> Arc<ScalarUDF> {
+    udf(Some(allowed))
+}
+
+fn udf(allowed: Option<AllowedDirs>) -> Arc<ScalarUDF> {
     Arc::new(ScalarUDF::new_from_impl(JudgeUdf {
         signature: Signature::any(2, Volatility::Immutable),
-        allowed: Some(allowed),
+        allowed,
     }))
 }
 

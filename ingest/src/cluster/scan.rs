@@ -256,7 +256,7 @@ impl ExecutionPlan for LineScanExec {
             next
         }));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.scan.output_schema()?,
+            self.schema(),
             stream,
         )))
     }
@@ -265,8 +265,8 @@ impl ExecutionPlan for LineScanExec {
 /// Writes `counts` to `path` atomically (a retried task writes the same file again).
 fn write_counts(path: &Path, counts: &ScanCounts) -> Result<()> {
     let json = serde_json::to_vec(counts).map_err(|e| DataFusionError::External(Box::new(e)))?;
-    mixlab_artefacts::atomic::write_atomic(path, &json)
-        .map_err(|e| DataFusionError::Execution(format!("{}: {e}", path.display())))
+    // The error names the path already.
+    mixlab_artefacts::atomic::write_atomic(path, &json).map_err(DataFusionError::IoError)
 }
 
 /// `node` as a [`LineScanExec`], if it is one.
