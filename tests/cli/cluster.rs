@@ -432,6 +432,13 @@ path = "data/*.parquet"
 format = "parquet"
 text_column = "body"
 sql = "SELECT body FROM source WHERE lang = 'en'"
+
+[[domain]]
+name = "subquery"
+[[domain.source]]
+path = "data/q-*.jsonl"
+format = "jsonl"
+sql = "SELECT text FROM source WHERE text < (SELECT max(text) FROM source)"
 "#;
 
 #[test]
@@ -443,6 +450,8 @@ fn several_files_per_source_parquet_sql_and_skipped_records_give_the_local_engin
     write_jsonl(&p, "data/s-2.jsonl", &documents("fourth", 30, 4), true);
     write_parquet(&p, "data/p-1.parquet", &documents("fifth", 20, 5));
     write_parquet(&p, "data/p-2.parquet", &documents("sixth", 20, 6));
+    write_jsonl(&p, "data/q-1.jsonl", &documents("seventh", 20, 7), false);
+    write_jsonl(&p, "data/q-2.jsonl", &documents("eighth", 20, 8), false);
     p.write("datasets.toml", SEVERAL_FILES);
     p.run(&["--quiet", "--out", "local", "ingest"])
         .expect_code(0);
@@ -458,7 +467,8 @@ fn several_files_per_source_parquet_sql_and_skipped_records_give_the_local_engin
     let remote = Manifest::read(&p.path("remote/shards")).unwrap();
     assert_eq!(remote, local, "{}", out.stderr);
     // What the comparison covers: a skipped record per broken file, an ordered whole-source
-    // query, and Parquet rows filtered by SQL.
+    // query, Parquet rows filtered by SQL, and a subquery over the whole source (one maximum of
+    // both files is left out, not one per file).
     let stats = |name: &str| local.domain(name).unwrap().stats.clone();
     assert_eq!(stats("lines").skipped_records, 1);
     assert_eq!(stats("sorted").skipped_records, 1);
@@ -467,4 +477,5 @@ fn several_files_per_source_parquet_sql_and_skipped_records_give_the_local_engin
         (80, 30)
     );
     assert!(stats("tables").documents > 20, "{:?}", stats("tables"));
+    assert_eq!(stats("subquery").records_read, 39);
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use datafusion::catalog::TableProvider;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::listing::ListingTable;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{LogicalPlan, lit};
@@ -274,6 +274,8 @@ impl Cluster {
     }
 
     /// Whether `sql` only filters and projects rows (so running it per file changes nothing).
+    /// Subqueries inside expressions are visited too: one over `source` (`WHERE x < (SELECT
+    /// max(x) FROM source)`) sees the whole source, so the source is one job.
     fn is_row_by_row(
         &self,
         request: &SourceRequest<'_>,
@@ -290,7 +292,7 @@ impl Cluster {
             .block_on(local.state().create_logical_plan(sql))
             .map_err(|e| sql_error(Path::new(&request.source.path), sql, &e))?;
         let mut row_by_row = true;
-        plan.apply(|node| {
+        plan.apply_with_subqueries(|node| {
             row_by_row &= matches!(
                 node,
                 LogicalPlan::Projection(_)
