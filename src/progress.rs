@@ -6,11 +6,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mixlab_ingest::manifest::DomainStats;
 use mixlab_ingest::pipeline::Progress;
 
-/// One bar per domain, over the bytes of its source files.
+/// One bar per domain, over the bytes of its source files; on a Ballista cluster, one more over
+/// the jobs that write shards on the executors.
 #[derive(Debug)]
 pub struct IngestBars {
     quiet: bool,
     current: Mutex<Option<ProgressBar>>,
+    writes: Mutex<Option<ProgressBar>>,
 }
 
 impl IngestBars {
@@ -19,6 +21,7 @@ impl IngestBars {
         Self {
             quiet,
             current: Mutex::new(None),
+            writes: Mutex::new(None),
         }
     }
 }
@@ -33,6 +36,19 @@ pub fn bytes_bar(len: u64, prefix: &str, quiet: bool) -> ProgressBar {
     )
     .expect("static template")
     .progress_chars("=> ");
+    ProgressBar::new(len)
+        .with_style(style)
+        .with_prefix(prefix.to_owned())
+}
+
+/// A bar counting jobs, or a hidden one.
+fn jobs_bar(len: u64, prefix: &str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} jobs ({eta})")
+        .expect("static template")
+        .progress_chars("=> ");
     ProgressBar::new(len)
         .with_style(style)
         .with_prefix(prefix.to_owned())
@@ -66,6 +82,17 @@ impl Progress for IngestBars {
             tokens = stats.tokens,
             "domain done"
         );
+    }
+
+    fn shards_written(&self, done: usize, jobs: usize) {
+        let Ok(mut writes) = self.writes.lock() else {
+            return;
+        };
+        let bar = writes.get_or_insert_with(|| jobs_bar(jobs as u64, "writing", self.quiet));
+        bar.set_position(done as u64);
+        if done >= jobs {
+            bar.finish_and_clear();
+        }
     }
 
     fn message(&self, message: &str) {

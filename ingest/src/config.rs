@@ -120,8 +120,8 @@ pub struct IngestConfig {
     pub engine: Engine,
     /// The Ballista scheduler's `HOST:PORT` for `engine = "ballista"`. Default: 127.0.0.1:50050.
     pub scheduler: String,
-    /// Ballista jobs (one per source file) running at once for `engine = "ballista"`; about twice
-    /// the cluster's executor cores keeps it busy. Default: 8.
+    /// Ballista judge jobs (one per source file) running at once for `engine = "ballista"`, and
+    /// as many write jobs; about twice the cluster's executor cores keeps it busy. Default: 8.
     pub cluster_jobs: usize,
 }
 

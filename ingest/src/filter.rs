@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::FilterConfig;
@@ -28,7 +29,7 @@ pub const REASONS: [&str; 10] = [
 const STOP_WORDS: [&str; 8] = ["the", "be", "to", "of", "and", "that", "have", "with"];
 
 /// A document's length limits plus the Gopher rules, resolved for one domain.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QualityFilter {
     /// Minimum length in characters (`too_short`).
     pub min_chars: usize,

@@ -1,9 +1,10 @@
-//! The per-record work of ingest that needs no shared state: cleaning, the quality filters,
-//! dedup hashes and, where the engine does it before dedup, tokenization.
+//! The per-record work of ingest that needs no shared state: cleaning, the quality filters and
+//! dedup hashes.
 //!
 //! Both engines judge records with [`Judge`]: the local engine in rayon loops, the Ballista engine
-//! inside a UDF on the executors ([`crate::cluster`]). What follows (dedup in record order, split
-//! assignment, shard writing) runs on one machine either way, so both give the same shards.
+//! inside a UDF on the executors ([`crate::cluster`]). Dedup in record order follows on one
+//! machine either way; tokenization, split assignment and shard writing then run in this process
+//! (local) or on the executors ([`crate::cluster::write`]), with the same documents either way.
 
 use std::borrow::Cow;
 
@@ -35,18 +36,17 @@ pub struct Candidate {
     pub body: Body,
 }
 
-/// A candidate's content: the cleaned text (tokenized after dedup), or already its document id
-/// and tokens (tokenized where it was judged).
+/// A candidate's content: the cleaned text (tokenized after dedup, in this process), or only its
+/// document id (judged on a Ballista executor, which reads the record again to tokenize and write
+/// it once dedup has kept it).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
     /// The cleaned text.
     Text(String),
-    /// The document's id and tokens.
-    Encoded {
+    /// The document's id: [`doc_id`] of the source label and cleaned text.
+    Remote {
         /// [`doc_id`] of the source label and cleaned text.
         doc_id: u64,
-        /// Token ids of the cleaned text.
-        tokens: Vec<u32>,
     },
 }
 

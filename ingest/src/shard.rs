@@ -75,6 +75,7 @@ pub struct ShardWriter {
     root: PathBuf,
     domain: String,
     rows_per_file: usize,
+    first_part: usize,
     pending: Vec<ShardDocument>,
     files: Vec<ShardFile>,
 }
@@ -86,8 +87,34 @@ impl ShardWriter {
             root: root.to_owned(),
             domain: domain.to_owned(),
             rows_per_file: rows_per_file.max(1),
+            first_part: 0,
             pending: Vec::new(),
             files: Vec::new(),
+        }
+    }
+
+    /// This writer, numbering its files from `part-<first>`: a Ballista write job writes its
+    /// share of a domain's files, after those of the jobs before it.
+    ///
+    /// # Example
+    /// ```
+    /// use mixlab_artefacts::split::Split;
+    /// use mixlab_ingest::shard::{ShardDocument, ShardWriter};
+    /// let dir = tempfile::tempdir()?;
+    /// let mut writer = ShardWriter::new(dir.path(), "code", 2).numbered_from(3);
+    /// for doc_id in 0..3 {
+    ///     writer.push(ShardDocument { doc_id, source: "a.jsonl".into(), split: Split::Train, tokens: vec![1] })?;
+    /// }
+    /// let files = writer.finish()?;
+    /// assert_eq!(files[0].path, "code/part-00003.parquet");
+    /// assert_eq!((files[1].path.as_str(), files[1].rows), ("code/part-00004.parquet", 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn numbered_from(self, first: usize) -> Self {
+        Self {
+            first_part: first,
+            ..self
         }
     }
 
@@ -117,7 +144,8 @@ impl ShardWriter {
             return Ok(());
         }
         let docs = std::mem::take(&mut self.pending);
-        let rel = format!("{}/part-{:05}.parquet", self.domain, self.files.len());
+        let part = self.first_part + self.files.len();
+        let rel = format!("{}/part-{part:05}.parquet", self.domain);
         let path = self.root.join(&rel);
         let tokens = write_shard_file(&path, &docs)?;
         let bytes = fs_err::metadata(&path)?.len();

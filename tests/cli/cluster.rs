@@ -7,7 +7,8 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use mixlab_ingest::manifest::Manifest;
+use mixlab_ingest::manifest::{DomainManifest, Manifest};
+use mixlab_ingest::shard::{ShardDocument, read_shard_file};
 
 use crate::util::Project;
 
@@ -191,7 +192,20 @@ fn the_demo_corpus_ingested_on_two_executors_equals_the_local_engine() {
 }
 
 #[test]
-fn an_executor_killed_mid_ingest_leaves_the_same_shards_or_none() {
+fn an_executor_killed_while_judging_leaves_the_same_shards_or_none() {
+    // Once the first domain's judge job is under way (the tokenizer is staged first).
+    ingest_killing_an_executor_when("out/shards.partial/tokenizer.json");
+}
+
+#[test]
+fn an_executor_killed_while_writing_shards_leaves_the_same_shards_or_none() {
+    // Once the first domain's write job is under way (its kept rows are listed first).
+    ingest_killing_an_executor_when("out/shards.partial/.cluster/kept-0.bin");
+}
+
+/// Ingests the demo corpus on two executors and kills one as soon as `trigger` exists: the
+/// ingest either ends with the local engine's shards or fails naming the job, publishing nothing.
+fn ingest_killing_an_executor_when(trigger: &str) {
     let p = Project::with_default_config();
     let mut cluster = TestCluster::with_executors(&p, 2);
     let ingest = p
@@ -207,13 +221,12 @@ fn an_executor_killed_mid_ingest_leaves_the_same_shards_or_none() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Once the first domain's job is under way (the tokenizer is trained first), one executor dies.
-    let staging = p.path("out/shards.partial/tokenizer.json");
+    let trigger = p.path(trigger);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !staging.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    while !trigger.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(trigger.exists(), "{} never appeared", trigger.display());
     let victim = &mut cluster.processes[2];
     victim.kill().unwrap();
     victim.wait().unwrap();
@@ -222,6 +235,17 @@ fn an_executor_killed_mid_ingest_leaves_the_same_shards_or_none() {
     if output.status.success() {
         let remote = Manifest::read(&p.path("out/shards")).unwrap();
         assert_eq!(remote, local_manifest(), "{stderr}");
+        let listed = remote.domains.iter().map(|d| d.files.len()).sum::<usize>();
+        let on_disk: usize = remote
+            .domains
+            .iter()
+            .map(|d| {
+                std::fs::read_dir(p.path("out/shards").join(&d.name))
+                    .unwrap()
+                    .count()
+            })
+            .sum();
+        assert_eq!(on_disk, listed, "no shard file of a killed attempt is left");
     } else {
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains("ballista job failed"), "{stderr}");
@@ -306,6 +330,31 @@ fn an_executor_refuses_parquet_files_outside_its_allowed_directories() {
 }
 
 #[test]
+fn an_executor_refuses_to_write_shards_outside_its_allowed_directories() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("data")).unwrap();
+    write_parquet(&p, "data/p-1.parquet", &documents("first", 20, 1));
+    p.write("datasets.toml", PARQUET_ONLY);
+    // The executor may read the sources (so the judge job runs), not write the shards.
+    let mut cluster = TestCluster::scheduler(&p, 1);
+    let data_dir = p.path("data");
+    cluster.add_executor_with(&p, 0, &["--allow-dir", data_dir.to_str().unwrap()]);
+    cluster.wait_for("/readyz", "the executor never registered");
+    let args = ["ingest", "--engine", "ballista", "--scheduler"];
+    let out = p
+        .run(&[&args[..], &[cluster.address.as_str()]].concat())
+        .expect_code(1);
+    assert!(
+        out.stderr
+            .contains("outside the directories this executor may use")
+            && out.stderr.contains("shards.partial"),
+        "{}",
+        out.stderr
+    );
+    assert_nothing_published(&p);
+}
+
+#[test]
 fn ingest_with_a_scheduler_that_is_not_there_fails_naming_it_and_writes_nothing() {
     let p = Project::with_default_config();
     let address = format!("127.0.0.1:{}", free_port());
@@ -366,6 +415,15 @@ fn documents(tag: &str, n: usize, seed: u64) -> Vec<String> {
         .collect()
 }
 
+/// Every document of a domain's shard files, in order.
+fn shard_documents(dir: &std::path::Path, domain: &DomainManifest) -> Vec<ShardDocument> {
+    domain
+        .files
+        .iter()
+        .flat_map(|f| read_shard_file(&dir.join(&f.path), None).unwrap())
+        .collect()
+}
+
 fn write_jsonl(p: &Project, rel: &str, texts: &[String], broken_line: bool) {
     let mut lines: Vec<String> = texts
         .iter()
@@ -407,6 +465,7 @@ train = { vocab_size = 300 }
 [ingest]
 on_error = "skip"
 min_chars = 10
+shard_rows = 16
 
 [ingest.filters]
 min_stop_words = 0
@@ -465,7 +524,49 @@ fn several_files_per_source_parquet_sql_and_skipped_records_give_the_local_engin
         .expect_code(0);
     let local = Manifest::read(&p.path("local/shards")).unwrap();
     let remote = Manifest::read(&p.path("remote/shards")).unwrap();
-    assert_eq!(remote, local, "{}", out.stderr);
+    // Same statistics, splits, and documents in the same order. A domain read in one part (its
+    // SQL needs all rows: one job) has the local engine's files byte for byte; one read per file
+    // has files cut where each file ends as well as every 16 documents, numbered on.
+    for (l, r) in local.domains.iter().zip(&remote.domains) {
+        assert_eq!(
+            (&l.name, &l.stats, &l.splits),
+            (&r.name, &r.stats, &r.splits)
+        );
+        assert_eq!(
+            shard_documents(&p.path("local/shards"), l),
+            shard_documents(&p.path("remote/shards"), r),
+            "{}",
+            l.name
+        );
+    }
+    for one_part in ["sorted", "subquery"] {
+        assert_eq!(
+            remote.domain(one_part),
+            local.domain(one_part),
+            "{}",
+            out.stderr
+        );
+    }
+    let rows = |m: &Manifest| -> Vec<u64> {
+        m.domain("lines")
+            .unwrap()
+            .files
+            .iter()
+            .map(|f| f.rows)
+            .collect()
+    };
+    assert_eq!(rows(&local), [16, 16, 16, 16, 15]);
+    assert_eq!(rows(&remote), [16, 16, 8, 16, 16, 7]);
+    for (i, file) in remote.domain("lines").unwrap().files.iter().enumerate() {
+        assert_eq!(file.path, format!("lines/part-{i:05}.parquet"));
+    }
+    assert_eq!(
+        std::fs::read_dir(p.path("remote/shards/lines"))
+            .unwrap()
+            .count(),
+        6,
+        "nothing but the listed files"
+    );
     // What the comparison covers: a skipped record per broken file, an ordered whole-source
     // query, Parquet rows filtered by SQL, and a subquery over the whole source (one maximum of
     // both files is left out, not one per file).

@@ -1,8 +1,9 @@
-//! The client side of a Ballista ingest: each source becomes jobs (one per file when its SQL
-//! works row by row, else one for the whole source) that scan the files, run the SQL and judge
-//! every record with `mixlab_judge` on the executors. All sources are planned first; jobs then run
-//! a few at a time across sources, and their results are read back in source and file order, so
-//! the records reach dedup in the order the local engine reads them.
+//! The client side of a Ballista ingest: each source becomes parts (one per file when its SQL
+//! works row by row, else one for the whole source). A part's first job scans its files, runs the
+//! SQL and judges every record with `mixlab_judge` on the executors. All sources are planned
+//! first; judge jobs then run a few at a time across sources, and their results are read back in
+//! source and file order, so the records reach dedup in the order the local engine reads them.
+//! A part's second job ([`Cluster::write`]) runs its query again into the shard writer.
 
 use std::collections::VecDeque;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -11,20 +12,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::DataType;
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::provider_as_source;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{LogicalPlan, lit};
+use datafusion::logical_expr::{LogicalPlanBuilder, cast};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, ident};
 use futures::StreamExt;
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use super::codec::{LogicalCodec, PhysicalCodec};
 use super::judge::{JudgeSpec, judge_udf, verdicts};
 use super::scan::{LineScan, LineTable, ScanCounts};
+use super::write::{Receipt, ShardTable, TEXT_COLUMN, WriteSpec};
 use crate::config::{SourceConfig, SourceFormat};
 use crate::error::{Error, Result};
 use crate::record::Verdict;
@@ -45,6 +51,8 @@ pub struct Cluster {
     ctx: SessionContext,
     address: String,
     jobs_in_flight: usize,
+    /// Write jobs running at once are at most `jobs_in_flight`.
+    write_permits: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -58,16 +66,28 @@ impl std::fmt::Debug for Cluster {
 /// A batch of judged records and the source bytes read once it is used.
 #[derive(Debug)]
 pub struct JudgedBatch {
+    /// The part of the source the records are from ([`Cluster::write`] takes it).
+    pub part: usize,
+    /// The first record's row number in the part's query output.
+    pub first_row: u64,
     /// Raw length and verdict of each record, in record order.
     pub verdicts: Vec<(usize, Verdict)>,
     /// Bytes of the source's files whose jobs are complete.
     pub raw_bytes_done: u64,
 }
 
-/// Every source's jobs, planned, and those running.
+/// Every source's parts and judge jobs, planned, and the judge jobs running.
 pub struct Plan {
+    parts: Vec<Part>,
     pending: VecDeque<PlannedJob>,
     running: VecDeque<RunningJob>,
+}
+
+/// A part's query before judging: its second job runs it again.
+struct Part {
+    frame: DataFrame,
+    text_column: String,
+    label: PathBuf,
 }
 
 impl std::fmt::Debug for Plan {
@@ -79,17 +99,19 @@ impl std::fmt::Debug for Plan {
     }
 }
 
-/// A job's query, not started.
+/// A judge job's query, not started.
 struct PlannedJob {
     source: usize,
+    part: usize,
     frame: DataFrame,
     job: Job,
     label: PathBuf,
 }
 
-/// A started job and where its results arrive.
+/// A started judge job and where its results arrive.
 struct RunningJob {
     source: usize,
+    part: usize,
     results: mpsc::Receiver<datafusion::error::Result<RecordBatch>>,
     bytes: u64,
     counts: Option<PathBuf>,
@@ -158,6 +180,7 @@ impl Cluster {
             ctx,
             address: address.to_owned(),
             jobs_in_flight,
+            write_permits: Arc::new(Semaphore::new(jobs_in_flight.max(1))),
         })
     }
 
@@ -167,19 +190,28 @@ impl Cluster {
     /// # Errors
     /// Bad sources and SQL as the local engine reports them, before any job runs.
     pub fn plan(&self, requests: &[SourceRequest<'_>]) -> Result<Plan> {
-        let mut pending = VecDeque::new();
+        let (mut parts, mut pending) = (Vec::new(), VecDeque::new());
         for (source, request) in requests.iter().enumerate() {
             let whole = self.table(request)?;
             for job in self.jobs(request, &whole)? {
+                let label = PathBuf::from(&request.source.path);
+                let frame = self.source_frame(request, &whole, &job)?;
                 pending.push_back(PlannedJob {
                     source,
-                    frame: self.frame(request, &whole, &job)?,
+                    part: parts.len(),
+                    frame: judged(frame.clone(), request)?,
                     job,
-                    label: PathBuf::from(&request.source.path),
+                    label: label.clone(),
+                });
+                parts.push(Part {
+                    frame,
+                    text_column: request.source.text_column.clone(),
+                    label,
                 });
             }
         }
         Ok(Plan {
+            parts,
             pending,
             running: VecDeque::new(),
         })
@@ -207,10 +239,16 @@ impl Cluster {
             let Some(mut job) = plan.running.pop_front() else {
                 break;
             };
+            let mut rows = 0;
             while let Some(batch) = job.results.blocking_recv() {
                 let batch = batch.map_err(|e| job_error(&job.label, &e))?;
+                let verdicts = verdicts(batch.column(0).as_ref())?;
+                let first_row = rows;
+                rows += verdicts.len() as u64;
                 sink(JudgedBatch {
-                    verdicts: verdicts(batch.column(0).as_ref())?,
+                    part: job.part,
+                    first_row,
+                    verdicts,
                     raw_bytes_done: done_bytes,
                 })?;
             }
@@ -219,6 +257,8 @@ impl Cluster {
                 skipped += ScanCounts::read(counts)?.skipped;
             }
             sink(JudgedBatch {
+                part: job.part,
+                first_row: rows,
                 verdicts: Vec::new(),
                 raw_bytes_done: done_bytes,
             })?;
@@ -234,6 +274,7 @@ impl Cluster {
         {
             plan.running.push_back(RunningJob {
                 source: planned.source,
+                part: planned.part,
                 results: self.spawn(planned.frame),
                 bytes: planned.job.bytes,
                 counts: planned.job.counts,
@@ -356,8 +397,8 @@ impl Cluster {
         }
     }
 
-    /// The job's query: the source's SQL over its files, then `mixlab_judge` on the text column.
-    fn frame(
+    /// The part's query: the source's SQL over its files.
+    fn source_frame(
         &self,
         request: &SourceRequest<'_>,
         whole: &SourceTable,
@@ -365,15 +406,49 @@ impl Cluster {
     ) -> Result<DataFrame> {
         let label = PathBuf::from(&request.source.path);
         let table = self.part(whole, job, &label)?;
-        let frame = source_frame(&self.runtime, &self.ctx, table, request.source)?;
-        let spec = serde_json::to_string(request.spec)
-            .map_err(|e| Error::Internal(format!("serializing the judge spec: {e}")))?;
-        let judged = judge_udf()
-            .call(vec![ident(&request.source.text_column), lit(spec)])
-            .alias("judged");
-        frame
-            .select(vec![judged])
-            .map_err(|e| query_err(&label, &e))
+        source_frame(&self.runtime, &self.ctx, table, request.source)
+    }
+
+    /// Starts the part's second job: its query again, into the shard writer of `spec`, which
+    /// writes the rows `spec.kept` lists. At most `jobs_in_flight` write jobs run at once; the
+    /// rest wait in this process.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] for a part that was not planned; [`Error::Query`] when the insert
+    /// does not plan.
+    pub fn write(&self, plan: &Plan, part: usize, spec: WriteSpec) -> Result<ShardWrite> {
+        let part = plan
+            .parts
+            .get(part)
+            .ok_or_else(|| Error::Internal(format!("no planned part {part}")))?;
+        let label = part.label.clone();
+        let text = cast(ident(&part.text_column), DataType::Utf8).alias(TEXT_COLUMN);
+        let input = part
+            .frame
+            .clone()
+            .select(vec![text])
+            .map_err(|e| query_err(&label, &e))?;
+        let receipt = spec.receipt.clone();
+        let table = provider_as_source(Arc::new(ShardTable { spec }));
+        let insert = LogicalPlanBuilder::insert_into(
+            input.logical_plan().clone(),
+            "mixlab_shards",
+            table,
+            InsertOp::Append,
+        )
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(|e| query_err(&label, &e))?;
+        let frame = DataFrame::new(self.ctx.state(), insert);
+        let permits = Arc::clone(&self.write_permits);
+        let task = self.runtime.spawn(async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .map_err(|e| Error::Internal(format!("write job permits: {e}")))?;
+            frame.collect().await.map_err(|e| job_error(&label, &e))?;
+            Receipt::read(&receipt)
+        });
+        Ok(ShardWrite { task })
     }
 
     /// Starts `frame` as a job; its result batches arrive on the returned channel.
@@ -396,6 +471,37 @@ impl Cluster {
         });
         rx
     }
+}
+
+/// A write job started by [`Cluster::write`].
+#[derive(Debug)]
+pub struct ShardWrite {
+    task: tokio::task::JoinHandle<Result<Receipt>>,
+}
+
+impl ShardWrite {
+    /// Waits for the job to end; returns what it wrote.
+    ///
+    /// # Errors
+    /// A failed job with the executor's message, naming the source.
+    pub fn wait(self, cluster: &Cluster) -> Result<Receipt> {
+        cluster
+            .runtime
+            .block_on(self.task)
+            .map_err(|e| Error::Internal(format!("a write job's task: {e}")))?
+    }
+}
+
+/// The judge job of a part: its query, then `mixlab_judge` on the text column.
+fn judged(frame: DataFrame, request: &SourceRequest<'_>) -> Result<DataFrame> {
+    let spec = serde_json::to_string(request.spec)
+        .map_err(|e| Error::Internal(format!("serializing the judge spec: {e}")))?;
+    let judged = judge_udf()
+        .call(vec![ident(&request.source.text_column), lit(spec)])
+        .alias("judged");
+    frame
+        .select(vec![judged])
+        .map_err(|e| query_err(Path::new(&request.source.path), &e))
 }
 
 /// What [`Cluster::plan`] reads for one source and how.

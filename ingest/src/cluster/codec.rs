@@ -1,5 +1,5 @@
-//! Ballista codecs that know mixlab's plan pieces: the line-source table and scan node, and the
-//! `mixlab_judge` UDF. Everything else goes to Ballista's own codecs, so one codec serves every
+//! Ballista codecs that know mixlab's plan pieces: the line-source table and scan node, the
+//! shard table and its sink, and the `mixlab_judge` UDF. Everything else goes to Ballista's own codecs, so one codec serves every
 //! plan. Client, scheduler and executors must all use these (the `mixlab cluster` roles do).
 //!
 //! A mixlab piece is written as a tag followed by its JSON; anything without the tag is Ballista's.
@@ -12,6 +12,7 @@ use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtens
 use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::datasource::sink::DataSinkExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF};
@@ -20,25 +21,42 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
 use super::allowed::AllowedDirs;
-use super::judge::{JUDGE_UDF, judge_udf, judge_udf_within};
+use super::judge::{JUDGE_UDF, judge_udf};
 use super::scan::{LineScan, LineScanExec, LineTable, as_line_scan};
+use super::write::{ShardSink, ShardTable, WriteSpec, as_shard_sink};
 
 /// Starts a serialized line scan (table or node).
 const LINE_SCAN_TAG: &[u8] = b"mixlab.line_scan.v1\n";
 
-fn encode_scan(scan: &LineScan, buf: &mut Vec<u8>) -> Result<()> {
-    buf.extend_from_slice(LINE_SCAN_TAG);
-    serde_json::to_writer(buf, scan).map_err(|e| DataFusionError::External(Box::new(e)))
+/// Starts a serialized shard write (table or sink node).
+const SHARD_WRITE_TAG: &[u8] = b"mixlab.shard_write.v1\n";
+
+/// `tag` followed by `piece` as JSON.
+fn encode_tagged(tag: &[u8], piece: &impl serde::Serialize, buf: &mut Vec<u8>) -> Result<()> {
+    buf.extend_from_slice(tag);
+    serde_json::to_writer(buf, piece).map_err(|e| DataFusionError::External(Box::new(e)))
 }
 
-/// The scan in `buf`, or `None` when `buf` is not one of ours.
-fn decode_scan(buf: &[u8]) -> Result<Option<LineScan>> {
-    let Some(json) = buf.strip_prefix(LINE_SCAN_TAG) else {
+/// The piece after `tag` in `buf`, or `None` when `buf` does not start with `tag`.
+fn decode_tagged<T: serde::de::DeserializeOwned>(
+    tag: &[u8],
+    what: &str,
+    buf: &[u8],
+) -> Result<Option<T>> {
+    let Some(json) = buf.strip_prefix(tag) else {
         return Ok(None);
     };
     serde_json::from_slice(json).map(Some).map_err(|e| {
-        DataFusionError::Internal(format!("a mixlab line scan that does not decode: {e}"))
+        DataFusionError::Internal(format!("a mixlab {what} that does not decode: {e}"))
     })
+}
+
+fn decode_scan(buf: &[u8]) -> Result<Option<LineScan>> {
+    decode_tagged(LINE_SCAN_TAG, "line scan", buf)
+}
+
+fn decode_write(buf: &[u8]) -> Result<Option<WriteSpec>> {
+    decode_tagged(SHARD_WRITE_TAG, "shard write", buf)
 }
 
 fn decode_udf(name: &str) -> Option<Arc<ScalarUDF>> {
@@ -54,7 +72,7 @@ fn encode_udf(node: &ScalarUDF, buf: &mut Vec<u8>) -> bool {
     ours
 }
 
-/// Logical plans: [`LineTable`] and `mixlab_judge`, else Ballista's codec.
+/// Logical plans: [`LineTable`], [`ShardTable`] and `mixlab_judge`, else Ballista's codec.
 #[derive(Debug, Default)]
 pub struct LogicalCodec {
     ballista: BallistaLogicalExtensionCodec,
@@ -81,12 +99,14 @@ impl LogicalExtensionCodec for LogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
-        match decode_scan(buf)? {
-            Some(scan) => Ok(Arc::new(LineTable { scan })),
-            None => self
-                .ballista
-                .try_decode_table_provider(buf, table_ref, schema, ctx),
+        if let Some(scan) = decode_scan(buf)? {
+            return Ok(Arc::new(LineTable { scan }));
         }
+        if let Some(spec) = decode_write(buf)? {
+            return Ok(Arc::new(ShardTable { spec }));
+        }
+        self.ballista
+            .try_decode_table_provider(buf, table_ref, schema, ctx)
     }
 
     fn try_encode_table_provider(
@@ -95,12 +115,15 @@ impl LogicalExtensionCodec for LogicalCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        match (node.as_ref() as &dyn Any).downcast_ref::<LineTable>() {
-            Some(table) => encode_scan(&table.scan, buf),
-            None => self
-                .ballista
-                .try_encode_table_provider(table_ref, node, buf),
+        let any = node.as_ref() as &dyn Any;
+        if let Some(table) = any.downcast_ref::<LineTable>() {
+            return encode_tagged(LINE_SCAN_TAG, &table.scan, buf);
         }
+        if let Some(table) = any.downcast_ref::<ShardTable>() {
+            return encode_tagged(SHARD_WRITE_TAG, &table.spec, buf);
+        }
+        self.ballista
+            .try_encode_table_provider(table_ref, node, buf)
     }
 
     fn try_decode_file_format(
@@ -134,11 +157,11 @@ impl LogicalExtensionCodec for LogicalCodec {
     }
 }
 
-/// Physical plans: [`LineScanExec`] and `mixlab_judge`, else Ballista's codec.
+/// Physical plans: [`LineScanExec`], [`DataSinkExec`] over a [`ShardSink`] and `mixlab_judge`,
+/// else Ballista's codec.
 ///
-/// An executor's codec has [`PhysicalCodec::within`] directories: a scan that reads or writes
-/// outside them, or a judge whose tokenizer lies outside them, fails when it starts, naming the
-/// path.
+/// An executor's codec has [`PhysicalCodec::within`] directories: a scan or sink that reads or
+/// writes outside them fails when it starts, naming the path.
 #[derive(Debug, Default)]
 pub struct PhysicalCodec {
     ballista: BallistaPhysicalExtensionCodec,
@@ -163,16 +186,32 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match decode_scan(buf)? {
-            Some(scan) => {
-                let exec = LineScanExec::new(scan)?;
-                Ok(Arc::new(match &self.allowed {
-                    Some(allowed) => exec.within(allowed.clone()),
-                    None => exec,
-                }))
-            }
-            None => self.ballista.try_decode(buf, inputs, ctx, proto_converter),
+        if let Some(scan) = decode_scan(buf)? {
+            let exec = LineScanExec::new(scan)?;
+            return Ok(Arc::new(match &self.allowed {
+                Some(allowed) => exec.within(allowed.clone()),
+                None => exec,
+            }));
         }
+        if let Some(spec) = decode_write(buf)? {
+            let [input] = inputs else {
+                return Err(DataFusionError::Internal(format!(
+                    "a mixlab shard sink with {} inputs, expected 1",
+                    inputs.len()
+                )));
+            };
+            let sink = ShardSink::new(spec);
+            let sink = match &self.allowed {
+                Some(allowed) => sink.within(allowed.clone()),
+                None => sink,
+            };
+            return Ok(Arc::new(DataSinkExec::new(
+                Arc::clone(input),
+                Arc::new(sink),
+                None,
+            )));
+        }
+        self.ballista.try_decode(buf, inputs, ctx, proto_converter)
     }
 
     fn try_encode(
@@ -181,17 +220,19 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
-        match as_line_scan(node.as_ref()) {
-            Some(exec) => encode_scan(&exec.scan, buf),
-            None => self.ballista.try_encode(node, buf, proto_converter),
+        if let Some(exec) = as_line_scan(node.as_ref()) {
+            return encode_tagged(LINE_SCAN_TAG, &exec.scan, buf);
         }
+        if let Some(sink) = as_shard_sink(node.as_ref()) {
+            return encode_tagged(SHARD_WRITE_TAG, &sink.spec, buf);
+        }
+        self.ballista.try_encode(node, buf, proto_converter)
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match (name == JUDGE_UDF, &self.allowed) {
-            (true, Some(allowed)) => Ok(judge_udf_within(allowed.clone())),
-            (true, None) => Ok(judge_udf()),
-            (false, _) => self.ballista.try_decode_udf(name, buf),
+        match decode_udf(name) {
+            Some(udf) => Ok(udf),
+            None => self.ballista.try_decode_udf(name, buf),
         }
     }
 
@@ -282,6 +323,60 @@ mod tests {
         );
     }
 
+    fn write_spec() -> WriteSpec {
+        WriteSpec {
+            domain: "prose".into(),
+            label: "prose.jsonl".into(),
+            shards_dir: PathBuf::from("/out/shards.partial"),
+            first_part: 4,
+            shard_rows: 100,
+            kept: PathBuf::from("/out/shards.partial/.cluster/kept-7.bin"),
+            receipt: PathBuf::from("/out/shards.partial/.cluster/written-7.json"),
+            tokenizer: PathBuf::from("/out/shards.partial/tokenizer.json"),
+            tokenizer_sha256: "ab".repeat(32),
+            valid_fraction: 0.02,
+            probe_fraction: 0.01,
+        }
+    }
+
+    #[test]
+    fn shard_tables_and_their_sinks_survive_both_codecs() {
+        let ctx = SessionContext::new();
+        let task = ctx.task_ctx();
+        let logical = LogicalCodec::default();
+        let table: Arc<dyn TableProvider> = Arc::new(ShardTable { spec: write_spec() });
+        let (name, mut buf) = (TableReference::bare("shards"), Vec::new());
+        logical
+            .try_encode_table_provider(&name, Arc::clone(&table), &mut buf)
+            .unwrap();
+        let back = logical
+            .try_decode_table_provider(&buf, &name, table.schema(), &task)
+            .unwrap();
+        let back = (back.as_ref() as &dyn Any)
+            .downcast_ref::<ShardTable>()
+            .unwrap();
+        assert_eq!(back.spec, write_spec());
+
+        let input: Arc<dyn ExecutionPlan> = Arc::new(LineScanExec::new(scan()).unwrap());
+        let sink: Arc<dyn ExecutionPlan> = Arc::new(DataSinkExec::new(
+            Arc::clone(&input),
+            Arc::new(ShardSink::new(write_spec())),
+            None,
+        ));
+        let (physical, converter) = (PhysicalCodec::default(), DefaultPhysicalProtoConverter {});
+        let mut buf = Vec::new();
+        physical.try_encode(sink, &mut buf, &converter).unwrap();
+        let back = physical
+            .try_decode(&buf, &[input], &task, &converter)
+            .unwrap();
+        assert_eq!(as_shard_sink(back.as_ref()).unwrap().spec, write_spec());
+        assert_eq!(back.children().len(), 1, "the input travels beside it");
+        let err = physical
+            .try_decode(&buf, &[], &task, &converter)
+            .unwrap_err();
+        assert!(err.to_string().contains("0 inputs, expected 1"), "{err}");
+    }
+
     #[test]
     fn an_executor_refuses_a_scan_outside_its_directories() {
         let dir = tempfile::tempdir().unwrap();
@@ -334,6 +429,7 @@ mod tests {
             .unwrap_err();
         assert!(!err.to_string().contains("mixlab"), "{err}");
         assert!(decode_udf("upper").is_none());
+        assert!(decode_write(b"mixlab.line_scan.v1\n{}").unwrap().is_none());
         let mut truncated = LINE_SCAN_TAG.to_vec();
         truncated.extend_from_slice(b"{\"lines\":");
         let err = decode_scan(&truncated).unwrap_err().to_string();

@@ -1,14 +1,14 @@
 //! `mixlab_judge(text, spec)`: the per-record work of ingest as a DataFusion scalar UDF, so that
 //! it runs on Ballista's executors. `spec` is a JSON literal ([`JudgeSpec`]): the domain's filters,
-//! the dedup settings, the source label and the tokenizer (by path and SHA-256).
+//! the dedup settings and the source label. The UDF reads no file, so it needs no path check.
 //!
 //! Each row becomes a struct: the verdict's kind, the raw length, the rule that dropped it, or its
-//! dedup hashes, document id and tokens. [`verdicts`] turns such a column back into
-//! [`Verdict`]s on the client, which deduplicates them in record order as the local engine does.
+//! dedup hashes and document id. [`verdicts`] turns such a column back into [`Verdict`]s on the
+//! client, which deduplicates them in record order as the local engine does; the survivors are
+//! tokenized and written by a second job on the executors ([`super::write`]).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::array::{
@@ -23,14 +23,11 @@ use datafusion::logical_expr::{
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::allowed::AllowedDirs;
-use crate::checksum::sha256_file;
-use crate::config::{FilterConfig, MinHashConfig};
+use crate::config::MinHashConfig;
 use crate::dedup::MinHasher;
 use crate::error::{Error, Result};
 use crate::filter::QualityFilter;
 use crate::record::{Body, Candidate, Judge, Verdict, doc_id};
-use crate::tokenize::TextTokenizer;
 
 /// The UDF's name (it travels by name in plans; the codecs resolve it).
 pub const JUDGE_UDF: &str = "mixlab_judge";
@@ -40,20 +37,12 @@ pub const JUDGE_UDF: &str = "mixlab_judge";
 pub struct JudgeSpec {
     /// The source's label (part of each document id).
     pub label: String,
-    /// Minimum length in characters.
-    pub min_chars: usize,
-    /// Maximum length in characters.
-    pub max_chars: usize,
-    /// The domain's Gopher rules.
-    pub rules: FilterConfig,
+    /// The domain's length limits and Gopher rules.
+    pub filter: QualityFilter,
     /// Whether exact dedup is on.
     pub exact: bool,
     /// Near-dedup settings when it is on.
     pub minhash: Option<MinHashConfig>,
-    /// The run's tokenizer file, readable from every executor.
-    pub tokenizer: PathBuf,
-    /// Its SHA-256: an executor refuses a file that changed since the client planned the job.
-    pub tokenizer_sha256: String,
 }
 
 /// The struct `mixlab_judge` returns per row.
@@ -66,7 +55,6 @@ fn output_fields() -> Fields {
         Field::new("hash", DataType::FixedSizeBinary(16), true),
         Field::new("signature", list(), true),
         Field::new("doc_id", DataType::UInt64, true),
-        Field::new("tokens", list(), true),
     ])
 }
 
@@ -74,28 +62,16 @@ const KIND_NULL: u8 = 0;
 const KIND_FILTERED: u8 = 1;
 const KIND_CANDIDATE: u8 = 2;
 
-/// The UDF. Stateless: prepared filters and tokenizers are cached per spec in the process.
+/// The UDF. Stateless: each spec, parsed with its MinHash hasher, is cached in the process.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct JudgeUdf {
     signature: Signature,
-    /// On an executor: the directories its tokenizer must lie in.
-    allowed: Option<AllowedDirs>,
 }
 
 /// `mixlab_judge` as a function to put in a plan or register.
 pub fn judge_udf() -> Arc<ScalarUDF> {
-    udf(None)
-}
-
-/// `mixlab_judge` on an executor: it refuses a tokenizer outside `allowed`.
-pub fn judge_udf_within(allowed: AllowedDirs) -> Arc<ScalarUDF> {
-    udf(Some(allowed))
-}
-
-fn udf(allowed: Option<AllowedDirs>) -> Arc<ScalarUDF> {
     Arc::new(ScalarUDF::new_from_impl(JudgeUdf {
         signature: Signature::any(2, Volatility::Immutable),
-        allowed,
     }))
 }
 
@@ -127,124 +103,88 @@ impl ScalarUDFImpl for JudgeUdf {
                 "{JUDGE_UDF}: the spec must be a text literal"
             )));
         };
-        let prepared = prepared(spec, self.allowed.as_ref())?;
+        let prepared = prepared(spec)?;
         let texts = text.to_array(args.number_rows)?;
         let texts = arrow::compute::cast(&texts, &DataType::Utf8)?;
-        let out = prepared
-            .judge(texts.as_string::<i32>())
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let out = prepared.judge(texts.as_string::<i32>());
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
 
-/// A spec's filters, hasher and tokenizer, built once per process.
+/// A spec and its hasher, built once per process.
 struct Prepared {
     spec: JudgeSpec,
-    filter: QualityFilter,
     hasher: Option<MinHasher>,
-    tokenizer: TextTokenizer,
 }
 
-/// Specs seen by this process, with the directories they were checked against; a handful per
-/// job, so the cache is cleared rather than evicted.
-type PreparedCache = HashMap<(Option<AllowedDirs>, String), Arc<Prepared>>;
-static PREPARED: LazyLock<Mutex<PreparedCache>> = LazyLock::new(Mutex::default);
+/// Specs seen by this process; a handful per job, so the cache is cleared rather than evicted.
+static PREPARED: LazyLock<Mutex<HashMap<String, Arc<Prepared>>>> = LazyLock::new(Mutex::default);
 const PREPARED_CAPACITY: usize = 64;
 
-/// The spec's prepared judge: parsed, checked and loaded once per process, then looked up per batch.
-fn prepared(
-    spec_json: &str,
-    allowed: Option<&AllowedDirs>,
-) -> datafusion::error::Result<Arc<Prepared>> {
-    let key = (allowed.cloned(), spec_json.to_owned());
+/// The spec's prepared judge: parsed once per process, then looked up per batch.
+fn prepared(spec_json: &str) -> datafusion::error::Result<Arc<Prepared>> {
     let mut cache = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = cache.get(&key) {
+    if let Some(p) = cache.get(spec_json) {
         return Ok(Arc::clone(p));
     }
     let spec: JudgeSpec = serde_json::from_str(spec_json)
         .map_err(|e| DataFusionError::Plan(format!("{JUDGE_UDF}: bad spec: {e}")))?;
-    if let Some(allowed) = allowed {
-        allowed.check(&spec.tokenizer)?;
-    }
-    let prepared = prepare(spec).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let prepared = Arc::new(Prepared {
+        hasher: spec.minhash.as_ref().map(MinHasher::new),
+        spec,
+    });
     if cache.len() >= PREPARED_CAPACITY {
         cache.clear();
     }
-    cache.insert(key, Arc::clone(&prepared));
+    cache.insert(spec_json.to_owned(), Arc::clone(&prepared));
     Ok(prepared)
 }
 
-/// Verifies the spec's tokenizer and builds its filters, hasher and tokenizer.
-fn prepare(spec: JudgeSpec) -> Result<Arc<Prepared>> {
-    let actual = sha256_file(&spec.tokenizer)?;
-    if actual != spec.tokenizer_sha256 {
-        return Err(Error::Tokenizer {
-            path: spec.tokenizer.clone(),
-            message: format!(
-                "sha256 {actual} on this executor, expected {} (the file changed, or executors do not share the client's file system)",
-                spec.tokenizer_sha256
-            ),
-        });
-    }
-    Ok(Arc::new(Prepared {
-        filter: QualityFilter {
-            min_chars: spec.min_chars,
-            max_chars: spec.max_chars,
-            rules: spec.rules.clone(),
-        },
-        hasher: spec.minhash.as_ref().map(MinHasher::new),
-        tokenizer: TextTokenizer::load(&spec.tokenizer)?,
-        spec,
-    }))
-}
-
 impl Prepared {
-    /// Judges and tokenizes every row of `texts` (in parallel), in row order.
-    fn judge(&self, texts: &StringArray) -> Result<StructArray> {
+    /// Judges every row of `texts` (in parallel), in row order.
+    fn judge(&self, texts: &StringArray) -> StructArray {
         let judge = Judge {
-            filter: &self.filter,
+            filter: &self.spec.filter,
             exact: self.spec.exact,
             hasher: self.hasher.as_ref(),
         };
         let verdicts: Vec<(usize, Verdict)> = (0..texts.len())
             .into_par_iter()
-            .map(|i| self.encode(judge.verdict(texts, i)))
-            .collect::<Result<_>>()?;
-        Ok(to_struct(&verdicts))
+            .map(|i| self.identify(judge.verdict(texts, i)))
+            .collect();
+        to_struct(&verdicts)
     }
 
-    /// A candidate's text replaced by its document id and tokens.
-    fn encode(&self, (raw_len, verdict): (usize, Verdict)) -> Result<(usize, Verdict)> {
+    /// A candidate's text replaced by its document id: the text stays on the executor.
+    fn identify(&self, (raw_len, verdict): (usize, Verdict)) -> (usize, Verdict) {
         let Verdict::Candidate(Candidate {
             hash,
             signature,
             body: Body::Text(text),
         }) = verdict
         else {
-            return Ok((raw_len, verdict));
+            return (raw_len, verdict);
         };
-        let body = Body::Encoded {
+        let body = Body::Remote {
             doc_id: doc_id(&self.spec.label, &text),
-            tokens: self.tokenizer.encode(&text)?,
         };
         let candidate = Candidate {
             hash,
             signature,
             body,
         };
-        Ok((raw_len, Verdict::Candidate(candidate)))
+        (raw_len, Verdict::Candidate(candidate))
     }
 }
 
-/// Builds the UDF's output column from verdicts (candidates already encoded).
+/// Builds the UDF's output column from verdicts (candidates already identified).
 fn to_struct(verdicts: &[(usize, Verdict)]) -> StructArray {
     let n = verdicts.len();
     let mut kind = UInt8Builder::with_capacity(n);
     let mut raw_len = UInt64Builder::with_capacity(n);
     let mut reason = StringBuilder::new();
     let mut hash = FixedSizeBinaryBuilder::with_capacity(n, 16);
-    let list = || ListBuilder::new(UInt32Builder::new()).with_field(list_field());
-    let (mut signature, mut tokens) = (list(), list());
+    let mut signature = ListBuilder::new(UInt32Builder::new()).with_field(list_field());
     let mut doc = UInt64Builder::with_capacity(n);
     for (len, verdict) in verdicts {
         raw_len.append_value(*len as u64);
@@ -264,12 +204,10 @@ fn to_struct(verdicts: &[(usize, Verdict)]) -> StructArray {
                 .and_then(|c| c.signature.as_ref())
                 .map(|s| s.iter().map(|&v| Some(v))),
         );
-        let encoded = candidate.and_then(|c| match &c.body {
-            Body::Encoded { doc_id, tokens } => Some((*doc_id, tokens)),
+        doc.append_option(candidate.and_then(|c| match &c.body {
+            Body::Remote { doc_id } => Some(*doc_id),
             Body::Text(_) => None,
-        });
-        doc.append_option(encoded.map(|(id, _)| id));
-        tokens.append_option(encoded.map(|(_, t)| t.iter().map(|&v| Some(v))));
+        }));
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(kind.finish()),
@@ -278,7 +216,6 @@ fn to_struct(verdicts: &[(usize, Verdict)]) -> StructArray {
         Arc::new(hash.finish()),
         Arc::new(signature.finish()),
         Arc::new(doc.finish()),
-        Arc::new(tokens.finish()),
     ];
     StructArray::new(output_fields(), columns, None)
 }
@@ -307,7 +244,6 @@ pub fn verdicts(column: &dyn Array) -> Result<Vec<(usize, Verdict)>> {
     let doc = field("doc_id")?
         .as_primitive_opt::<UInt64Type>()
         .ok_or_else(bad)?;
-    let tokens = field("tokens")?.as_list_opt::<i32>().ok_or_else(bad)?;
     let u32s = |list: &arrow::array::ListArray, i: usize| -> Result<Vec<u32>> {
         let values = list.value(i);
         let values = values
@@ -328,9 +264,8 @@ pub fn verdicts(column: &dyn Array) -> Result<Vec<(usize, Verdict)>> {
                     } else {
                         Some(u32s(signature, i)?)
                     },
-                    body: Body::Encoded {
+                    body: Body::Remote {
                         doc_id: doc.value(i),
-                        tokens: u32s(tokens, i)?,
                     },
                 }),
                 _ => return Err(bad()),
@@ -342,8 +277,6 @@ pub fn verdicts(column: &dyn Array) -> Result<Vec<(usize, Verdict)>> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use arrow::array::RecordBatch;
     use arrow::datatypes::Schema;
     use datafusion::catalog::MemTable;
@@ -352,7 +285,6 @@ mod tests {
 
     use super::*;
     use crate::config::IngestConfig;
-    use crate::tokenize::train_byte_level_bpe;
 
     const PROSE: &str =
         "The miller said that he would have to mend the wheel before the river rose again.";
@@ -368,44 +300,34 @@ mod tests {
         ]
     }
 
-    fn spec(dir: &Path) -> JudgeSpec {
-        let tokenizer = dir.join("tokenizer.json");
-        let sample: Vec<String> = texts().into_iter().flatten().collect();
-        train_byte_level_bpe(&sample, 300, &tokenizer).unwrap();
+    fn spec() -> JudgeSpec {
         let ingest = IngestConfig::default();
         JudgeSpec {
             label: "prose.jsonl".into(),
-            min_chars: 10,
-            max_chars: 1000,
-            rules: ingest.filters,
+            filter: QualityFilter {
+                min_chars: 10,
+                max_chars: 1000,
+                rules: ingest.filters,
+            },
             exact: true,
             minhash: ingest.dedup.minhash,
-            tokenizer_sha256: sha256_file(&tokenizer).unwrap(),
-            tokenizer,
         }
     }
 
-    /// What the local engine's judge says, with candidates tokenized as the UDF does.
+    /// What the local engine's judge says, with candidates identified as the UDF does.
     fn judged_locally(spec: &JudgeSpec, texts: &StringArray) -> Vec<(usize, Verdict)> {
-        let filter = QualityFilter {
-            min_chars: spec.min_chars,
-            max_chars: spec.max_chars,
-            rules: spec.rules.clone(),
-        };
         let hasher = spec.minhash.as_ref().map(MinHasher::new);
         let judge = Judge {
-            filter: &filter,
+            filter: &spec.filter,
             exact: spec.exact,
             hasher: hasher.as_ref(),
         };
-        let tokenizer = TextTokenizer::load(&spec.tokenizer).unwrap();
         (0..texts.len())
             .map(|i| match judge.verdict(texts, i) {
                 (n, Verdict::Candidate(mut c)) => {
                     let Body::Text(text) = &c.body else { panic!() };
-                    c.body = Body::Encoded {
+                    c.body = Body::Remote {
                         doc_id: doc_id(&spec.label, text),
-                        tokens: tokenizer.encode(text).unwrap(),
                     };
                     (n, Verdict::Candidate(c))
                 }
@@ -416,8 +338,7 @@ mod tests {
 
     #[test]
     fn the_udf_in_a_query_judges_every_record_as_the_local_engine_does() {
-        let dir = tempfile::tempdir().unwrap();
-        let spec = spec(dir.path());
+        let spec = spec();
         let texts = StringArray::from(texts());
         let schema = Arc::new(Schema::new(vec![Field::new("body", DataType::Utf8, true)]));
         let batch =
@@ -448,22 +369,5 @@ mod tests {
             .iter()
             .filter(|(_, v)| matches!(v, Verdict::Candidate(_)));
         assert!(candidates.count() >= 3, "{remote:?}");
-    }
-
-    #[test]
-    fn an_executor_refuses_a_tokenizer_that_changed_or_lies_outside_its_directories() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut spec = spec(dir.path());
-        spec.tokenizer_sha256 = "0".repeat(64);
-        let json = serde_json::to_string(&spec).unwrap();
-        let elsewhere = tempfile::tempdir().unwrap();
-        let allowed = AllowedDirs::new(&[elsewhere.path().to_owned()]).unwrap();
-        let outside = prepared(&json, Some(&allowed)).err().unwrap().to_string();
-        assert!(outside.contains("outside the directories"), "{outside}");
-        let err = prepared(&json, None).err().unwrap().to_string();
-        assert!(
-            err.contains("tokenizer.json") && err.contains("sha256"),
-            "{err}"
-        );
     }
 }

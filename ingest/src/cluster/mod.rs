@@ -1,13 +1,17 @@
 //! Ingest on Apache DataFusion Ballista: the pieces the client, scheduler and executors share
-//! ([`codec`], [`judge`], [`scan`]), the client that runs a source as jobs ([`client`]), and the
-//! executor's limits on the paths a plan may use ([`allowed`], enforced by [`guard`]).
+//! ([`codec`], [`judge`], [`scan`], [`write`]), the client that runs a source as jobs
+//! ([`client`]), and the executor's limits on the paths a plan may use ([`allowed`], enforced by
+//! [`guard`]).
 //!
-//! What runs on the executors: reading the sources (line formats through [`scan::LineScanExec`],
-//! Parquet through DataFusion's listing scan), each source's SQL, and the per-record work of
-//! [`crate::record`] with tokenization ([`judge`]). What stays in the client: the tokenizer
-//! (copied or trained), dedup in record order, split assignment and shard writing, so both
-//! engines write the same shards. Executors must see the client's paths (sources and the staging
-//! directory) on a shared file system.
+//! Each part of a source (a file, or the whole source when its SQL needs all rows at once) is two
+//! jobs. The first reads the part on an executor (line formats through [`scan::LineScanExec`],
+//! Parquet through DataFusion's listing scan), runs the source's SQL and judges every record
+//! ([`judge`]); only verdicts, hashes and document ids come back. The client deduplicates them in
+//! record order, as the local engine does, and lists the rows that survived. The second job reads
+//! the part again and writes those rows as shard files on the executor ([`write`]). What stays in
+//! the client: the tokenizer (copied or trained), dedup, and the manifest, assembled from the
+//! write jobs' receipts and published only after every job succeeded. Executors must see the
+//! client's paths (sources and the staging directory) on a shared file system.
 
 pub mod allowed;
 pub mod client;
@@ -15,3 +19,4 @@ pub mod codec;
 pub mod guard;
 pub mod judge;
 pub mod scan;
+pub mod write;

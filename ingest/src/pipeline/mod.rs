@@ -3,6 +3,8 @@
 //! Per batch of records: filtering and signatures run in parallel (rayon), dedup runs sequentially
 //! in record order (so the first occurrence wins, across domains in configuration order), and the
 //! survivors are tokenized in parallel. Output bytes depend only on the configuration and inputs.
+//! On a Ballista cluster (the `remote` module) the executors judge, tokenize and write; dedup and
+//! the manifest stay here.
 //!
 //! Everything is written into `<shards>.partial/` and moved into place only when the manifest is
 //! complete, so a killed run leaves no shard directory a reader would accept; the next run starts
@@ -33,6 +35,9 @@ use crate::source::{ReadOptions, SourceReader, resolve_files};
 use crate::tokenize::{TextTokenizer, train_byte_level_bpe};
 use crate::verified::{Snapshot, Verification};
 
+#[cfg(feature = "cluster")]
+mod remote;
+
 /// Batches read ahead of processing (each at most `batch_rows` records).
 const READ_AHEAD_BATCHES: usize = 2;
 
@@ -61,6 +66,8 @@ pub trait Progress: Sync {
     fn domain_advanced(&self, _domain: &str, _input_bytes_done: u64, _documents: u64) {}
     /// A domain is complete.
     fn domain_finished(&self, _domain: &str, _stats: &DomainStats) {}
+    /// On a Ballista cluster: `done` of the `jobs` that write shards on the executors ended.
+    fn shards_written(&self, _done: usize, _jobs: usize) {}
     /// A step outside the per-domain loop (tokenizer training, verification).
     fn message(&self, _message: &str) {}
 }
@@ -158,12 +165,14 @@ fn write_staging(
         index: DedupIndex::new(minhash),
         staging,
         #[cfg(feature = "cluster")]
-        plan: remote_plan(req, engine, sources, staging, &tokenizer_info.sha256)?,
+        remote: remote::Remote::plan(req, engine, sources, staging, &tokenizer_info.sha256)?,
     };
     let mut domains = Vec::with_capacity(req.domains.len());
     for (domain, files) in req.domains.iter().zip(sources) {
         domains.push(stage.run(domain, files, progress)?);
     }
+    #[cfg(feature = "cluster")]
+    stage.complete_remote(&mut domains, progress)?;
     engine.finish(staging)?;
 
     let manifest = Manifest {
@@ -288,59 +297,6 @@ fn prepare_tokenizer(
     Ok("trained".to_owned())
 }
 
-/// Plans every source's Ballista jobs (for the Ballista engine; `None` for the local one).
-#[cfg(feature = "cluster")]
-fn remote_plan(
-    req: &IngestRequest<'_>,
-    engine: &EngineSession,
-    sources: &[Vec<Vec<PathBuf>>],
-    staging: &Path,
-    tokenizer_sha256: &str,
-) -> Result<Option<crate::cluster::client::Plan>> {
-    use crate::cluster::client::SourceRequest;
-    use crate::cluster::judge::JudgeSpec;
-    let EngineSession::Ballista(cluster) = engine else {
-        return Ok(None);
-    };
-    let absolute = |p: &Path| std::path::absolute(p).map_err(|e| Error::io(p, e));
-    let work_root = absolute(&crate::engine::work_dir(staging))?;
-    let tokenizer = absolute(&staging.join(TOKENIZER_FILE))?;
-    let mut owned = Vec::new();
-    for (domain, files) in req.domains.iter().zip(sources) {
-        let filter = quality_filter(req.ingest, domain);
-        for (index, (source, files)) in domain.source.iter().zip(files).enumerate() {
-            let work_dir = work_root.join(format!("{}-{index}", domain.name));
-            fs_err::create_dir_all(&work_dir)?;
-            let files = files
-                .iter()
-                .map(|f| absolute(f))
-                .collect::<Result<Vec<_>>>()?;
-            let spec = JudgeSpec {
-                label: source.label(),
-                min_chars: filter.min_chars,
-                max_chars: filter.max_chars,
-                rules: filter.rules.clone(),
-                exact: req.ingest.dedup.exact,
-                minhash: req.ingest.dedup.minhash.clone(),
-                tokenizer: tokenizer.clone(),
-                tokenizer_sha256: tokenizer_sha256.to_owned(),
-            };
-            owned.push((source, files, spec, work_dir));
-        }
-    }
-    let requests: Vec<SourceRequest<'_>> = owned
-        .iter()
-        .map(|(source, files, spec, work_dir)| SourceRequest {
-            source,
-            files,
-            options: read_options(req.ingest),
-            spec,
-            work_dir,
-        })
-        .collect();
-    cluster.plan(&requests).map(Some)
-}
-
 /// The longest run of non-space characters the tokenizer is trained on: BPE training time grows
 /// with the length of its words, and a megabyte without a space would take hours.
 const MAX_SAMPLE_WORD_CHARS: usize = 256;
@@ -378,9 +334,9 @@ fn read_options(ingest: &IngestConfig) -> ReadOptions {
 struct DomainStage<'a> {
     req: &'a IngestRequest<'a>,
     engine: &'a EngineSession,
-    /// Every source's Ballista jobs, for the Ballista engine.
+    /// The Ballista engine's jobs and what they kept, for the Ballista engine.
     #[cfg(feature = "cluster")]
-    plan: Option<crate::cluster::client::Plan>,
+    remote: Option<remote::Remote>,
     runtime: &'a tokio::runtime::Runtime,
     tokenizer: &'a TextTokenizer,
     hasher: Option<MinHasher>,
@@ -428,7 +384,7 @@ impl DomainStage<'_> {
                 }
                 #[cfg(feature = "cluster")]
                 EngineSession::Ballista(cluster) => {
-                    self.read_remote(cluster, &sink, &mut tally, &mut writer)?;
+                    self.read_remote(cluster, &sink, &mut tally)?;
                 }
             }
         }
@@ -436,14 +392,28 @@ impl DomainStage<'_> {
         if stats.documents == 0 {
             return Err(empty_domain(domain, &stats));
         }
-        let files = writer.finish()?;
-        progress.domain_finished(&domain.name, &stats);
-        Ok(DomainManifest {
+        let manifest = DomainManifest {
             name: domain.name.clone(),
-            files,
+            files: Vec::new(),
             splits: tally.splits,
             stats,
-        })
+        };
+        match self.engine {
+            EngineSession::Local => {
+                let manifest = DomainManifest {
+                    files: writer.finish()?,
+                    ..manifest
+                };
+                progress.domain_finished(&domain.name, &manifest.stats);
+                Ok(manifest)
+            }
+            // Completed from the write jobs' receipts by `complete_remote`.
+            #[cfg(feature = "cluster")]
+            EngineSession::Ballista(cluster) => {
+                self.start_writes(cluster, domain)?;
+                Ok(manifest)
+            }
+        }
     }
 
     /// Reads one source to its end into `writer`. Reading (decompression, JSON, the query) runs on
@@ -475,34 +445,6 @@ impl DomainStage<'_> {
         Ok(())
     }
 
-    /// Reads the next planned source on a Ballista cluster into `writer`: the executors judge
-    /// and tokenize, this process dedups in record order and writes, as [`Self::read_source`] does.
-    #[cfg(feature = "cluster")]
-    fn read_remote(
-        &mut self,
-        cluster: &crate::cluster::client::Cluster,
-        sink: &BatchSink,
-        tally: &mut DomainTally,
-        writer: &mut ShardWriter,
-    ) -> Result<()> {
-        let mut plan = self
-            .plan
-            .take()
-            .ok_or_else(|| Error::Internal("a Ballista ingest without a plan".into()))?;
-        let start = tally.done_bytes;
-        let skipped = cluster.judge_next(&mut plan, &mut |batch| {
-            self.write_verdicts(batch.verdicts, sink, tally, writer)?;
-            tally.done_bytes = start + batch.raw_bytes_done;
-            let records = tally.stats.records_read;
-            sink.progress
-                .domain_advanced(sink.domain, tally.done_bytes, records);
-            Ok(())
-        })?;
-        self.plan = Some(plan);
-        tally.stats.skipped_records += skipped;
-        Ok(())
-    }
-
     /// Each record's raw length and verdict, judged in parallel on this machine.
     fn judge(&self, texts: &StringArray, sink: &BatchSink) -> Vec<(usize, Verdict)> {
         let judge = Judge {
@@ -525,7 +467,8 @@ impl DomainStage<'_> {
         writer: &mut ShardWriter,
     ) -> Result<()> {
         let survivors = self.admit(verdicts, sink, &mut tally.stats)?;
-        for doc in self.documents(survivors, &sink.label)? {
+        let bodies = survivors.into_iter().map(|(_, body)| body).collect();
+        for doc in self.documents(bodies, &sink.label)? {
             let counts = tally.splits.entry(doc.split).or_default();
             counts.documents += 1;
             counts.tokens += doc.tokens.len() as u64;
@@ -536,15 +479,16 @@ impl DomainStage<'_> {
         Ok(())
     }
 
-    /// Counts the verdicts and dedups the candidates in record order; returns the survivors.
+    /// Counts the verdicts and dedups the candidates in record order; returns the survivors with
+    /// their positions in `verdicts`.
     fn admit(
         &mut self,
         verdicts: Vec<(usize, Verdict)>,
         sink: &BatchSink,
         stats: &mut DomainStats,
-    ) -> Result<Vec<Body>> {
+    ) -> Result<Vec<(usize, Body)>> {
         let mut survivors = Vec::new();
-        for (raw_len, verdict) in verdicts {
+        for (position, (raw_len, verdict)) in verdicts.into_iter().enumerate() {
             stats.records_read += 1;
             stats.bytes_read += raw_len as u64;
             match verdict {
@@ -568,7 +512,7 @@ impl DomainStage<'_> {
                     signature,
                     body,
                 }) => match self.index.insert(hash, signature.as_deref()) {
-                    Ok(()) => survivors.push(body),
+                    Ok(()) => survivors.push((position, body)),
                     Err(Duplicate::Exact) => stats.exact_duplicates += 1,
                     Err(Duplicate::Near) => stats.near_duplicates += 1,
                 },
@@ -587,10 +531,12 @@ impl DomainStage<'_> {
         bodies
             .into_par_iter()
             .map(|body| {
-                let (doc_id, tokens) = match body {
-                    Body::Text(text) => (doc_id(label, &text), self.tokenizer.encode(&text)?),
-                    Body::Encoded { doc_id, tokens } => (doc_id, tokens),
+                let Body::Text(text) = body else {
+                    return Err(Error::Internal(
+                        "a record judged on a cluster reached the local shard writer".into(),
+                    ));
                 };
+                let (doc_id, tokens) = (doc_id(label, &text), self.tokenizer.encode(&text)?);
                 Ok(ShardDocument {
                     doc_id,
                     source: label.to_owned(),

@@ -1,0 +1,617 @@
+//! Shard writing on Ballista's executors: the second job over each part of a source.
+//!
+//! The first job judged the part's records ([`super::judge`]); the client deduplicated them in
+//! record order and wrote the rows that survived to the work directory as a [`Kept`] list (row
+//! number in the part's query output and document id). The second job runs the part's query
+//! again into a [`ShardTable`]: its [`ShardSink`] reads the rows once more on an executor, checks
+//! each kept row's document id (the source's SQL must give the same rows in the same order both
+//! times), tokenizes, assigns splits, writes the domain's shard files from `part-<first>` on, and
+//! last a [`Receipt`] of what it wrote.
+//!
+//! A retried task writes the same files under the same names again, each atomically, so a shard
+//! is never doubled; the client reads the receipts of jobs that succeeded only, and removes
+//! whatever a killed attempt left in the staging directory before it publishes anything.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use futures::StreamExt;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use mixlab_artefacts::atomic::write_atomic;
+use mixlab_artefacts::split::Split;
+
+use super::allowed::AllowedDirs;
+use crate::checksum::sha256_file;
+use crate::error::Error;
+use crate::manifest::SplitCounts;
+use crate::record::{clean, doc_id};
+use crate::shard::{ShardDocument, ShardFile, ShardWriter};
+use crate::tokenize::TextTokenizer;
+
+/// The one column a [`ShardTable`] takes: the record's text, as the source's SQL gives it.
+pub const TEXT_COLUMN: &str = "text";
+
+/// What a write job writes and from what: everything is data, so it travels in the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteSpec {
+    /// The domain (its directory in the shard directory).
+    pub domain: String,
+    /// The source's label (each document's `source` and part of its id).
+    pub label: String,
+    /// The staging shard directory, on a file system the executors share.
+    pub shards_dir: PathBuf,
+    /// The number of the job's first file (`part-<first_part>.parquet`).
+    pub first_part: usize,
+    /// Documents per shard file.
+    pub shard_rows: usize,
+    /// The [`Kept`] list the client wrote.
+    pub kept: PathBuf,
+    /// Where the [`Receipt`] goes.
+    pub receipt: PathBuf,
+    /// The run's tokenizer file.
+    pub tokenizer: PathBuf,
+    /// Its SHA-256: an executor refuses a file that changed since the client planned the job.
+    pub tokenizer_sha256: String,
+    /// `[ingest] valid_fraction`.
+    pub valid_fraction: f64,
+    /// `[ingest] probe_fraction`.
+    pub probe_fraction: f64,
+}
+
+/// A record that dedup kept: its row in the job's query output and its document id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kept {
+    /// Row number in the job's output, from 0.
+    pub row: u64,
+    /// Its document id, from the first read.
+    pub doc_id: u64,
+}
+
+/// Writes a kept list (rows in increasing order) to `path` atomically: per row, the row and the
+/// document id as little-endian `u64`s.
+///
+/// # Errors
+/// I/O errors naming the file.
+pub fn write_kept(path: &Path, kept: &[Kept]) -> crate::Result<()> {
+    let mut bytes = Vec::with_capacity(kept.len() * 16);
+    for k in kept {
+        bytes.extend_from_slice(&k.row.to_le_bytes());
+        bytes.extend_from_slice(&k.doc_id.to_le_bytes());
+    }
+    write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// Reads what [`write_kept`] wrote.
+///
+/// # Errors
+/// I/O errors naming the file; [`Error::Internal`] for a file of another shape.
+pub fn read_kept(path: &Path) -> crate::Result<Vec<Kept>> {
+    let bytes = fs_err::read(path)?;
+    let bad = |what: &str| Error::Internal(format!("{}: a kept-rows file {what}", path.display()));
+    if bytes.len() % 16 != 0 {
+        return Err(bad("whose size is not a multiple of 16 bytes"));
+    }
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let kept: Vec<Kept> = bytes
+        .chunks_exact(16)
+        .map(|c| Kept {
+            row: word(&c[..8]),
+            doc_id: word(&c[8..]),
+        })
+        .collect();
+    if !kept.windows(2).all(|w| w[0].row < w[1].row) {
+        return Err(bad("whose rows are not in increasing order"));
+    }
+    Ok(kept)
+}
+
+/// What a write job wrote, for the client's manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Shard files in order, paths relative to the shard directory.
+    pub files: Vec<ShardFile>,
+    /// Documents and tokens per split.
+    pub splits: BTreeMap<Split, SplitCounts>,
+}
+
+impl Receipt {
+    /// Reads the receipt a finished job wrote.
+    ///
+    /// # Errors
+    /// I/O errors naming the file; [`Error::Internal`] for one that does not parse.
+    pub fn read(path: &Path) -> crate::Result<Self> {
+        let text = fs_err::read_to_string(path)?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::Internal(format!("{}: bad write receipt: {e}", path.display())))
+    }
+
+    /// Documents written.
+    pub fn documents(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+
+    /// Tokens written.
+    pub fn tokens(&self) -> u64 {
+        self.files.iter().map(|f| f.tokens).sum()
+    }
+}
+
+/// The schema a [`ShardTable`] takes.
+fn text_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        TEXT_COLUMN,
+        DataType::Utf8,
+        true,
+    )]))
+}
+
+/// A domain's shards as a table that queries insert into (the client plans the insert; the
+/// scheduler turns it into a [`ShardSink`]).
+#[derive(Debug, Clone)]
+pub struct ShardTable {
+    /// What the insert writes.
+    pub spec: WriteSpec,
+}
+
+#[async_trait]
+impl TableProvider for ShardTable {
+    fn schema(&self) -> SchemaRef {
+        text_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::Plan(
+            "a mixlab shard table is written, not read".into(),
+        ))
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        _insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let sink = ShardSink::new(self.spec.clone());
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+}
+
+/// Writes a job's kept rows as shard files (see the module documentation).
+#[derive(Debug)]
+pub struct ShardSink {
+    /// What it writes.
+    pub spec: WriteSpec,
+    schema: SchemaRef,
+    /// On an executor: the directories it may read and write (checked when it runs, so the
+    /// refusal reaches the client as the task's error).
+    allowed: Option<AllowedDirs>,
+}
+
+impl ShardSink {
+    /// The sink for `spec`.
+    pub fn new(spec: WriteSpec) -> Self {
+        Self {
+            spec,
+            schema: text_schema(),
+            allowed: None,
+        }
+    }
+
+    /// This sink, refusing to run when a path it reads or writes lies outside `allowed`.
+    #[must_use]
+    pub fn within(self, allowed: AllowedDirs) -> Self {
+        Self {
+            allowed: Some(allowed),
+            ..self
+        }
+    }
+
+    fn check_paths(&self) -> Result<()> {
+        let Some(allowed) = &self.allowed else {
+            return Ok(());
+        };
+        let spec = &self.spec;
+        allowed.check(&spec.shards_dir.join(&spec.domain).join("part.parquet"))?;
+        for path in [&spec.kept, &spec.receipt, &spec.tokenizer] {
+            allowed.check(path)?;
+        }
+        Ok(())
+    }
+}
+
+impl DisplayAs for ShardSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ShardSink: {} from part-{:05}",
+            self.spec.domain, self.spec.first_part
+        )
+    }
+}
+
+#[async_trait]
+impl DataSink for ShardSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(
+        &self,
+        mut data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> Result<u64> {
+        self.check_paths()?;
+        let external = |e: Error| DataFusionError::External(Box::new(e));
+        let mut job = ShardJob::start(&self.spec).map_err(external)?;
+        // Tokenizing and writing block like the line scan's reads: a task is one part's work.
+        while let Some(batch) = data.next().await {
+            job.push(&batch?).map_err(external)?;
+        }
+        job.finish().map_err(external)
+    }
+}
+
+/// `node` as the [`ShardSink`] of a [`DataSinkExec`], if it is one.
+pub(crate) fn as_shard_sink(node: &dyn ExecutionPlan) -> Option<&ShardSink> {
+    let exec: &DataSinkExec = (node as &dyn Any).downcast_ref()?;
+    exec.sink().downcast_ref()
+}
+
+/// One write job under way: the kept rows not yet reached and the files written so far.
+struct ShardJob<'a> {
+    spec: &'a WriteSpec,
+    tokenizer: Arc<TextTokenizer>,
+    kept: Vec<Kept>,
+    /// The first kept row not written yet.
+    next: usize,
+    /// Rows of the query output seen so far.
+    rows: u64,
+    writer: ShardWriter,
+    splits: BTreeMap<Split, SplitCounts>,
+}
+
+impl<'a> ShardJob<'a> {
+    fn start(spec: &'a WriteSpec) -> crate::Result<Self> {
+        let writer = ShardWriter::new(&spec.shards_dir, &spec.domain, spec.shard_rows)
+            .numbered_from(spec.first_part);
+        Ok(Self {
+            tokenizer: tokenizer(&spec.tokenizer, &spec.tokenizer_sha256)?,
+            kept: read_kept(&spec.kept)?,
+            spec,
+            next: 0,
+            rows: 0,
+            writer,
+            splits: BTreeMap::new(),
+        })
+    }
+
+    /// Writes the kept rows of the next batch of the query's output.
+    fn push(&mut self, batch: &RecordBatch) -> crate::Result<()> {
+        let column = batch
+            .columns()
+            .first()
+            .ok_or_else(|| Error::Internal("a write job's input has no column".into()))?;
+        let texts = arrow::compute::cast(column, &DataType::Utf8)
+            .map_err(|e| Error::Internal(format!("a write job's text column: {e}")))?;
+        let texts = texts.as_string::<i32>();
+        let end = self.rows + batch.num_rows() as u64;
+        let here = self.kept[self.next..].partition_point(|k| k.row < end);
+        let docs = self.kept[self.next..self.next + here]
+            .par_iter()
+            .map(|k| self.document(texts, k))
+            .collect::<crate::Result<Vec<_>>>()?;
+        (self.next, self.rows) = (self.next + here, end);
+        for doc in docs {
+            let counts = self.splits.entry(doc.split).or_default();
+            counts.documents += 1;
+            counts.tokens += doc.tokens.len() as u64;
+            self.writer.push(doc)?;
+        }
+        Ok(())
+    }
+
+    /// The shard document of kept row `kept` (in the batch that starts at row `self.rows`).
+    fn document(&self, texts: &StringArray, kept: &Kept) -> crate::Result<ShardDocument> {
+        let i = (kept.row - self.rows) as usize;
+        let text = (!texts.is_null(i)).then(|| clean(texts.value(i)));
+        let id = text.as_ref().map(|t| doc_id(&self.spec.label, t));
+        let Some(text) = text.filter(|_| id == Some(kept.doc_id)) else {
+            let now = id.map_or_else(|| "a null text".to_owned(), |id| format!("document {id}"));
+            return Err(self.not_repeatable(&format!(
+                "row {} reads differently the second time ({now}, first document {})",
+                kept.row, kept.doc_id
+            )));
+        };
+        let spec = self.spec;
+        Ok(ShardDocument {
+            doc_id: kept.doc_id,
+            source: spec.label.clone(),
+            split: Split::of(kept.doc_id, spec.valid_fraction, spec.probe_fraction),
+            tokens: self.tokenizer.encode(&text)?,
+        })
+    }
+
+    /// Writes the last file and the receipt; returns the documents written.
+    fn finish(self) -> crate::Result<u64> {
+        if let Some(k) = self.kept.get(self.next) {
+            let rows = self.rows;
+            return Err(self.not_repeatable(&format!(
+                "the second read ended after {rows} rows, before row {}",
+                k.row
+            )));
+        }
+        let receipt = Receipt {
+            files: self.writer.finish()?,
+            splits: self.splits,
+        };
+        let json = serde_json::to_vec(&receipt)
+            .map_err(|e| Error::Internal(format!("serializing a write receipt: {e}")))?;
+        write_atomic(&self.spec.receipt, &json)?;
+        Ok(receipt.documents())
+    }
+
+    /// The error for a source whose query gave other rows when it ran again.
+    fn not_repeatable(&self, what: &str) -> Error {
+        Error::Query {
+            path: PathBuf::from(&self.spec.label),
+            message: format!(
+                "{what}: on a Ballista cluster the source's SQL runs twice and must return the \
+                 same rows in the same order both times (no random(), no LIMIT without ORDER BY)"
+            ),
+        }
+    }
+}
+
+/// Tokenizers loaded by this process, by path and SHA-256; one or two per run, so the cache is
+/// cleared rather than evicted.
+type TokenizerCache = HashMap<(PathBuf, String), Arc<TextTokenizer>>;
+static TOKENIZERS: LazyLock<Mutex<TokenizerCache>> = LazyLock::new(Mutex::default);
+const TOKENIZERS_CAPACITY: usize = 8;
+
+/// The tokenizer at `path`, checked against `sha256` and loaded once per process.
+fn tokenizer(path: &Path, sha256: &str) -> crate::Result<Arc<TextTokenizer>> {
+    let key = (path.to_owned(), sha256.to_owned());
+    let mut cache = TOKENIZERS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = cache.get(&key) {
+        return Ok(Arc::clone(t));
+    }
+    let actual = sha256_file(path)?;
+    if actual != sha256 {
+        return Err(Error::Tokenizer {
+            path: path.to_owned(),
+            message: format!(
+                "sha256 {actual} on this executor, expected {sha256} (the file changed, or executors do not share the client's file system)"
+            ),
+        });
+    }
+    let loaded = Arc::new(TextTokenizer::load(path)?);
+    if cache.len() >= TOKENIZERS_CAPACITY {
+        cache.clear();
+    }
+    cache.insert(key, Arc::clone(&loaded));
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::StringArray;
+    use datafusion::catalog::MemTable;
+    use datafusion::logical_expr::LogicalPlanBuilder;
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+    use crate::shard::read_shard_file;
+    use crate::tokenize::train_byte_level_bpe;
+
+    fn texts() -> Vec<Option<String>> {
+        (0..7)
+            .map(|i| (i != 2).then(|| format!("  Document number {i} says something.\r\n")))
+            .collect()
+    }
+
+    /// A spec over a fresh tokenizer keeping rows 0, 3, 4 and 6 of [`texts`].
+    fn spec(dir: &Path) -> WriteSpec {
+        let tokenizer = dir.join("tokenizer.json");
+        let sample: Vec<String> = texts().into_iter().flatten().collect();
+        train_byte_level_bpe(&sample, 300, &tokenizer).unwrap();
+        let spec = WriteSpec {
+            domain: "prose".into(),
+            label: "prose.jsonl".into(),
+            shards_dir: dir.join("shards"),
+            first_part: 3,
+            shard_rows: 3,
+            kept: dir.join("kept-1.bin"),
+            receipt: dir.join("written-1.json"),
+            tokenizer_sha256: sha256_file(&tokenizer).unwrap(),
+            tokenizer,
+            valid_fraction: 0.3,
+            probe_fraction: 0.2,
+        };
+        let kept: Vec<Kept> = [0, 3, 4, 6].iter().map(|&row| kept(&spec, row)).collect();
+        write_kept(&spec.kept, &kept).unwrap();
+        spec
+    }
+
+    fn kept(spec: &WriteSpec, row: u64) -> Kept {
+        let text = texts()[row as usize].clone().unwrap();
+        Kept {
+            row,
+            doc_id: doc_id(&spec.label, &clean(&text)),
+        }
+    }
+
+    /// Inserts `texts` (in batches of two rows) into the spec's shard table, as a write job does.
+    fn insert(spec: &WriteSpec, texts: Vec<Option<String>>) -> Result<u64> {
+        let schema = text_schema();
+        let batches = texts
+            .chunks(2)
+            .map(|rows| {
+                let column = Arc::new(StringArray::from(rows.to_vec()));
+                RecordBatch::try_new(Arc::clone(&schema), vec![column]).unwrap()
+            })
+            .collect();
+        let ctx = SessionContext::new();
+        let input = MemTable::try_new(schema, vec![batches])?;
+        ctx.register_table("input", Arc::new(input))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let input = ctx.table("input").await?.logical_plan().clone();
+            let table = datafusion::datasource::provider_as_source(Arc::new(ShardTable {
+                spec: spec.clone(),
+            }));
+            let plan = LogicalPlanBuilder::insert_into(input, "shards", table, InsertOp::Append)?
+                .build()?;
+            let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+            let counts = batches[0]
+                .column(0)
+                .as_primitive::<arrow::datatypes::UInt64Type>();
+            Ok(counts.value(0))
+        })
+    }
+
+    #[test]
+    fn a_write_job_writes_the_kept_rows_as_the_local_writer_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(dir.path());
+        assert_eq!(insert(&spec, texts()).unwrap(), 4);
+
+        let tokenizer = TextTokenizer::load(&spec.tokenizer).unwrap();
+        let expected: Vec<ShardDocument> = [0, 3, 4, 6]
+            .iter()
+            .map(|&row| {
+                let text = clean(texts()[row].as_deref().unwrap());
+                let id = doc_id(&spec.label, &text);
+                ShardDocument {
+                    doc_id: id,
+                    source: spec.label.clone(),
+                    split: Split::of(id, 0.3, 0.2),
+                    tokens: tokenizer.encode(&text).unwrap(),
+                }
+            })
+            .collect();
+        let local_dir = dir.path().join("local");
+        let mut local = ShardWriter::new(&local_dir, "prose", 3).numbered_from(3);
+        for doc in expected.clone() {
+            local.push(doc).unwrap();
+        }
+        let local = local.finish().unwrap();
+
+        let receipt = Receipt::read(&spec.receipt).unwrap();
+        assert_eq!(receipt.files, local, "same names, rows, tokens and bytes");
+        let paths: Vec<&str> = receipt.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["prose/part-00003.parquet", "prose/part-00004.parquet"]
+        );
+        let written: Vec<ShardDocument> = receipt
+            .files
+            .iter()
+            .flat_map(|f| read_shard_file(&spec.shards_dir.join(&f.path), None).unwrap())
+            .collect();
+        assert_eq!(written, expected);
+        let documents: u64 = receipt.splits.values().map(|c| c.documents).sum();
+        assert_eq!((documents, receipt.documents()), (4, 4));
+
+        // A retried task writes the same files again: no second copy, the same bytes.
+        assert_eq!(insert(&spec, texts()).unwrap(), 4);
+        assert_eq!(Receipt::read(&spec.receipt).unwrap(), receipt);
+        let files = std::fs::read_dir(spec.shards_dir.join("prose")).unwrap();
+        assert_eq!(files.count(), 2);
+    }
+
+    #[test]
+    fn a_source_that_reads_differently_the_second_time_fails_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(dir.path());
+        let mut changed = texts();
+        changed.swap(3, 5);
+        let err = insert(&spec, changed).unwrap_err().to_string();
+        assert!(err.contains("row 3 reads differently"), "{err}");
+        assert!(err.contains("same rows in the same order"), "{err}");
+        let err = insert(&spec, texts()[..5].to_vec())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ended after 5 rows, before row 6"), "{err}");
+        assert!(!spec.receipt.exists(), "no receipt for a failed job");
+    }
+
+    #[test]
+    fn an_executor_refuses_a_changed_tokenizer_and_paths_outside_its_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = spec(dir.path());
+        let sink = |spec: &WriteSpec, allowed: &Path| {
+            let allowed = AllowedDirs::new(&[allowed.to_owned()]).unwrap();
+            ShardSink::new(spec.clone()).within(allowed)
+        };
+        assert!(sink(&spec, dir.path()).check_paths().is_ok());
+        let elsewhere = tempfile::tempdir().unwrap();
+        let err = sink(&spec, elsewhere.path()).check_paths().unwrap_err();
+        assert!(err.to_string().contains("outside the directories"), "{err}");
+        spec.shards_dir = dir.path().join("../escape");
+        assert!(sink(&spec, dir.path()).check_paths().is_err());
+
+        spec.tokenizer_sha256 = "0".repeat(64);
+        let err = ShardJob::start(&spec).err().unwrap().to_string();
+        assert!(
+            err.contains("tokenizer.json") && err.contains("sha256"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn kept_lists_round_trip_and_refuse_other_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kept.bin");
+        let kept = [
+            Kept { row: 2, doc_id: 9 },
+            Kept {
+                row: 5,
+                doc_id: 1 << 60,
+            },
+        ];
+        write_kept(&path, &kept).unwrap();
+        assert_eq!(read_kept(&path).unwrap(), kept);
+        std::fs::write(&path, [0u8; 17]).unwrap();
+        assert!(
+            read_kept(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("multiple of 16")
+        );
+        write_kept(&path, &[kept[1], kept[0]]).unwrap();
+        assert!(
+            read_kept(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("increasing")
+        );
+    }
+}
