@@ -305,40 +305,29 @@ text_column = "body"
 
 #[test]
 fn an_executor_refuses_parquet_files_outside_its_allowed_directories() {
-    let p = Project::new();
-    std::fs::create_dir_all(p.path("data")).unwrap();
-    write_parquet(&p, "data/p-1.parquet", &documents("first", 20, 1));
-    p.write("datasets.toml", PARQUET_ONLY);
     // The executor may use the output directory (the staged tokenizer), not the sources.
-    std::fs::create_dir_all(p.path("out")).unwrap();
-    let mut cluster = TestCluster::scheduler(&p, 1);
-    let out_dir = p.path("out");
-    cluster.add_executor_with(&p, 0, &["--allow-dir", out_dir.to_str().unwrap()]);
-    cluster.wait_for("/readyz", "the executor never registered");
-    let args = ["ingest", "--engine", "ballista", "--scheduler"];
-    let out = p
-        .run(&[&args[..], &[cluster.address.as_str()]].concat())
-        .expect_code(1);
-    assert!(
-        out.stderr
-            .contains("outside the directories this executor may use")
-            && out.stderr.contains("data/p-1.parquet"),
-        "{}",
-        out.stderr
-    );
-    assert_nothing_published(&p);
+    let stderr = ingest_parquet_on_an_executor_allowed("out");
+    assert!(stderr.contains("data/p-1.parquet"), "{stderr}");
 }
 
 #[test]
 fn an_executor_refuses_to_write_shards_outside_its_allowed_directories() {
+    // The executor may read the sources (so the judge job runs), not write the shards.
+    let stderr = ingest_parquet_on_an_executor_allowed("data");
+    assert!(stderr.contains("shards.partial"), "{stderr}");
+}
+
+/// Ingests a Parquet source on one executor started with `--allow-dir <project>/<allowed>`;
+/// asserts that the executor refused a path and nothing was published; returns stderr.
+fn ingest_parquet_on_an_executor_allowed(allowed: &str) -> String {
     let p = Project::new();
     std::fs::create_dir_all(p.path("data")).unwrap();
     write_parquet(&p, "data/p-1.parquet", &documents("first", 20, 1));
     p.write("datasets.toml", PARQUET_ONLY);
-    // The executor may read the sources (so the judge job runs), not write the shards.
+    std::fs::create_dir_all(p.path(allowed)).unwrap();
     let mut cluster = TestCluster::scheduler(&p, 1);
-    let data_dir = p.path("data");
-    cluster.add_executor_with(&p, 0, &["--allow-dir", data_dir.to_str().unwrap()]);
+    let allowed = p.path(allowed);
+    cluster.add_executor_with(&p, 0, &["--allow-dir", allowed.to_str().unwrap()]);
     cluster.wait_for("/readyz", "the executor never registered");
     let args = ["ingest", "--engine", "ballista", "--scheduler"];
     let out = p
@@ -346,12 +335,12 @@ fn an_executor_refuses_to_write_shards_outside_its_allowed_directories() {
         .expect_code(1);
     assert!(
         out.stderr
-            .contains("outside the directories this executor may use")
-            && out.stderr.contains("shards.partial"),
+            .contains("outside the directories this executor may use"),
         "{}",
         out.stderr
     );
     assert_nothing_published(&p);
+    out.stderr
 }
 
 #[test]
