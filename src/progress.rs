@@ -28,25 +28,26 @@ impl IngestBars {
 
 /// A byte-counting bar with throughput, or a hidden one.
 pub fn bytes_bar(len: u64, prefix: &str, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let style = ProgressStyle::with_template(
-        "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}",
-    )
-    .expect("static template")
-    .progress_chars("=> ");
-    ProgressBar::new(len)
-        .with_style(style)
-        .with_prefix(prefix.to_owned())
+    let template = "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}";
+    styled_bar(len, prefix, template, quiet)
 }
 
 /// A bar counting jobs, or a hidden one.
 fn jobs_bar(len: u64, prefix: &str, quiet: bool) -> ProgressBar {
+    styled_bar(
+        len,
+        prefix,
+        "{prefix:>12} [{bar:30}] {pos}/{len} jobs ({eta})",
+        quiet,
+    )
+}
+
+/// A bar of `len` steps drawn with `template`, or a hidden one with `quiet`.
+fn styled_bar(len: u64, prefix: &str, template: &'static str, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
-    let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} jobs ({eta})")
+    let style = ProgressStyle::with_template(template)
         .expect("static template")
         .progress_chars("=> ");
     ProgressBar::new(len)

@@ -99,6 +99,19 @@ pub fn write_kept(path: &Path, kept: &[Kept]) -> crate::Result<()> {
 
 /// Reads what [`write_kept`] wrote.
 ///
+/// # Example
+/// ```
+/// use mixlab_ingest::cluster::write::{Kept, read_kept, write_kept};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("kept-0.bin");
+/// let kept = [Kept { row: 0, doc_id: 7 }, Kept { row: 3, doc_id: 9 }];
+/// write_kept(&path, &kept)?;
+/// assert_eq!(read_kept(&path)?, kept);
+/// write_kept(&path, &[kept[1], kept[0]])?; // rows out of order
+/// assert!(read_kept(&path).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 /// I/O errors naming the file; [`Error::Internal`] for a file of another shape.
 pub fn read_kept(path: &Path) -> crate::Result<Vec<Kept>> {

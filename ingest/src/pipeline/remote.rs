@@ -207,7 +207,6 @@ impl DomainStage<'_> {
         let (jobs, mut done) = (writes.iter().map(Vec::len).sum(), 0);
         progress.shards_written(done, jobs);
         for (domain, writes) in domains.iter_mut().zip(writes) {
-            domain.splits.clear();
             for write in writes {
                 let receipt = write.wait(cluster)?;
                 domain.stats.tokens += receipt.tokens();
