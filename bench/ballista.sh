@@ -42,7 +42,8 @@ cluster_run() {
   until curl -sf "http://127.0.0.1:$port/readyz" > /dev/null; do sleep 0.2; done
   local before=() after=()
   for pid in "${pids[@]}"; do before+=("$(cpu_of "$pid")"); done
-  run "$name" "$MIXLAB" --engine ballista --scheduler "127.0.0.1:$port" --jobs 4
+  RUST_LOG="warn,mixlab_ingest=info" run "$name" "$MIXLAB" --engine ballista \
+    --scheduler "127.0.0.1:$port" --jobs 4 2> "$W/$name.stderr"
   for pid in "${pids[@]}"; do after+=("$(cpu_of "$pid")"); done
   local cpu=""
   for i in "${!pids[@]}"; do
@@ -91,9 +92,9 @@ for name in ["ballista-1", "ballista-2"]:
     print(f"{name}: overhead over local {times[name][0] - base_wall:+.1f} s wall ({times[name][0] / base_wall:.2f}x).", end=" ")
 print()
 # Estimate for a corpus 1,000x this one (many files: every executor busy), from CPU seconds:
-# executors' work (reading twice, judging, tokenizing, shard writing) parallelizes over executors x
-# cores; the client's (decoding verdicts and signatures, dedup, kept lists, the manifest) and the
-# scheduler's stay on one machine each.
+# executors' work (reading twice, judging, staging, the dedup queries, tokenizing, shard writing)
+# parallelizes over executors x cores; the client's (resolving the dedup groups, dropped lists,
+# the manifest) and the scheduler's stay on one machine each.
 wall, rss, user, sys_ = times["ballista-2"]
 client = user + sys_
 executors = sum(cpu["ballista-2"][1:])
@@ -101,17 +102,26 @@ scheduler = cpu["ballista-2"][0]
 cores = 2
 print(f"\nEstimate for 1,000x the corpus ({mb * 1000 / 1e3:.0f} GB of text) from the ballista-2 CPU seconds: "
       f"executors {executors:.1f} s, client {client:.1f} s, scheduler {scheduler:.1f} s per corpus.")
-print("\n| executors (2 cores each) | executor-bound hours | client-bound hours | estimated MB/s |")
-print("|---|---|---|---|")
+print("\n| executors (2 cores each) | executor-bound hours | client-bound hours | scheduler-bound hours | estimated MB/s |")
+print("|---|---|---|---|---|")
 for n in [1, 2, 8, 64]:
     ex = 1000 * executors / (n * cores) / 3600
     cl = 1000 * client / 3600
-    print(f"| {n} | {ex:.2f} | {cl:.2f} | {mb * 1000 / (max(ex, cl) * 3600):.1f} |")
-# Dedup's index (ingest/src/dedup.rs) holds every kept document in the client's memory.
-docs = sum(d["stats"]["documents"] for d in local["domains"])
-per_doc = 16 + 4 * 128 + 24 * 16
-print(f"\nDedup stays in the client and holds every kept document: {per_doc} bytes each at this config "
-      f"(exact hash, 128-slot signature, 16 band entries); at 1,000x ({docs * 1000:,} documents) about "
-      f"{docs * 1000 * per_doc / 1e9:.0f} GB of client memory.")
+    sc = 1000 * scheduler / 3600
+    print(f"| {n} | {ex:.2f} | {cl:.2f} | {sc:.2f} | {mb * 1000 / (max(ex, cl, sc) * 3600):.1f} |")
+# What dedup sends the client: exact duplicates (ordinal and first ordinal, 16 bytes each) and the
+# records whose band keys collide (ordinal and 128-slot signature, 520 bytes each).
+import re
+log = open(f"{w}/ballista-2.stderr").read()
+found = re.search(r"exact_duplicates=(\d+) colliding=(\d+)", log)
+if found:
+    exact, colliding = map(int, found.groups())
+    records = sum(d["stats"]["records_read"] for d in local["domains"])
+    kept = sum(d["stats"]["documents"] for d in local["domains"])
+    held = exact * 16 + colliding * (8 + 4 * 128)
+    print(f"\nDedup on the cluster returned {exact:,} exact duplicates and {colliding:,} colliding records "
+          f"of {records:,} records ({held / 1e6:.2f} MB to the client); at 1,000x with the same duplicate rates "
+          f"about {held * 1000 / 1e9:.1f} GB, against {kept * 1000 * (16 + 4 * 128 + 24 * 16) / 1e9:.0f} GB "
+          "for the index of every kept document that the client held before.")
 PY
 tail -n 25 "$RESULTS"

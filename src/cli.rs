@@ -869,7 +869,7 @@ pub struct IngestArgs {
     /// The Ballista scheduler's HOST:PORT [default: [ingest] scheduler, else 127.0.0.1:50050].
     #[arg(long, value_name = "HOST:PORT")]
     pub scheduler: Option<String>,
-    /// Ballista judge jobs (one per source file) and write jobs running at once [default: [ingest] cluster_jobs, else 8].
+    /// Ballista jobs running at once (stage and write jobs, one per source file each), and the dedup queries' partitions [default: [ingest] cluster_jobs, else 8].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: Option<u64>,
 }

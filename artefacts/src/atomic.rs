@@ -38,24 +38,94 @@ pub fn write_atomic_with<T>(
     path: &Path,
     write: impl FnOnce(&mut File) -> io::Result<T>,
 ) -> io::Result<T> {
-    let dir = match path.parent() {
+    let mut file = AtomicFile::create(path)?;
+    let value = write(file.as_file_mut()).map_err(naming(path))?;
+    file.commit()?;
+    Ok(value)
+}
+
+/// A file written over time (batch by batch, across awaits) that appears at its path only when
+/// [`AtomicFile::commit`] is called, as [`write_atomic`] writes it; dropped uncommitted, it is
+/// removed and the path is untouched.
+///
+/// # Example
+/// ```
+/// use std::io::Write;
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("candidates.parquet");
+/// let mut file = mixlab_artefacts::atomic::AtomicFile::create(&path)?;
+/// file.as_file_mut().write_all(b"first batch, ")?;
+/// assert!(!path.exists());
+/// file.as_file_mut().write_all(b"second batch")?;
+/// file.commit()?;
+/// assert_eq!(std::fs::read(&path)?, b"first batch, second batch");
+/// drop(mixlab_artefacts::atomic::AtomicFile::create(&path)?); // abandoned: nothing changes
+/// assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct AtomicFile {
+    tmp: tempfile::NamedTempFile,
+    path: std::path::PathBuf,
+}
+
+impl AtomicFile {
+    /// Starts the file that will replace `path`, creating its directory.
+    ///
+    /// # Errors
+    /// An I/O error naming the directory.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let dir = parent_dir(path);
+        fs_err::create_dir_all(dir)?;
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(naming(dir))?;
+        Ok(Self {
+            tmp,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The temporary file, to write to.
+    pub fn as_file_mut(&mut self) -> &mut File {
+        self.tmp.as_file_mut()
+    }
+
+    /// Flushes the content to disk and moves it to its path.
+    ///
+    /// # Errors
+    /// An I/O error naming the path.
+    pub fn commit(self) -> io::Result<()> {
+        let path = self.path;
+        self.tmp.as_file().sync_all().map_err(naming(&path))?;
+        self.tmp
+            .persist(&path)
+            .map_err(|e| naming(&path)(e.error))?;
+        sync_dir(parent_dir(&path))
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tmp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tmp.flush()
+    }
+}
+
+/// The directory a file lies in (`.` for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
-    };
-    fs_err::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(naming(dir))?;
-    let value = write(tmp.as_file_mut()).map_err(naming(path))?;
-    tmp.as_file().sync_all().map_err(naming(path))?;
-    tmp.persist(path).map_err(|e| naming(path)(e.error))?;
-    sync_dir(dir)?;
-    Ok(value)
+    }
 }
 
 /// Removes the temporary files a killed [`write_atomic`] left in `dir` (not recursive); returns
@@ -119,10 +189,7 @@ pub fn remove_orphans(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn replace_dir(staging: &Path, target: &Path) -> io::Result<()> {
-    let parent = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let parent = parent_dir(target);
     if target.exists() {
         exchange(staging, target)?;
         sync_dir(parent)?;

@@ -120,8 +120,9 @@ pub struct IngestConfig {
     pub engine: Engine,
     /// The Ballista scheduler's `HOST:PORT` for `engine = "ballista"`. Default: 127.0.0.1:50050.
     pub scheduler: String,
-    /// Ballista judge jobs (one per source file) running at once for `engine = "ballista"`, and
-    /// as many write jobs; about twice the cluster's executor cores keeps it busy. Default: 8.
+    /// Ballista jobs running at once for `engine = "ballista"` (stage and write jobs, one per
+    /// source file each), and the partitions of the dedup queries; about twice the cluster's
+    /// executor cores keeps it busy. Default: 8.
     pub cluster_jobs: usize,
 }
 

@@ -10,7 +10,7 @@
 //! randomized `HashMap` (not reproducible across runs) or pull in a different hash family per
 //! permutation; one xxh3 hash per shingle plus a multiply-shift permutation is simpler and faster.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
@@ -94,6 +94,34 @@ impl MinHasher {
     }
 }
 
+/// The LSH bucket keys of a signature: one hash per band of `signature.len() / bands` slots, the
+/// band's number included so equal slots in different bands do not collide.
+///
+/// # Example
+/// ```
+/// use mixlab_ingest::dedup::band_keys;
+/// let keys = band_keys(&[1, 2, 3, 4], 2);
+/// assert_eq!(keys.len(), 2);
+/// assert_eq!(keys, band_keys(&[1, 2, 3, 4], 2));
+/// assert_ne!(band_keys(&[1, 2, 1, 2], 2)[0], band_keys(&[1, 2, 1, 2], 2)[1]);
+/// ```
+pub fn band_keys(signature: &[u32], bands: usize) -> Vec<u64> {
+    let rows = signature.len() / bands.max(1);
+    signature
+        .chunks(rows.max(1))
+        .take(bands)
+        .enumerate()
+        .map(|(band, chunk)| {
+            let mut bytes = Vec::with_capacity(4 * rows + 8);
+            bytes.extend_from_slice(&(band as u64).to_le_bytes());
+            chunk
+                .iter()
+                .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+            xxh3_64(&bytes)
+        })
+        .collect()
+}
+
 /// Why [`DedupIndex::insert`] rejected a document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Duplicate {
@@ -162,19 +190,7 @@ impl DedupIndex {
 
 impl NearIndex {
     fn insert(&mut self, sig: &[u32]) -> Result<(), Duplicate> {
-        let rows = self.num_perm / self.bands;
-        let keys: Vec<u64> = sig
-            .chunks(rows)
-            .enumerate()
-            .map(|(band, chunk)| {
-                let mut bytes = Vec::with_capacity(4 * rows + 8);
-                bytes.extend_from_slice(&(band as u64).to_le_bytes());
-                chunk
-                    .iter()
-                    .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
-                xxh3_64(&bytes)
-            })
-            .collect();
+        let keys = band_keys(sig, self.bands);
         let mut checked = HashSet::new();
         for key in &keys {
             for &candidate in self.buckets.get(key).into_iter().flatten() {
@@ -199,6 +215,53 @@ impl NearIndex {
     }
 }
 
+/// A record's place in ingest order across every domain (earlier records win duplicates); on a
+/// cluster, the part of the source in the high bits and the row in the part in the low ones.
+pub type Ordinal = u64;
+
+/// What grouping records by their dedup keys found, for [`resolve`]: no record outside these
+/// lists can be a duplicate, or be one that another record duplicates.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Groups {
+    /// Each record whose exact hash an earlier record has, with the first record of that hash.
+    pub exact: Vec<(Ordinal, Ordinal)>,
+    /// Each record not in `exact` that shares an LSH band key with another such record, with
+    /// its signature.
+    pub colliding: Vec<(Ordinal, Vec<u32>)>,
+}
+
+/// The records that [`DedupIndex`], inserting every record in ordinal order, would reject, from
+/// the groups alone.
+///
+/// A record outside every group is kept by the index: its hash is new and no bucket it lands in
+/// holds another record. So replaying the index over the colliding records (in order) decides
+/// near duplicates exactly, and an exact duplicate of a record that was itself a near duplicate
+/// is a near duplicate too (the index finds the same kept record through the same signature).
+pub fn resolve(groups: Groups, minhash: Option<&MinHashConfig>) -> BTreeMap<Ordinal, Duplicate> {
+    let exact: HashMap<Ordinal, Ordinal> = groups.exact.into_iter().collect();
+    let mut colliding = groups.colliding;
+    colliding.sort_unstable_by_key(|(ord, _)| *ord);
+    let mut index = DedupIndex::new(minhash);
+    let mut dropped = BTreeMap::new();
+    for (ord, signature) in colliding {
+        if !exact.contains_key(&ord) && index.insert(None, Some(&signature)).is_err() {
+            dropped.insert(ord, Duplicate::Near);
+        }
+    }
+    for (ord, first) in exact {
+        let near = dropped.get(&first) == Some(&Duplicate::Near);
+        dropped.insert(
+            ord,
+            if near {
+                Duplicate::Near
+            } else {
+                Duplicate::Exact
+            },
+        );
+    }
+    dropped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +271,43 @@ mod tests {
             .map(|i| format!("w{}", (i * 7 + seed * 13) % 997))
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    #[test]
+    fn resolving_groups_drops_what_the_index_drops_in_order() {
+        let config = MinHashConfig::default();
+        let hasher = MinHasher::new(&config);
+        let (a, b) = (text(300, 1), text(300, 2).replace('w', "v"));
+        let near_a = a.replacen("w7 ", "changed ", 1);
+        let texts = [
+            a.clone(),
+            near_a.to_uppercase(), // near duplicate of a
+            b.clone(),
+            near_a.clone(),       // exact duplicate of a near duplicate: near
+            a.replace(' ', "  "), // exact duplicate of a kept record: exact
+            text(300, 3).replace('w', "u"),
+            b,
+        ];
+        for (exact, near) in [(true, true), (true, false), (false, true)] {
+            let minhash = near.then_some(&config);
+            let records = testing::records(&texts, exact, minhash.map(|_| &hasher));
+            let mut index = DedupIndex::new(minhash);
+            let expected: BTreeMap<Ordinal, Duplicate> = records
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (hash, sig))| {
+                    let verdict = index.insert(*hash, sig.as_deref());
+                    verdict.err().map(|d| (i as Ordinal, d))
+                })
+                .collect();
+            let groups = testing::groups(&records, config.bands);
+            assert_eq!(
+                resolve(groups, minhash),
+                expected,
+                "exact {exact}, near {near}"
+            );
+            assert!(expected.len() >= 2, "{expected:?}");
+        }
     }
 
     #[test]
@@ -273,5 +373,62 @@ mod tests {
             Err(Duplicate::Near)
         );
         assert_eq!(index.insert(None, Some(&hasher.signature(&other))), Ok(()));
+    }
+}
+
+/// Dedup keys of texts and their [`Groups`] found in memory, to check the cluster's queries and
+/// [`resolve`] against [`DedupIndex`].
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Each text's exact hash and signature, as the judge computes them.
+    pub(crate) fn records(
+        texts: &[String],
+        exact: bool,
+        hasher: Option<&MinHasher>,
+    ) -> Vec<(Option<u128>, Option<Vec<u32>>)> {
+        texts
+            .iter()
+            .map(|t| {
+                let normalized = normalize(t);
+                let hash = exact.then(|| exact_hash(&normalized));
+                (hash, hasher.map(|h| h.signature(&normalized)))
+            })
+            .collect()
+    }
+
+    /// The groups of `records` (ordinal = position), found by brute force.
+    pub(crate) fn groups(records: &[(Option<u128>, Option<Vec<u32>>)], bands: usize) -> Groups {
+        let mut first: HashMap<u128, Ordinal> = HashMap::new();
+        let mut exact = Vec::new();
+        for (i, (hash, _)) in records.iter().enumerate() {
+            let Some(hash) = hash else { continue };
+            match first.get(hash) {
+                Some(&f) => exact.push((i as Ordinal, f)),
+                None => {
+                    first.insert(*hash, i as Ordinal);
+                }
+            }
+        }
+        let losers: HashSet<Ordinal> = exact.iter().map(|(o, _)| *o).collect();
+        let mut buckets: HashMap<u64, Vec<Ordinal>> = HashMap::new();
+        for (i, (_, sig)) in records.iter().enumerate() {
+            if let Some(sig) = sig.as_ref().filter(|_| !losers.contains(&(i as Ordinal))) {
+                for key in band_keys(sig, bands) {
+                    buckets.entry(key).or_default().push(i as Ordinal);
+                }
+            }
+        }
+        let hit: std::collections::BTreeSet<Ordinal> = buckets
+            .into_values()
+            .filter(|b| b.len() > 1)
+            .flatten()
+            .collect();
+        let colliding = hit
+            .into_iter()
+            .map(|o| (o, records[o as usize].1.clone().unwrap_or_default()))
+            .collect();
+        Groups { exact, colliding }
     }
 }

@@ -12,7 +12,7 @@ pub enum EngineSession {
     Local,
     /// A Ballista cluster.
     #[cfg(feature = "cluster")]
-    Ballista(crate::cluster::client::Cluster),
+    Ballista(Box<crate::cluster::client::Cluster>),
 }
 
 impl EngineSession {
@@ -31,7 +31,7 @@ impl EngineSession {
                     ingest.batch_rows,
                     ingest.cluster_jobs,
                 )?;
-                Ok(Self::Ballista(cluster))
+                Ok(Self::Ballista(Box::new(cluster)))
             }
             #[cfg(not(feature = "cluster"))]
             Engine::Ballista => Err(Error::Config(

@@ -2,9 +2,10 @@
 //! dedup hashes.
 //!
 //! Both engines judge records with [`Judge`]: the local engine in rayon loops, the Ballista engine
-//! inside a UDF on the executors ([`crate::cluster`]). Dedup in record order follows on one
-//! machine either way; tokenization, split assignment and shard writing then run in this process
-//! (local) or on the executors ([`crate::cluster::write`]), with the same documents either way.
+//! inside a UDF on the executors ([`crate::cluster`]). Dedup follows in record order (local) or as
+//! distributed queries ([`crate::cluster::groups`]); tokenization, split assignment and shard
+//! writing then run in this process (local) or on the executors ([`crate::cluster::write`]), with
+//! the same documents either way.
 
 use std::borrow::Cow;
 

@@ -199,8 +199,8 @@ fn an_executor_killed_while_judging_leaves_the_same_shards_or_none() {
 
 #[test]
 fn an_executor_killed_while_writing_shards_leaves_the_same_shards_or_none() {
-    // Once the first domain's write job is under way (its kept rows are listed first).
-    ingest_killing_an_executor_when("out/shards.partial/.cluster/kept-0.bin");
+    // Once the first part's write job is under way (what dedup dropped of it is listed first).
+    ingest_killing_an_executor_when("out/shards.partial/.cluster/dropped-0.bin");
 }
 
 /// Ingests the demo corpus on two executors and kills one as soon as `trigger` exists: the
@@ -312,7 +312,8 @@ fn an_executor_refuses_parquet_files_outside_its_allowed_directories() {
 
 #[test]
 fn an_executor_refuses_to_write_shards_outside_its_allowed_directories() {
-    // The executor may read the sources (so the judge job runs), not write the shards.
+    // The executor may read the sources, not write under the output directory (the stage job's
+    // candidates for dedup, then the shards).
     let stderr = ingest_parquet_on_an_executor_allowed("data");
     assert!(stderr.contains("shards.partial"), "{stderr}");
 }

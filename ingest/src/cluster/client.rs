@@ -1,17 +1,16 @@
 //! The client side of a Ballista ingest: each source becomes parts (one per file when its SQL
-//! works row by row, else one for the whole source). A part's first job scans its files, runs the
-//! SQL and judges every record with `mixlab_judge` on the executors. All sources are planned
-//! first; judge jobs then run a few at a time across sources, and their results are read back in
-//! source and file order, so the records reach dedup in the order the local engine reads them.
-//! A part's second job ([`Cluster::write`]) runs its query again into the shard writer.
+//! works row by row, else one for the whole source). A part's first job ([`Cluster::stage`])
+//! scans its files, runs the SQL, judges every record with `mixlab_judge` and stages the
+//! candidates for dedup on the executors; dedup runs as distributed queries over what the stage
+//! jobs wrote ([`Cluster::find_groups`]); a part's second job ([`Cluster::write`]) runs its query
+//! again into the shard writer. Jobs run at most `jobs_in_flight` at once, in the order started.
 
-use std::collections::VecDeque;
 use std::net::{TcpStream, ToSocketAddrs};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use datafusion::catalog::TableProvider;
@@ -20,20 +19,22 @@ use datafusion::datasource::listing::ListingTable;
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{LogicalPlan, lit};
+use datafusion::logical_expr::{Expr, LogicalPlan, lit};
 use datafusion::logical_expr::{LogicalPlanBuilder, cast};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext, ident};
-use futures::StreamExt;
 use tokio::runtime::Runtime;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
 use super::codec::{LogicalCodec, PhysicalCodec};
-use super::judge::{JudgeSpec, judge_udf, verdicts};
+use super::groups::{StagedFiles, find_groups, register};
+use super::judge::{JudgeSpec, judge_udf};
 use super::scan::{LineScan, LineTable, ScanCounts};
-use super::write::{Receipt, ShardTable, TEXT_COLUMN, WriteSpec};
+use super::sink::{SinkTask, TaskTable};
+use super::stage::{JUDGED_COLUMN, StageReceipt, StageSpec};
+use super::write::{Receipt, TEXT_COLUMN, WriteSpec};
 use crate::config::{SourceConfig, SourceFormat};
+use crate::dedup::Groups;
 use crate::error::{Error, Result};
-use crate::record::Verdict;
 use crate::source::{
     ReadOptions, check_parquet_footer, open_lines, parquet_table, query_err, source_frame,
     sql_error,
@@ -42,17 +43,16 @@ use crate::source::{
 /// How long [`Cluster::connect`] waits for the scheduler's port to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Result batches a job may hold in the client before the client reads them.
-const JOB_BUFFER_BATCHES: usize = 4;
-
 /// A connection to a Ballista scheduler, with the runtime its jobs run on.
 pub struct Cluster {
     runtime: Runtime,
+    /// Stage and write jobs: one partition, so a part's rows keep their order.
     ctx: SessionContext,
+    /// Dedup queries: as many partitions as jobs in flight, so their group-bys spread.
+    dedup_ctx: SessionContext,
     address: String,
-    jobs_in_flight: usize,
-    /// Write jobs running at once are at most `jobs_in_flight`.
-    write_permits: Arc<Semaphore>,
+    /// Stage and write jobs running at once are at most `jobs_in_flight`.
+    permits: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -63,59 +63,44 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// A batch of judged records and the source bytes read once it is used.
-#[derive(Debug)]
-pub struct JudgedBatch {
-    /// The part of the source the records are from ([`Cluster::write`] takes it).
-    pub part: usize,
-    /// The first record's row number in the part's query output.
-    pub first_row: u64,
-    /// Raw length and verdict of each record, in record order.
-    pub verdicts: Vec<(usize, Verdict)>,
-    /// Bytes of the source's files whose jobs are complete.
-    pub raw_bytes_done: u64,
-}
-
-/// Every source's parts and judge jobs, planned, and the judge jobs running.
+/// Every source's parts, planned.
 pub struct Plan {
     parts: Vec<Part>,
-    pending: VecDeque<PlannedJob>,
-    running: VecDeque<RunningJob>,
+    /// The parts of each source, in order.
+    sources: Vec<Range<usize>>,
 }
 
-/// A part's query before judging: its second job runs it again.
-struct Part {
-    frame: DataFrame,
-    text_column: String,
-    label: PathBuf,
+impl Plan {
+    /// The parts of source `source` (its index in [`Cluster::plan`]'s requests).
+    pub fn parts_of(&self, source: usize) -> Range<usize> {
+        self.sources.get(source).cloned().unwrap_or_default()
+    }
+
+    /// The bytes on disk of part `part`'s files.
+    pub fn bytes_of(&self, part: usize) -> u64 {
+        self.parts.get(part).map_or(0, |p| p.bytes)
+    }
 }
 
 impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plan")
-            .field("pending", &self.pending.len())
-            .field("running", &self.running.len())
+            .field("parts", &self.parts.len())
             .finish()
     }
 }
 
-/// A judge job's query, not started.
-struct PlannedJob {
-    source: usize,
-    part: usize,
+/// A part of a source: its query (run by the stage and the write job) and what it reads.
+struct Part {
     frame: DataFrame,
-    job: Job,
+    text_column: String,
     label: PathBuf,
-}
-
-/// A started judge job and where its results arrive.
-struct RunningJob {
-    source: usize,
-    part: usize,
-    results: mpsc::Receiver<datafusion::error::Result<RecordBatch>>,
+    /// The judge spec as JSON, for the stage job.
+    spec: String,
+    /// The files' size on disk.
     bytes: u64,
+    /// The line scan's counters (line formats only).
     counts: Option<PathBuf>,
-    label: PathBuf,
 }
 
 /// A source's table over all its files.
@@ -175,113 +160,93 @@ impl Cluster {
                 address: address.to_owned(),
                 message: e.to_string(),
             })?;
+        // Ballista's adaptive planner re-plans the near query's stages without end when the
+        // anti join's side of exact duplicates is empty (the scheduler reached 14,450 stages for
+        // six parts); the static distributed planner runs it as planned.
+        let dedup_config = ctx
+            .copied_config()
+            .with_target_partitions(jobs_in_flight.max(1))
+            .with_repartition_file_scans(true)
+            .with_ballista_adaptive_query_planner(false);
+        let dedup_state = SessionStateBuilder::new_from_existing(ctx.state())
+            .with_config(dedup_config)
+            .build();
         Ok(Self {
             runtime,
             ctx,
+            dedup_ctx: SessionContext::new_with_state(dedup_state),
             address: address.to_owned(),
-            jobs_in_flight,
-            write_permits: Arc::new(Semaphore::new(jobs_in_flight.max(1))),
+            permits: Arc::new(Semaphore::new(jobs_in_flight.max(1))),
         })
     }
 
-    /// Plans the jobs of every source, in ingest order (source `i` is `requests[i]`); nothing
-    /// runs until [`Cluster::judge_next`] asks for the first source.
+    /// Plans the parts of every source, in ingest order (source `i` is `requests[i]`); nothing
+    /// runs until [`Cluster::stage`] starts a part's first job.
     ///
     /// # Errors
     /// Bad sources and SQL as the local engine reports them, before any job runs.
     pub fn plan(&self, requests: &[SourceRequest<'_>]) -> Result<Plan> {
-        let (mut parts, mut pending) = (Vec::new(), VecDeque::new());
-        for (source, request) in requests.iter().enumerate() {
+        let (mut parts, mut sources) = (Vec::new(), Vec::new());
+        for request in requests {
             let whole = self.table(request)?;
+            let first = parts.len();
+            let spec = serde_json::to_string(request.spec)
+                .map_err(|e| Error::Internal(format!("serializing the judge spec: {e}")))?;
             for job in self.jobs(request, &whole)? {
-                let label = PathBuf::from(&request.source.path);
-                let frame = self.source_frame(request, &whole, &job)?;
-                pending.push_back(PlannedJob {
-                    source,
-                    part: parts.len(),
-                    frame: judged(frame.clone(), request)?,
-                    job,
-                    label: label.clone(),
-                });
                 parts.push(Part {
-                    frame,
+                    frame: self.source_frame(request, &whole, &job)?,
                     text_column: request.source.text_column.clone(),
-                    label,
+                    label: PathBuf::from(&request.source.path),
+                    spec: spec.clone(),
+                    bytes: job.bytes,
+                    counts: job.counts,
                 });
             }
+            sources.push(first..parts.len());
         }
-        Ok(Plan {
-            parts,
-            pending,
-            running: VecDeque::new(),
-        })
+        Ok(Plan { parts, sources })
     }
 
-    /// Judges every record of the plan's next source, handing batches to `sink` in record order;
-    /// returns the records skipped under `on_error = "skip"`. Up to `jobs_in_flight` jobs run
-    /// at once, those of later sources included, so a corpus of one file per domain still keeps
-    /// several executors busy.
+    /// Starts part `part`'s first job: its query, judged by `mixlab_judge`, into the stage sink
+    /// of `spec`. It waits in this process while `jobs_in_flight` jobs run.
     ///
     /// # Errors
-    /// A failed job with the executor's message (naming file and line for a malformed record);
-    /// errors from `sink`.
-    pub fn judge_next(
-        &self,
-        plan: &mut Plan,
-        sink: &mut dyn FnMut(JudgedBatch) -> Result<()>,
-    ) -> Result<u64> {
-        let next = self.top_up(plan);
-        let Some(source) = next else {
-            return Err(Error::Internal("no planned source left".into()));
-        };
-        let (mut done_bytes, mut skipped) = (0, 0);
-        while plan.running.front().is_some_and(|j| j.source == source) {
-            let Some(mut job) = plan.running.pop_front() else {
-                break;
+    /// [`Error::Internal`] for a part that was not planned; [`Error::Query`] when the insert
+    /// does not plan.
+    pub fn stage(&self, plan: &Plan, part: usize, spec: StageSpec) -> Result<SinkJob<Staged>> {
+        let part = planned(plan, part)?;
+        let judged = judge_udf()
+            .call(vec![ident(&part.text_column), lit(part.spec.clone())])
+            .alias(JUDGED_COLUMN);
+        let receipt = spec.receipt.clone();
+        let counts = part.counts.clone();
+        let job = self.insert(part, judged, SinkTask::Stage(spec))?;
+        Ok(self.start(job, move || {
+            let skipped = match &counts {
+                Some(counts) => ScanCounts::read(counts)?.skipped,
+                None => 0,
             };
-            let mut rows = 0;
-            while let Some(batch) = job.results.blocking_recv() {
-                let batch = batch.map_err(|e| job_error(&job.label, &e))?;
-                let verdicts = verdicts(batch.column(0).as_ref())?;
-                let first_row = rows;
-                rows += verdicts.len() as u64;
-                sink(JudgedBatch {
-                    part: job.part,
-                    first_row,
-                    verdicts,
-                    raw_bytes_done: done_bytes,
-                })?;
-            }
-            done_bytes += job.bytes;
-            if let Some(counts) = &job.counts {
-                skipped += ScanCounts::read(counts)?.skipped;
-            }
-            sink(JudgedBatch {
-                part: job.part,
-                first_row: rows,
-                verdicts: Vec::new(),
-                raw_bytes_done: done_bytes,
-            })?;
-            self.top_up(plan);
-        }
-        Ok(skipped)
+            let receipt = StageReceipt::read(&receipt)?;
+            Ok(Staged { receipt, skipped })
+        }))
     }
 
-    /// Starts planned jobs until `jobs_in_flight` run; returns the source of the oldest one.
-    fn top_up(&self, plan: &mut Plan) -> Option<usize> {
-        while plan.running.len() < self.jobs_in_flight
-            && let Some(planned) = plan.pending.pop_front()
-        {
-            plan.running.push_back(RunningJob {
-                source: planned.source,
-                part: planned.part,
-                results: self.spawn(planned.frame),
-                bytes: planned.job.bytes,
-                counts: planned.job.counts,
-                label: planned.label,
-            });
-        }
-        plan.running.front().map(|j| j.source)
+    /// Finds the duplicate groups among the staged candidates of every part, with queries on
+    /// the cluster: exact duplicates when `exact`, band collisions when `near`.
+    ///
+    /// # Errors
+    /// A failed job with the executor's message.
+    pub fn find_groups(&self, files: &StagedFiles, exact: bool, near: bool) -> Result<Groups> {
+        let ctx = &self.dedup_ctx;
+        self.runtime
+            .block_on(async {
+                register(ctx, files).await?;
+                find_groups(ctx, exact, near).await
+            })
+            .map_err(|e| Error::Cluster {
+                address: self.address.clone(),
+                message: format!("the dedup job failed: {e}"),
+            })
     }
 
     /// The source's jobs: one per file when the SQL works row by row, else one.
@@ -409,99 +374,92 @@ impl Cluster {
         source_frame(&self.runtime, &self.ctx, table, request.source)
     }
 
-    /// Starts the part's second job: its query again, into the shard writer of `spec`, which
-    /// writes the rows `spec.kept` lists. At most `jobs_in_flight` write jobs run at once; the
-    /// rest wait in this process.
+    /// Starts part `part`'s second job: its query again, into the shard writer of `spec`. It
+    /// waits in this process while `jobs_in_flight` jobs run.
     ///
     /// # Errors
     /// [`Error::Internal`] for a part that was not planned; [`Error::Query`] when the insert
     /// does not plan.
-    pub fn write(&self, plan: &Plan, part: usize, spec: WriteSpec) -> Result<ShardWrite> {
-        let part = plan
-            .parts
-            .get(part)
-            .ok_or_else(|| Error::Internal(format!("no planned part {part}")))?;
-        let label = part.label.clone();
+    pub fn write(&self, plan: &Plan, part: usize, spec: WriteSpec) -> Result<SinkJob<Receipt>> {
+        let part = planned(plan, part)?;
         let text = cast(ident(&part.text_column), DataType::Utf8).alias(TEXT_COLUMN);
+        let receipt = spec.receipt.clone();
+        let job = self.insert(part, text, SinkTask::Write(spec))?;
+        Ok(self.start(job, move || Receipt::read(&receipt)))
+    }
+
+    /// The part's query, with `column` its one column, inserted into a table doing `task`.
+    fn insert(&self, part: &Part, column: Expr, task: SinkTask) -> Result<(DataFrame, PathBuf)> {
+        let label = part.label.clone();
         let input = part
             .frame
             .clone()
-            .select(vec![text])
+            .select(vec![column])
             .map_err(|e| query_err(&label, &e))?;
-        let receipt = spec.receipt.clone();
-        let table = provider_as_source(Arc::new(ShardTable { spec }));
+        let table = provider_as_source(Arc::new(TaskTable { task }));
         let insert = LogicalPlanBuilder::insert_into(
             input.logical_plan().clone(),
-            "mixlab_shards",
+            "mixlab_sink",
             table,
             InsertOp::Append,
         )
         .and_then(LogicalPlanBuilder::build)
         .map_err(|e| query_err(&label, &e))?;
-        let frame = DataFrame::new(self.ctx.state(), insert);
-        let permits = Arc::clone(&self.write_permits);
+        Ok((DataFrame::new(self.ctx.state(), insert), label))
+    }
+
+    /// Runs `job` when a permit is free, then `done` (which reads what the job wrote).
+    fn start<T: Send + 'static>(
+        &self,
+        (frame, label): (DataFrame, PathBuf),
+        done: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> SinkJob<T> {
+        let permits = Arc::clone(&self.permits);
         let task = self.runtime.spawn(async move {
             let _permit = permits
                 .acquire_owned()
                 .await
-                .map_err(|e| Error::Internal(format!("write job permits: {e}")))?;
+                .map_err(|e| Error::Internal(format!("job permits: {e}")))?;
             frame.collect().await.map_err(|e| job_error(&label, &e))?;
-            Receipt::read(&receipt)
+            done()
         });
-        Ok(ShardWrite { task })
-    }
-
-    /// Starts `frame` as a job; its result batches arrive on the returned channel.
-    fn spawn(&self, frame: DataFrame) -> mpsc::Receiver<datafusion::error::Result<RecordBatch>> {
-        let (tx, rx) = mpsc::channel(JOB_BUFFER_BATCHES);
-        self.runtime.spawn(async move {
-            let mut stream = match frame.execute_stream().await {
-                Ok(stream) => stream,
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            };
-            while let Some(batch) = stream.next().await {
-                let failed = batch.is_err();
-                if tx.send(batch).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        rx
+        SinkJob { task }
     }
 }
 
-/// A write job started by [`Cluster::write`].
+/// What a stage job found in its part.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    /// Its counts by verdict.
+    pub receipt: StageReceipt,
+    /// Malformed records the scan skipped under `on_error = "skip"`.
+    pub skipped: u64,
+}
+
+/// Part `part` of `plan`.
+fn planned(plan: &Plan, part: usize) -> Result<&Part> {
+    plan.parts
+        .get(part)
+        .ok_or_else(|| Error::Internal(format!("no planned part {part}")))
+}
+
+/// A job started by [`Cluster::stage`] or [`Cluster::write`].
 #[derive(Debug)]
-pub struct ShardWrite {
-    task: tokio::task::JoinHandle<Result<Receipt>>,
+pub struct SinkJob<T> {
+    task: tokio::task::JoinHandle<Result<T>>,
 }
 
-impl ShardWrite {
+impl<T> SinkJob<T> {
     /// Waits for the job to end; returns what it wrote.
     ///
     /// # Errors
     /// A failed job with the executor's message, naming the source.
-    pub fn wait(self, cluster: &Cluster) -> Result<Receipt> {
+    pub fn wait(self, cluster: &Cluster) -> Result<T> {
         cluster
             .runtime
             .block_on(self.task)
-            .map_err(|e| Error::Internal(format!("a write job's task: {e}")))?
+            .map_err(|e| Error::Internal(format!("a job's task: {e}")))?
     }
-}
-
-/// The judge job of a part: its query, then `mixlab_judge` on the text column.
-fn judged(frame: DataFrame, request: &SourceRequest<'_>) -> Result<DataFrame> {
-    let spec = serde_json::to_string(request.spec)
-        .map_err(|e| Error::Internal(format!("serializing the judge spec: {e}")))?;
-    let judged = judge_udf()
-        .call(vec![ident(&request.source.text_column), lit(spec)])
-        .alias("judged");
-    frame
-        .select(vec![judged])
-        .map_err(|e| query_err(Path::new(&request.source.path), &e))
 }
 
 /// What [`Cluster::plan`] reads for one source and how.

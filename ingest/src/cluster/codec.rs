@@ -1,5 +1,5 @@
 //! Ballista codecs that know mixlab's plan pieces: the line-source table and scan node, the
-//! shard table and its sink, and the `mixlab_judge` UDF. Everything else goes to Ballista's own codecs, so one codec serves every
+//! task tables and their sinks (stage and shard write), and the `mixlab_judge` UDF. Everything else goes to Ballista's own codecs, so one codec serves every
 //! plan. Client, scheduler and executors must all use these (the `mixlab cluster` roles do).
 //!
 //! A mixlab piece is written as a tag followed by its JSON; anything without the tag is Ballista's.
@@ -23,13 +23,13 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use super::allowed::AllowedDirs;
 use super::judge::{JUDGE_UDF, judge_udf};
 use super::scan::{LineScan, LineScanExec, LineTable, as_line_scan};
-use super::write::{ShardSink, ShardTable, WriteSpec, as_shard_sink};
+use super::sink::{SinkTask, TaskSink, TaskTable, as_task_sink};
 
 /// Starts a serialized line scan (table or node).
 const LINE_SCAN_TAG: &[u8] = b"mixlab.line_scan.v1\n";
 
-/// Starts a serialized shard write (table or sink node).
-const SHARD_WRITE_TAG: &[u8] = b"mixlab.shard_write.v1\n";
+/// Starts a serialized sink task (table or sink node): a stage or a shard write.
+const SINK_TAG: &[u8] = b"mixlab.sink.v2\n";
 
 /// `tag` followed by `piece` as JSON.
 fn encode_tagged(tag: &[u8], piece: &impl serde::Serialize, buf: &mut Vec<u8>) -> Result<()> {
@@ -55,8 +55,8 @@ fn decode_scan(buf: &[u8]) -> Result<Option<LineScan>> {
     decode_tagged(LINE_SCAN_TAG, "line scan", buf)
 }
 
-fn decode_write(buf: &[u8]) -> Result<Option<WriteSpec>> {
-    decode_tagged(SHARD_WRITE_TAG, "shard write", buf)
+fn decode_task(buf: &[u8]) -> Result<Option<SinkTask>> {
+    decode_tagged(SINK_TAG, "sink task", buf)
 }
 
 fn decode_udf(name: &str) -> Option<Arc<ScalarUDF>> {
@@ -72,7 +72,7 @@ fn encode_udf(node: &ScalarUDF, buf: &mut Vec<u8>) -> bool {
     ours
 }
 
-/// Logical plans: [`LineTable`], [`ShardTable`] and `mixlab_judge`, else Ballista's codec.
+/// Logical plans: [`LineTable`], [`TaskTable`] and `mixlab_judge`, else Ballista's codec.
 #[derive(Debug, Default)]
 pub struct LogicalCodec {
     ballista: BallistaLogicalExtensionCodec,
@@ -102,8 +102,8 @@ impl LogicalExtensionCodec for LogicalCodec {
         if let Some(scan) = decode_scan(buf)? {
             return Ok(Arc::new(LineTable { scan }));
         }
-        if let Some(spec) = decode_write(buf)? {
-            return Ok(Arc::new(ShardTable { spec }));
+        if let Some(task) = decode_task(buf)? {
+            return Ok(Arc::new(TaskTable { task }));
         }
         self.ballista
             .try_decode_table_provider(buf, table_ref, schema, ctx)
@@ -119,8 +119,8 @@ impl LogicalExtensionCodec for LogicalCodec {
         if let Some(table) = any.downcast_ref::<LineTable>() {
             return encode_tagged(LINE_SCAN_TAG, &table.scan, buf);
         }
-        if let Some(table) = any.downcast_ref::<ShardTable>() {
-            return encode_tagged(SHARD_WRITE_TAG, &table.spec, buf);
+        if let Some(table) = any.downcast_ref::<TaskTable>() {
+            return encode_tagged(SINK_TAG, &table.task, buf);
         }
         self.ballista
             .try_encode_table_provider(table_ref, node, buf)
@@ -157,7 +157,7 @@ impl LogicalExtensionCodec for LogicalCodec {
     }
 }
 
-/// Physical plans: [`LineScanExec`], [`DataSinkExec`] over a [`ShardSink`] and `mixlab_judge`,
+/// Physical plans: [`LineScanExec`], [`DataSinkExec`] over a [`TaskSink`] and `mixlab_judge`,
 /// else Ballista's codec.
 ///
 /// An executor's codec has [`PhysicalCodec::within`] directories: a scan or sink that reads or
@@ -193,14 +193,14 @@ impl PhysicalExtensionCodec for PhysicalCodec {
                 None => exec,
             }));
         }
-        if let Some(spec) = decode_write(buf)? {
+        if let Some(task) = decode_task(buf)? {
             let [input] = inputs else {
                 return Err(DataFusionError::Internal(format!(
-                    "a mixlab shard sink with {} inputs, expected 1",
+                    "a mixlab sink with {} inputs, expected 1",
                     inputs.len()
                 )));
             };
-            let sink = ShardSink::new(spec);
+            let sink = TaskSink::new(task);
             let sink = match &self.allowed {
                 Some(allowed) => sink.within(allowed.clone()),
                 None => sink,
@@ -223,8 +223,8 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         if let Some(exec) = as_line_scan(node.as_ref()) {
             return encode_tagged(LINE_SCAN_TAG, &exec.scan, buf);
         }
-        if let Some(sink) = as_shard_sink(node.as_ref()) {
-            return encode_tagged(SHARD_WRITE_TAG, &sink.spec, buf);
+        if let Some(sink) = as_task_sink(node.as_ref()) {
+            return encode_tagged(SINK_TAG, &sink.task, buf);
         }
         self.ballista.try_encode(node, buf, proto_converter)
     }
@@ -253,6 +253,8 @@ mod tests {
     use datafusion_proto::physical_plan::DefaultPhysicalProtoConverter;
 
     use super::*;
+    use crate::cluster::stage::{BandsFile, StageSpec};
+    use crate::cluster::write::WriteSpec;
     use crate::config::{OnError, SourceFormat};
     use crate::lines::LineSpec;
 
@@ -323,58 +325,73 @@ mod tests {
         );
     }
 
-    fn write_spec() -> WriteSpec {
-        WriteSpec {
+    fn tasks() -> [SinkTask; 2] {
+        let work = PathBuf::from("/out/shards.partial/.cluster");
+        let write = WriteSpec {
             domain: "prose".into(),
             label: "prose.jsonl".into(),
             shards_dir: PathBuf::from("/out/shards.partial"),
             first_part: 4,
             shard_rows: 100,
-            kept: PathBuf::from("/out/shards.partial/.cluster/kept-7.bin"),
-            receipt: PathBuf::from("/out/shards.partial/.cluster/written-7.json"),
+            candidates: work.join("candidates/part-00007.parquet"),
+            dropped: work.join("dropped-7.bin"),
+            receipt: work.join("written-7.json"),
             tokenizer: PathBuf::from("/out/shards.partial/tokenizer.json"),
             tokenizer_sha256: "ab".repeat(32),
             valid_fraction: 0.02,
             probe_fraction: 0.01,
-        }
+        };
+        let stage = StageSpec {
+            part: 7,
+            candidates: work.join("candidates/part-00007.parquet"),
+            bands: Some(BandsFile {
+                path: work.join("bands/part-00007.parquet"),
+                bands: 16,
+            }),
+            receipt: work.join("staged-7.json"),
+        };
+        [SinkTask::Write(write), SinkTask::Stage(stage)]
     }
 
     #[test]
-    fn shard_tables_and_their_sinks_survive_both_codecs() {
+    fn task_tables_and_their_sinks_survive_both_codecs() {
         let ctx = SessionContext::new();
-        let task = ctx.task_ctx();
+        let task_ctx = ctx.task_ctx();
         let logical = LogicalCodec::default();
-        let table: Arc<dyn TableProvider> = Arc::new(ShardTable { spec: write_spec() });
-        let (name, mut buf) = (TableReference::bare("shards"), Vec::new());
-        logical
-            .try_encode_table_provider(&name, Arc::clone(&table), &mut buf)
-            .unwrap();
-        let back = logical
-            .try_decode_table_provider(&buf, &name, table.schema(), &task)
-            .unwrap();
-        let back = (back.as_ref() as &dyn Any)
-            .downcast_ref::<ShardTable>()
-            .unwrap();
-        assert_eq!(back.spec, write_spec());
+        for task in tasks() {
+            let table: Arc<dyn TableProvider> = Arc::new(TaskTable { task: task.clone() });
+            let (name, mut buf) = (TableReference::bare("shards"), Vec::new());
+            logical
+                .try_encode_table_provider(&name, Arc::clone(&table), &mut buf)
+                .unwrap();
+            let back = logical
+                .try_decode_table_provider(&buf, &name, table.schema(), &task_ctx)
+                .unwrap();
+            let back = (back.as_ref() as &dyn Any)
+                .downcast_ref::<TaskTable>()
+                .unwrap();
+            assert_eq!(back.task, task);
 
-        let input: Arc<dyn ExecutionPlan> = Arc::new(LineScanExec::new(scan()).unwrap());
-        let sink: Arc<dyn ExecutionPlan> = Arc::new(DataSinkExec::new(
-            Arc::clone(&input),
-            Arc::new(ShardSink::new(write_spec())),
-            None,
-        ));
-        let (physical, converter) = (PhysicalCodec::default(), DefaultPhysicalProtoConverter {});
-        let mut buf = Vec::new();
-        physical.try_encode(sink, &mut buf, &converter).unwrap();
-        let back = physical
-            .try_decode(&buf, &[input], &task, &converter)
-            .unwrap();
-        assert_eq!(as_shard_sink(back.as_ref()).unwrap().spec, write_spec());
-        assert_eq!(back.children().len(), 1, "the input travels beside it");
-        let err = physical
-            .try_decode(&buf, &[], &task, &converter)
-            .unwrap_err();
-        assert!(err.to_string().contains("0 inputs, expected 1"), "{err}");
+            let input: Arc<dyn ExecutionPlan> = Arc::new(LineScanExec::new(scan()).unwrap());
+            let sink: Arc<dyn ExecutionPlan> = Arc::new(DataSinkExec::new(
+                Arc::clone(&input),
+                Arc::new(TaskSink::new(task.clone())),
+                None,
+            ));
+            let (physical, converter) =
+                (PhysicalCodec::default(), DefaultPhysicalProtoConverter {});
+            let mut buf = Vec::new();
+            physical.try_encode(sink, &mut buf, &converter).unwrap();
+            let back = physical
+                .try_decode(&buf, &[input], &task_ctx, &converter)
+                .unwrap();
+            assert_eq!(as_task_sink(back.as_ref()).unwrap().task, task);
+            assert_eq!(back.children().len(), 1, "the input travels beside it");
+            let err = physical
+                .try_decode(&buf, &[], &task_ctx, &converter)
+                .unwrap_err();
+            assert!(err.to_string().contains("0 inputs, expected 1"), "{err}");
+        }
     }
 
     #[test]
@@ -429,7 +446,7 @@ mod tests {
             .unwrap_err();
         assert!(!err.to_string().contains("mixlab"), "{err}");
         assert!(decode_udf("upper").is_none());
-        assert!(decode_write(b"mixlab.line_scan.v1\n{}").unwrap().is_none());
+        assert!(decode_task(b"mixlab.line_scan.v1\n{}").unwrap().is_none());
         let mut truncated = LINE_SCAN_TAG.to_vec();
         truncated.extend_from_slice(b"{\"lines\":");
         let err = decode_scan(&truncated).unwrap_err().to_string();

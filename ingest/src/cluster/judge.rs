@@ -58,6 +58,11 @@ fn output_fields() -> Fields {
     ])
 }
 
+/// A column of `mixlab_judge`'s output named `name`.
+pub(super) fn judged_field(name: &str) -> Field {
+    Field::new(name, DataType::Struct(output_fields()), true)
+}
+
 const KIND_NULL: u8 = 0;
 const KIND_FILTERED: u8 = 1;
 const KIND_CANDIDATE: u8 = 2;

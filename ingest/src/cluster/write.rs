@@ -1,33 +1,24 @@
 //! Shard writing on Ballista's executors: the second job over each part of a source.
 //!
-//! The first job judged the part's records ([`super::judge`]); the client deduplicated them in
-//! record order and wrote the rows that survived to the work directory as a [`Kept`] list (row
-//! number in the part's query output and document id). The second job runs the part's query
-//! again into a [`ShardTable`]: its [`ShardSink`] reads the rows once more on an executor, checks
-//! each kept row's document id (the source's SQL must give the same rows in the same order both
-//! times), tokenizes, assigns splits, writes the domain's shard files from `part-<first>` on, and
-//! last a [`Receipt`] of what it wrote.
+//! The first job staged the part's candidates (records that passed the filters) with their row
+//! numbers and document ids ([`super::stage`]); dedup on the cluster found which of them are
+//! duplicates, and the client listed those rows per part (a dropped list). The second job runs the
+//! part's query again into a [`super::sink::TaskTable`] whose task is a [`WriteSpec`]: on an
+//! executor it reads the rows once more, checks each kept row's document id (the source's SQL
+//! must give the same rows in the same order both times), tokenizes, assigns splits, writes the
+//! domain's shard files from `part-<first>` on, and last a [`Receipt`] of what it wrote.
 //!
 //! A retried task writes the same files under the same names again, each atomically, so a shard
 //! is never doubled; the client reads the receipts of jobs that succeeded only, and removes
 //! whatever a killed attempt left in the staging directory before it publishes anything.
 
-use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::sink::{DataSink, DataSinkExec};
-use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -35,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use mixlab_artefacts::atomic::write_atomic;
 use mixlab_artefacts::split::Split;
 
-use super::allowed::AllowedDirs;
+use super::sink::external;
+use super::stage::read_candidates;
 use crate::checksum::sha256_file;
 use crate::error::Error;
 use crate::manifest::SplitCounts;
@@ -43,7 +35,7 @@ use crate::record::{clean, doc_id};
 use crate::shard::{ShardDocument, ShardFile, ShardWriter};
 use crate::tokenize::TextTokenizer;
 
-/// The one column a [`ShardTable`] takes: the record's text, as the source's SQL gives it.
+/// The one column a write job takes: the record's text, as the source's SQL gives it.
 pub const TEXT_COLUMN: &str = "text";
 
 /// What a write job writes and from what: everything is data, so it travels in the plan.
@@ -59,8 +51,10 @@ pub struct WriteSpec {
     pub first_part: usize,
     /// Documents per shard file.
     pub shard_rows: usize,
-    /// The [`Kept`] list the client wrote.
-    pub kept: PathBuf,
+    /// The part's candidates, as its stage job wrote them.
+    pub candidates: PathBuf,
+    /// The rows among them that dedup dropped, as [`write_rows`] wrote them.
+    pub dropped: PathBuf,
     /// Where the [`Receipt`] goes.
     pub receipt: PathBuf,
     /// The run's tokenizer file.
@@ -73,6 +67,17 @@ pub struct WriteSpec {
     pub probe_fraction: f64,
 }
 
+impl WriteSpec {
+    /// Every file the job reads or writes (the domain's directory by a file in it).
+    pub(super) fn paths(&self) -> Vec<PathBuf> {
+        let shard = self.shards_dir.join(&self.domain).join("part.parquet");
+        let read = [&self.candidates, &self.dropped, &self.tokenizer];
+        let mut paths: Vec<PathBuf> = read.into_iter().cloned().collect();
+        paths.extend([shard, self.receipt.clone()]);
+        paths
+    }
+}
+
 /// A record that dedup kept: its row in the job's query output and its document id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kept {
@@ -82,55 +87,53 @@ pub struct Kept {
     pub doc_id: u64,
 }
 
-/// Writes a kept list (rows in increasing order) to `path` atomically: per row, the row and the
-/// document id as little-endian `u64`s.
+/// Writes rows (in increasing order) to `path` atomically, as little-endian `u64`s.
 ///
 /// # Errors
 /// I/O errors naming the file.
-pub fn write_kept(path: &Path, kept: &[Kept]) -> crate::Result<()> {
-    let mut bytes = Vec::with_capacity(kept.len() * 16);
-    for k in kept {
-        bytes.extend_from_slice(&k.row.to_le_bytes());
-        bytes.extend_from_slice(&k.doc_id.to_le_bytes());
-    }
+pub fn write_rows(path: &Path, rows: &[u64]) -> crate::Result<()> {
+    let bytes: Vec<u8> = rows.iter().flat_map(|r| r.to_le_bytes()).collect();
     write_atomic(path, &bytes)?;
     Ok(())
 }
 
-/// Reads what [`write_kept`] wrote.
+/// Reads what [`write_rows`] wrote.
 ///
 /// # Example
 /// ```
-/// use mixlab_ingest::cluster::write::{Kept, read_kept, write_kept};
+/// use mixlab_ingest::cluster::write::{read_rows, write_rows};
 /// let dir = tempfile::tempdir()?;
-/// let path = dir.path().join("kept-0.bin");
-/// let kept = [Kept { row: 0, doc_id: 7 }, Kept { row: 3, doc_id: 9 }];
-/// write_kept(&path, &kept)?;
-/// assert_eq!(read_kept(&path)?, kept);
-/// write_kept(&path, &[kept[1], kept[0]])?; // rows out of order
-/// assert!(read_kept(&path).is_err());
+/// let path = dir.path().join("dropped-0.bin");
+/// write_rows(&path, &[0, 3, 1 << 40])?;
+/// assert_eq!(read_rows(&path)?, [0, 3, 1 << 40]);
+/// write_rows(&path, &[3, 0])?; // out of order
+/// assert!(read_rows(&path).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// # Errors
 /// I/O errors naming the file; [`Error::Internal`] for a file of another shape.
-pub fn read_kept(path: &Path) -> crate::Result<Vec<Kept>> {
+pub fn read_rows(path: &Path) -> crate::Result<Vec<u64>> {
     let bytes = fs_err::read(path)?;
-    let bad = |what: &str| Error::Internal(format!("{}: a kept-rows file {what}", path.display()));
-    if bytes.len() % 16 != 0 {
-        return Err(bad("whose size is not a multiple of 16 bytes"));
+    let bad = |what: &str| Error::Internal(format!("{}: a rows file {what}", path.display()));
+    if bytes.len() % 8 != 0 {
+        return Err(bad("whose size is not a multiple of 8 bytes"));
     }
-    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
-    let kept: Vec<Kept> = bytes
-        .chunks_exact(16)
-        .map(|c| Kept {
-            row: word(&c[..8]),
-            doc_id: word(&c[8..]),
-        })
+    let rows: Vec<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
         .collect();
-    if !kept.windows(2).all(|w| w[0].row < w[1].row) {
+    if !rows.windows(2).all(|w| w[0] < w[1]) {
         return Err(bad("whose rows are not in increasing order"));
     }
+    Ok(rows)
+}
+
+/// The part's kept records: its candidates but the dropped rows.
+fn kept_rows(spec: &WriteSpec) -> crate::Result<Vec<Kept>> {
+    let dropped = read_rows(&spec.dropped)?;
+    let mut kept = read_candidates(&spec.candidates)?;
+    kept.retain(|k| dropped.binary_search(&k.row).is_err());
     Ok(kept)
 }
 
@@ -165,8 +168,8 @@ impl Receipt {
     }
 }
 
-/// The schema a [`ShardTable`] takes.
-fn text_schema() -> SchemaRef {
+/// The schema a write job takes.
+pub(super) fn input_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(
         TEXT_COLUMN,
         DataType::Utf8,
@@ -174,126 +177,18 @@ fn text_schema() -> SchemaRef {
     )]))
 }
 
-/// A domain's shards as a table that queries insert into (the client plans the insert; the
-/// scheduler turns it into a [`ShardSink`]).
-#[derive(Debug, Clone)]
-pub struct ShardTable {
-    /// What the insert writes.
-    pub spec: WriteSpec,
-}
-
-#[async_trait]
-impl TableProvider for ShardTable {
-    fn schema(&self) -> SchemaRef {
-        text_schema()
+/// Runs a write job over its input (the part's texts, in the first read's order); returns the
+/// documents written.
+pub(super) async fn run(
+    spec: &WriteSpec,
+    mut data: SendableRecordBatchStream,
+) -> datafusion::error::Result<u64> {
+    let mut job = ShardJob::start(spec).map_err(external)?;
+    // Tokenizing and writing block like the line scan's reads: a task is one part's work.
+    while let Some(batch) = data.next().await {
+        job.push(&batch?).map_err(external)?;
     }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        _projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Err(DataFusionError::Plan(
-            "a mixlab shard table is written, not read".into(),
-        ))
-    }
-
-    async fn insert_into(
-        &self,
-        _state: &dyn Session,
-        input: Arc<dyn ExecutionPlan>,
-        _insert_op: InsertOp,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let sink = ShardSink::new(self.spec.clone());
-        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
-    }
-}
-
-/// Writes a job's kept rows as shard files (see the module documentation).
-#[derive(Debug)]
-pub struct ShardSink {
-    /// What it writes.
-    pub spec: WriteSpec,
-    schema: SchemaRef,
-    /// On an executor: the directories it may read and write (checked when it runs, so the
-    /// refusal reaches the client as the task's error).
-    allowed: Option<AllowedDirs>,
-}
-
-impl ShardSink {
-    /// The sink for `spec`.
-    pub fn new(spec: WriteSpec) -> Self {
-        Self {
-            spec,
-            schema: text_schema(),
-            allowed: None,
-        }
-    }
-
-    /// This sink, refusing to run when a path it reads or writes lies outside `allowed`.
-    #[must_use]
-    pub fn within(self, allowed: AllowedDirs) -> Self {
-        Self {
-            allowed: Some(allowed),
-            ..self
-        }
-    }
-
-    fn check_paths(&self) -> Result<()> {
-        let Some(allowed) = &self.allowed else {
-            return Ok(());
-        };
-        let spec = &self.spec;
-        allowed.check(&spec.shards_dir.join(&spec.domain).join("part.parquet"))?;
-        for path in [&spec.kept, &spec.receipt, &spec.tokenizer] {
-            allowed.check(path)?;
-        }
-        Ok(())
-    }
-}
-
-impl DisplayAs for ShardSink {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "ShardSink: {} from part-{:05}",
-            self.spec.domain, self.spec.first_part
-        )
-    }
-}
-
-#[async_trait]
-impl DataSink for ShardSink {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    async fn write_all(
-        &self,
-        mut data: SendableRecordBatchStream,
-        _context: &Arc<TaskContext>,
-    ) -> Result<u64> {
-        self.check_paths()?;
-        let external = |e: Error| DataFusionError::External(Box::new(e));
-        let mut job = ShardJob::start(&self.spec).map_err(external)?;
-        // Tokenizing and writing block like the line scan's reads: a task is one part's work.
-        while let Some(batch) = data.next().await {
-            job.push(&batch?).map_err(external)?;
-        }
-        job.finish().map_err(external)
-    }
-}
-
-/// `node` as the [`ShardSink`] of a [`DataSinkExec`], if it is one.
-pub(crate) fn as_shard_sink(node: &dyn ExecutionPlan) -> Option<&ShardSink> {
-    let exec: &DataSinkExec = (node as &dyn Any).downcast_ref()?;
-    exec.sink().downcast_ref()
+    job.finish().map_err(external)
 }
 
 /// One write job under way: the kept rows not yet reached and the files written so far.
@@ -315,7 +210,7 @@ impl<'a> ShardJob<'a> {
             .numbered_from(spec.first_part);
         Ok(Self {
             tokenizer: tokenizer(&spec.tokenizer, &spec.tokenizer_sha256)?,
-            kept: read_kept(&spec.kept)?,
+            kept: kept_rows(spec)?,
             spec,
             next: 0,
             rows: 0,
@@ -434,11 +329,11 @@ fn tokenizer(path: &Path, sha256: &str) -> crate::Result<Arc<TextTokenizer>> {
 #[cfg(test)]
 mod tests {
     use arrow::array::StringArray;
-    use datafusion::catalog::MemTable;
-    use datafusion::logical_expr::LogicalPlanBuilder;
-    use datafusion::prelude::SessionContext;
 
     use super::*;
+    use crate::cluster::allowed::AllowedDirs;
+    use crate::cluster::sink::{SinkTask, TaskSink, insert_rows};
+    use crate::cluster::stage::write_candidates;
     use crate::shard::read_shard_file;
     use crate::tokenize::train_byte_level_bpe;
 
@@ -448,7 +343,8 @@ mod tests {
             .collect()
     }
 
-    /// A spec over a fresh tokenizer keeping rows 0, 3, 4 and 6 of [`texts`].
+    /// A spec over a fresh tokenizer whose candidates are the rows of [`texts`] but the null
+    /// one, rows 1 and 5 dropped: it keeps rows 0, 3, 4 and 6.
     fn spec(dir: &Path) -> WriteSpec {
         let tokenizer = dir.join("tokenizer.json");
         let sample: Vec<String> = texts().into_iter().flatten().collect();
@@ -459,15 +355,20 @@ mod tests {
             shards_dir: dir.join("shards"),
             first_part: 3,
             shard_rows: 3,
-            kept: dir.join("kept-1.bin"),
+            candidates: dir.join("candidates-1.parquet"),
+            dropped: dir.join("dropped-1.bin"),
             receipt: dir.join("written-1.json"),
             tokenizer_sha256: sha256_file(&tokenizer).unwrap(),
             tokenizer,
             valid_fraction: 0.3,
             probe_fraction: 0.2,
         };
-        let kept: Vec<Kept> = [0, 3, 4, 6].iter().map(|&row| kept(&spec, row)).collect();
-        write_kept(&spec.kept, &kept).unwrap();
+        let candidates: Vec<Kept> = [0, 1, 3, 4, 5, 6]
+            .iter()
+            .map(|&row| kept(&spec, row))
+            .collect();
+        write_candidates(&spec.candidates, 1, &candidates);
+        write_rows(&spec.dropped, &[1, 5]).unwrap();
         spec
     }
 
@@ -480,34 +381,9 @@ mod tests {
     }
 
     /// Inserts `texts` (in batches of two rows) into the spec's shard table, as a write job does.
-    fn insert(spec: &WriteSpec, texts: Vec<Option<String>>) -> Result<u64> {
-        let schema = text_schema();
-        let batches = texts
-            .chunks(2)
-            .map(|rows| {
-                let column = Arc::new(StringArray::from(rows.to_vec()));
-                RecordBatch::try_new(Arc::clone(&schema), vec![column]).unwrap()
-            })
-            .collect();
-        let ctx = SessionContext::new();
-        let input = MemTable::try_new(schema, vec![batches])?;
-        ctx.register_table("input", Arc::new(input))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let input = ctx.table("input").await?.logical_plan().clone();
-            let table = datafusion::datasource::provider_as_source(Arc::new(ShardTable {
-                spec: spec.clone(),
-            }));
-            let plan = LogicalPlanBuilder::insert_into(input, "shards", table, InsertOp::Append)?
-                .build()?;
-            let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
-            let counts = batches[0]
-                .column(0)
-                .as_primitive::<arrow::datatypes::UInt64Type>();
-            Ok(counts.value(0))
-        })
+    fn insert(spec: &WriteSpec, texts: Vec<Option<String>>) -> datafusion::error::Result<u64> {
+        let column = Arc::new(StringArray::from(texts)) as arrow::array::ArrayRef;
+        insert_rows(SinkTask::Write(spec.clone()), column, 2)
     }
 
     #[test]
@@ -582,7 +458,7 @@ mod tests {
         let mut spec = spec(dir.path());
         let sink = |spec: &WriteSpec, allowed: &Path| {
             let allowed = AllowedDirs::new(&[allowed.to_owned()]).unwrap();
-            ShardSink::new(spec.clone()).within(allowed)
+            TaskSink::new(SinkTask::Write(spec.clone())).within(allowed)
         };
         assert!(sink(&spec, dir.path()).check_paths().is_ok());
         let elsewhere = tempfile::tempdir().unwrap();
@@ -600,31 +476,11 @@ mod tests {
     }
 
     #[test]
-    fn kept_lists_round_trip_and_refuse_other_shapes() {
+    fn rows_files_refuse_other_shapes() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("kept.bin");
-        let kept = [
-            Kept { row: 2, doc_id: 9 },
-            Kept {
-                row: 5,
-                doc_id: 1 << 60,
-            },
-        ];
-        write_kept(&path, &kept).unwrap();
-        assert_eq!(read_kept(&path).unwrap(), kept);
-        std::fs::write(&path, [0u8; 17]).unwrap();
-        assert!(
-            read_kept(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("multiple of 16")
-        );
-        write_kept(&path, &[kept[1], kept[0]]).unwrap();
-        assert!(
-            read_kept(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("increasing")
-        );
+        let path = dir.path().join("dropped.bin");
+        std::fs::write(&path, [0u8; 9]).unwrap();
+        let err = read_rows(&path).unwrap_err().to_string();
+        assert!(err.contains("multiple of 8"), "{err}");
     }
 }

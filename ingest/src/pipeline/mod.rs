@@ -3,8 +3,8 @@
 //! Per batch of records: filtering and signatures run in parallel (rayon), dedup runs sequentially
 //! in record order (so the first occurrence wins, across domains in configuration order), and the
 //! survivors are tokenized in parallel. Output bytes depend only on the configuration and inputs.
-//! On a Ballista cluster (the `remote` module) the executors judge, tokenize and write; dedup and
-//! the manifest stay here.
+//! On a Ballista cluster (the `remote` module) the executors judge, deduplicate (as distributed
+//! queries), tokenize and write; the manifest is assembled here.
 //!
 //! Everything is written into `<shards>.partial/` and moved into place only when the manifest is
 //! complete, so a killed run leaves no shard directory a reader would accept; the next run starts
@@ -388,18 +388,17 @@ impl DomainStage<'_> {
                 }
             }
         }
-        let stats = tally.stats;
-        if stats.documents == 0 {
-            return Err(empty_domain(domain, &stats));
-        }
         let manifest = DomainManifest {
             name: domain.name.clone(),
             files: Vec::new(),
             splits: tally.splits,
-            stats,
+            stats: tally.stats,
         };
         match self.engine {
             EngineSession::Local => {
+                if manifest.stats.documents == 0 {
+                    return Err(empty_domain(domain, &manifest.stats));
+                }
                 let manifest = DomainManifest {
                     files: writer.finish()?,
                     ..manifest
@@ -407,12 +406,9 @@ impl DomainStage<'_> {
                 progress.domain_finished(&domain.name, &manifest.stats);
                 Ok(manifest)
             }
-            // Completed from the write jobs' receipts by `complete_remote`.
+            // Deduplicated and completed from the write jobs' receipts by `complete_remote`.
             #[cfg(feature = "cluster")]
-            EngineSession::Ballista(cluster) => {
-                self.start_writes(cluster, domain)?;
-                Ok(manifest)
-            }
+            EngineSession::Ballista(_) => Ok(manifest),
         }
     }
 
@@ -494,13 +490,7 @@ impl DomainStage<'_> {
             match verdict {
                 Verdict::Null => {
                     if self.req.ingest.on_error == crate::config::OnError::Fail {
-                        return Err(Error::BadSource {
-                            path: PathBuf::from(&sink.source.path),
-                            message: format!(
-                                "record {} has a null {:?}; expected text",
-                                stats.records_read, sink.source.text_column
-                            ),
-                        });
+                        return Err(null_record(sink.source, stats.records_read));
                     }
                     stats.skipped_records += 1;
                 }
@@ -576,6 +566,18 @@ fn read_ahead(
         }
     }
     (reader.skipped(), reader.raw_bytes_read())
+}
+
+/// The error for record `number` (counted from 1 across the domain) of `source`, whose text is
+/// null, under `on_error = "fail"`.
+fn null_record(source: &SourceConfig, number: u64) -> Error {
+    Error::BadSource {
+        path: PathBuf::from(&source.path),
+        message: format!(
+            "record {number} has a null {:?}; expected text",
+            source.text_column
+        ),
+    }
 }
 
 /// The error for a domain whose sources left no document, with where they went.
