@@ -112,7 +112,7 @@ for n in [1, 2, 8, 64]:
 # What dedup sends the client: exact duplicates (ordinal and first ordinal, 16 bytes each) and the
 # records whose band keys collide (ordinal and 128-slot signature, 520 bytes each).
 import re
-log = open(f"{w}/ballista-2.stderr").read()
+log = re.sub(r"\x1b\[[0-9;]*m", "", open(f"{w}/ballista-2.stderr").read())  # without colours
 found = re.search(r"exact_duplicates=(\d+) colliding=(\d+)", log)
 if found:
     exact, colliding = map(int, found.groups())
