@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -18,11 +19,12 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::allowed::AllowedDirs;
-use super::stage::{self, StageSpec};
-use super::write::{self, WriteSpec};
+use super::stage::{self, StageJob, StageSpec};
+use super::write::{self, ShardJob, WriteSpec};
 
 /// What an insert into a [`TaskTable`] does: everything is data, so it travels in the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,8 +158,8 @@ impl DataSink for TaskSink {
     ) -> Result<u64> {
         self.check_paths()?;
         match &self.task {
-            SinkTask::Stage(spec) => stage::run(spec, data).await,
-            SinkTask::Write(spec) => write::run(spec, data).await,
+            SinkTask::Stage(spec) => drive(StageJob::start(spec), data).await,
+            SinkTask::Write(spec) => drive(ShardJob::start(spec), data).await,
         }
     }
 }
@@ -168,9 +170,26 @@ pub(crate) fn as_task_sink(node: &dyn ExecutionPlan) -> Option<&TaskSink> {
     exec.sink().downcast_ref()
 }
 
-/// A mixlab error as the task's error (its message reaches the client).
-pub(super) fn external(e: crate::Error) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
+/// A task's work on an executor: its job's rows batch by batch, then its files and receipt.
+pub(super) trait TaskJob {
+    /// Takes the next batch of the job's rows, in query order.
+    fn push(&mut self, batch: &RecordBatch) -> crate::Result<()>;
+    /// Completes the files and writes the receipt; returns the count the sink reports.
+    fn finish(self) -> crate::Result<u64>;
+}
+
+/// Runs `job` (as it started) over `data`. Its work blocks, like the line scan's reads: a task is
+/// one part's work on one executor slot.
+async fn drive(
+    job: crate::Result<impl TaskJob>,
+    mut data: SendableRecordBatchStream,
+) -> Result<u64> {
+    let external = |e: crate::Error| DataFusionError::External(Box::new(e));
+    let mut job = job.map_err(external)?;
+    while let Some(batch) = data.next().await {
+        job.push(&batch?).map_err(external)?;
+    }
+    job.finish().map_err(external)
 }
 
 /// Inserts `column` (in batches of `batch_rows` rows) into a table doing `task`, as a job does;
@@ -181,7 +200,7 @@ pub(crate) fn insert_rows(
     column: arrow::array::ArrayRef,
     batch_rows: usize,
 ) -> Result<u64> {
-    use arrow::array::{AsArray, RecordBatch};
+    use arrow::array::AsArray;
     use datafusion::catalog::MemTable;
     use datafusion::logical_expr::LogicalPlanBuilder;
     use datafusion::prelude::SessionContext;

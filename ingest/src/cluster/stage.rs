@@ -17,8 +17,6 @@ use arrow::array::{
     ArrayRef, AsArray, ListBuilder, RecordBatch, UInt32Builder, UInt64Array, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
-use datafusion::execution::SendableRecordBatchStream;
-use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -27,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use mixlab_artefacts::atomic::{AtomicFile, write_atomic};
 
 use super::judge::{judged_field, verdicts};
-use super::sink::external;
+use super::sink::TaskJob;
 use super::write::Kept;
 use crate::dedup::{Ordinal, band_keys};
 use crate::error::{Error, Result};
@@ -150,21 +148,8 @@ pub fn bands_schema() -> SchemaRef {
     ]))
 }
 
-/// Runs a stage job over its input (the part's judged records in query order); returns the
-/// records it read.
-pub(super) async fn run(
-    spec: &StageSpec,
-    mut data: SendableRecordBatchStream,
-) -> datafusion::error::Result<u64> {
-    let mut job = StageJob::start(spec).map_err(external)?;
-    while let Some(batch) = data.next().await {
-        job.push(&batch?).map_err(external)?;
-    }
-    job.finish().map_err(external)
-}
-
 /// One stage job under way.
-struct StageJob<'a> {
+pub(super) struct StageJob<'a> {
     spec: &'a StageSpec,
     candidates: ArrowWriter<AtomicFile>,
     bands: Option<ArrowWriter<AtomicFile>>,
@@ -172,7 +157,8 @@ struct StageJob<'a> {
 }
 
 impl<'a> StageJob<'a> {
-    fn start(spec: &'a StageSpec) -> Result<Self> {
+    /// The job of `spec`, its files started.
+    pub(super) fn start(spec: &'a StageSpec) -> Result<Self> {
         let bands = match &spec.bands {
             Some(b) => Some(parquet_writer(&b.path, bands_schema())?),
             None => None,
@@ -184,7 +170,9 @@ impl<'a> StageJob<'a> {
             receipt: StageReceipt::default(),
         })
     }
+}
 
+impl TaskJob for StageJob<'_> {
     /// Counts the next batch's records and stages its candidates.
     fn push(&mut self, batch: &RecordBatch) -> Result<()> {
         let column = batch

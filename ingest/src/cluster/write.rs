@@ -18,15 +18,13 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::execution::SendableRecordBatchStream;
-use futures::StreamExt;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use mixlab_artefacts::atomic::write_atomic;
 use mixlab_artefacts::split::Split;
 
-use super::sink::external;
+use super::sink::TaskJob;
 use super::stage::read_candidates;
 use crate::checksum::sha256_file;
 use crate::error::Error;
@@ -177,22 +175,8 @@ pub(super) fn input_schema() -> SchemaRef {
     )]))
 }
 
-/// Runs a write job over its input (the part's texts, in the first read's order); returns the
-/// documents written.
-pub(super) async fn run(
-    spec: &WriteSpec,
-    mut data: SendableRecordBatchStream,
-) -> datafusion::error::Result<u64> {
-    let mut job = ShardJob::start(spec).map_err(external)?;
-    // Tokenizing and writing block like the line scan's reads: a task is one part's work.
-    while let Some(batch) = data.next().await {
-        job.push(&batch?).map_err(external)?;
-    }
-    job.finish().map_err(external)
-}
-
 /// One write job under way: the kept rows not yet reached and the files written so far.
-struct ShardJob<'a> {
+pub(super) struct ShardJob<'a> {
     spec: &'a WriteSpec,
     tokenizer: Arc<TextTokenizer>,
     kept: Vec<Kept>,
@@ -205,7 +189,8 @@ struct ShardJob<'a> {
 }
 
 impl<'a> ShardJob<'a> {
-    fn start(spec: &'a WriteSpec) -> crate::Result<Self> {
+    /// The job of `spec`, its tokenizer loaded and checked.
+    pub(super) fn start(spec: &'a WriteSpec) -> crate::Result<Self> {
         let writer = ShardWriter::new(&spec.shards_dir, &spec.domain, spec.shard_rows)
             .numbered_from(spec.first_part);
         Ok(Self {
@@ -219,6 +204,40 @@ impl<'a> ShardJob<'a> {
         })
     }
 
+    /// The shard document of kept row `kept` (in the batch that starts at row `self.rows`).
+    fn document(&self, texts: &StringArray, kept: &Kept) -> crate::Result<ShardDocument> {
+        let i = (kept.row - self.rows) as usize;
+        let text = (!texts.is_null(i)).then(|| clean(texts.value(i)));
+        let id = text.as_ref().map(|t| doc_id(&self.spec.label, t));
+        let Some(text) = text.filter(|_| id == Some(kept.doc_id)) else {
+            let now = id.map_or_else(|| "a null text".to_owned(), |id| format!("document {id}"));
+            return Err(self.not_repeatable(&format!(
+                "row {} reads differently the second time ({now}, first document {})",
+                kept.row, kept.doc_id
+            )));
+        };
+        let spec = self.spec;
+        Ok(ShardDocument {
+            doc_id: kept.doc_id,
+            source: spec.label.clone(),
+            split: Split::of(kept.doc_id, spec.valid_fraction, spec.probe_fraction),
+            tokens: self.tokenizer.encode(&text)?,
+        })
+    }
+
+    /// The error for a source whose query gave other rows when it ran again.
+    fn not_repeatable(&self, what: &str) -> Error {
+        Error::Query {
+            path: PathBuf::from(&self.spec.label),
+            message: format!(
+                "{what}: on a Ballista cluster the source's SQL runs twice and must return the \
+                 same rows in the same order both times (no random(), no LIMIT without ORDER BY)"
+            ),
+        }
+    }
+}
+
+impl TaskJob for ShardJob<'_> {
     /// Writes the kept rows of the next batch of the query's output.
     fn push(&mut self, batch: &RecordBatch) -> crate::Result<()> {
         let column = batch
@@ -244,27 +263,6 @@ impl<'a> ShardJob<'a> {
         Ok(())
     }
 
-    /// The shard document of kept row `kept` (in the batch that starts at row `self.rows`).
-    fn document(&self, texts: &StringArray, kept: &Kept) -> crate::Result<ShardDocument> {
-        let i = (kept.row - self.rows) as usize;
-        let text = (!texts.is_null(i)).then(|| clean(texts.value(i)));
-        let id = text.as_ref().map(|t| doc_id(&self.spec.label, t));
-        let Some(text) = text.filter(|_| id == Some(kept.doc_id)) else {
-            let now = id.map_or_else(|| "a null text".to_owned(), |id| format!("document {id}"));
-            return Err(self.not_repeatable(&format!(
-                "row {} reads differently the second time ({now}, first document {})",
-                kept.row, kept.doc_id
-            )));
-        };
-        let spec = self.spec;
-        Ok(ShardDocument {
-            doc_id: kept.doc_id,
-            source: spec.label.clone(),
-            split: Split::of(kept.doc_id, spec.valid_fraction, spec.probe_fraction),
-            tokens: self.tokenizer.encode(&text)?,
-        })
-    }
-
     /// Writes the last file and the receipt; returns the documents written.
     fn finish(self) -> crate::Result<u64> {
         if let Some(k) = self.kept.get(self.next) {
@@ -282,17 +280,6 @@ impl<'a> ShardJob<'a> {
             .map_err(|e| Error::Internal(format!("serializing a write receipt: {e}")))?;
         write_atomic(&self.spec.receipt, &json)?;
         Ok(receipt.documents())
-    }
-
-    /// The error for a source whose query gave other rows when it ran again.
-    fn not_repeatable(&self, what: &str) -> Error {
-        Error::Query {
-            path: PathBuf::from(&self.spec.label),
-            message: format!(
-                "{what}: on a Ballista cluster the source's SQL runs twice and must return the \
-                 same rows in the same order both times (no random(), no LIMIT without ORDER BY)"
-            ),
-        }
     }
 }
 
