@@ -8,8 +8,7 @@
 //! tokenized and written by a second job on the executors ([`super::write`]).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeBinaryBuilder, ListBuilder, StringArray, StringBuilder,
@@ -23,6 +22,7 @@ use datafusion::logical_expr::{
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::shared::Memo;
 use crate::config::MinHashConfig;
 use crate::dedup::MinHasher;
 use crate::error::{Error, Result};
@@ -122,27 +122,19 @@ struct Prepared {
     hasher: Option<MinHasher>,
 }
 
-/// Specs seen by this process; a handful per job, so the cache is cleared rather than evicted.
-static PREPARED: LazyLock<Mutex<HashMap<String, Arc<Prepared>>>> = LazyLock::new(Mutex::default);
-const PREPARED_CAPACITY: usize = 64;
+/// Specs seen by this process, by their JSON.
+static PREPARED: Memo<String, Prepared> = Memo::new(64);
 
 /// The spec's prepared judge: parsed once per process, then looked up per batch.
 fn prepared(spec_json: &str) -> datafusion::error::Result<Arc<Prepared>> {
-    let mut cache = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = cache.get(spec_json) {
-        return Ok(Arc::clone(p));
-    }
-    let spec: JudgeSpec = serde_json::from_str(spec_json)
-        .map_err(|e| DataFusionError::Plan(format!("{JUDGE_UDF}: bad spec: {e}")))?;
-    let prepared = Arc::new(Prepared {
-        hasher: spec.minhash.as_ref().map(MinHasher::new),
-        spec,
-    });
-    if cache.len() >= PREPARED_CAPACITY {
-        cache.clear();
-    }
-    cache.insert(spec_json.to_owned(), Arc::clone(&prepared));
-    Ok(prepared)
+    PREPARED.get_or_try_insert(spec_json, || {
+        let spec: JudgeSpec = serde_json::from_str(spec_json)
+            .map_err(|e| DataFusionError::Plan(format!("{JUDGE_UDF}: bad spec: {e}")))?;
+        Ok(Prepared {
+            hasher: spec.minhash.as_ref().map(MinHasher::new),
+            spec,
+        })
+    })
 }
 
 impl Prepared {

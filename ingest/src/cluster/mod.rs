@@ -24,6 +24,7 @@ pub mod groups;
 pub mod guard;
 pub mod judge;
 pub mod scan;
+mod shared;
 pub mod sink;
 pub mod stage;
 pub mod write;

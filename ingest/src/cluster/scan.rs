@@ -29,6 +29,7 @@ use datafusion::physical_plan::{
 use serde::{Deserialize, Serialize};
 
 use super::allowed::AllowedDirs;
+use super::shared::{read_json, write_json};
 use crate::lines::{LineSource, LineSpec};
 
 /// A line source to scan and the file its read counters go to when the scan ends.
@@ -60,10 +61,7 @@ impl ScanCounts {
         if !path.exists() {
             return Ok(Self::default());
         }
-        let text = fs_err::read_to_string(path)?;
-        serde_json::from_str(&text).map_err(|e| {
-            crate::Error::Internal(format!("{}: bad scan counts: {e}", path.display()))
-        })
+        read_json(path, "scan counts")
     }
 }
 
@@ -264,9 +262,7 @@ impl ExecutionPlan for LineScanExec {
 
 /// Writes `counts` to `path` atomically (a retried task writes the same file again).
 fn write_counts(path: &Path, counts: &ScanCounts) -> Result<()> {
-    let json = serde_json::to_vec(counts).map_err(|e| DataFusionError::External(Box::new(e)))?;
-    // The error names the path already.
-    mixlab_artefacts::atomic::write_atomic(path, &json).map_err(DataFusionError::IoError)
+    write_json(path, counts).map_err(|e| DataFusionError::External(Box::new(e)))
 }
 
 /// `node` as a [`LineScanExec`], if it is one.

@@ -22,9 +22,10 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
-use mixlab_artefacts::atomic::{AtomicFile, write_atomic};
+use mixlab_artefacts::atomic::AtomicFile;
 
 use super::judge::{judged_field, verdicts};
+use super::shared::{read_json, write_json};
 use super::sink::TaskJob;
 use super::write::Kept;
 use crate::dedup::{Ordinal, band_keys};
@@ -117,9 +118,7 @@ impl StageReceipt {
     /// # Errors
     /// I/O errors naming the file; [`Error::Internal`] for one that does not parse.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = fs_err::read_to_string(path)?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::Internal(format!("{}: bad stage receipt: {e}", path.display())))
+        read_json(path, "stage receipt")
     }
 }
 
@@ -219,9 +218,7 @@ impl TaskJob for StageJob<'_> {
         if let (Some(writer), Some(bands)) = (self.bands, &self.spec.bands) {
             commit(writer, &bands.path)?;
         }
-        let json = serde_json::to_vec(&self.receipt)
-            .map_err(|e| Error::Internal(format!("serializing a stage receipt: {e}")))?;
-        write_atomic(&self.spec.receipt, &json)?;
+        write_json(&self.spec.receipt, &self.receipt)?;
         Ok(self.receipt.records)
     }
 }

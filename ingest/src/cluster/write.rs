@@ -12,9 +12,9 @@
 //! is never doubled; the client reads the receipts of jobs that succeeded only, and removes
 //! whatever a killed attempt left in the staging directory before it publishes anything.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use mixlab_artefacts::atomic::write_atomic;
 use mixlab_artefacts::split::Split;
 
+use super::shared::{Memo, read_json, write_json};
 use super::sink::TaskJob;
 use super::stage::read_candidates;
 use crate::checksum::sha256_file;
@@ -150,9 +151,7 @@ impl Receipt {
     /// # Errors
     /// I/O errors naming the file; [`Error::Internal`] for one that does not parse.
     pub fn read(path: &Path) -> crate::Result<Self> {
-        let text = fs_err::read_to_string(path)?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::Internal(format!("{}: bad write receipt: {e}", path.display())))
+        read_json(path, "write receipt")
     }
 
     /// Documents written.
@@ -276,41 +275,28 @@ impl TaskJob for ShardJob<'_> {
             files: self.writer.finish()?,
             splits: self.splits,
         };
-        let json = serde_json::to_vec(&receipt)
-            .map_err(|e| Error::Internal(format!("serializing a write receipt: {e}")))?;
-        write_atomic(&self.spec.receipt, &json)?;
+        write_json(&self.spec.receipt, &receipt)?;
         Ok(receipt.documents())
     }
 }
 
-/// Tokenizers loaded by this process, by path and SHA-256; one or two per run, so the cache is
-/// cleared rather than evicted.
-type TokenizerCache = HashMap<(PathBuf, String), Arc<TextTokenizer>>;
-static TOKENIZERS: LazyLock<Mutex<TokenizerCache>> = LazyLock::new(Mutex::default);
-const TOKENIZERS_CAPACITY: usize = 8;
+/// Tokenizers loaded by this process, by path and SHA-256 (one or two per run).
+static TOKENIZERS: Memo<(PathBuf, String), TextTokenizer> = Memo::new(8);
 
 /// The tokenizer at `path`, checked against `sha256` and loaded once per process.
 fn tokenizer(path: &Path, sha256: &str) -> crate::Result<Arc<TextTokenizer>> {
-    let key = (path.to_owned(), sha256.to_owned());
-    let mut cache = TOKENIZERS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(t) = cache.get(&key) {
-        return Ok(Arc::clone(t));
-    }
-    let actual = sha256_file(path)?;
-    if actual != sha256 {
-        return Err(Error::Tokenizer {
-            path: path.to_owned(),
-            message: format!(
-                "sha256 {actual} on this executor, expected {sha256} (the file changed, or executors do not share the client's file system)"
-            ),
-        });
-    }
-    let loaded = Arc::new(TextTokenizer::load(path)?);
-    if cache.len() >= TOKENIZERS_CAPACITY {
-        cache.clear();
-    }
-    cache.insert(key, Arc::clone(&loaded));
-    Ok(loaded)
+    TOKENIZERS.get_or_try_insert(&(path.to_owned(), sha256.to_owned()), || {
+        let actual = sha256_file(path)?;
+        if actual != sha256 {
+            return Err(Error::Tokenizer {
+                path: path.to_owned(),
+                message: format!(
+                    "sha256 {actual} on this executor, expected {sha256} (the file changed, or executors do not share the client's file system)"
+                ),
+            });
+        }
+        TextTokenizer::load(path)
+    })
 }
 
 #[cfg(test)]
